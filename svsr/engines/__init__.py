@@ -1,0 +1,1 @@
+"""Typed (mixed-precision) ONNX graphs and TensorRT plans."""

@@ -1,0 +1,1 @@
+"""Export the StableVSR networks as ONNX graphs and write manifest.json."""
