@@ -1,0 +1,192 @@
+"""The exact PyTorch StableVSR pipeline (float32, eager): the ground truth of every parity check.
+
+It follows docs/stablevsr-algorithm.md to the letter; keep it plain rather than fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from svsr.errors import InputError
+from svsr.noise import NoiseSource, TorchNoise
+from svsr.reference.checkpoint import Components, load_components
+from svsr.reference.flow import clip_flows, upscale_bicubic
+from svsr.reference.warp import warp
+from svsr.schedule import FrameCall, frame_calls
+from svsr.sizes import PaddingPlan, padding_plan
+
+LATENT_CHANNELS = 4
+
+
+def validate_frames(frames: Sequence[np.ndarray]) -> tuple[int, int]:
+    """Check a clip of HxWx3 uint8 frames of one size; return (h, w)."""
+    if frames is None or len(frames) < 1:
+        raise InputError("the clip has no frames; give at least one HxWx3 uint8 frame.")
+    first = frames[0]
+    for index, frame in enumerate(frames):
+        if not isinstance(frame, np.ndarray):
+            raise InputError(f"frame {index} is a {type(frame).__name__}, not a numpy array; pass HxWx3 uint8 arrays.")
+        if frame.dtype != np.uint8:
+            raise InputError(f"frame {index} has dtype {frame.dtype}; convert frames to uint8 (0..255) first.")
+        if frame.ndim != 3 or frame.shape[2] != 3:
+            raise InputError(f"frame {index} has shape {frame.shape}; frames must be HxWx3 RGB (drop alpha, expand grey).")
+        if frame.shape != first.shape:
+            raise InputError(
+                f"frame {index} is {frame.shape[1]}x{frame.shape[0]} but frame 0 is {first.shape[1]}x{first.shape[0]}; "
+                "all frames of a clip must have one size."
+            )
+    return first.shape[0], first.shape[1]
+
+
+def frames_to_tensor(frames: Sequence[np.ndarray], plan: PaddingPlan) -> torch.Tensor:
+    """uint8 HxWx3 frames -> (N, 3, H', W') float32 in [-1, 1], edge-padded to a multiple of 4."""
+    pad = ((0, plan.pad_bottom), (0, plan.pad_right), (0, 0))
+    stacked = np.stack([np.pad(f, pad, mode="edge") for f in frames])
+    return torch.from_numpy(stacked).permute(0, 3, 1, 2).float() / 255.0 * 2.0 - 1.0
+
+
+class StableVSRReference:
+    """Exact StableVSR inference over a loaded checkpoint.
+
+    >>> ref = StableVSRReference.from_pretrained("build/tiny")
+    >>> out = ref.upscale(frames, num_inference_steps=50, seed=0)  # list of 4Hx4Wx3 float32 in [0, 1]
+    """
+
+    def __init__(self, components: Components) -> None:
+        self.components = components
+
+    @classmethod
+    def from_pretrained(cls, weights: str | Path, prompt: str = "") -> "StableVSRReference":
+        return cls(load_components(weights, prompt=prompt))
+
+    # -- the building blocks, one network call each ------------------------------------------
+    def flows(self, lr: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Forward and backward flow lists of a clip of LR frames (N, 3, h, w) in [-1, 1]."""
+        c = self.components
+        return clip_flows(c.flow_model, upscale_bicubic(lr), c.num_flow_updates)
+
+    def decode_latent(self, latent: torch.Tensor) -> torch.Tensor:
+        """VAE decode of a latent (no clamping): ``vae.decode(latent / scaling_factor)``."""
+        return self.components.vae.decode(latent / self.components.scaling_factor).sample
+
+    def guidance(self, x0_prev: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+        """Temporal Texture Guidance: the previous frame's x0, decoded and warped onto this frame."""
+        return warp(self.decode_latent(x0_prev), flow)
+
+    def predict(self, z: torch.Tensor, lr: torch.Tensor, t: torch.Tensor, guidance: torch.Tensor | None) -> torch.Tensor:
+        """UNet output for one frame; with ``guidance`` the TCM's residuals are added."""
+        c = self.components
+        x_in = torch.cat([z, lr], dim=1)  # scale_model_input is the identity for DDPM
+        embeds = c.prompt_embeds.expand(z.shape[0], -1, -1)
+        if guidance is None:
+            return c.unet(x_in, t, encoder_hidden_states=embeds).sample
+        down, mid = c.controlnet(
+            x_in, t, encoder_hidden_states=embeds, controlnet_cond=guidance, conditioning_scale=1.0, return_dict=False
+        )
+        return c.unet(
+            x_in, t, encoder_hidden_states=embeds, down_block_additional_residuals=down, mid_block_additional_residual=mid
+        ).sample
+
+    def ddpm_step(
+        self, model_output: torch.Tensor, t: torch.Tensor, sample: torch.Tensor, noise: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``DDPMScheduler.step`` with the step noise supplied by the caller: (prev_sample, x0).
+
+        Same operations, in the same order and dtype, as diffusers' implementation (a test checks
+        equality with ``scheduler.step(generator=...)``); only the noise draw is moved out so any
+        noise source can drive it.
+        """
+        scheduler = self.components.scheduler
+        config = scheduler.config
+        prev_t = scheduler.previous_timestep(t)
+        alpha_prod_t = scheduler.alphas_cumprod[t]
+        alpha_prod_t_prev = scheduler.alphas_cumprod[prev_t] if prev_t >= 0 else scheduler.one
+        beta_prod_t = 1 - alpha_prod_t
+        beta_prod_t_prev = 1 - alpha_prod_t_prev
+        current_alpha_t = alpha_prod_t / alpha_prod_t_prev
+        current_beta_t = 1 - current_alpha_t
+        if config.prediction_type == "epsilon":
+            x0 = (sample - beta_prod_t ** (0.5) * model_output) / alpha_prod_t ** (0.5)
+        elif config.prediction_type == "sample":
+            x0 = model_output
+        elif config.prediction_type == "v_prediction":
+            x0 = (alpha_prod_t**0.5) * sample - (beta_prod_t**0.5) * model_output
+        else:
+            raise ValueError(f"unsupported prediction_type {config.prediction_type!r}")
+        if config.clip_sample:
+            x0 = x0.clamp(-config.clip_sample_range, config.clip_sample_range)
+        x0_coeff = (alpha_prod_t_prev ** (0.5) * current_beta_t) / beta_prod_t
+        sample_coeff = current_alpha_t ** (0.5) * beta_prod_t_prev / beta_prod_t
+        prev_sample = x0_coeff * x0 + sample_coeff * sample
+        if t > 0:
+            if noise is None:
+                raise ValueError("a step with t > 0 needs noise")
+            if scheduler.variance_type == "fixed_small_log":
+                prev_sample = prev_sample + scheduler._get_variance(t) * noise
+            else:
+                prev_sample = prev_sample + (scheduler._get_variance(t) ** 0.5) * noise
+        return prev_sample, x0
+
+    def decode_output(self, z: torch.Tensor) -> torch.Tensor:
+        """Final frames: ``clamp(vae.decode(z / scaling_factor) / 2 + 0.5, 0, 1)``."""
+        return (self.decode_latent(z) / 2 + 0.5).clamp(0, 1)
+
+    # -- the whole clip -----------------------------------------------------------------------
+    @torch.no_grad()
+    def upscale(
+        self,
+        frames: Sequence[np.ndarray],
+        num_inference_steps: int = 50,
+        seed: int = 0,
+        noise: NoiseSource | None = None,
+        progress: bool = True,
+        trace: list[FrameCall] | None = None,
+    ) -> list[np.ndarray]:
+        """Upscale a clip 4x. Returns 4Hx4Wx3 float32 frames in [0, 1].
+
+        ``seed`` reproduces the original pipeline called with
+        ``generator=torch.Generator("cpu").manual_seed(seed)``; ``noise`` overrides it with any
+        :class:`svsr.noise.NoiseSource`. ``trace`` (a list) receives every FrameCall in order.
+        """
+        if num_inference_steps < 1:
+            raise InputError(f"num_inference_steps is {num_inference_steps}; use at least 1.")
+        height, width = validate_frames(frames)
+        plan = padding_plan(height, width)
+        noise = noise if noise is not None else TorchNoise(seed)
+        c = self.components
+        num_frames = len(frames)
+
+        lr = frames_to_tensor(frames, plan)
+        fwd, bwd = self.flows(lr)
+        flow_lists = {"fwd": fwd, "bwd": bwd}
+        c.scheduler.set_timesteps(num_inference_steps)
+        timesteps = c.scheduler.timesteps
+        latent_shape = (1, LATENT_CHANNELS, plan.padded_height, plan.padded_width)
+        sigma = c.scheduler.init_noise_sigma
+        z = [torch.from_numpy(noise.initial_latent(k, latent_shape)) * sigma for k in range(num_frames)]
+
+        x0_prev: torch.Tensor | None = None
+        with tqdm(total=num_frames * len(timesteps), desc="reference", unit="frame-step", disable=not progress) as bar:
+            for call in frame_calls(num_frames, len(timesteps)):
+                if trace is not None:
+                    trace.append(call)
+                k, t = call.frame, timesteps[call.step]
+                guidance = None
+                if call.uses_tcm:
+                    guidance = self.guidance(x0_prev, flow_lists[call.direction][call.flow_index])
+                model_output = self.predict(z[k], lr[k : k + 1], t, guidance)
+                step_noise = torch.from_numpy(noise.step_noise(call.step, k, latent_shape)) if t > 0 else None
+                z[k], x0_prev = self.ddpm_step(model_output, t, z[k], step_noise)
+                bar.update(1)
+
+        out_h, out_w = plan.output_size
+        results = []
+        for k in range(num_frames):
+            rgb = self.decode_output(z[k])[0, :, :out_h, :out_w]
+            results.append(rgb.permute(1, 2, 0).numpy().astype(np.float32))
+        return results

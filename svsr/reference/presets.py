@@ -1,0 +1,180 @@
+"""Presets: complete StableVSR checkpoint folders with random weights, made from a seed.
+
+``tiny`` is for tests and the demo (seconds on a CPU); ``full`` has the real StableVSR
+architecture (x4-upscaler UNet without class embedding, TCM made with
+``ControlNetModel.from_unet(.., conditioning_embedding_out_channels=(64, 128, 256))``, the x4 VAE,
+the DDPM v-prediction scheduler, ``raft_large``) for benchmarks and export tests at real size.
+These are the only place where numbers of the real model are written down; everything else reads
+the checkpoint's config files.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import AutoencoderKL, ControlNetModel, DDPMScheduler, UNet2DConditionModel
+from safetensors.torch import save_file
+
+from svsr.errors import InputError
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Everything needed to build one random-weight checkpoint."""
+
+    unet: dict[str, Any]
+    vae: dict[str, Any]
+    scheduler: dict[str, Any]
+    tcm_embedding_channels: tuple[int, ...]
+    flow_arch: str
+    num_flow_updates: int
+    prompt_tokens: int = 77
+    notes: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# StableVSR's scheduler: DDPM, v-prediction, scaled_linear 1e-4..0.02, 1000 steps (the x4
+# upscaler's scheduler config).
+_SCHEDULER = {
+    "beta_start": 0.0001,
+    "beta_end": 0.02,
+    "beta_schedule": "scaled_linear",
+    "num_train_timesteps": 1000,
+    "prediction_type": "v_prediction",
+    "clip_sample": False,
+    "steps_offset": 1,
+    "variance_type": "fixed_small",
+}
+
+PRESETS: dict[str, Preset] = {
+    "tiny": Preset(
+        unet=dict(
+            in_channels=7,
+            out_channels=4,
+            block_out_channels=(16, 32, 32),
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+            only_cross_attention=(True, True, False),
+            layers_per_block=1,
+            norm_num_groups=8,
+            cross_attention_dim=32,
+            attention_head_dim=8,
+            use_linear_projection=True,
+            sample_size=32,
+        ),
+        vae=dict(
+            in_channels=3,
+            out_channels=3,
+            latent_channels=4,
+            block_out_channels=(16, 32, 32),
+            down_block_types=("DownEncoderBlock2D",) * 3,
+            up_block_types=("UpDecoderBlock2D",) * 3,
+            layers_per_block=1,
+            norm_num_groups=8,
+            sample_size=128,
+            scaling_factor=0.08333,
+        ),
+        scheduler=_SCHEDULER,
+        tcm_embedding_channels=(8, 16, 32),
+        flow_arch="raft_small",
+        num_flow_updates=2,
+        notes="tiny random-weight StableVSR for tests and the demo",
+    ),
+    "full": Preset(
+        unet=dict(
+            in_channels=7,
+            out_channels=4,
+            block_out_channels=(256, 512, 512, 1024),
+            down_block_types=(
+                "DownBlock2D",
+                "CrossAttnDownBlock2D",
+                "CrossAttnDownBlock2D",
+                "CrossAttnDownBlock2D",
+            ),
+            up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+            only_cross_attention=(True, True, True, False),
+            layers_per_block=2,
+            norm_num_groups=32,
+            cross_attention_dim=1024,
+            attention_head_dim=8,
+            use_linear_projection=True,
+            sample_size=128,
+        ),
+        vae=dict(
+            in_channels=3,
+            out_channels=3,
+            latent_channels=4,
+            block_out_channels=(128, 256, 512),
+            down_block_types=("DownEncoderBlock2D",) * 3,
+            up_block_types=("UpDecoderBlock2D",) * 3,
+            layers_per_block=2,
+            norm_num_groups=32,
+            sample_size=256,
+            scaling_factor=0.08333,
+        ),
+        scheduler=_SCHEDULER,
+        tcm_embedding_channels=(64, 128, 256),
+        flow_arch="raft_large",
+        num_flow_updates=12,
+        notes="the real StableVSR architecture with random weights (for benchmarks and export tests)",
+    ),
+}
+
+
+def _build_flow_model(arch: str) -> torch.nn.Module:
+    from torchvision.models.optical_flow import raft_large, raft_small
+
+    return {"raft_large": raft_large, "raft_small": raft_small}[arch](weights=None)
+
+
+def write_preset(name: str, out_dir: str | Path, seed: int = 0) -> Path:
+    """Write a complete random-weight checkpoint folder for preset ``name`` and return its path.
+
+    The folder is written under a temporary name and renamed at the end, so an interrupted run
+    never leaves a half-written checkpoint behind.
+    """
+    if name not in PRESETS:
+        raise InputError(f"unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))}.")
+    preset = PRESETS[name]
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    try:
+        torch.manual_seed(seed)
+        unet = UNet2DConditionModel(**preset.unet)
+        # from_unet copies the UNet's encoder weights; StableVSR's trained TCM differs, so
+        # perturb it to keep the TCM's contribution visible in parity tests.
+        tcm = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=preset.tcm_embedding_channels)
+        with torch.no_grad():
+            for p in tcm.parameters():
+                p.add_(torch.randn_like(p) * 0.02)
+        vae = AutoencoderKL(**preset.vae)
+        unet.save_pretrained(tmp / "unet")
+        tcm.save_pretrained(tmp / "controlnet")
+        vae.save_pretrained(tmp / "vae")
+        DDPMScheduler(**preset.scheduler).save_pretrained(tmp / "scheduler")
+        embeds = torch.randn(1, preset.prompt_tokens, preset.unet["cross_attention_dim"]) * 0.5
+        save_file({"prompt_embeds": embeds.contiguous()}, str(tmp / "prompt_embeds.safetensors"))
+        flow_dir = tmp / "flow"
+        flow_dir.mkdir()
+        flow_model = _build_flow_model(preset.flow_arch)
+        save_file(
+            {k: v.contiguous() for k, v in flow_model.state_dict().items()}, str(flow_dir / "model.safetensors")
+        )
+        (flow_dir / "config.json").write_text(
+            json.dumps({"arch": preset.flow_arch, "num_flow_updates": preset.num_flow_updates}, indent=2)
+        )
+        (tmp / "svsr_preset.json").write_text(json.dumps({"preset": name, "seed": seed, "notes": preset.notes}))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir

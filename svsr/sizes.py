@@ -1,0 +1,59 @@
+"""Frame-size rules shared by every layer (torch-free).
+
+StableVSR's latent has the low-resolution size and the VAE upsamples 4x. The official image
+processor silently resizes sides that are not multiples of 4; we pad instead (edge replication on
+the bottom/right), run, and crop the 4x output back, so the output size is always exactly 4h x 4w.
+Sizes that are already multiples of 4 are not padded, which keeps them exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from svsr.errors import InputError
+
+SCALE = 4
+MIN_SIDE = 32  # RAFT needs the 4x frames to be >= 128 px on each side
+PAD_MULTIPLE = 4
+
+
+@dataclass(frozen=True)
+class PaddingPlan:
+    """How one clip's low-resolution frames are padded before, and cropped after, upscaling."""
+
+    height: int
+    width: int
+    padded_height: int
+    padded_width: int
+
+    @property
+    def pad_bottom(self) -> int:
+        return self.padded_height - self.height
+
+    @property
+    def pad_right(self) -> int:
+        return self.padded_width - self.width
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        """(height, width) of the cropped 4x output."""
+        return self.height * SCALE, self.width * SCALE
+
+
+def check_frame_size(height: int, width: int) -> None:
+    """Raise InputError when a frame is too small for StableVSR's optical flow."""
+    if height < MIN_SIDE or width < MIN_SIDE:
+        raise InputError(
+            f"frames of {width}x{height} px are too small: StableVSR needs at least "
+            f"{MIN_SIDE} px on each side (RAFT works on the 4x frames), so upscale or pad the input first."
+        )
+
+
+def padding_plan(height: int, width: int) -> PaddingPlan:
+    """Validate a frame size and say how it is padded to a multiple of 4."""
+    check_frame_size(height, width)
+
+    def up(n: int) -> int:
+        return -(-n // PAD_MULTIPLE) * PAD_MULTIPLE
+
+    return PaddingPlan(height, width, up(height), up(width))
