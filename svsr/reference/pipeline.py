@@ -144,7 +144,7 @@ class StableVSRReference:
         num_inference_steps: int = 50,
         seed: int = 0,
         noise: NoiseSource | None = None,
-        progress: bool = True,
+        progress: bool | tqdm = True,
         trace: list[FrameCall] | None = None,
     ) -> list[np.ndarray]:
         """Upscale a clip 4x. Returns 4Hx4Wx3 float32 frames in [0, 1].
@@ -171,7 +171,9 @@ class StableVSRReference:
         z = [torch.from_numpy(noise.initial_latent(k, latent_shape)) * sigma for k in range(num_frames)]
 
         x0_prev: torch.Tensor | None = None
-        with tqdm(total=num_frames * len(timesteps), desc="reference", unit="frame-step", disable=not progress) as bar:
+        own_bar = not hasattr(progress, "update")
+        bar = tqdm(total=num_frames * len(timesteps), desc="reference", unit="frame-step", disable=not progress) if own_bar else progress
+        try:
             for call in frame_calls(num_frames, len(timesteps)):
                 if trace is not None:
                     trace.append(call)
@@ -183,6 +185,9 @@ class StableVSRReference:
                 step_noise = torch.from_numpy(noise.step_noise(call.step, k, latent_shape)) if t > 0 else None
                 z[k], x0_prev = self.ddpm_step(model_output, t, z[k], step_noise)
                 bar.update(1)
+        finally:
+            if own_bar:
+                bar.close()
 
         out_h, out_w = plan.output_size
         results = []

@@ -1,0 +1,222 @@
+"""Command-line entry points: svsr-export and svsr-run.
+
+Every user-facing failure is an SvsrError: printed as one sentence on stderr, exit code 2, and no
+partial output left behind. torch is imported only by the paths that need it (export, the
+reference backend, the torch noise source).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Callable, Sequence
+
+from svsr.errors import InputError, MissingDependencyError, SvsrError
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"svsr: error: {message}", file=sys.stderr)
+    return code
+
+
+def _guarded(main: Callable[[argparse.Namespace], int], parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
+    args = parser.parse_args(argv)
+    try:
+        return main(args)
+    except SvsrError as exc:
+        return _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        return _fail("interrupted; no output was written.", 130)
+
+
+def _quiet_libraries() -> None:
+    warnings.filterwarnings("ignore", message=".*low cpu memory usage.*")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    try:
+        from diffusers.utils import logging as diffusers_logging
+
+        diffusers_logging.set_verbosity_error()
+    except ImportError:
+        pass
+
+
+def _require_export_extra(feature: str) -> None:
+    try:
+        import diffusers  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError:
+        raise MissingDependencyError(f"{feature} needs PyTorch and diffusers; install them with pip install 'svsr[export]'.") from None
+
+
+# -- svsr-export --------------------------------------------------------------------------------
+def export_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="svsr-export",
+        description="Export StableVSR's networks to ONNX graphs (flow, denoise, guide, decode) with manifest.json.",
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--weights", help="StableVSR checkpoint folder (diffusers layout) or Hugging Face id")
+    src.add_argument("--preset", choices=["tiny", "full"], help="write a random-weight checkpoint of this preset first")
+    p.add_argument("--out", required=True, type=Path, help="build folder for graphs and manifest.json")
+    p.add_argument("--seed", type=int, default=0, help="seed of the preset's random weights (default 0)")
+    p.add_argument("--prompt", default="", help='prompt embedded once into the graphs (default "")')
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (17 or newer; default 17)")
+    p.add_argument("--onnx-only", action="store_true", help="write ONNX graphs and manifest only (no engines)")
+    p.add_argument("--force", action="store_true", help="re-export even when the graphs on disk are up to date")
+    p.add_argument("--check-trt", action="store_true", help="lint the graphs against TensorRT's ONNX operator support")
+    p.add_argument("--trt-version", default="11", help="TensorRT version for --check-trt (11, 10 or 10.N; default 11)")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    return p
+
+
+def _export(args: argparse.Namespace) -> int:
+    _require_export_extra("svsr-export")
+    _quiet_libraries()
+    from svsr.export.exporter import clean_partials, export_all
+    from svsr.reference.checkpoint import load_components
+
+    report = (lambda _msg: None) if args.quiet else print
+    out: Path = args.out
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; give a folder for the build.")
+    out.mkdir(parents=True, exist_ok=True)
+    if not os.access(out, os.W_OK):
+        raise InputError(f"cannot write to {out}; choose a writable --out folder.")
+    clean_partials(out)
+    weights = args.weights
+    if args.preset:
+        weights = _ensure_preset(args.preset, args.seed, out / "checkpoint", report)
+    start = time.perf_counter()
+    report(f"svsr-export: loading {weights}")
+    components = load_components(weights, prompt=args.prompt)
+    report(f"svsr-export: exporting float32 ONNX graphs to {out} (opset {args.opset})")
+    manifest = export_all(components, out, opset=args.opset, force=args.force, preset=args.preset, report=report)
+    if args.check_trt:
+        from svsr.export.trt_lint import format_findings, lint_model
+
+        errors = 0
+        for name, entry in manifest["graphs"].items():
+            findings = lint_model(out / entry["file"], trt_version=args.trt_version)
+            errors += sum(f.severity == "error" for f in findings)
+            report(f"{name}: {format_findings(findings)}")
+        if errors:
+            return _fail(f"{errors} node(s) would not parse in TensorRT {args.trt_version}; see the report above.", 1)
+    report(f"svsr-export: done in {time.perf_counter() - start:.1f} s -> {out / 'manifest.json'}")
+    return 0
+
+
+def _ensure_preset(preset: str, seed: int, folder: Path, report: Callable[[str], None]) -> Path:
+    """Write the preset checkpoint once; reuse it while its preset and seed are unchanged."""
+    import json
+
+    from svsr.reference.presets import write_preset
+
+    marker = folder / "svsr_preset.json"
+    if marker.exists():
+        try:
+            info = json.loads(marker.read_text())
+            if info.get("preset") == preset and info.get("seed") == seed:
+                return folder
+        except json.JSONDecodeError:
+            pass
+    report(f"svsr-export: writing the {preset!r} preset (random weights, seed {seed}) to {folder}")
+    return write_preset(preset, folder, seed=seed)
+
+
+def export_main(argv: Sequence[str] | None = None) -> int:
+    return _guarded(_export, export_parser(), argv)
+
+
+# -- svsr-run -----------------------------------------------------------------------------------
+def run_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="svsr-run",
+        description="Upscale a video (or a folder of PNG/JPEG frames) 4x with StableVSR.",
+    )
+    p.add_argument("input", type=Path, help="video file (mp4, mkv, mov, webm, ...) or folder of frames")
+    p.add_argument("-o", "--output", type=Path, help="output video or folder (default: INPUT_x4.EXT)")
+    p.add_argument("--model", type=Path, help="build folder written by svsr-export")
+    p.add_argument("--backend", default="auto", choices=["auto", "ort", "trt", "reference"], help="default auto")
+    p.add_argument("--weights", help="checkpoint folder for --backend reference")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"], help="graph precision (default fp32)")
+    p.add_argument("--steps", type=int, default=50, help="denoising steps (default 50)")
+    p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    p.add_argument("--noise", default="numpy", choices=["numpy", "torch"], help="noise source (torch reproduces the reference)")
+    p.add_argument("--chunk", type=int, help="frames per chunk (default: from a memory budget)")
+    p.add_argument("--codec", default="h264", choices=["h264", "h265", "ffv1", "vp9"], help="video codec (default h264)")
+    p.add_argument("--crf", type=int, default=18, help="quality for h264/h265 (lower is better; default 18)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def _run(args: argparse.Namespace) -> int:
+    from svsr.noise import make_noise
+    from svsr.runtime.job import resolve_output, upscale_video
+    from svsr.runtime.video import probe
+
+    if args.steps < 1:
+        raise InputError(f"--steps is {args.steps}; use at least 1.")
+    info = probe(args.input)  # bad input fails here, before any model is loaded
+    output = resolve_output(args.input, args.output)
+    noise = make_noise(args.noise, args.seed)
+    total = info.num_frames
+    upscaler, chunk, label = _make_upscaler(args, info)
+    from tqdm.auto import tqdm
+
+    with tqdm(
+        total=(total or 0) * args.steps or None, desc=f"svsr-run [{label}]", unit="frame-step", disable=args.quiet, dynamic_ncols=True
+    ) as bar:
+        result = upscale_video(
+            args.input,
+            output,
+            lambda frames: upscaler(frames, args.steps, noise, bar),
+            chunk_frames=chunk,
+            codec=args.codec,
+            crf=args.crf,
+        )
+    if not args.quiet:
+        print(f"svsr-run: wrote {result}")
+    return 0
+
+
+def _make_upscaler(args: argparse.Namespace, info) -> tuple[Callable, int, str]:
+    """(upscale(frames, steps, noise, bar), chunk size, label) for the chosen backend."""
+    from svsr.runtime.chunking import default_chunk_frames
+
+    if args.backend == "reference":
+        if not args.weights:
+            raise InputError("--backend reference needs --weights CHECKPOINT_DIR; add it.")
+        _require_export_extra("--backend reference")
+        _quiet_libraries()
+        from svsr.reference import StableVSRReference
+
+        reference = StableVSRReference.from_pretrained(args.weights)
+        chunk = args.chunk or default_chunk_frames(info.height, info.width)
+
+        def run_reference(frames, steps, noise, bar):
+            return reference.upscale(frames, num_inference_steps=steps, noise=noise, progress=bar)
+
+        return run_reference, chunk, "reference"
+    if args.model is None:
+        raise InputError("svsr-run needs --model BUILD_DIR (made by svsr-export), or --backend reference --weights DIR.")
+    from svsr.runtime.session import open_sampler
+
+    sampler, label = open_sampler(args.model, backend=args.backend, precision=args.precision)
+    chunk = args.chunk or default_chunk_frames(info.height, info.width)
+
+    def run_graphs(frames, steps, noise, bar):
+        return sampler.upscale(frames, num_inference_steps=steps, noise=noise, progress=bar)
+
+    return run_graphs, chunk, label
+
+
+def run_main(argv: Sequence[str] | None = None) -> int:
+    return _guarded(_run, run_parser(), argv)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(run_main())

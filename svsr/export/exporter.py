@@ -1,0 +1,261 @@
+"""Trace the four graphs to float32 ONNX and write manifest.json.
+
+Exporter choice: the TorchScript-based ``torch.onnx.export(..., dynamo=False)``. It traces diffusers'
+UNet/ControlNet, the VAE and torchvision's RAFT (12 refinements unrolled) with dynamic
+batch/height/width and ONNX Runtime matches PyTorch to ~1e-6 at sizes other than the traced one
+(docs/field-notes.md). The dynamo exporter needs onnxscript and has not been shown to handle these
+models here. One trick matters: diffusers' UNet decides in Python whether to pass explicit upsample
+sizes (only when a side is not a multiple of 2**upsamplers); we trace at an LR size that is not, so
+the graph always carries the sizes and serves every multiple of 4.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import onnx
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import svsr
+from svsr.export.wrappers import build_wrapper
+from svsr.graphs import GRAPH_NAMES, GRAPHS, concrete_shape
+from svsr.manifest import MANIFEST_NAME, SCHEMA_VERSION, sha256_file, write_manifest
+from svsr.reference.checkpoint import Components
+from svsr.sizes import MIN_SIDE, PAD_MULTIPLE, SCALE
+
+DEFAULT_OPSET = 17
+MIN_OPSET = 17  # GroupNormalization-free patterns TensorRT 10 and 11 both parse
+PROTOBUF_LIMIT = 2**31 - 1
+# Trace size (LR): multiples of 4 but not of 8 or 16, see the module docstring.
+TRACE_HEIGHT, TRACE_WIDTH = 36, 44
+EXPORT_METHOD = "torch.onnx.export (TorchScript tracing, dynamo=False)"
+
+
+@dataclass
+class GraphResult:
+    name: str
+    path: Path
+    seconds: float
+    size_bytes: int
+    reused: bool
+
+
+def sample_inputs(name: str, height: int, width: int, batch: int = 1, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Deterministic, plausible inputs for tracing and parity checks of graph ``name``."""
+    generator = torch.Generator().manual_seed(seed)
+    tensors = []
+    for spec in GRAPHS[name].inputs:
+        shape = concrete_shape(spec, batch, height, width)
+        if spec.name == "tcm_scale":
+            tensors.append(torch.ones(shape))
+        elif spec.name == "timestep":
+            tensors.append(torch.full(shape, 501.0))
+        elif spec.name == "step_coeffs":
+            tensors.append(torch.tensor([0.73, -0.68, 0.52, 0.47, 0.11, 3.0e38]))
+        elif spec.name in ("frame", "previous", "lr"):
+            tensors.append(torch.rand(shape, generator=generator) * 2 - 1)
+        elif spec.name == "flow":
+            tensors.append(torch.randn(shape, generator=generator) * 3)
+        else:
+            tensors.append(torch.randn(shape, generator=generator))
+    return tuple(tensors)
+
+
+def count_flops(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> int:
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        module(*inputs)
+    return int(counter.get_total_flops())
+
+
+def _export_key(components: Components, name: str, opset: int) -> dict[str, Any]:
+    """Everything a graph file depends on; equal keys mean the file on disk can be reused."""
+    return {
+        "checkpoint": components.fingerprint,
+        "graph": name,
+        "opset": opset,
+        "svsr": svsr.__version__,
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "trace_size": [TRACE_HEIGHT, TRACE_WIDTH],
+    }
+
+
+def _trace(module: torch.nn.Module, name: str, path: Path, opset: int) -> None:
+    spec = GRAPHS[name]
+    dynamic = {t.name: {i: d for i, d in enumerate(t.shape) if isinstance(d, str)} for t in spec.inputs + spec.outputs}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about Python control flow on shapes are expected
+        torch.onnx.export(
+            module,
+            sample_inputs(name, TRACE_HEIGHT, TRACE_WIDTH),
+            str(path),
+            input_names=[t.name for t in spec.inputs],
+            output_names=[t.name for t in spec.outputs],
+            dynamic_axes=dynamic,
+            opset_version=opset,
+            dynamo=False,
+            do_constant_folding=True,
+        )
+
+
+def _finalise_file(traced: Path, final: Path) -> str | None:
+    """Move a traced model to ``final``; graphs over the protobuf limit get one external data file."""
+    external = final.with_name(final.name + ".data")
+    sizes = sum(p.stat().st_size for p in traced.parent.iterdir())
+    if sizes < PROTOBUF_LIMIT and not any(p != traced for p in traced.parent.iterdir()):
+        os.replace(traced, final)
+        if external.exists():
+            external.unlink()
+        return None
+    model = onnx.load(str(traced), load_external_data=True)
+    onnx.save_model(model, str(final), save_as_external_data=True, all_tensors_to_one_file=True, location=external.name, size_threshold=1024)
+    return external.name
+
+
+def tensor_entries(specs) -> list[dict[str, Any]]:
+    return [{"name": t.name, "dtype": t.dtype, "shape": list(t.shape)} for t in specs]
+
+
+def export_graph(components: Components, name: str, out_dir: Path, opset: int) -> tuple[dict[str, Any], GraphResult]:
+    """Trace one graph into ``out_dir/<name>.onnx``, check it, count its FLOPs; return its manifest entry."""
+    start = time.perf_counter()
+    module = build_wrapper(name, components)
+    final = out_dir / f"{name}.onnx"
+    with tempfile.TemporaryDirectory(prefix=f".{name}.partial-", dir=out_dir) as tmp:
+        traced = Path(tmp) / f"{name}.onnx"
+        _trace(module, name, traced, opset)
+        external = _finalise_file(traced, final)
+    onnx.checker.check_model(str(final), full_check=True)
+    flops = count_flops(module, sample_inputs(name, TRACE_HEIGHT, TRACE_WIDTH))
+    seconds = time.perf_counter() - start
+    size = final.stat().st_size + ((out_dir / external).stat().st_size if external else 0)
+    entry = {
+        "file": final.name,
+        "sha256": sha256_file(final),
+        "external_data": external,
+        "inputs": tensor_entries(GRAPHS[name].inputs),
+        "outputs": tensor_entries(GRAPHS[name].outputs),
+        "summary": GRAPHS[name].summary,
+        "flops": {"per_call": flops, "lr_height": TRACE_HEIGHT, "lr_width": TRACE_WIDTH},
+        "export_key": _export_key(components, name, opset),
+        "export_seconds": round(seconds, 2),
+        "size_bytes": size,
+    }
+    return entry, GraphResult(name, final, seconds, size, reused=False)
+
+
+def _reusable(old: dict[str, Any] | None, out_dir: Path, key: dict[str, Any]) -> bool:
+    if not old or old.get("export_key") != key:
+        return False
+    file = out_dir / old["file"]
+    if not file.exists() or sha256_file(file) != old["sha256"]:
+        return False
+    return not old.get("external_data") or (out_dir / old["external_data"]).exists()
+
+
+def scheduler_entry(components: Components) -> dict[str, Any]:
+    config = {k: v for k, v in dict(components.scheduler.config).items() if not k.startswith("_")}
+    config = json.loads(json.dumps(config, default=lambda o: list(o) if isinstance(o, (tuple, np.ndarray)) else str(o)))
+    return {
+        "config": config,
+        "alphas_cumprod": [float(v) for v in components.scheduler.alphas_cumprod.tolist()],
+        "init_noise_sigma": float(components.scheduler.init_noise_sigma),
+    }
+
+
+def export_all(
+    components: Components,
+    out_dir: str | Path,
+    opset: int = DEFAULT_OPSET,
+    force: bool = False,
+    preset: str | None = None,
+    report: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Export every graph (reusing unchanged ones unless ``force``) and write the manifest."""
+    if opset < MIN_OPSET:
+        raise ValueError(f"opset {opset} is too old; use {MIN_OPSET} or newer")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    old_graphs: dict[str, Any] = {}
+    old_manifest = out_dir / MANIFEST_NAME
+    if old_manifest.exists() and not force:
+        try:
+            old_graphs = json.loads(old_manifest.read_text()).get("graphs", {})
+        except (json.JSONDecodeError, AttributeError):
+            old_graphs = {}
+    graphs: dict[str, Any] = {}
+    for name in GRAPH_NAMES:
+        key = _export_key(components, name, opset)
+        if _reusable(old_graphs.get(name), out_dir, key):
+            graphs[name] = old_graphs[name]
+            report(f"  {name:8s} reused   {graphs[name]['size_bytes'] / 1e6:9.1f} MB  (unchanged checkpoint and exporter)")
+            continue
+        entry, result = export_graph(components, name, out_dir, opset)
+        graphs[name] = entry
+        report(f"  {name:8s} exported {result.size_bytes / 1e6:9.1f} MB  in {result.seconds:6.1f} s")
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "svsr_version": svsr.__version__,
+        "checkpoint": {"fingerprint": components.fingerprint, "source": str(components.source), "preset": preset},
+        "exporter": {
+            "method": EXPORT_METHOD,
+            "opset": opset,
+            "torch": torch.__version__,
+            "onnx": onnx.__version__,
+            "diffusers": _version("diffusers"),
+            "torchvision": _version("torchvision"),
+        },
+        "graphs": graphs,
+        "scheduler": scheduler_entry(components),
+        "vae_scaling_factor": components.scaling_factor,
+        "latent_channels": int(components.unet.config.in_channels) - 3,
+        "sizes": {
+            "min_side": MIN_SIDE,
+            "pad_multiple": PAD_MULTIPLE,
+            "scale": SCALE,
+            "padding": "edge replication on the bottom and right up to a multiple of pad_multiple; the 4x output is cropped back",
+        },
+        "flow": {"arch": components.flow_arch, "num_flow_updates": components.num_flow_updates},
+        "engines": {},
+    }
+    old = _read_json(old_manifest)
+    if old and not force:
+        # keep records of typed graphs / engines made from graphs that did not change
+        for name, entry in graphs.items():
+            previous = old.get("graphs", {}).get(name, {})
+            if previous.get("sha256") == entry["sha256"] and "typed" in previous:
+                entry["typed"] = previous["typed"]
+        manifest["engines"] = {
+            k: v for k, v in old.get("engines", {}).items() if graphs.get(v.get("graph"), {}).get("sha256") == v.get("onnx_source_sha256")
+        }
+    write_manifest(out_dir, manifest)
+    return manifest
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import version
+
+    return version(package)
+
+
+def clean_partials(out_dir: Path) -> None:
+    """Remove temporary folders an interrupted export left behind."""
+    for partial in out_dir.glob(".*.partial-*"):
+        shutil.rmtree(partial, ignore_errors=True)

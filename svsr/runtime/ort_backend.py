@@ -1,0 +1,89 @@
+"""ONNX Runtime backend: CPU by default, CUDA with I/O binding when onnxruntime-gpu and a GPU exist."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import onnxruntime as ort
+
+from svsr.errors import ManifestError
+from svsr.manifest import check_graph_file
+from svsr.runtime.backend import Buffer
+
+PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
+
+
+def cuda_available() -> bool:
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def graph_file(build_dir: Path, manifest: Mapping[str, Any], name: str, precision: str) -> Path:
+    """The ONNX file of graph ``name`` at ``precision`` ('fp32' is the exported graph), sha-checked."""
+    entry = manifest["graphs"][name]
+    if precision != "fp32":
+        typed = entry.get("typed", {})
+        if precision not in typed:
+            raise ManifestError(
+                f"{build_dir} has no {precision} {name} graph; run svsr-export --precision {precision} --out {build_dir}."
+            )
+        entry = typed[precision]
+    return check_graph_file(build_dir, name, entry)
+
+
+class OrtBackend:
+    """Buffers are OrtValues on the session's device; every run binds them by name (no copies on CPU)."""
+
+    name = "ort"
+
+    def __init__(
+        self,
+        build_dir: str | Path,
+        manifest: Mapping[str, Any],
+        device: str = "auto",
+        precision: str | Mapping[str, str] = "fp32",
+        graphs: Sequence[str] = ("flow", "denoise", "guide", "decode"),
+        threads: int = 0,
+    ) -> None:
+        self.device = ("cuda" if cuda_available() else "cpu") if device == "auto" else device
+        self._ort_device = "cuda" if self.device == "cuda" else "cpu"
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads
+        options.log_severity_level = 3
+        build_dir = Path(build_dir)
+        self.sessions: dict[str, ort.InferenceSession] = {}
+        self.precisions: dict[str, str] = {}
+        for name in graphs:
+            precision_of = precision if isinstance(precision, str) else precision.get(name, "fp32")
+            path = graph_file(build_dir, manifest, name, precision_of)
+            self.sessions[name] = ort.InferenceSession(str(path), options, providers=PROVIDERS[self.device])
+            self.precisions[name] = precision_of
+        self._input_types = {
+            name: {i.name: i.type for i in s.get_inputs()} for name, s in self.sessions.items()
+        }
+
+    def allocate(self, label: str, shape: Sequence[int], dtype: str = "float32") -> Buffer:
+        return ort.OrtValue.ortvalue_from_numpy(np.zeros(tuple(shape), dtype=dtype), self._ort_device, 0)
+
+    def upload(self, buffer: Buffer, array: np.ndarray) -> None:
+        buffer.update_inplace(np.ascontiguousarray(array, dtype=np.float32))
+
+    def download(self, buffer: Buffer) -> np.ndarray:
+        return buffer.numpy()
+
+    def run(self, graph: str, inputs: Mapping[str, Buffer], outputs: Mapping[str, Buffer]) -> None:
+        session = self.sessions[graph]
+        binding = session.io_binding()
+        for name, value in inputs.items():
+            binding.bind_ortvalue_input(name, value)
+        for name, value in outputs.items():
+            binding.bind_ortvalue_output(name, value)
+        session.run_with_iobinding(binding)
+
+    def synchronize(self) -> None:
+        """ORT's run_with_iobinding returns when the outputs are ready."""
+
+    def close(self) -> None:
+        self.sessions.clear()

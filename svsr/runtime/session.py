@@ -1,0 +1,40 @@
+"""Open a build folder with the right backend: `auto` prefers TensorRT engines made for this GPU."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from svsr.errors import InputError, MissingDependencyError
+from svsr.manifest import load_manifest
+from svsr.runtime.sampler import Sampler
+
+
+def tensorrt_usable() -> bool:
+    """TensorRT and cuda-python import, so the trt backend can at least be tried."""
+    return all(importlib.util.find_spec(m) is not None for m in ("tensorrt", "cuda"))
+
+
+def open_sampler(build_dir: str | Path, backend: str = "auto", precision: str = "fp32") -> tuple[Sampler, str]:
+    """A Sampler over ``build_dir`` on ``backend`` (auto|ort|trt) and a label for progress output."""
+    build_dir = Path(build_dir)
+    if not build_dir.is_dir():
+        raise InputError(f"--model {build_dir} is not a folder; run svsr-export --out {build_dir} first.")
+    manifest = load_manifest(build_dir)
+    if backend == "auto":
+        backend = "trt" if tensorrt_usable() and manifest.get("engines") else "ort"
+    if backend == "trt":
+        if not tensorrt_usable():
+            raise MissingDependencyError(
+                "--backend trt needs TensorRT and cuda-python on a machine with an NVIDIA GPU; "
+                "install svsr[tensorrt] (README: TensorRT) or use --backend ort."
+            )
+        from svsr.runtime.trt_backend import open_trt_sampler
+
+        return open_trt_sampler(build_dir, manifest, precision), "trt"
+    if backend != "ort":
+        raise InputError(f"unknown backend {backend!r}; use auto, ort or trt.")
+    from svsr.runtime.ort_backend import OrtBackend
+
+    ort_backend = OrtBackend(build_dir, manifest, precision=precision)
+    return Sampler(ort_backend, manifest), f"ort-{ort_backend.device}"
