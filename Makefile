@@ -21,8 +21,12 @@ test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
+# The main job on embedded defaults: export the tiny preset, upscale the sample clip with it.
 demo: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m svsr.demo --out $(BUILD)/demo
+	HF_HUB_OFFLINE=1 $(BIN)/svsr-export --preset tiny --out $(BUILD)/demo/model
+	$(BIN)/python -m svsr.sample $(BUILD)/demo/sample.mp4
+	HF_HUB_OFFLINE=1 $(BIN)/svsr-run $(BUILD)/demo/sample.mp4 -o $(BUILD)/demo/sample_x4.mp4 --model $(BUILD)/demo/model --steps 25
+	@echo "demo output: $(BUILD)/demo/sample_x4.mp4"
 
 clean:
 	rm -rf $(BUILD) $(VENV)

@@ -47,3 +47,24 @@ def sample_frames(num_frames: int = 16, width: int = 64, height: int = 48) -> li
         window = Image.fromarray(photo[y : y + window_h, x : x + window_w])
         frames.append(np.asarray(window.resize((width, height), Image.Resampling.BOX)))
     return frames
+
+
+def write_sample_clip(path: str, num_frames: int = 16, fps: int = 8) -> str:
+    """Write the sample clip (a video file, or a PNG folder for a path without a video suffix)."""
+    from svsr.runtime.video import FrameWriter
+
+    with FrameWriter(path, fps) as writer:
+        for frame in sample_frames(num_frames):
+            writer.write(frame)
+    return path
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description=f"Write the sample clip: a slow pan over {SAMPLE_SOURCE}.")
+    parser.add_argument("output", help="video file (e.g. sample.mp4) or folder for PNG frames")
+    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--fps", type=int, default=8)
+    args = parser.parse_args()
+    print(write_sample_clip(args.output, args.frames, args.fps))
