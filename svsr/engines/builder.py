@@ -1,0 +1,303 @@
+"""Typed ONNX -> strongly typed TensorRT plans, one per graph, with timing and engine caches.
+
+TensorRT 11 builds strongly typed networks only: each layer runs in the types written in the ONNX
+graph (fp16/bf16 come from the typed graphs made by AutoCast), so no precision flag is set here,
+ever. TensorRT 10.12+ is accepted by creating the network with the STRONGLY_TYPED flag.
+
+Caches:
+* engine cache: ``BUILD/engines/<graph>.<precision>.<key16>.plan`` plus a sidecar ``.json`` build
+  record; the key is the sha256 of the typed-ONNX sha, TensorRT version, GPU name, compute
+  capability, profile and builder options (svsr/engines/records.py). A build is skipped when a
+  plan with that key exists and still has its recorded sha256.
+* timing cache: one file per TensorRT version and GPU model, reused by every build (``--force``
+  rebuilds engines but keeps timings, which is what makes a rebuild fast).
+
+The TensorRT module is passed in (``trt=``) so the whole flow runs against a test double on a CPU;
+TRT_BUILDER_API lists every TensorRT name used here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from svsr.engines.profiles import Profile
+from svsr.engines.records import (
+    ENGINE_DIR,
+    BuildEnvironment,
+    cache_key,
+    engine_key,
+    make_record,
+    onnx_entry,
+    plan_filename,
+    precision_of,
+    validate_record,
+)
+from svsr.errors import ManifestError, MissingDependencyError, SvsrError
+from svsr.graphs import GRAPH_NAMES, GRAPHS
+from svsr.manifest import check_graph_file, sha256_file
+
+MIN_TENSORRT = (10, 12)  # first release whose ONNX parser + STRONGLY_TYPED flow this module relies on
+DEFAULT_OPTIMIZATION_LEVEL = 3  # TensorRT's default; 4-5 search longer for (sometimes) faster kernels
+
+# Every TensorRT name this module touches, by owner. The runtime part (Runtime, ICudaEngine, Logger)
+# is checked against the real tensorrt_lean_bindings module in tests. The builder-only names cannot
+# be imported on a machine without TensorRT's libraries: the `tensorrt-cu13-bindings` wheel needs
+# libnvinfer.so.11 / libnvonnxparser.so.11 from `tensorrt-cu13-libs`, which on PyPI is a stub that
+# downloads from NVIDIA's index at install time. tests/test_engines.py checks them against the
+# string table of that wheel's tensorrt.so instead (weaker than an import, but the real wheel),
+# and the recording double in the tests implements exactly these names and nothing else.
+TRT_BUILDER_API: dict[str, tuple[str, ...]] = {
+    "tensorrt": ("__version__", "Logger", "Builder", "OnnxParser", "Runtime", "NetworkDefinitionCreationFlag", "MemoryPoolType"),
+    "Logger": ("WARNING",),
+    "NetworkDefinitionCreationFlag": ("STRONGLY_TYPED",),
+    "MemoryPoolType": ("WORKSPACE",),
+    "Builder": ("create_network", "create_builder_config", "create_optimization_profile", "build_serialized_network"),
+    "INetworkDefinition": ("num_inputs", "get_input"),
+    "ITensor": ("name",),
+    "OnnxParser": ("parse_from_file", "num_errors", "get_error"),
+    "IBuilderConfig": (
+        "builder_optimization_level",
+        "set_memory_pool_limit",
+        "add_optimization_profile",
+        "create_timing_cache",
+        "set_timing_cache",
+        "get_timing_cache",
+    ),
+    "IOptimizationProfile": ("set_shape",),
+    "ITimingCache": ("serialize",),
+    "Runtime": ("deserialize_cuda_engine",),
+    "ICudaEngine": ("get_device_memory_size_for_profile_v2",),
+}
+# Names that exist in TensorRT's builder but must never be used here (weak typing is gone in 11).
+FORBIDDEN_WEAK_TYPING = ("BuilderFlag.FP16", "BuilderFlag.BF16", "BuilderFlag.INT8", "BuilderFlag.FP8", "BuilderFlag.TF32")
+
+
+class EngineBuildError(SvsrError):
+    """TensorRT could not parse a graph or build an engine."""
+
+
+Report = Callable[[str], None]
+
+
+# -- availability ---------------------------------------------------------------------------------
+def _version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", version)[:3])
+
+
+def import_tensorrt() -> Any:
+    """The full TensorRT module (with its builder), or MissingDependencyError saying how to get it."""
+    try:
+        trt = importlib.import_module("tensorrt")
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"TensorRT is not installed ({exc}); install it from NVIDIA's index (pip install svsr[tensorrt], README: TensorRT)."
+        ) from None
+    return trt
+
+
+def check_tensorrt_version(trt: Any) -> str:
+    version = str(getattr(trt, "__version__", "0"))
+    if _version_tuple(version) < MIN_TENSORRT:
+        raise MissingDependencyError(
+            f"TensorRT {version} is too old: svsr builds strongly typed engines and needs TensorRT "
+            f"{MIN_TENSORRT[0]}.{MIN_TENSORRT[1]} or newer (11.x recommended)."
+        )
+    if not hasattr(trt, "Builder") or not hasattr(trt, "OnnxParser"):
+        raise MissingDependencyError(
+            f"the installed TensorRT {version} is a runtime-only package (lean/dispatch) and cannot build engines; "
+            "install the full TensorRT (pip install svsr[tensorrt])."
+        )
+    return version
+
+
+def tensorrt_build_available() -> tuple[bool, str]:
+    """(True, "TensorRT X on GPU") when engines can be built here, else (False, the reason in one sentence)."""
+    try:
+        trt = import_tensorrt()
+        version = check_tensorrt_version(trt)
+    except MissingDependencyError as exc:
+        return False, str(exc)
+    from svsr.runtime.cuda_api import cuda_device_status
+
+    ok, what = cuda_device_status()
+    if not ok:
+        return False, f"TensorRT {version} is installed but {what}; engines are built on the GPU they will run on."
+    return True, f"TensorRT {version} on {what}"
+
+
+def current_environment(trt: Any, cuda: Any) -> BuildEnvironment:
+    """This machine's TensorRT version and GPU (name + compute capability)."""
+    return BuildEnvironment(str(trt.__version__), cuda.device_name(), cuda.compute_capability())
+
+
+def network_flags(trt: Any) -> int:
+    """Network creation flags: STRONGLY_TYPED on TensorRT 10.x; 0 on 11+, where it is always on (and the flag deprecated)."""
+    if _version_tuple(str(trt.__version__)) >= (11,):
+        return 0
+    return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+
+
+# -- inputs ---------------------------------------------------------------------------------------
+def timing_cache_path(build_dir: Path, env: BuildEnvironment) -> Path:
+    """One timing cache per TensorRT version and GPU model (timings do not carry across either)."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", env.gpu_name).strip("-").lower()
+    return build_dir / ENGINE_DIR / f"timing-trt{env.tensorrt_version}-{slug}-sm{env.compute_capability}.cache"
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def cached_record(build_dir: Path, plan_path: Path, key: str) -> dict[str, Any] | None:
+    """The sidecar record of a cached plan with ``key``, if the plan is there and intact."""
+    sidecar = plan_path.with_suffix(".json")
+    if not plan_path.exists() or not sidecar.exists():
+        return None
+    try:
+        record = validate_record(json.loads(sidecar.read_text()), str(sidecar))
+    except (ValueError, ManifestError):
+        return None
+    if record.get("cache_key") != key or sha256_file(plan_path) != record["sha256"]:
+        return None
+    return record
+
+
+# -- the build ------------------------------------------------------------------------------------
+def build_engines(
+    build_dir: str | Path,
+    manifest: Mapping[str, Any],
+    precision: str | Mapping[str, str],
+    profile: Profile,
+    report: Report = print,
+    *,
+    graphs: tuple[str, ...] = GRAPH_NAMES,
+    force: bool = False,
+    optimization_level: int = DEFAULT_OPTIMIZATION_LEVEL,
+    workspace_bytes: int | None = None,
+    timing_cache: str | Path | None = None,
+    trt: Any = None,
+    cuda: Any = None,
+) -> dict[str, dict[str, Any]]:
+    """Build (or reuse) one strongly typed plan per graph and return the new ``manifest["engines"]``.
+
+    ``precision`` is ``"fp32"|"fp16"|"bf16"`` or a precision plan ``{graph: precision}``; engines
+    are built from the matching ONNX (the exported float32 graph, or ``graphs[g].typed[p]``).
+    Records of other graph/precision pairs already in the manifest are kept. The caller stores the
+    result as ``manifest["engines"]`` and writes the manifest.
+    """
+    build_dir = Path(build_dir)
+    if trt is None:
+        trt = import_tensorrt()
+    check_tensorrt_version(trt)
+    if cuda is None:
+        from svsr.runtime.cuda_api import CudaApi
+
+        cuda = CudaApi(0)
+    env = current_environment(trt, cuda)
+    options: dict[str, Any] = {"optimization_level": int(optimization_level)}
+    if workspace_bytes is not None:
+        options["workspace_bytes"] = int(workspace_bytes)
+    cache_file = Path(timing_cache) if timing_cache is not None else timing_cache_path(build_dir, env)
+    engines: dict[str, dict[str, Any]] = dict(manifest.get("engines") or {})
+    report(f"svsr-export: engines for {profile.describe()} with {env.describe()}")
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    for graph in graphs:
+        prec = precision_of(precision, graph)
+        entry = onnx_entry(manifest, graph, prec, build_dir)
+        onnx_path = check_graph_file(build_dir, graph, entry)
+        key = cache_key(entry["sha256"], env, profile, options)
+        plan_rel = f"{ENGINE_DIR}/{plan_filename(graph, prec, key)}"
+        plan_path = build_dir / plan_rel
+        record = None if force else cached_record(build_dir, plan_path, key)
+        if record is not None:
+            report(f"  {graph:8s} {prec} engine reused  {record['size_bytes'] / 1e6:9.1f} MB  (same ONNX, TensorRT, GPU and profile)")
+        else:
+            start = time.perf_counter()
+            plan = _build_one(trt, logger, graph, onnx_path, profile, options, cache_file)
+            seconds = time.perf_counter() - start
+            _write_atomic(plan_path, plan)
+            scratch = _scratch_bytes(trt, logger, plan, graph)
+            record = make_record(
+                graph=graph,
+                precision=prec,
+                plan_file=plan_rel,
+                plan_sha256=sha256_file(plan_path),
+                plan_size=len(plan),
+                onnx_file=entry["file"],
+                onnx_sha256=entry["sha256"],
+                onnx_source_sha256=manifest["graphs"][graph]["sha256"],
+                env=env,
+                profile=profile,
+                key=key,
+                device_memory_bytes=scratch,
+                builder_options=options,
+                built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                build_seconds=seconds,
+            )
+            _write_atomic(plan_path.with_suffix(".json"), (json.dumps(record, indent=2) + "\n").encode())
+            report(f"  {graph:8s} {prec} engine built   {len(plan) / 1e6:9.1f} MB  in {seconds:6.1f} s")
+        engines[engine_key(graph, prec)] = record
+    return engines
+
+
+def _build_one(
+    trt: Any, logger: Any, graph: str, onnx_path: Path, profile: Profile, options: Mapping[str, Any], cache_file: Path
+) -> bytes:
+    builder = trt.Builder(logger)
+    network = builder.create_network(network_flags(trt))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors)) or "no details"
+        raise EngineBuildError(f"TensorRT could not parse {onnx_path} ({errors}); check it with svsr-export --check-trt.")
+    names = {network.get_input(i).name for i in range(network.num_inputs)}
+    expected = {t.name for t in GRAPHS[graph].inputs}
+    if names != expected:
+        raise EngineBuildError(
+            f"{onnx_path} has inputs {sorted(names)} but the {graph} graph needs {sorted(expected)}; re-run svsr-export --force."
+        )
+
+    config = builder.create_builder_config()
+    config.builder_optimization_level = int(options["optimization_level"])
+    if "workspace_bytes" in options:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(options["workspace_bytes"]))
+    trt_profile = builder.create_optimization_profile()
+    for name, (lo, mid, hi) in profile.input_shapes(graph).items():
+        trt_profile.set_shape(name, lo, mid, hi)
+    config.add_optimization_profile(trt_profile)
+
+    cached = cache_file.read_bytes() if cache_file.exists() else b""
+    timing = config.create_timing_cache(cached)
+    if not config.set_timing_cache(timing, False):  # a cache from elsewhere is refused: start afresh
+        timing = config.create_timing_cache(b"")
+        config.set_timing_cache(timing, False)
+
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise EngineBuildError(
+            f"TensorRT could not build the {graph} engine from {onnx_path} for {profile.describe()}; "
+            "see TensorRT's messages above (often: not enough GPU memory for the profile's max size)."
+        )
+    _write_atomic(cache_file, bytes(config.get_timing_cache().serialize()))
+    return bytes(serialized)
+
+
+def _scratch_bytes(trt: Any, logger: Any, plan: bytes, graph: str) -> int:
+    """TensorRT scratch one execution context of this plan needs (recorded for the memory plan)."""
+    engine = trt.Runtime(logger).deserialize_cuda_engine(plan)
+    if engine is None:
+        raise EngineBuildError(f"TensorRT built the {graph} engine but cannot load it back; rebuild with --force.")
+    return int(engine.get_device_memory_size_for_profile_v2(0))

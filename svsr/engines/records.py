@@ -1,0 +1,258 @@
+"""Engine build records and cache keys (plain Python, no TensorRT needed).
+
+A TensorRT plan only runs on the TensorRT version and the GPU model it was built for, and only for
+the ONNX graph and the shapes it was built from. Each built engine therefore carries a record,
+stored in ``manifest.json`` under ``engines["<graph>.<precision>"]`` and beside the plan as a
+sidecar JSON, with everything needed to decide whether it can be reused or loaded:
+
+    graph, precision, file, sha256, size_bytes        the plan
+    onnx_file, onnx_sha256                            the (typed) ONNX it was built from
+    onnx_source_sha256                                the exported float32 graph that ONNX descends from
+    tensorrt_version, gpu_name, compute_capability    where it was built (and only runs)
+    profile, shapes                                   LR sizes / batch, and per-input min/opt/max shapes
+    device_memory_bytes                               TensorRT scratch one execution context needs
+    builder                                           builder options (optimisation level, workspace)
+    cache_key                                         sha256 of the fields that decide reuse
+    strongly_typed, built_at, build_seconds           provenance
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import jsonschema
+
+from svsr.engines.profiles import Profile
+from svsr.errors import InputError, ManifestError
+from svsr.graphs import GRAPH_NAMES
+
+CACHE_KEY_VERSION = 1
+PRECISIONS = ("fp32", "fp16", "bf16")
+ENGINE_DIR = "engines"
+
+_sha = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+_shape3 = {
+    "type": "object",
+    "required": ["min", "opt", "max"],
+    "properties": {k: {"type": "array", "items": {"type": "integer", "minimum": 1}} for k in ("min", "opt", "max")},
+}
+_size = {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 2, "maxItems": 2}
+
+ENGINE_RECORD_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "svsr engine build record",
+    "type": "object",
+    "required": [
+        "graph", "precision", "file", "sha256", "onnx_file", "onnx_sha256", "onnx_source_sha256",
+        "tensorrt_version", "gpu_name", "compute_capability", "profile", "shapes", "cache_key",
+        "device_memory_bytes",
+    ],
+    "properties": {
+        "graph": {"enum": list(GRAPH_NAMES)},
+        "precision": {"enum": list(PRECISIONS)},
+        "file": {"type": "string"},
+        "sha256": _sha,
+        "size_bytes": {"type": "integer", "minimum": 0},
+        "onnx_file": {"type": "string"},
+        "onnx_sha256": _sha,
+        "onnx_source_sha256": _sha,
+        "tensorrt_version": {"type": "string", "pattern": r"^\d+\.\d+"},
+        "gpu_name": {"type": "string", "minLength": 1},
+        "compute_capability": {"type": "string", "pattern": r"^\d+\.\d+$"},
+        "profile": {
+            "type": "object",
+            "required": ["lr_min", "lr_opt", "lr_max", "batch"],
+            "properties": {
+                "lr_min": _size,
+                "lr_opt": _size,
+                "lr_max": _size,
+                "batch": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 3, "maxItems": 3},
+            },
+        },
+        "shapes": {"type": "object", "additionalProperties": _shape3},
+        "device_memory_bytes": {"type": "integer", "minimum": 0},
+        "builder": {"type": "object"},
+        "cache_key": _sha,
+        "strongly_typed": {"const": True},
+        "built_at": {"type": "string"},
+        "build_seconds": {"type": "number", "minimum": 0},
+    },
+}
+
+
+@dataclass(frozen=True)
+class BuildEnvironment:
+    """What a plan is tied to: the TensorRT version and the GPU model (name + compute capability)."""
+
+    tensorrt_version: str
+    gpu_name: str
+    compute_capability: str  # "9.0"
+
+    def describe(self) -> str:
+        return f"TensorRT {self.tensorrt_version} on {self.gpu_name} (compute capability {self.compute_capability})"
+
+
+def engine_key(graph: str, precision: str) -> str:
+    """The key of an engine record in ``manifest["engines"]``."""
+    return f"{graph}.{precision}"
+
+
+def cache_key(
+    onnx_sha256: str,
+    env: BuildEnvironment,
+    profile: Profile,
+    builder_options: Mapping[str, Any] | None = None,
+) -> str:
+    """sha256 over everything that makes two builds interchangeable.
+
+    Typed-ONNX sha, TensorRT version, GPU name and compute capability, the profile, and the builder
+    options (a different optimisation level gives a different plan).
+    """
+    payload = {
+        "v": CACHE_KEY_VERSION,
+        "onnx_sha256": onnx_sha256,
+        "tensorrt_version": env.tensorrt_version,
+        "gpu_name": env.gpu_name,
+        "compute_capability": env.compute_capability,
+        "profile": profile.to_json(),
+        "builder": dict(builder_options or {}),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def plan_filename(graph: str, precision: str, key: str) -> str:
+    """Plan file name inside the engine folder: one file per cache key, so other builds stay cached."""
+    return f"{graph}.{precision}.{key[:16]}.plan"
+
+
+def make_record(
+    *,
+    graph: str,
+    precision: str,
+    plan_file: str,
+    plan_sha256: str,
+    plan_size: int,
+    onnx_file: str,
+    onnx_sha256: str,
+    onnx_source_sha256: str,
+    env: BuildEnvironment,
+    profile: Profile,
+    key: str,
+    device_memory_bytes: int,
+    builder_options: Mapping[str, Any] | None = None,
+    built_at: str | None = None,
+    build_seconds: float | None = None,
+) -> dict[str, Any]:
+    """A validated build record (the manifest's ``engines[...]`` entry)."""
+    record: dict[str, Any] = {
+        "graph": graph,
+        "precision": precision,
+        "file": plan_file,
+        "sha256": plan_sha256,
+        "size_bytes": int(plan_size),
+        "onnx_file": onnx_file,
+        "onnx_sha256": onnx_sha256,
+        "onnx_source_sha256": onnx_source_sha256,
+        "tensorrt_version": env.tensorrt_version,
+        "gpu_name": env.gpu_name,
+        "compute_capability": env.compute_capability,
+        "profile": profile.to_json(),
+        "shapes": profile.shapes_json(graph),
+        "device_memory_bytes": int(device_memory_bytes),
+        "builder": dict(builder_options or {}),
+        "cache_key": key,
+        "strongly_typed": True,
+    }
+    if built_at is not None:
+        record["built_at"] = built_at
+    if build_seconds is not None:
+        record["build_seconds"] = round(float(build_seconds), 3)
+    return validate_record(record)
+
+
+def validate_record(record: Any, where: str = "engine record") -> dict[str, Any]:
+    """Return ``record`` if it follows ENGINE_RECORD_SCHEMA, else ManifestError naming the field."""
+    try:
+        jsonschema.validate(record, ENGINE_RECORD_SCHEMA)
+    except jsonschema.ValidationError as exc:
+        path = "/".join(str(p) for p in exc.absolute_path) or "(top level)"
+        raise ManifestError(f"{where} is malformed at {path}: {exc.message}; rebuild the engines with svsr-export --force.") from None
+    return record
+
+
+def validate_engines(engines: Any, where: str = "manifest.json") -> dict[str, dict[str, Any]]:
+    """Validate a whole ``manifest["engines"]`` object: ``{"<graph>.<precision>": record}``."""
+    if not isinstance(engines, Mapping):
+        raise ManifestError(f"{where} has an 'engines' entry that is not an object; rebuild the engines with svsr-export --force.")
+    for key, record in engines.items():
+        validate_record(record, f"{where} engines/{key}")
+        if key != engine_key(record["graph"], record["precision"]):
+            raise ManifestError(
+                f"{where} engines/{key} holds the {record['graph']} {record['precision']} engine; rebuild the engines with svsr-export --force."
+            )
+    return dict(engines)
+
+def precision_of(plan: str | Mapping[str, str], graph: str) -> str:
+    """The precision a precision plan (one string, or graph -> precision) gives ``graph`` (default fp32)."""
+    precision = plan if isinstance(plan, str) else plan.get(graph, "fp32")
+    if precision not in PRECISIONS:
+        raise InputError(f"precision {precision!r} for graph {graph} is not one of {', '.join(PRECISIONS)}.")
+    return precision
+
+
+def onnx_entry(manifest: Mapping[str, Any], graph: str, precision: str, build_dir: str | Path) -> dict[str, Any]:
+    """The manifest entry (file, sha256) of the ONNX graph an engine of ``precision`` is built from."""
+    entry = manifest["graphs"][graph]
+    if precision == "fp32":
+        return entry
+    typed = entry.get("typed", {})
+    if precision not in typed:
+        raise ManifestError(
+            f"{build_dir} has no {precision} {graph} graph to build an engine from; run svsr-export --precision {precision} --out {build_dir}."
+        )
+    return typed[precision]
+
+
+
+def rebuild_command(manifest: Mapping[str, Any], build_dir: str | Path, precision: str, profile: Profile | None = None) -> str:
+    """The svsr-export command line that rebuilds this build folder's engines on this machine."""
+    source = (manifest.get("checkpoint") or {}).get("source") or "CHECKPOINT"
+    args = ["svsr-export", "--weights", str(source), "--precision", precision, "--out", str(build_dir)]
+    if profile is not None:
+        args += profile.cli_args()
+    args.append("--force")
+    return " ".join(args)
+
+
+def check_record(
+    record: Mapping[str, Any],
+    env: BuildEnvironment,
+    manifest: Mapping[str, Any],
+    build_dir: str | Path,
+    onnx_sha256: str | None = None,
+) -> None:
+    """Refuse (ManifestError, one sentence) an engine built elsewhere or from another ONNX graph.
+
+    A plan is tied to the exact TensorRT version and to the GPU model; loading it anywhere else is
+    at best rejected by TensorRT with an opaque message, so the sentence names the command that
+    rebuilds it here.
+    """
+    graph, precision = record["graph"], record["precision"]
+    command = rebuild_command(manifest, build_dir, precision, Profile.from_json(record["profile"]))
+    built = BuildEnvironment(record["tensorrt_version"], record["gpu_name"], record["compute_capability"])
+    if built.tensorrt_version != env.tensorrt_version:
+        problem = f"was built with TensorRT {built.tensorrt_version} but this machine has TensorRT {env.tensorrt_version}"
+    elif built.compute_capability != env.compute_capability or built.gpu_name != env.gpu_name:
+        problem = (
+            f"was built for {built.gpu_name} (compute capability {built.compute_capability}) "
+            f"but this machine has {env.gpu_name} (compute capability {env.compute_capability})"
+        )
+    elif onnx_sha256 is not None and record["onnx_sha256"] != onnx_sha256:
+        problem = f"was built from another version of its ONNX graph ({record['onnx_file']} changed since)"
+    else:
+        return
+    raise ManifestError(f"the {graph} {precision} engine in {build_dir} {problem}; rebuild it with: {command}")

@@ -1,0 +1,168 @@
+"""The few CUDA runtime calls svsr makes, through cuda-python (``cuda.bindings.runtime``), checked.
+
+Every handle (device pointer, pinned host pointer, stream, event, graph, graph exec) is a plain
+``int``, which is what TensorRT's Python API takes for addresses and streams. Every call checks the
+returned ``cudaError_t`` and raises :class:`CudaError` with the call, the error name and CUDA's own
+description. Nothing else lives here: the backend's logic is in svsr/runtime/trt_backend.py, and
+tests replace this class with a recording double of the same methods.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Any
+
+import numpy as np
+
+from svsr.errors import SvsrError
+
+
+class CudaError(SvsrError):
+    """A CUDA runtime call failed."""
+
+
+def _runtime() -> Any:
+    try:
+        from cuda.bindings import runtime
+    except ImportError:  # cuda-python < 12.6 layout
+        try:
+            from cuda import cudart as runtime  # type: ignore[no-redef]
+        except ImportError:
+            raise CudaError("cuda-python is not installed; install svsr[tensorrt] (pip install cuda-python).") from None
+    return runtime
+
+
+class CudaApi:
+    """A checked, int-handle view of the CUDA runtime for one device."""
+
+    def __init__(self, device: int = 0) -> None:
+        self.rt = _runtime()
+        self.device = device
+        self._check("cudaSetDevice", self.rt.cudaSetDevice(device))
+
+    # -- errors ---------------------------------------------------------------------------------
+    def _check(self, call: str, result: Any) -> Any:
+        """``result`` is cuda-python's (err, *values) tuple: raise on error, return the values."""
+        err, *values = result if isinstance(result, tuple) else (result,)
+        if int(err) != 0:
+            name = getattr(err, "name", str(err))
+            _, text = self.rt.cudaGetErrorString(err)
+            text = text.decode() if isinstance(text, bytes) else str(text)
+            raise CudaError(f"CUDA call {call} failed with {name} ({text}).")
+        if not values:
+            return None
+        return values[0] if len(values) == 1 else tuple(values)
+
+    # -- device ---------------------------------------------------------------------------------
+    def device_count(self) -> int:
+        return int(self._check("cudaGetDeviceCount", self.rt.cudaGetDeviceCount()))
+
+    def device_name(self) -> str:
+        prop = self._check("cudaGetDeviceProperties", self.rt.cudaGetDeviceProperties(self.device))
+        name = prop.name
+        return (name.split(b"\0", 1)[0].decode() if isinstance(name, (bytes, bytearray)) else str(name)).strip()
+
+    def compute_capability(self) -> str:
+        prop = self._check("cudaGetDeviceProperties", self.rt.cudaGetDeviceProperties(self.device))
+        return f"{prop.major}.{prop.minor}"
+
+    def mem_get_info(self) -> tuple[int, int]:
+        """(free, total) device bytes."""
+        free, total = self._check("cudaMemGetInfo", self.rt.cudaMemGetInfo())
+        return int(free), int(total)
+
+    # -- memory ---------------------------------------------------------------------------------
+    def malloc(self, nbytes: int) -> int:
+        return int(self._check("cudaMalloc", self.rt.cudaMalloc(max(1, int(nbytes)))))
+
+    def free(self, ptr: int) -> None:
+        self._check("cudaFree", self.rt.cudaFree(ptr))
+
+    def malloc_host(self, nbytes: int) -> int:
+        """Pinned (page-locked) host memory: async copies from it really are asynchronous."""
+        return int(self._check("cudaMallocHost", self.rt.cudaMallocHost(max(1, int(nbytes)))))
+
+    def free_host(self, ptr: int) -> None:
+        self._check("cudaFreeHost", self.rt.cudaFreeHost(ptr))
+
+    def host_view(self, ptr: int, nbytes: int) -> np.ndarray:
+        """A writable uint8 numpy view of ``nbytes`` of pinned host memory at ``ptr``."""
+        return np.ctypeslib.as_array((ctypes.c_uint8 * int(nbytes)).from_address(int(ptr)))
+
+    def memset_async(self, ptr: int, value: int, nbytes: int, stream: int) -> None:
+        self._check("cudaMemsetAsync", self.rt.cudaMemsetAsync(ptr, value, nbytes, stream))
+
+    def memcpy_htod_async(self, dst: int, src: int, nbytes: int, stream: int) -> None:
+        kind = self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice
+        self._check("cudaMemcpyAsync", self.rt.cudaMemcpyAsync(dst, src, nbytes, kind, stream))
+
+    def memcpy_dtoh_async(self, dst: int, src: int, nbytes: int, stream: int) -> None:
+        kind = self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        self._check("cudaMemcpyAsync", self.rt.cudaMemcpyAsync(dst, src, nbytes, kind, stream))
+
+    # -- streams and events ---------------------------------------------------------------------
+    def stream_create(self) -> int:
+        """A non-blocking stream (no implicit sync with the legacy default stream)."""
+        return int(self._check("cudaStreamCreateWithFlags", self.rt.cudaStreamCreateWithFlags(self.rt.cudaStreamNonBlocking)))
+
+    def stream_destroy(self, stream: int) -> None:
+        self._check("cudaStreamDestroy", self.rt.cudaStreamDestroy(stream))
+
+    def stream_synchronize(self, stream: int) -> None:
+        self._check("cudaStreamSynchronize", self.rt.cudaStreamSynchronize(stream))
+
+    def event_create(self) -> int:
+        return int(self._check("cudaEventCreateWithFlags", self.rt.cudaEventCreateWithFlags(self.rt.cudaEventDisableTiming)))
+
+    def event_destroy(self, event: int) -> None:
+        self._check("cudaEventDestroy", self.rt.cudaEventDestroy(event))
+
+    def event_record(self, event: int, stream: int) -> None:
+        self._check("cudaEventRecord", self.rt.cudaEventRecord(event, stream))
+
+    def event_synchronize(self, event: int) -> None:
+        self._check("cudaEventSynchronize", self.rt.cudaEventSynchronize(event))
+
+    def stream_wait_event(self, stream: int, event: int) -> None:
+        self._check("cudaStreamWaitEvent", self.rt.cudaStreamWaitEvent(stream, event, 0))
+
+    # -- CUDA graphs ----------------------------------------------------------------------------
+    def begin_capture(self, stream: int) -> None:
+        # Thread-local mode: only this thread's unsafe calls (e.g. a sync) break the capture, so
+        # other threads (video I/O) may keep using CUDA meanwhile.
+        mode = self.rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
+        self._check("cudaStreamBeginCapture", self.rt.cudaStreamBeginCapture(stream, mode))
+
+    def end_capture(self, stream: int) -> int:
+        return int(self._check("cudaStreamEndCapture", self.rt.cudaStreamEndCapture(stream)))
+
+    def graph_instantiate(self, graph: int) -> int:
+        return int(self._check("cudaGraphInstantiate", self.rt.cudaGraphInstantiate(graph, 0)))
+
+    def graph_launch(self, graph_exec: int, stream: int) -> None:
+        self._check("cudaGraphLaunch", self.rt.cudaGraphLaunch(graph_exec, stream))
+
+    def graph_destroy(self, graph: int) -> None:
+        self._check("cudaGraphDestroy", self.rt.cudaGraphDestroy(graph))
+
+    def graph_exec_destroy(self, graph_exec: int) -> None:
+        self._check("cudaGraphExecDestroy", self.rt.cudaGraphExecDestroy(graph_exec))
+
+
+def cuda_device_status() -> tuple[bool, str]:
+    """(True, "<gpu name>") when cuda-python imports and a CUDA device is visible, else (False, why)."""
+    try:
+        rt = _runtime()
+    except CudaError as exc:
+        return False, str(exc)
+    err, count = rt.cudaGetDeviceCount()
+    if int(err) != 0:
+        _, text = rt.cudaGetErrorString(err)
+        text = text.decode() if isinstance(text, bytes) else str(text)
+        return False, f"no usable NVIDIA GPU: CUDA says {text}"
+    if count < 1:
+        return False, "no NVIDIA GPU is visible to CUDA"
+    try:
+        return True, CudaApi(0).device_name()
+    except CudaError as exc:
+        return False, str(exc)
