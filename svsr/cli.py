@@ -218,5 +218,67 @@ def run_main(argv: Sequence[str] | None = None) -> int:
     return _guarded(_run, run_parser(), argv)
 
 
+# -- svsr-bench ---------------------------------------------------------------------------------
+def bench_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="svsr-bench",
+        description="Latency per graph, per frame-step and per output frame; memory; TFLOP/s. "
+        "Each backend runs in its own process; the eager PyTorch reference is the baseline.",
+    )
+    p.add_argument("--model", type=Path, required=True, help="build folder written by svsr-export")
+    p.add_argument("--backend", action="append", choices=["reference", "ort", "trt", "torch-fp16"],
+                   help="repeatable; default: reference, ort, and trt / torch-fp16 where available")
+    p.add_argument("--weights", help="checkpoint for the reference rows (default: the manifest's source)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"], help="graph precision for ort/trt")
+    p.add_argument("--resolution", default="64x48", help="LR frame size WxH (default 64x48)")
+    p.add_argument("--frames", type=int, default=3, help="frames of the end-to-end clip (default 3)")
+    p.add_argument("--steps", type=int, default=2, help="denoising steps end to end (default 2)")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--json", type=Path, help="write all rows as JSON")
+    p.add_argument("--markdown", type=Path, help="also write the table to this file")
+    p.add_argument("--plot", type=Path, help="write a PNG bar chart of per-graph latency")
+    return p
+
+
+def _parse_resolution(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise InputError(f"--resolution {text!r} is not WxH; write it like 320x180.") from None
+    from svsr.sizes import check_frame_size
+
+    check_frame_size(height, width)
+    return width, height
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import json
+
+    from svsr.bench import markdown, plot, run_bench, torch_cuda_available
+    from svsr.runtime.session import tensorrt_usable
+
+    width, height = _parse_resolution(args.resolution)
+    if args.frames < 1 or args.steps < 1:
+        raise InputError("--frames and --steps must be at least 1; raise them.")
+    backends = args.backend or ["reference", "ort"] + (["trt"] if tensorrt_usable() else []) + (["torch-fp16"] if torch_cuda_available() else [])
+    rows, errors = run_bench(args.model, backends, args.precision, height, width, args.frames, args.steps, args.warmup, args.repeats, args.weights)
+    if not rows:
+        raise SvsrError("no backend could be measured: " + "; ".join(errors))
+    table = markdown(rows, f"svsr-bench: {args.model} at LR {width}x{height}, {args.frames} frames x {args.steps} steps")
+    print(table)
+    if args.markdown:
+        args.markdown.write_text(table + "\n")
+    if args.json:
+        args.json.write_text(json.dumps({"resolution": [width, height], "frames": args.frames, "steps": args.steps, "rows": rows, "skipped": errors}, indent=2))
+    if args.plot:
+        plot(rows, args.plot)
+    return 0
+
+
+def bench_main(argv: Sequence[str] | None = None) -> int:
+    return _guarded(_bench, bench_parser(), argv)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(run_main())

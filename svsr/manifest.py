@@ -83,6 +83,8 @@ MANIFEST_SCHEMA: dict[str, Any] = {
                                 "per_call": {"type": "integer", "minimum": 0},
                                 "lr_height": {"type": "integer"},
                                 "lr_width": {"type": "integer"},
+                                "linear": {"type": "number"},
+                                "quadratic": {"type": "number"},
                             },
                         },
                         "typed": {"type": "object", "additionalProperties": _graph_file},
@@ -191,3 +193,13 @@ def write_manifest(build_dir: str | Path, data: dict[str, Any]) -> Path:
     final = build_dir / MANIFEST_NAME
     os.replace(tmp, final)
     return final
+
+
+def graph_flops(entry: dict[str, Any], lr_height: int, lr_width: int, batch: int = 1) -> float:
+    """FLOPs of one call of a graph at an LR size, from the manifest's fit (exact at the export size)."""
+    flops = entry["flops"]
+    if "linear" not in flops:
+        scale = (lr_height * lr_width) / (flops["lr_height"] * flops["lr_width"])
+        return batch * flops["per_call"] * scale
+    pixels = lr_height * lr_width
+    return batch * (flops["linear"] * pixels + flops["quadratic"] * pixels**2)

@@ -38,6 +38,7 @@ MIN_OPSET = 17  # GroupNormalization-free patterns TensorRT 10 and 11 both parse
 PROTOBUF_LIMIT = 2**31 - 1
 # Trace size (LR): multiples of 4 but not of 8 or 16, see the module docstring.
 TRACE_HEIGHT, TRACE_WIDTH = 36, 44
+FLOPS_METHOD = "FlopCounterMode, math SDPA, fit at P and 4P"  # part of the reuse key
 EXPORT_METHOD = "torch.onnx.export (TorchScript tracing, dynamo=False)"
 
 
@@ -72,9 +73,26 @@ def sample_inputs(name: str, height: int, width: int, batch: int = 1, seed: int 
 
 
 def count_flops(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> int:
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    """FLOPs of one call, attention included: the math SDPA backend is forced because the counter
+    has no formula for the fused CPU attention kernels and would silently skip them."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
         module(*inputs)
     return int(counter.get_total_flops())
+
+
+def flops_model(flops: int, flops_at_4x_pixels: int) -> dict[str, float]:
+    """Fit FLOPs = linear * P + quadratic * P**2 (P = LR pixels) from counts at P and 4P.
+
+    Convolutions grow with P, the VAE's full-resolution self-attention with P**2; the fit lets a
+    benchmark turn the manifest into FLOPs at any resolution (svsr.manifest.graph_flops).
+    """
+    pixels = TRACE_HEIGHT * TRACE_WIDTH
+    # f1 = aP + bP^2, f4 = 4aP + 16bP^2  =>  b = (f4 - 4 f1) / (12 P^2), a = (f1 - b P^2) / P
+    quadratic = max(0.0, (flops_at_4x_pixels - 4 * flops) / (12 * pixels**2))
+    linear = (flops - quadratic * pixels**2) / pixels
+    return {"linear": linear, "quadratic": quadratic}
 
 
 def _export_key(components: Components, name: str, opset: int) -> dict[str, Any]:
@@ -87,6 +105,7 @@ def _export_key(components: Components, name: str, opset: int) -> dict[str, Any]
         "torch": torch.__version__,
         "onnx": onnx.__version__,
         "trace_size": [TRACE_HEIGHT, TRACE_WIDTH],
+        "flops_method": FLOPS_METHOD,
     }
 
 
@@ -137,6 +156,7 @@ def export_graph(components: Components, name: str, out_dir: Path, opset: int) -
         external = _finalise_file(traced, final)
     onnx.checker.check_model(str(final), full_check=True)
     flops = count_flops(module, sample_inputs(name, TRACE_HEIGHT, TRACE_WIDTH))
+    flops_2x = count_flops(module, sample_inputs(name, 2 * TRACE_HEIGHT, 2 * TRACE_WIDTH))
     seconds = time.perf_counter() - start
     size = final.stat().st_size + ((out_dir / external).stat().st_size if external else 0)
     entry = {
@@ -146,7 +166,7 @@ def export_graph(components: Components, name: str, out_dir: Path, opset: int) -
         "inputs": tensor_entries(GRAPHS[name].inputs),
         "outputs": tensor_entries(GRAPHS[name].outputs),
         "summary": GRAPHS[name].summary,
-        "flops": {"per_call": flops, "lr_height": TRACE_HEIGHT, "lr_width": TRACE_WIDTH},
+        "flops": {"per_call": flops, "lr_height": TRACE_HEIGHT, "lr_width": TRACE_WIDTH, **flops_model(flops, flops_2x)},
         "export_key": _export_key(components, name, opset),
         "export_seconds": round(seconds, 2),
         "size_bytes": size,

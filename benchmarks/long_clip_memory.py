@@ -1,0 +1,78 @@
+"""Peak RSS of svsr-run on long clips: memory must not grow with video length (chunked processing).
+
+    python benchmarks/long_clip_memory.py                    # tiny preset, 100 vs 300 frames of 32x32
+    python benchmarks/long_clip_memory.py --frames 100 300 600 --chunk 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def make_clip(path: Path, num_frames: int, size: int) -> None:
+    from svsr.runtime.video import FrameWriter
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (size * 2, size * 2, 3), dtype=np.uint8)
+    with FrameWriter(path, fps=24) as writer:
+        for i in range(num_frames):
+            x = i % size
+            writer.write(np.ascontiguousarray(base[x : x + size, x : x + size]))
+
+
+def run_measured(cmd: list[str]) -> tuple[float, float]:
+    """(seconds, peak RSS GiB) of one child process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    _, status, usage = os.wait4(proc.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{proc.stderr.read().decode()[-2000:]}")
+    return time.perf_counter() - start, usage.ru_maxrss / 2**20
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, help="build folder (default: export the tiny preset)")
+    parser.add_argument("--frames", type=int, nargs="+", default=[100, 300])
+    parser.add_argument("--size", type=int, default=32, help="LR frame side in px")
+    parser.add_argument("--steps", type=int, default=1)
+    parser.add_argument("--chunk", type=int, help="frames per chunk (default: svsr-run's)")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    bin_dir = Path(sys.executable).parent
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        model = args.model
+        if model is None:
+            model = tmp / "model"
+            subprocess.run([str(bin_dir / "svsr-export"), "--preset", "tiny", "--out", str(model), "--quiet"], check=True)
+        rows = []
+        for n in args.frames:
+            clip = tmp / f"clip{n}.mp4"
+            make_clip(clip, n, args.size)
+            cmd = [str(bin_dir / "svsr-run"), str(clip), "-o", str(tmp / f"out{n}.mp4"), "--model", str(model), "--steps", str(args.steps), "--quiet"]
+            if args.chunk:
+                cmd += ["--chunk", str(args.chunk)]
+            seconds, peak = run_measured(cmd)
+            rows.append({"frames": n, "seconds": round(seconds, 1), "peak_rss_gib": round(peak, 3)})
+            print(json.dumps(rows[-1]))
+    print("\n| frames | seconds | peak RSS GiB |\n|---|---|---|")
+    for r in rows:
+        print(f"| {r['frames']} | {r['seconds']} | {r['peak_rss_gib']} |")
+    print(f"peak RSS ratio {rows[-1]['frames']} vs {rows[0]['frames']} frames: {rows[-1]['peak_rss_gib'] / rows[0]['peak_rss_gib']:.3f}")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

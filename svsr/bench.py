@@ -1,0 +1,254 @@
+"""svsr-bench: latency per graph, per frame-step and per output frame, memory and achieved TFLOP/s.
+
+Each backend is measured in its own child process, so every row's peak host memory is its own and
+a backend's imports (torch for the reference) do not weigh on the others. Rows of one run are
+compared as ratios against the reference (eager PyTorch float32: the original algorithm).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from svsr.graphs import GRAPH_NAMES, GRAPHS, concrete_shape
+from svsr.manifest import graph_flops, load_manifest
+from svsr.sizes import padding_plan
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def time_calls(fn: Callable[[], None], warmup: int, repeats: int, sync: Callable[[], None] = lambda: None) -> list[float]:
+    """Wall-clock seconds of ``repeats`` calls after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _graph_inputs(name: str, height: int, width: int, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for spec in GRAPHS[name].inputs:
+        shape = concrete_shape(spec, 1, height, width)
+        value = rng.standard_normal(shape).astype(np.float32)
+        if spec.name == "tcm_scale":
+            value = np.ones(shape, np.float32)
+        elif spec.name == "timestep":
+            value = np.full(shape, 501.0, np.float32)
+        elif spec.name == "step_coeffs":
+            value = np.array([0.73, -0.68, 0.52, 0.47, 0.11, 3.0e38], np.float32)
+        elif spec.name in ("frame", "previous", "lr"):
+            value = np.clip(value * 0.5, -1, 1)
+        feeds[spec.name] = value
+    return feeds
+
+
+def _summary(times: list[float]) -> dict[str, float]:
+    return {"median_ms": 1e3 * statistics.median(times), "p90_ms": 1e3 * percentile(times, 90), "calls": len(times)}
+
+
+def _peak_host_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _frames(num_frames: int, height: int, width: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(1)
+    base = rng.integers(0, 256, (height + num_frames, width + num_frames, 3), dtype=np.uint8)
+    return [np.ascontiguousarray(base[i : i + height, i : i + width]) for i in range(num_frames)]
+
+
+def bench_runtime(model: Path, backend: str, precision: str, height: int, width: int, frames: int, steps: int, warmup: int, repeats: int) -> dict[str, Any]:
+    """One runtime backend (ort or trt): per-graph latency on the backend's own buffers, then end to end."""
+    from svsr.noise import NumpyNoise
+    from svsr.runtime.session import open_sampler
+
+    sampler, label = open_sampler(model, backend=backend, precision=precision)
+    b = sampler.backend
+    plan = padding_plan(height, width)
+    h, w = plan.padded_height, plan.padded_width
+    graphs = {}
+    for name in GRAPH_NAMES:
+        inputs = {}
+        for key, value in _graph_inputs(name, h, w).items():
+            inputs[key] = b.allocate(key, value.shape)
+            b.upload(inputs[key], value)
+        outputs = {spec.name: b.allocate(spec.name, concrete_shape(spec, 1, h, w)) for spec in GRAPHS[name].outputs}
+        graphs[name] = _summary(time_calls(lambda: b.run(name, inputs, outputs), warmup, repeats, b.synchronize))
+    clip = _frames(frames, height, width)
+    sampler.upscale(clip[: min(2, frames)], num_inference_steps=1, noise=NumpyNoise(0))  # warm-up, CUDA-graph capture
+    start = time.perf_counter()
+    sampler.upscale(clip, num_inference_steps=steps, noise=NumpyNoise(0))
+    total = time.perf_counter() - start
+    return {"backend": label, "precision": precision, "graphs": graphs, "end_to_end_s": total, "peak_host_mib": _peak_host_mib(), "peak_device_mib": _device_peak_mib(b)}
+
+
+def _device_peak_mib(backend: Any) -> float | None:
+    peak = getattr(backend, "peak_device_bytes", None)
+    return peak() / 2**20 if callable(peak) else None
+
+
+def bench_reference(weights: str, height: int, width: int, frames: int, steps: int, warmup: int, repeats: int, device: str = "cpu", half: bool = False) -> dict[str, Any]:
+    """Eager PyTorch: float32 reference on the CPU, or (where CUDA exists) fp16 + SDPA on the GPU."""
+    import torch
+
+    from svsr.reference import StableVSRReference
+    from svsr.reference.flow import raft_flow, upscale_bicubic
+
+    ref = StableVSRReference.from_pretrained(weights)
+    c = ref.components
+    dtype = torch.float16 if half else torch.float32
+    for module in (c.unet, c.controlnet, c.vae, c.flow_model):
+        module.to(device=device, dtype=dtype)
+    c.prompt_embeds = c.prompt_embeds.to(device=device, dtype=dtype)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    plan = padding_plan(height, width)
+    feeds = {n: {k: torch.from_numpy(v).to(device=device, dtype=dtype) for k, v in _graph_inputs(n, plan.padded_height, plan.padded_width).items()} for n in GRAPH_NAMES}
+    c.scheduler.set_timesteps(steps)
+    t = c.scheduler.timesteps[0]
+    calls = {
+        "flow": lambda f=feeds["flow"]: raft_flow(c.flow_model, upscale_bicubic(f["frame"]), upscale_bicubic(f["previous"]), c.num_flow_updates),
+        "denoise": lambda f=feeds["denoise"]: ref.ddpm_step(ref.predict(f["z"], f["lr"], t, f["guidance"]), t, f["z"], f["noise"]),
+        "guide": lambda f=feeds["guide"]: ref.guidance(f["x0"], f["flow"]),
+        "decode": lambda f=feeds["decode"]: ref.decode_output(f["z"]),
+    }
+    graphs = {}
+    with torch.no_grad():
+        for name, call in calls.items():
+            graphs[name] = _summary(time_calls(call, warmup, repeats, sync))
+    clip = _frames(frames, height, width)
+    start = time.perf_counter()
+    if device == "cpu" and not half:
+        ref.upscale(clip, num_inference_steps=steps, seed=0, progress=False)
+        total = time.perf_counter() - start
+    else:
+        total = None  # the exact reference pipeline runs float32 on the CPU only; per-graph rows still count
+    device_peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None
+    label = "reference" if not half else "pytorch-fp16-sdpa"
+    return {"backend": label, "precision": "fp16" if half else "fp32", "graphs": graphs, "end_to_end_s": total, "peak_host_mib": _peak_host_mib(), "peak_device_mib": device_peak}
+
+
+def derive(row: dict[str, Any], manifest: dict[str, Any], height: int, width: int, frames: int, steps: int) -> dict[str, Any]:
+    """Add per-frame-step / per-frame latencies and achieved TFLOP/s from the manifest's FLOPs."""
+    plan = padding_plan(height, width)
+    for name, stats in row["graphs"].items():
+        flops = graph_flops(manifest["graphs"][name], plan.padded_height, plan.padded_width)
+        stats["tflops"] = flops / (stats["median_ms"] / 1e3) / 1e12
+    total = row.get("end_to_end_s")
+    row["frame_step_ms"] = 1e3 * total / (frames * steps) if total else None
+    row["output_frame_ms"] = 1e3 * total / frames if total else None
+    # what one frame-step costs from the per-graph medians (denoise + guide; the first frame of a sweep skips guide)
+    g = row["graphs"]
+    row["frame_step_from_graphs_ms"] = g["denoise"]["median_ms"] + g["guide"]["median_ms"] * (frames - 1) / frames
+    return row
+
+
+def markdown(rows: list[dict[str, Any]], header: str) -> str:
+    base = next((r for r in rows if r["backend"] == "reference"), None)
+    lines = [header, "", "| backend | precision | " + " | ".join(f"{n} ms (p90)" for n in GRAPH_NAMES) + " | frame-step ms | output frame ms | TFLOP/s denoise/guide | peak host MiB | peak device MiB | speed-up vs reference |", "|" + "---|" * (len(GRAPH_NAMES) + 8)]
+    for r in rows:
+        g = r["graphs"]
+        cells = [f"{g[n]['median_ms']:.1f} ({g[n]['p90_ms']:.1f})" for n in GRAPH_NAMES]
+        speed = ""
+        if base and r is not base:
+            speed = f"{base['frame_step_from_graphs_ms'] / r['frame_step_from_graphs_ms']:.2f}x"
+        fs = f"{r['frame_step_ms']:.1f}" if r["frame_step_ms"] else f"~{r['frame_step_from_graphs_ms']:.1f} (graphs)"
+        of = f"{r['output_frame_ms']:.0f}" if r["output_frame_ms"] else "-"
+        dev = f"{r['peak_device_mib']:.0f}" if r.get("peak_device_mib") else "-"
+        tf = f"{g['denoise']['tflops']:.3f}/{g['guide']['tflops']:.3f}"
+        lines.append(f"| {r['backend']} | {r['precision']} | " + " | ".join(cells) + f" | {fs} | {of} | {tf} | {r['peak_host_mib']:.0f} | {dev} | {speed} |")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        from svsr.errors import MissingDependencyError
+
+        raise MissingDependencyError("the bar chart needs matplotlib; install svsr[bench] or drop --plot.") from None
+    fig, ax = plt.subplots(figsize=(8, 4))
+    width = 0.8 / max(1, len(rows))
+    x = np.arange(len(GRAPH_NAMES))
+    for i, r in enumerate(rows):
+        ax.bar(x + i * width, [r["graphs"][n]["median_ms"] for n in GRAPH_NAMES], width, label=f"{r['backend']} {r['precision']}")
+    ax.set_xticks(x + width * (len(rows) - 1) / 2, GRAPH_NAMES)
+    ax.set_ylabel("median latency per call (ms)")
+    ax.set_yscale("log")
+    ax.legend()
+    ax.set_title("svsr-bench: latency per graph call")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run_child(spec: dict[str, Any]) -> dict[str, Any]:
+    """Measure one backend in a fresh process (its own peak memory)."""
+    with tempfile.NamedTemporaryFile("r", suffix=".json") as out:
+        cmd = [sys.executable, "-m", "svsr.bench", json.dumps(spec), out.name]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")})
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+            return {"backend": spec["backend"], "error": tail[0]}
+        return json.loads(Path(out.name).read_text())
+
+
+def _child_main(spec_json: str, out_path: str) -> int:
+    spec = json.loads(spec_json)
+    kind = spec.pop("backend")
+    if kind in ("ort", "trt"):
+        row = bench_runtime(Path(spec["model"]), kind, spec["precision"], spec["height"], spec["width"], spec["frames"], spec["steps"], spec["warmup"], spec["repeats"])
+    else:
+        row = bench_reference(spec["weights"], spec["height"], spec["width"], spec["frames"], spec["steps"], spec["warmup"], spec["repeats"], device=spec.get("device", "cpu"), half=kind == "torch-fp16")
+    Path(out_path).write_text(json.dumps(row))
+    return 0
+
+
+def torch_cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def run_bench(model: Path, backends: list[str], precision: str, height: int, width: int, frames: int, steps: int, warmup: int, repeats: int, weights: str | None, report: Callable[[str], None] = print) -> tuple[list[dict[str, Any]], list[str]]:
+    manifest = load_manifest(model)
+    weights = weights or manifest["checkpoint"].get("source")
+    rows, errors = [], []
+    for backend in backends:
+        spec = {"backend": backend, "model": str(model), "precision": precision if backend in ("ort", "trt") else "fp32", "height": height, "width": width, "frames": frames, "steps": steps, "warmup": warmup, "repeats": repeats, "weights": weights}
+        if backend == "torch-fp16":
+            spec["device"] = "cuda"
+        report(f"svsr-bench: measuring {backend} ...")
+        row = run_child(spec)
+        if "error" in row:
+            errors.append(f"{backend}: {row['error']}")
+            report(f"svsr-bench: {backend} skipped: {row['error']}")
+            continue
+        rows.append(derive(row, manifest, height, width, frames, steps))
+    return rows, errors
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main(sys.argv[1], sys.argv[2]))

@@ -1,0 +1,36 @@
+"""svsr-bench produces JSON, a markdown table and a chart with the reference and ORT side by side."""
+
+from __future__ import annotations
+
+import json
+
+from svsr.cli import bench_main, export_main
+
+
+def test_bench_reference_and_ort_side_by_side(tiny_checkpoint, tmp_path, capsys):
+    build = tmp_path / "build"
+    assert export_main(["--weights", str(tiny_checkpoint), "--out", str(build), "--quiet"]) == 0
+    out_json, out_png, out_md = tmp_path / "b.json", tmp_path / "b.png", tmp_path / "b.md"
+    code = bench_main([
+        "--model", str(build), "--backend", "reference", "--backend", "ort", "--resolution", "40x32",
+        "--frames", "2", "--steps", "1", "--warmup", "1", "--repeats", "2",
+        "--json", str(out_json), "--plot", str(out_png), "--markdown", str(out_md),
+    ])
+    assert code == 0
+    data = json.loads(out_json.read_text())
+    assert [r["backend"] for r in data["rows"]] == ["reference", "ort-cpu"]
+    for row in data["rows"]:
+        for name in ("flow", "denoise", "guide", "decode"):
+            stats = row["graphs"][name]
+            assert 0 < stats["median_ms"] <= stats["p90_ms"]
+            assert stats["tflops"] > 0
+        assert row["frame_step_ms"] > 0 and row["output_frame_ms"] > 0
+        assert row["peak_host_mib"] > 50
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = out_md.read_text()
+    assert "| reference |" in table and "| ort-cpu |" in table and "x |" in table
+
+
+def test_bench_rejects_bad_resolution(tmp_path, capsys):
+    assert bench_main(["--model", str(tmp_path), "--resolution", "big"]) == 2
+    assert "WxH" in capsys.readouterr().err
