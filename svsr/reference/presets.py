@@ -133,11 +133,51 @@ def _build_flow_model(arch: str) -> torch.nn.Module:
     return {"raft_large": raft_large, "raft_small": raft_small}[arch](weights=None)
 
 
-def write_preset(name: str, out_dir: str | Path, seed: int = 0) -> Path:
+def _byte_symbols() -> list[str]:
+    """The 256 printable stand-ins CLIP's byte-level BPE uses for raw bytes (GPT-2's table)."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("\u00a1"), ord("\u00ac") + 1)) + list(range(ord("\u00ae"), ord("\u00ff") + 1))
+    codes, extra = printable[:], 0
+    for byte in range(256):
+        if byte not in printable:
+            printable.append(byte)
+            codes.append(256 + extra)
+            extra += 1
+    return [chr(c) for c in codes]
+
+
+def write_tiny_text_encoder(folder: Path, hidden_size: int, tokens: int = 77) -> None:
+    """A random CLIP text encoder and a byte-level tokenizer without merges (tests the text path)."""
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    symbols = _byte_symbols()
+    vocab = {s: i for i, s in enumerate(symbols + [s + "</w>" for s in symbols])}
+    vocab["<|startoftext|>"], vocab["<|endoftext|>"] = len(vocab), len(vocab) + 1
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "vocab.json").write_text(json.dumps(vocab))
+        (Path(tmp) / "merges.txt").write_text("#version: 0.2\n")
+        tokenizer = CLIPTokenizer(str(Path(tmp) / "vocab.json"), str(Path(tmp) / "merges.txt"), model_max_length=tokens)
+        tokenizer.save_pretrained(folder / "tokenizer")
+    config = CLIPTextConfig(
+        vocab_size=len(vocab),
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        max_position_embeddings=tokens,
+        bos_token_id=vocab["<|startoftext|>"],
+        eos_token_id=vocab["<|endoftext|>"],
+        pad_token_id=vocab["<|endoftext|>"],
+    )
+    CLIPTextModel(config).save_pretrained(folder / "text_encoder")
+
+
+def write_preset(name: str, out_dir: str | Path, seed: int = 0, text_encoder: bool = False) -> Path:
     """Write a complete random-weight checkpoint folder for preset ``name`` and return its path.
 
-    The folder is written under a temporary name and renamed at the end, so an interrupted run
-    never leaves a half-written checkpoint behind.
+    The prompt is stored as ``prompt_embeds.safetensors``, or with ``text_encoder=True`` (tiny
+    preset) as a small random CLIP ``text_encoder/`` + ``tokenizer/``. The folder is written under
+    a temporary name and renamed at the end, so an interrupted run never leaves a half-written
+    checkpoint behind.
     """
     if name not in PRESETS:
         raise InputError(f"unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))}.")
@@ -159,8 +199,11 @@ def write_preset(name: str, out_dir: str | Path, seed: int = 0) -> Path:
         tcm.save_pretrained(tmp / "controlnet")
         vae.save_pretrained(tmp / "vae")
         DDPMScheduler(**preset.scheduler).save_pretrained(tmp / "scheduler")
-        embeds = torch.randn(1, preset.prompt_tokens, preset.unet["cross_attention_dim"]) * 0.5
-        save_file({"prompt_embeds": embeds.contiguous()}, str(tmp / "prompt_embeds.safetensors"))
+        if text_encoder:
+            write_tiny_text_encoder(tmp, preset.unet["cross_attention_dim"], preset.prompt_tokens)
+        else:
+            embeds = torch.randn(1, preset.prompt_tokens, preset.unet["cross_attention_dim"]) * 0.5
+            save_file({"prompt_embeds": embeds.contiguous()}, str(tmp / "prompt_embeds.safetensors"))
         flow_dir = tmp / "flow"
         flow_dir.mkdir()
         flow_model = _build_flow_model(preset.flow_arch)
