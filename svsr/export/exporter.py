@@ -138,6 +138,7 @@ def _finalise_file(traced: Path, final: Path) -> str | None:
         return None
     model = onnx.load(str(traced), load_external_data=True)
     onnx.save_model(model, str(final), save_as_external_data=True, all_tensors_to_one_file=True, location=external.name, size_threshold=1024)
+    external.chmod(0o644)
     return external.name
 
 

@@ -214,6 +214,7 @@ def write_preset(name: str, out_dir: str | Path, seed: int = 0, text_encoder: bo
             json.dumps({"arch": preset.flow_arch, "num_flow_updates": preset.num_flow_updates}, indent=2)
         )
         (tmp / "svsr_preset.json").write_text(json.dumps({"preset": name, "seed": seed, "notes": preset.notes}))
+        tmp.chmod(0o755)  # mkdtemp makes it private; a checkpoint folder is an ordinary folder
         if out_dir.exists():
             shutil.rmtree(out_dir)
         tmp.rename(out_dir)

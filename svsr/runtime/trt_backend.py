@@ -265,7 +265,7 @@ class TrtBackend:
                 raise SweepAddressError(f"the {graph} input shapes changed inside a captured sweep.")
             self._set_shapes(e, bound, shapes)
         names = e.inputs + e.outputs
-        entry = (graph, shapes, tuple(bound[n].ptr for n in names))
+        entry = (graph, shapes, tuple(bound[n].ptr for n in names), names)
         if self._mode == "dry":
             self._trace.append(entry)  # type: ignore[union-attr]
             return
@@ -316,7 +316,7 @@ class TrtBackend:
                 return
             if sweep.clip == self._clip:
                 raise SweepAddressError(
-                    f"the {key} sweep binds other buffers than when it was captured ({_first_difference(sweep.trace, trace)}); "
+                    f"the {key} sweep binds other buffers than when it was captured ({_first_difference(sweep.trace, trace, self._labels())}); "
                     "within a clip each sweep direction must reuse the same buffers."
                 )
             self._destroy_sweep(sweep)  # a new clip with other buffers or frames: capture anew
@@ -364,7 +364,7 @@ class TrtBackend:
             cuda.graph_exec_destroy(graph_exec)
             cuda.graph_destroy(graph)
             raise SweepAddressError(
-                f"the {key} sweep bound other buffers while captured than when run ({_first_difference(trace, captured)})."
+                f"the {key} sweep bound other buffers while captured than when run ({_first_difference(trace, captured, self._labels())})."
             )
         return _Sweep(graph, graph_exec, captured, self._clip)
 
@@ -460,6 +460,9 @@ class TrtBackend:
             e.bound = {n: p for n, p in e.bound.items() if p != buf.ptr}
         self.cuda.free(buf.ptr)
 
+    def _labels(self) -> dict[int, str]:
+        return {b.ptr: b.label for b in self._buffers.values()}
+
     def _destroy_sweep(self, sweep: _Sweep) -> None:
         self.cuda.graph_exec_destroy(sweep.graph_exec)
         self.cuda.graph_destroy(sweep.graph)
@@ -481,10 +484,19 @@ def _default_rebuild(profile: Profile | None) -> str:
     return " ".join(["svsr-export --weights CHECKPOINT --out BUILD", *(profile.cli_args() if profile else []), "--force"])
 
 
-def _first_difference(a: Sequence[Any], b: Sequence[Any]) -> str:
+def _first_difference(a: Sequence[Any], b: Sequence[Any], labels: Mapping[int, str]) -> str:
+    """Where two sweep traces first differ, in buffer labels."""
     for i, (x, y) in enumerate(zip(a, b)):
-        if x != y:
-            return f"launch {i}: {x[0]} was {x[2]} and is now {y[2]}"
+        if x == y:
+            continue
+        if x[0] != y[0] or x[1] != y[1]:
+            return f"launch {i} was {x[0]} with input shapes {x[1]} and is now {y[0]} with {y[1]}"
+        changed = [
+            f"{name} to {labels.get(q, hex(q))} instead of {labels.get(p, hex(p))}"
+            for name, p, q in zip(x[3], x[2], y[2])
+            if p != q
+        ]
+        return f"launch {i} ({x[0]}) binds " + ", ".join(changed)
     return f"{len(a)} launches were captured, {len(b)} are asked for"
 
 
