@@ -282,7 +282,12 @@ class TrtBackend:
         self._launched = True
 
     def _set_shapes(self, e: _Engine, bound: Mapping[str, DeviceBuffer], shapes: tuple[tuple[int, ...], ...]) -> None:
-        for name in e.inputs:
+        for spec in GRAPHS[e.name].inputs:
+            name = spec.name
+            if not any(isinstance(d, str) for d in spec.shape):  # fixed in the graph: nothing to set
+                if bound[name].shape != spec.shape:
+                    raise ValueError(f"{e.name}.{name} has fixed shape {spec.shape}, not {bound[name].shape}.")
+                continue
             if not e.context.set_input_shape(name, bound[name].shape):
                 profile = self.profiles.get(e.name)
                 where = f" (the engine's profile is {profile.describe()})" if profile else ""
