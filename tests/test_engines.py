@@ -1,0 +1,521 @@
+"""Engine building decided in plain Python: profiles, cache keys, build records, mismatch errors, the build flow.
+
+The build flow runs against RecordingTrtBuilderDouble, a test double of TensorRT's builder API; the
+names it offers are checked against the real TensorRT 11 wheels (runtime names by import of
+`tensorrt_lean_bindings`, builder names in the string table of `tensorrt-cu13-bindings`, which cannot
+be imported without NVIDIA's libraries).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import types
+from pathlib import Path
+
+import pytest
+
+from svsr.engines import builder as builder_mod
+from svsr.engines.builder import (
+    TRT_BUILDER_API,
+    EngineBuildError,
+    build_engines,
+    network_flags,
+    tensorrt_build_available,
+    timing_cache_path,
+)
+from svsr.engines.profiles import Profile, parse_batch, parse_size
+from svsr.engines.records import (
+    BuildEnvironment,
+    cache_key,
+    check_record,
+    make_record,
+    plan_filename,
+    rebuild_command,
+    validate_engines,
+    validate_record,
+)
+from svsr.errors import InputError, ManifestError, MissingDependencyError
+from svsr.graphs import GRAPH_NAMES
+from svsr.manifest import sha256_file, validate_manifest
+from tests.test_trt_backend import H100, synthetic_manifest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# -- profiles -------------------------------------------------------------------------------------
+def test_sizes_are_width_by_height_and_padded_to_multiples_of_4():
+    assert parse_size("320x180") == (180, 320)
+    assert parse_size("318X178") == (180, 320)
+    assert parse_size(" 33 x 32 ") == (32, 36)
+    for bad, phrase in [("320", "is not a size"), ("320x180x3", "is not a size"), ("31x200", "too small"), ("axb", "is not a size")]:
+        with pytest.raises(InputError, match=phrase):
+            parse_size(bad, "--min")
+    assert parse_batch("2") == (2, 2, 2) and parse_batch(1) == (1, 1, 1) and parse_batch("1:2:4") == (1, 2, 4)
+    for bad in ("0", "4:2:1", "1:2", "x"):
+        with pytest.raises(InputError, match="--batch"):
+            parse_batch(bad)
+
+
+def test_profiles_from_cli_options():
+    static = Profile.from_args(resolution="320x180")
+    assert static == Profile((180, 320), (180, 320), (180, 320)) and static.is_static
+    ranged = Profile.from_args(min="256x144", max="640x360")
+    assert (ranged.min, ranged.opt, ranged.max) == ((144, 256), (360, 640), (360, 640)) and not ranged.is_static
+    assert Profile.from_args(min="256x144", opt="320x180", max="640x360", batch="1:2:4").opt == (180, 320)
+    with pytest.raises(InputError, match="either --resolution WxH .* not both"):
+        Profile.from_args(resolution="320x180", max="640x360")
+    with pytest.raises(InputError, match="engines need a target size: give --resolution WxH"):
+        Profile.from_args(min="256x144")
+    with pytest.raises(InputError, match="heights are not ordered .* --min <= --opt <= --max"):
+        Profile.from_args(min="256x360", max="640x144")
+    with pytest.raises(InputError, match="multiples of 4"):
+        Profile((180, 322), (180, 322), (180, 322))
+
+
+def test_profile_shapes_follow_the_graphs_symbolic_dims():
+    static = Profile.static(180, 320)
+    denoise = static.input_shapes("denoise")
+    assert list(denoise) == ["z", "lr", "guidance", "noise"]  # tcm_scale, timestep, step_coeffs are fixed in the graph
+    assert denoise["z"] == ((1, 4, 180, 320),) * 3
+    assert denoise["guidance"] == ((1, 3, 720, 1280),) * 3
+    assert static.input_shapes("flow")["previous"][0] == (1, 3, 180, 320)
+    assert static.input_shapes("guide")["flow"][2] == (1, 2, 720, 1280)
+    assert list(static.input_shapes("decode")) == ["z"]
+    ranged = Profile((144, 256), (180, 320), (360, 640), batch=(1, 2, 4))
+    lo, mid, hi = ranged.input_shapes("guide")["flow"]
+    assert (lo, mid, hi) == ((1, 2, 576, 1024), (2, 2, 720, 1280), (4, 2, 1440, 2560))
+    assert ranged.covers(1, 180, 320) and ranged.covers(4, 360, 640)
+    assert not ranged.covers(5, 180, 320) and not ranged.covers(1, 364, 320) and not ranged.covers(1, 180, 252)
+    assert static.covers(1, 180, 320) and not static.covers(1, 184, 320)
+    assert ranged.shapes_json("decode") == {"z": {"min": [1, 4, 144, 256], "opt": [2, 4, 180, 320], "max": [4, 4, 360, 640]}}
+
+
+def test_profile_round_trips_through_json_and_cli_args():
+    for profile in (Profile.static(180, 320), Profile((144, 256), (180, 320), (360, 640), batch=(1, 2, 4)), Profile.static(36, 44, batch=2)):
+        assert Profile.from_json(json.loads(json.dumps(profile.to_json()))) == profile
+        args = profile.cli_args()
+        options = dict(zip(args[::2], args[1::2]))
+        assert Profile.from_args(**{k.lstrip("-"): v for k, v in options.items()}) == profile
+    assert Profile.static(180, 320).cli_args() == ["--resolution", "320x180"]
+    assert Profile.static(180, 320).describe() == "320x180 (static), batch 1"
+    assert Profile((144, 256), (180, 320), (360, 640), (1, 2, 4)).describe() == "256x144..640x360 (opt 320x180), batch 1..4"
+
+
+# -- cache keys and build records -----------------------------------------------------------------
+def test_cache_key_covers_onnx_tensorrt_gpu_profile_and_builder_options():
+    profile = Profile.static(180, 320)
+    base = cache_key("a" * 64, H100, profile, {"optimization_level": 3})
+    assert re.fullmatch("[0-9a-f]{64}", base)
+    assert base == cache_key("a" * 64, BuildEnvironment(*vars(H100).values()), Profile.from_args(resolution="320x180"), {"optimization_level": 3})
+    others = [
+        cache_key("b" * 64, H100, profile, {"optimization_level": 3}),
+        cache_key("a" * 64, BuildEnvironment("11.4.1.2", H100.gpu_name, "9.0"), profile, {"optimization_level": 3}),
+        cache_key("a" * 64, BuildEnvironment(H100.tensorrt_version, "NVIDIA H100 PCIe", "9.0"), profile, {"optimization_level": 3}),
+        cache_key("a" * 64, BuildEnvironment(H100.tensorrt_version, H100.gpu_name, "9.1"), profile, {"optimization_level": 3}),
+        cache_key("a" * 64, H100, Profile.static(184, 320), {"optimization_level": 3}),
+        cache_key("a" * 64, H100, Profile.static(180, 320, batch=2), {"optimization_level": 3}),
+        cache_key("a" * 64, H100, profile, {"optimization_level": 5}),
+    ]
+    assert len({base, *others}) == 1 + len(others)
+    assert plan_filename("denoise", "fp16", base) == f"denoise.fp16.{base[:16]}.plan"
+
+
+def _record(**overrides):
+    fields = dict(
+        graph="denoise", precision="fp16", plan_file="engines/denoise.fp16.0123456789abcdef.plan", plan_sha256="c" * 64, plan_size=10,
+        onnx_file="denoise.fp16.onnx", onnx_sha256="d" * 64, onnx_source_sha256="e" * 64, env=H100, profile=Profile.static(180, 320),
+        key="f" * 64, device_memory_bytes=1 << 30, builder_options={"optimization_level": 3},
+    )
+    fields.update(overrides)
+    return make_record(**fields)
+
+
+def test_build_record_fields_and_validation():
+    record = _record(built_at="2026-11-24T12:00:00+00:00", build_seconds=12.3456)
+    assert record["tensorrt_version"] == "11.4.0.106" and record["gpu_name"] == "NVIDIA H100 80GB HBM3"
+    assert record["compute_capability"] == "9.0" and record["precision"] == "fp16" and record["strongly_typed"] is True
+    assert record["profile"] == {"lr_min": [180, 320], "lr_opt": [180, 320], "lr_max": [180, 320], "batch": [1, 1, 1]}
+    assert record["shapes"]["guidance"] == {"min": [1, 3, 720, 1280], "opt": [1, 3, 720, 1280], "max": [1, 3, 720, 1280]}
+    assert record["onnx_sha256"] == "d" * 64 and record["file"].endswith(".plan") and record["sha256"] == "c" * 64
+    assert record["build_seconds"] == 12.346
+    json.dumps(record)
+    for field, value, where in [("compute_capability", "sm90", "compute_capability"), ("sha256", "xyz", "sha256"), ("graph", "unet", "graph")]:
+        broken = dict(record, **{field: value})
+        with pytest.raises(ManifestError, match=f"engine record is malformed at {where}: .*; rebuild the engines with svsr-export --force"):
+            validate_record(broken)
+    missing = {k: v for k, v in record.items() if k != "gpu_name"}
+    with pytest.raises(ManifestError, match="'gpu_name' is a required property"):
+        validate_record(missing)
+    assert validate_engines({"denoise.fp16": record}) == {"denoise.fp16": record}
+    with pytest.raises(ManifestError, match="engines/denoise.fp32 holds the denoise fp16 engine"):
+        validate_engines({"denoise.fp32": record})
+    with pytest.raises(ManifestError, match="not an object"):
+        validate_engines([record])
+
+
+def test_mismatch_errors_are_one_sentence_naming_the_rebuild_command():
+    manifest = synthetic_manifest()
+    record = _record()
+    check_record(record, H100, manifest, "build", onnx_sha256="d" * 64)  # same machine, same graph: fine
+    command = "svsr-export --weights /ckpt/tiny --precision fp16 --out build --resolution 320x180 --force"
+    cases = [
+        (BuildEnvironment("11.5.0.1", H100.gpu_name, "9.0"), None, "was built with TensorRT 11.4.0.106 but this machine has TensorRT 11.5.0.1"),
+        (BuildEnvironment(H100.tensorrt_version, "NVIDIA L4", "8.9"), None, "was built for NVIDIA H100 80GB HBM3 (compute capability 9.0) but this machine has NVIDIA L4 (compute capability 8.9)"),
+        (BuildEnvironment(H100.tensorrt_version, "NVIDIA H100 PCIe", "9.0"), None, "but this machine has NVIDIA H100 PCIe"),
+        (H100, "0" * 64, "was built from another version of its ONNX graph (denoise.fp16.onnx changed since)"),
+    ]
+    for env, onnx_sha, phrase in cases:
+        with pytest.raises(ManifestError) as info:
+            check_record(record, env, manifest, "build", onnx_sha256=onnx_sha)
+        message = str(info.value)
+        assert message.startswith("the denoise fp16 engine in build ") and phrase in message
+        assert message.endswith(f"; rebuild it with: {command}") and "\n" not in message
+    ranged = Profile((144, 256), (180, 320), (360, 640))
+    assert rebuild_command(manifest, "out", "bf16", ranged) == (
+        "svsr-export --weights /ckpt/tiny --precision bf16 --out out --min 256x144 --opt 320x180 --max 640x360 --force"
+    )
+
+
+# -- the build flow, against a recording double of TensorRT's builder -----------------------------
+class RecordingTrtBuilderDouble:
+    """Test double (not TensorRT) of the builder API svsr uses: records every call, builds fake plans.
+
+    Offers exactly the names in svsr.engines.builder.TRT_BUILDER_API. ``parse_from_file`` reads the
+    dummy ONNX files the tests write ("onnx <graph>") and declares that graph's inputs; a file
+    starting with "bad" fails to parse. ``build_serialized_network`` returns None when ``fail_build``.
+    """
+
+    def __init__(self, version: str = "11.4.0.106", with_builder: bool = True) -> None:
+        self.calls: list[tuple] = []
+        self.fail_build = False
+        d = self
+        from svsr.graphs import GRAPHS
+
+        class Logger:
+            WARNING = "WARNING"
+
+            def __init__(self, severity):
+                d.calls.append(("Logger", severity))
+
+        class ITensor:
+            def __init__(self, name):
+                self.name = name
+
+        class INetworkDefinition:
+            def __init__(self, flags):
+                self._inputs: list[ITensor] = []
+                self.flags = flags
+
+            @property
+            def num_inputs(self):
+                return len(self._inputs)
+
+            def get_input(self, i):
+                return self._inputs[i]
+
+        class OnnxParser:
+            def __init__(self, network, logger):
+                self._network = network
+                self._errors: list[str] = []
+
+            def parse_from_file(self, path):
+                text = Path(path).read_text()
+                d.calls.append(("parser.parse_from_file", Path(path).name))
+                if text.startswith("bad"):
+                    self._errors = ["node Foo: unsupported op", "node Bar: bad attribute"]
+                    return False
+                graph = text.split()[1]
+                self._network._inputs = [ITensor(t.name) for t in GRAPHS[graph].inputs]
+                self._network.graph = graph
+                return True
+
+            @property
+            def num_errors(self):
+                return len(self._errors)
+
+            def get_error(self, i):
+                return self._errors[i]
+
+        class IOptimizationProfile:
+            def __init__(self):
+                self.shapes = {}
+
+            def set_shape(self, name, lo, opt, hi):
+                d.calls.append(("profile.set_shape", name, tuple(lo), tuple(opt), tuple(hi)))
+                self.shapes[name] = (tuple(lo), tuple(opt), tuple(hi))
+
+        class ITimingCache:
+            def __init__(self, data):
+                self.data = bytes(data)
+
+            def serialize(self):
+                return self.data + b"+t"
+
+        class IBuilderConfig:
+            def __init__(self):
+                self._level = 3
+                self._cache = None
+                self.profiles = []
+
+            @property
+            def builder_optimization_level(self):
+                return self._level
+
+            @builder_optimization_level.setter
+            def builder_optimization_level(self, level):
+                d.calls.append(("config.builder_optimization_level", level))
+                self._level = level
+
+            def set_memory_pool_limit(self, pool, size):
+                d.calls.append(("config.set_memory_pool_limit", pool, size))
+
+            def add_optimization_profile(self, profile):
+                d.calls.append(("config.add_optimization_profile",))
+                self.profiles.append(profile)
+                return 0
+
+            def create_timing_cache(self, data):
+                d.calls.append(("config.create_timing_cache", bytes(data)))
+                return ITimingCache(data)
+
+            def set_timing_cache(self, cache, ignore_mismatch):
+                ok = not cache.data.startswith(b"foreign")
+                d.calls.append(("config.set_timing_cache", cache.data, ignore_mismatch, ok))
+                if ok:
+                    self._cache = cache
+                return ok
+
+            def get_timing_cache(self):
+                return self._cache
+
+        class Builder:
+            def __init__(self, logger):
+                d.calls.append(("Builder",))
+
+            def create_network(self, flags):
+                d.calls.append(("builder.create_network", flags))
+                return INetworkDefinition(flags)
+
+            def create_builder_config(self):
+                return IBuilderConfig()
+
+            def create_optimization_profile(self):
+                return IOptimizationProfile()
+
+            def build_serialized_network(self, network, config):
+                d.calls.append(("builder.build_serialized_network", network.graph))
+                if d.fail_build:
+                    return None
+                shapes = json.dumps(config.profiles[0].shapes, sort_keys=True)
+                return f"plan {network.graph} {shapes} level={config.builder_optimization_level}".encode()
+
+        class ICudaEngine:
+            def get_device_memory_size_for_profile_v2(self, index):
+                return 4096 * (index + 1)
+
+        class Runtime:
+            def __init__(self, logger):
+                pass
+
+            def deserialize_cuda_engine(self, plan):
+                d.calls.append(("runtime.deserialize_cuda_engine",))
+                return ICudaEngine()
+
+        self.classes = {
+            "Logger": Logger, "Builder": Builder, "INetworkDefinition": INetworkDefinition, "ITensor": ITensor,
+            "OnnxParser": OnnxParser, "IBuilderConfig": IBuilderConfig, "IOptimizationProfile": IOptimizationProfile,
+            "ITimingCache": ITimingCache, "Runtime": Runtime, "ICudaEngine": ICudaEngine,
+        }  # fmt: skip
+        trt = types.SimpleNamespace(__version__=version, Logger=Logger, Runtime=Runtime)
+        trt.NetworkDefinitionCreationFlag = types.SimpleNamespace(STRONGLY_TYPED=1)
+        trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE="WORKSPACE")
+        if with_builder:
+            trt.Builder, trt.OnnxParser = Builder, OnnxParser
+        self.trt = trt
+
+
+class FakeGpu:
+    """The two CudaApi queries the builder makes, answering as an H100 would."""
+
+    def device_name(self):
+        return H100.gpu_name
+
+    def compute_capability(self):
+        return H100.compute_capability
+
+
+def build(tmp_path, double, precision="fp32", profile=None, **kwargs):
+    manifest = kwargs.pop("manifest", None) or synthetic_manifest(tmp_path)
+    messages: list[str] = []
+    engines = build_engines(
+        tmp_path, manifest, precision, profile or Profile.static(36, 44), messages.append, trt=double.trt, cuda=FakeGpu(), **kwargs
+    )
+    return engines, messages, manifest
+
+
+def test_build_engines_makes_strongly_typed_plans_with_records(tmp_path):
+    double = RecordingTrtBuilderDouble()
+    engines, messages, manifest = build(tmp_path, double)
+    assert sorted(engines) == sorted(f"{g}.fp32" for g in GRAPH_NAMES)
+    assert [c[1] for c in double.calls if c[0] == "builder.create_network"] == [0] * 4  # TensorRT 11: always strongly typed
+    shapes = [c for c in double.calls if c[0] == "profile.set_shape"]
+    assert ("profile.set_shape", "guidance", (1, 3, 144, 176), (1, 3, 144, 176), (1, 3, 144, 176)) in shapes
+    assert {c[1] for c in shapes} == {"frame", "previous", "z", "lr", "guidance", "noise", "x0", "flow"}
+    assert ("config.builder_optimization_level", 3) in double.calls
+    assert not any(c[0] == "config.set_memory_pool_limit" for c in double.calls)
+    for g in GRAPH_NAMES:
+        record = engines[f"{g}.fp32"]
+        plan = tmp_path / record["file"]
+        assert plan.read_bytes().startswith(f"plan {g} ".encode()) and sha256_file(plan) == record["sha256"]
+        assert record["onnx_sha256"] == manifest["graphs"][g]["sha256"] == record["onnx_source_sha256"]
+        assert record["device_memory_bytes"] == 4096 and record["builder"] == {"optimization_level": 3}
+        assert json.loads(plan.with_suffix(".json").read_text()) == record
+    # the records go into the manifest as they are, and survive the exporter's "same source graph" filter
+    manifest["engines"] = engines
+    validate_manifest(manifest)
+    kept = {k: v for k, v in engines.items() if manifest["graphs"].get(v.get("graph"), {}).get("sha256") == v.get("onnx_source_sha256")}
+    assert kept == engines
+    assert any("flow     fp32 engine built" in m for m in messages) and "44x36 (static)" in messages[0]
+
+
+def test_tensorrt_10_sets_the_strongly_typed_flag(tmp_path):
+    double = RecordingTrtBuilderDouble(version="10.12.0.36")
+    build(tmp_path, double, graphs=("decode",))
+    assert [c[1] for c in double.calls if c[0] == "builder.create_network"] == [1 << 1]
+    assert network_flags(types.SimpleNamespace(__version__="11.0.0", NetworkDefinitionCreationFlag=None)) == 0
+
+
+def test_cached_engines_are_reused_and_force_or_a_new_profile_rebuilds(tmp_path):
+    double = RecordingTrtBuilderDouble()
+    first, _, manifest = build(tmp_path, double)
+    manifest["engines"] = first
+    double.calls.clear()
+    again, messages, _ = build(tmp_path, double, manifest=manifest)
+    assert again == first
+    assert not [c for c in double.calls if c[0] in ("Builder", "builder.build_serialized_network")]
+    assert all("engine reused" in m for m in messages[1:])
+    forced, _, _ = build(tmp_path, double, manifest=manifest, force=True, graphs=("decode",))
+    assert forced["decode.fp32"]["file"] == first["decode.fp32"]["file"]
+    assert [c[1] for c in double.calls if c[0] == "builder.build_serialized_network"] == ["decode"]
+    other, _, _ = build(tmp_path, double, manifest=manifest, profile=Profile.static(40, 48), graphs=("decode",))
+    assert other["decode.fp32"]["file"] != first["decode.fp32"]["file"]
+    assert (tmp_path / first["decode.fp32"]["file"]).exists()  # the other profile's engine stays cached
+    assert other["flow.fp32"] == first["flow.fp32"]  # untouched records are kept
+    # a damaged plan is not reused
+    (tmp_path / first["guide.fp32"]["file"]).write_bytes(b"truncated")
+    double.calls.clear()
+    build(tmp_path, double, manifest=manifest, graphs=("guide",))
+    assert [c[1] for c in double.calls if c[0] == "builder.build_serialized_network"] == ["guide"]
+
+
+def test_timing_cache_is_kept_on_disk_and_reused(tmp_path):
+    double = RecordingTrtBuilderDouble()
+    build(tmp_path, double, graphs=("decode", "guide"))
+    cache = timing_cache_path(tmp_path, H100)
+    assert cache.name == "timing-trt11.4.0.106-nvidia-h100-80gb-hbm3-sm9.0.cache"
+    loads = [c[1] for c in double.calls if c[0] == "config.create_timing_cache"]
+    assert loads == [b"", b"+t"]  # the second build starts from what the first saved
+    assert cache.read_bytes() == b"+t+t"
+    cache.write_bytes(b"foreign cache")
+    double.calls.clear()
+    build(tmp_path, double, graphs=("flow",), optimization_level=5, workspace_bytes=1 << 30)
+    assert [c[3] for c in double.calls if c[0] == "config.set_timing_cache"] == [False, True]  # refused, then a fresh one
+    assert ("config.set_memory_pool_limit", "WORKSPACE", 1 << 30) in double.calls
+    assert ("config.builder_optimization_level", 5) in double.calls
+
+
+def test_precision_plans_pick_typed_graphs(tmp_path):
+    manifest = synthetic_manifest(tmp_path)
+    (tmp_path / "denoise.fp16.onnx").write_text("onnx denoise fp16")
+    manifest["graphs"]["denoise"]["typed"] = {
+        "fp16": {"file": "denoise.fp16.onnx", "sha256": sha256_file(tmp_path / "denoise.fp16.onnx"), "precision": "fp16"}
+    }
+    double = RecordingTrtBuilderDouble()
+    engines, _, _ = build(tmp_path, double, precision={"denoise": "fp16"}, manifest=manifest)
+    assert sorted(engines) == ["decode.fp32", "denoise.fp16", "flow.fp32", "guide.fp32"]
+    record = engines["denoise.fp16"]
+    assert record["onnx_file"] == "denoise.fp16.onnx" and record["onnx_source_sha256"] == manifest["graphs"]["denoise"]["sha256"]
+    assert ("parser.parse_from_file", "denoise.fp16.onnx") in double.calls
+    with pytest.raises(ManifestError, match="has no fp16 flow graph to build an engine from; run svsr-export --precision fp16"):
+        build(tmp_path, double, precision="fp16", manifest=manifest)
+    with pytest.raises(InputError, match="precision 'int8'"):
+        build(tmp_path, double, precision="int8", manifest=manifest)
+
+
+def test_unusable_tensorrt_and_failed_builds_say_why(tmp_path):
+    with pytest.raises(MissingDependencyError, match="TensorRT 10.8.0 is too old: .* needs TensorRT 10.12 or newer"):
+        build(tmp_path, RecordingTrtBuilderDouble(version="10.8.0"))
+    with pytest.raises(MissingDependencyError, match="runtime-only package .* cannot build engines"):
+        build(tmp_path, RecordingTrtBuilderDouble(with_builder=False))
+    manifest = synthetic_manifest(tmp_path)
+    (tmp_path / "flow.onnx").write_text("bad onnx")
+    manifest["graphs"]["flow"]["sha256"] = sha256_file(tmp_path / "flow.onnx")
+    with pytest.raises(EngineBuildError, match="could not parse .*flow.onnx \\(node Foo: unsupported op; node Bar: bad attribute\\)"):
+        build(tmp_path, RecordingTrtBuilderDouble(), manifest=manifest)
+    double = RecordingTrtBuilderDouble()
+    double.fail_build = True
+    with pytest.raises(EngineBuildError, match="could not build the decode engine .* 44x36 \\(static\\)"):
+        build(tmp_path, double, graphs=("decode",))
+    (tmp_path / "guide.onnx").write_text("onnx guide changed")
+    with pytest.raises(ManifestError, match="does not match the sha256 in the manifest"):
+        build(tmp_path, RecordingTrtBuilderDouble(), manifest=synthetic_manifest(tmp_path) | {"graphs": manifest["graphs"]})
+
+
+def test_build_availability_reason_without_tensorrt():
+    ok, reason = tensorrt_build_available()
+    if importlib.util.find_spec("tensorrt") is None:
+        assert not ok and reason.startswith("TensorRT is not installed") and "svsr[tensorrt]" in reason
+    else:
+        assert isinstance(ok, bool) and reason
+
+
+def test_no_weak_typing_flags_anywhere():
+    for path in [*sorted((REPO / "svsr" / "engines").glob("*.py")), REPO / "svsr" / "runtime" / "trt_backend.py"]:
+        source = path.read_text()
+        for flag in builder_mod.FORBIDDEN_WEAK_TYPING:
+            hits = [line for line in source.splitlines() if flag in line and "FORBIDDEN_WEAK_TYPING" not in line and not line.strip().startswith('"')]
+            assert not hits, f"{path.name} uses {flag}"
+        assert "set_flag(" not in source and "precision_constraints" not in source.lower()
+
+
+# -- the names used exist in the real TensorRT 11 wheels ------------------------------------------
+def test_the_builder_double_offers_only_declared_names():
+    double = RecordingTrtBuilderDouble()
+    for owner, cls in double.classes.items():
+        public = {n for n in vars(cls) if not n.startswith("_")}
+        assert public <= set(TRT_BUILDER_API[owner]), owner
+    assert set(vars(double.trt)) - {"__version__"} <= set(TRT_BUILDER_API["tensorrt"])
+
+
+RUNTIME_OWNERS = ("Logger", "Runtime", "ICudaEngine")
+
+
+def test_builder_runtime_names_exist_in_the_lean_bindings():
+    trt = pytest.importorskip("tensorrt_lean_bindings", reason="install tensorrt-lean-cu13-bindings and tensorrt-lean-cu13-libs (dev extra)")
+    missing = [f"{o}.{a}" for o in RUNTIME_OWNERS for a in TRT_BUILDER_API[o] if not hasattr(getattr(trt, o), a)]
+    missing += [a for a in ("__version__", "Logger", "Runtime") if not hasattr(trt, a)]
+    assert not missing
+
+
+def test_builder_only_names_are_in_the_real_tensorrt_wheel():
+    """`tensorrt-cu13-bindings` cannot be imported here (it needs libnvinfer.so.11 from NVIDIA's index),
+    so every builder name is looked up in the string table of its compiled module instead."""
+    spec = importlib.util.find_spec("tensorrt_bindings")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("tensorrt-cu13-bindings is not installed (dev extra)")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    so = next(folder.glob("tensorrt*.so"), None)
+    if so is None:
+        pytest.skip(f"no compiled module in {folder}")
+    version = re.search(r'__version__ = "([^"]+)"', (folder / "__init__.py").read_text())
+    assert version and version.group(1).startswith(("10.", "11."))
+    table = so.read_bytes()
+    names = {n for owner, attrs in TRT_BUILDER_API.items() if owner not in RUNTIME_OWNERS for n in (owner, *attrs)}
+    names -= {"tensorrt", "__version__"}
+    missing = sorted(n for n in names if n.encode() + b"\0" not in table)
+    assert not missing, f"not in {so.name} {version.group(1)}: {missing}"
+    # and the weak-typing flags really are gone from the TensorRT 11 builder
+    if version.group(1).startswith("11."):
+        assert b"\0FP16\0" not in table and b"\0INT8\0" not in table
