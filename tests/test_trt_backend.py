@@ -428,6 +428,7 @@ def test_memory_plan_is_linear_in_frames_and_gives_the_largest_chunk():
     assert plans[2].total_bytes == plans[0].total_bytes + 6 * per
     assert plans[2].total_bytes == plans[2].fixed_bytes + 7 * plans[2].per_frame_bytes
     assert plans[2].total_bytes == plans[2].clip_bytes + (3 << 30) + (1 << 30) + plans[2].reserve_bytes
+    assert plans[2].clip_bytes == sum(aligned(b.nbytes) for b in clip_buffers(manifest, 7, h, w))
     available = plans[2].total_bytes - 1
     chunk = plans[2].largest_chunk(available)
     assert chunk == 6

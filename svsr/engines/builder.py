@@ -145,7 +145,7 @@ def network_flags(trt: Any) -> int:
     return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
 
 
-# -- inputs ---------------------------------------------------------------------------------------
+# -- caches ---------------------------------------------------------------------------------------
 def timing_cache_path(build_dir: Path, env: BuildEnvironment) -> Path:
     """One timing cache per TensorRT version and GPU model (timings do not carry across either)."""
     slug = re.sub(r"[^A-Za-z0-9]+", "-", env.gpu_name).strip("-").lower()

@@ -49,7 +49,7 @@ from svsr.errors import InputError, ManifestError, MissingDependencyError
 from svsr.graphs import GRAPH_NAMES, GRAPHS
 from svsr.manifest import sha256_file
 from svsr.runtime.cuda_api import CudaError
-from svsr.runtime.memory_plan import aligned, check_fits, plan_memory
+from svsr.runtime.memory_plan import aligned, check_fits, clip_buffers, plan_memory
 from svsr.runtime.sampler import ClipBuffers, Sampler
 
 # Every TensorRT name this module uses, by owner (checked against tensorrt_lean_bindings in tests).
@@ -420,14 +420,18 @@ class TrtBackend:
                     f"{profile.describe()}; rebuild the engines for this size with: {self._rebuild(Profile.static(height, width))}"
                 )
         plan = plan_memory(manifest, num_frames, height, width, scratch_bytes=self.scratch_bytes)
-        wanted = {b.label: (b.shape, b.dtype) for b in plan.buffers}
+        free, _total = self.cuda.mem_get_info()
+        held = sum(aligned(b.nbytes) for b in self._buffers.values())
+        check_fits(plan, free + held + self.scratch_bytes)  # cannot fit even reusing every held buffer
+        wanted = {b.label: (b.shape, b.dtype) for b in clip_buffers(manifest, num_frames, height, width)}
         reused = 0
         for label, buf in list(self._buffers.items()):
             if wanted.get(label) == (buf.shape, buf.dtype):
                 reused += aligned(buf.nbytes)
             else:
                 self._release(label)
-        free, _total = self.cuda.mem_get_info()
+        if reused != held:
+            free, _total = self.cuda.mem_get_info()
         check_fits(plan, free + reused + self.scratch_bytes)
 
     # -- helpers ----------------------------------------------------------------------------------
