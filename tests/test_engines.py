@@ -519,3 +519,28 @@ def test_builder_only_names_are_in_the_real_tensorrt_wheel():
     # and the weak-typing flags really are gone from the TensorRT 11 builder
     if version.group(1).startswith("11."):
         assert b"\0FP16\0" not in table and b"\0INT8\0" not in table
+
+
+def test_precision_plans_of_every_form_and_their_rebuild_options():
+    from svsr.engines.records import precision_args, precision_of
+
+    class Plan:  # what svsr.engines.precision.PrecisionPlan offers
+        def of(self, graph):
+            return {"denoise": "fp16", "flow": "fp32"}.get(graph, "bf16")
+
+    assert [precision_of("fp16", g) for g in GRAPH_NAMES] == ["fp16"] * 4
+    assert [precision_of({"denoise": "bf16"}, g) for g in GRAPH_NAMES] == ["fp32", "bf16", "fp32", "fp32"]
+    assert [precision_of(Plan(), g) for g in GRAPH_NAMES] == ["fp32", "fp16", "bf16", "bf16"]
+    assert precision_args("fp16") == ["--precision", "fp16"]
+    assert precision_args(Plan()) == ["--precision", "fp16", "--vae-precision", "bf16", "--flow-precision", "fp32"]
+    assert precision_args({g: "fp16" for g in GRAPH_NAMES}) == ["--precision", "fp16"]
+    manifest = synthetic_manifest()
+    assert rebuild_command(manifest, "b", {"denoise": "fp16", "guide": "fp16", "decode": "fp16"}) == (
+        "svsr-export --weights /ckpt/tiny --precision fp16 --flow-precision fp32 --out b --force"
+    )
+    try:
+        from svsr.engines.precision import PrecisionPlan
+    except ImportError:
+        return
+    plan = PrecisionPlan(denoise="fp16", guide="fp16", decode="fp16")
+    assert [precision_of(plan, g) for g in GRAPH_NAMES] == ["fp32", "fp16", "fp16", "fp16"]

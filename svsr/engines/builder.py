@@ -179,7 +179,7 @@ def cached_record(build_dir: Path, plan_path: Path, key: str) -> dict[str, Any] 
 def build_engines(
     build_dir: str | Path,
     manifest: Mapping[str, Any],
-    precision: str | Mapping[str, str],
+    precision: Any,
     profile: Profile,
     report: Report = print,
     *,
@@ -193,7 +193,8 @@ def build_engines(
 ) -> dict[str, dict[str, Any]]:
     """Build (or reuse) one strongly typed plan per graph and return the new ``manifest["engines"]``.
 
-    ``precision`` is ``"fp32"|"fp16"|"bf16"`` or a precision plan ``{graph: precision}``; engines
+    ``precision`` is ``"fp32"|"fp16"|"bf16"``, a mapping ``{graph: precision}`` or a
+    svsr.engines.precision.PrecisionPlan (anything with ``of(graph)``); engines
     are built from the matching ONNX (the exported float32 graph, or ``graphs[g].typed[p]``).
     Records of other graph/precision pairs already in the manifest are kept. The caller stores the
     result as ``manifest["engines"]`` and writes the manifest.

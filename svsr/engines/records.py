@@ -196,9 +196,19 @@ def validate_engines(engines: Any, where: str = "manifest.json") -> dict[str, di
             )
     return dict(engines)
 
-def precision_of(plan: str | Mapping[str, str], graph: str) -> str:
-    """The precision a precision plan (one string, or graph -> precision) gives ``graph`` (default fp32)."""
-    precision = plan if isinstance(plan, str) else plan.get(graph, "fp32")
+def precision_of(plan: Any, graph: str) -> str:
+    """The precision a precision plan gives ``graph``.
+
+    ``plan`` is one precision for every graph (``"fp16"``), a mapping ``{graph: precision}``
+    (missing graphs are fp32), or an object with ``of(graph)`` such as
+    svsr.engines.precision.PrecisionPlan.
+    """
+    if isinstance(plan, str):
+        precision = plan
+    elif hasattr(plan, "of"):
+        precision = plan.of(graph)
+    else:
+        precision = plan.get(graph, "fp32")
     if precision not in PRECISIONS:
         raise InputError(f"precision {precision!r} for graph {graph} is not one of {', '.join(PRECISIONS)}.")
     return precision
@@ -218,10 +228,26 @@ def onnx_entry(manifest: Mapping[str, Any], graph: str, precision: str, build_di
 
 
 
-def rebuild_command(manifest: Mapping[str, Any], build_dir: str | Path, precision: str, profile: Profile | None = None) -> str:
-    """The svsr-export command line that rebuilds this build folder's engines on this machine."""
+def precision_args(precision: Any) -> list[str]:
+    """svsr-export precision options for one precision or a per-graph plan (--precision, --vae-precision, --flow-precision)."""
+    if isinstance(precision, str):
+        return ["--precision", precision]
+    per = {g: precision_of(precision, g) for g in GRAPH_NAMES}
+    args = ["--precision", per["denoise"]]
+    if per["guide"] == per["decode"] != per["denoise"]:
+        args += ["--vae-precision", per["guide"]]
+    if per["flow"] != per["denoise"]:
+        args += ["--flow-precision", per["flow"]]
+    return args
+
+
+def rebuild_command(manifest: Mapping[str, Any], build_dir: str | Path, precision: Any, profile: Profile | None = None) -> str:
+    """The svsr-export command line that rebuilds this build folder's engines on this machine.
+
+    ``precision``: one precision, or the per-graph plan in use (mapping or PrecisionPlan).
+    """
     source = (manifest.get("checkpoint") or {}).get("source") or "CHECKPOINT"
-    args = ["svsr-export", "--weights", str(source), "--precision", precision, "--out", str(build_dir)]
+    args = ["svsr-export", "--weights", str(source), *precision_args(precision), "--out", str(build_dir)]
     if profile is not None:
         args += profile.cli_args()
     args.append("--force")
@@ -234,15 +260,16 @@ def check_record(
     manifest: Mapping[str, Any],
     build_dir: str | Path,
     onnx_sha256: str | None = None,
+    precisions: Any = None,
 ) -> None:
     """Refuse (ManifestError, one sentence) an engine built elsewhere or from another ONNX graph.
 
     A plan is tied to the exact TensorRT version and to the GPU model; loading it anywhere else is
     at best rejected by TensorRT with an opaque message, so the sentence names the command that
-    rebuilds it here.
+    rebuilds it here (``precisions``: the whole plan in use, so the command rebuilds all of it).
     """
     graph, precision = record["graph"], record["precision"]
-    command = rebuild_command(manifest, build_dir, precision, Profile.from_json(record["profile"]))
+    command = rebuild_command(manifest, build_dir, precisions or precision, Profile.from_json(record["profile"]))
     built = BuildEnvironment(record["tensorrt_version"], record["gpu_name"], record["compute_capability"])
     if built.tensorrt_version != env.tensorrt_version:
         problem = f"was built with TensorRT {built.tensorrt_version} but this machine has TensorRT {env.tensorrt_version}"

@@ -529,9 +529,13 @@ def import_tensorrt_runtime() -> Any:
         ) from None
 
 
-def choose_precisions(
-    manifest: Mapping[str, Any], precision: str | Mapping[str, str], graphs: Sequence[str] = GRAPH_NAMES
-) -> dict[str, str]:
+def _plan_arg(precisions: Mapping[str, str]) -> str | Mapping[str, str]:
+    """One precision when every graph has it, else the per-graph plan (for the rebuild command)."""
+    used = set(precisions.values())
+    return used.pop() if len(used) == 1 else precisions
+
+
+def choose_precisions(manifest: Mapping[str, Any], precision: Any, graphs: Sequence[str] = GRAPH_NAMES) -> dict[str, str]:
     """Precision per graph: as given, or for ``"auto"`` the first of fp16, bf16, fp32 with an engine record."""
     if precision != "auto":
         return {g: precision_of(precision, g) for g in graphs}
@@ -545,7 +549,7 @@ def choose_precisions(
 def open_trt_backend(
     build_dir: str | Path,
     manifest: Mapping[str, Any],
-    precision: str | Mapping[str, str] = "auto",
+    precision: Any = "auto",
     *,
     trt: Any = None,
     cuda: Any = None,
@@ -568,11 +572,12 @@ def open_trt_backend(
         if record is None:
             raise ManifestError(
                 f"{build_dir} has no {prec} TensorRT engine for the {graph} graph; build it with: "
-                f"{rebuild_command(manifest, build_dir, prec)} (plus --resolution WxH or --min/--max)."
+                f"{rebuild_command(manifest, build_dir, _plan_arg(precisions))} (plus --resolution WxH or --min/--max)."
             )
-        check_record(record, env, manifest, build_dir, onnx_sha256=onnx_entry(manifest, graph, prec, build_dir)["sha256"])
+        onnx_sha = onnx_entry(manifest, graph, prec, build_dir)["sha256"]
+        check_record(record, env, manifest, build_dir, onnx_sha256=onnx_sha, precisions=_plan_arg(precisions))
         profile = Profile.from_json(record["profile"])
-        command = rebuild_command(manifest, build_dir, prec, profile)
+        command = rebuild_command(manifest, build_dir, _plan_arg(precisions), profile)
         path = build_dir / record["file"]
         if not path.exists():
             raise ManifestError(f"the {graph} {prec} engine {path} named in the manifest is missing; rebuild it with: {command}")
@@ -580,15 +585,12 @@ def open_trt_backend(
             raise ManifestError(f"the {graph} {prec} engine {path} does not match its recorded sha256; rebuild it with: {command}")
         plans[graph] = path.read_bytes()
         profiles[graph] = profile
-    used = set(precisions.values())
-    export_precision = used.pop() if len(used) == 1 else "fp16"
-
     def rebuild(profile: Profile | None) -> str:
-        return rebuild_command(manifest, build_dir, export_precision, profile)
+        return rebuild_command(manifest, build_dir, _plan_arg(precisions), profile)
 
     return TrtBackend(plans, trt=trt, cuda=cuda, profiles=profiles, cuda_graphs=cuda_graphs, rebuild=rebuild)
 
 
-def open_trt_sampler(build_dir: str | Path, manifest: Mapping[str, Any], precision: str | Mapping[str, str] = "auto") -> Sampler:
+def open_trt_sampler(build_dir: str | Path, manifest: Mapping[str, Any], precision: Any = "auto") -> Sampler:
     """What ``svsr-run --backend trt`` runs: a Sampler over this build folder's TensorRT engines."""
     return TrtSampler(open_trt_backend(build_dir, manifest, precision), manifest)
