@@ -1,0 +1,619 @@
+"""float32 ONNX -> typed (mixed fp16/bf16) ONNX with ModelOpt AutoCast, calibrated from the reference.
+
+TensorRT 11 builds strongly typed networks only, so an engine's precision is whatever its ONNX graph
+says. This module writes that graph: each exported float32 graph is converted by
+``modelopt.onnx.autocast.convert_to_mixed_precision`` into ``<name>.<precision>.onnx`` beside it,
+with calibration inputs recorded from a real reference run (:mod:`svsr.engines.calibration`), I/O
+kept float32 (the runtime's buffers are float32) and dynamic dims untouched.
+
+Two range guards decide which nodes stay float32:
+
+- overflow (fp16 only, ours): every float tensor of the float32 graph is measured on the
+  calibration samples; a node with an input or output whose |value| exceeds
+  ``FP16_MAX / fp16_headroom`` is excluded from conversion by name. This is how the x4 VAE
+  decoder's known fp16 overflow is caught; the nodes are listed as ``overflow_float32`` in the
+  manifest, with the largest value seen (``calibrated_absmax``).
+- precision (AutoCast's ``data_max``): nodes whose calibrated I/O exceed ``data_max`` (default
+  512, AutoCast's own default) stay float32 too.
+
+What stayed float32 is read back from the converted graph (every node other than Cast/Constant
+with a float32 output) and recorded as ``kept_float32``. ONNX Runtime's CPU kernels have no
+bfloat16 arithmetic, so for bf16 an emulation graph (``<name>.bf16.ortcpu.onnx``: float32 compute,
+every bf16 tensor rounded to bf16 by a Cast pair) is written too and recorded as ``ort_cpu_file``;
+:func:`ort_cpu_manifest` points the ONNX Runtime backend at it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import re
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+import svsr
+from svsr.engines.calibration import CALIBRATION_DIR, CalibrationData, CalibrationSettings, calibration_key, default_frames, load_frames
+from svsr.errors import InputError, MissingDependencyError, SvsrError
+from svsr.graphs import GRAPH_NAMES
+from svsr.manifest import check_graph_file, load_manifest, sha256_file, write_manifest
+
+PRECISIONS = ("fp32", "fp16", "bf16")
+LOW_PRECISIONS = ("fp16", "bf16")
+VAE_GRAPHS = ("guide", "decode")
+FP16_MAX = 65504.0
+DEFAULT_DATA_MAX = 512.0  # AutoCast's default: |I/O| above it keeps a node float32
+DEFAULT_FP16_HEADROOM = 2.0  # overflow guard at FP16_MAX / 2: calibration does not see every input
+PROTOBUF_LIMIT = 2**31 - 1
+EXTERNAL_MARGIN = 64 << 20
+EXTRA = "svsr[precision]"
+# bump when the conversion recipe changes, so typed graphs on disk are redone
+METHOD_VERSION = 1
+AUTOCAST_LOGGERS = ("modelopt", "modelopt.onnx", "modelopt.onnx.autocast", "root")
+
+
+class ConversionError(SvsrError):
+    """AutoCast could not convert a graph."""
+
+
+# -- the plan ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PrecisionPlan:
+    """Precision per graph (fp32 | fp16 | bf16) and the range thresholds of the conversion."""
+
+    flow: str = "fp32"
+    denoise: str = "fp32"
+    guide: str = "fp32"
+    decode: str = "fp32"
+    data_max: float = DEFAULT_DATA_MAX
+    fp16_headroom: float = DEFAULT_FP16_HEADROOM
+    keep_coordinates: bool = True  # pixel-coordinate arithmetic (warp/RAFT grids) stays float32
+
+    def __post_init__(self) -> None:
+        for name in GRAPH_NAMES:
+            value = getattr(self, name)
+            if value not in PRECISIONS:
+                raise InputError(f"precision {value!r} for graph {name} is not one of {', '.join(PRECISIONS)}.")
+        if not self.data_max > 0:
+            raise InputError(f"data_max must be positive, got {self.data_max}.")
+        if not self.fp16_headroom >= 1:
+            raise InputError(f"fp16_headroom must be at least 1, got {self.fp16_headroom}.")
+
+    def of(self, graph: str) -> str:
+        if graph not in GRAPH_NAMES:
+            raise KeyError(graph)
+        return getattr(self, graph)
+
+    def as_dict(self) -> dict[str, str]:
+        """{graph: precision}, what ``OrtBackend(precision=...)`` takes."""
+        return {name: self.of(name) for name in GRAPH_NAMES}
+
+    def typed(self) -> dict[str, str]:
+        """The graphs that need a typed (non-fp32) file, with their precision."""
+        return {name: p for name, p in self.as_dict().items() if p != "fp32"}
+
+    @property
+    def overflow_limit(self) -> float:
+        return FP16_MAX / self.fp16_headroom
+
+    def describe(self) -> str:
+        return ", ".join(f"{name} {p}" for name, p in self.as_dict().items())
+
+
+def parse_precision_args(
+    precision: str = "fp32", vae_precision: str | None = None, flow_precision: str | None = None, **thresholds: float
+) -> PrecisionPlan:
+    """``--precision`` for every graph, ``--vae-precision`` (guide + decode) and ``--flow-precision`` overriding it.
+
+    ``thresholds``: ``data_max`` and/or ``fp16_headroom`` (see :class:`PrecisionPlan`).
+    """
+    for flag, value in (("--precision", precision), ("--vae-precision", vae_precision), ("--flow-precision", flow_precision)):
+        if value is not None and value not in PRECISIONS:
+            raise InputError(f"{flag} {value!r} is not one of {', '.join(PRECISIONS)}.")
+    vae = vae_precision or precision
+    return PrecisionPlan(
+        flow=flow_precision or precision, denoise=precision, guide=vae, decode=vae, **thresholds
+    )
+
+
+# -- optional dependency ----------------------------------------------------------------------
+def require_autocast() -> Callable[..., Any]:
+    """``convert_to_mixed_precision``, or MissingDependencyError naming the extra to install."""
+    try:
+        from modelopt.onnx.autocast import convert_to_mixed_precision
+    except ImportError as exc:  # modelopt itself, or one of its ONNX helpers
+        missing = getattr(exc, "name", None) or str(exc).splitlines()[0]
+        raise MissingDependencyError(
+            f"fp16/bf16 graphs are made with NVIDIA ModelOpt AutoCast, which cannot be imported here (missing: {missing}); "
+            f"install it with pip install '{EXTRA}', or use --precision fp32."
+        ) from None
+    return convert_to_mixed_precision
+
+
+def _modelopt_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("nvidia-modelopt")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+@contextmanager
+def _quiet_autocast(level: int = logging.ERROR) -> Iterator[None]:
+    """AutoCast logs one INFO line per skipped node; keep only errors while converting."""
+    loggers = [logging.getLogger(n if n != "root" else None) for n in AUTOCAST_LOGGERS]
+    saved = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(level)
+    try:
+        yield
+    finally:
+        for lg, old in zip(loggers, saved):
+            lg.setLevel(old)
+
+
+# -- range analysis and graph inspection ------------------------------------------------------
+def _elem_types(model) -> dict[str, int]:
+    """Element type of every typed tensor name (inputs, outputs, value_info, initializers, Constant outputs)."""
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=False)
+    except Exception:  # shape inference is best effort here; fall back to what the model states
+        inferred = model
+    types: dict[str, int] = {}
+    graph = inferred.graph
+    for vi in list(graph.value_info) + list(graph.input) + list(graph.output):
+        if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type:
+            types[vi.name] = vi.type.tensor_type.elem_type
+    for init in graph.initializer:
+        types[init.name] = init.data_type
+    for node in graph.node:
+        if node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.name == "value":
+                    types[node.output[0]] = attr.t.data_type
+    return types
+
+
+def calibrated_absmax(model_path: str | Path, samples: Iterable[Mapping[str, np.ndarray]]) -> dict[str, float]:
+    """Largest |value| of every float32 tensor of a float32 graph over the calibration samples.
+
+    Runs ONNX Runtime (CPU) with every float tensor marked as an output, one sample at a time,
+    keeping only the running maximum (memory stays one sample's activations).
+    """
+    import onnx
+    import onnxruntime as ort
+
+    model_path = Path(model_path)
+    model = onnx.load(str(model_path), load_external_data=False)
+    types = _elem_types(model)
+    existing = {o.name for o in model.graph.output}
+    inputs = {i.name for i in model.graph.input}
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            continue
+        for out in node.output:
+            if out and out not in existing and types.get(out) == onnx.TensorProto.FLOAT:
+                model.graph.output.append(onnx.helper.make_tensor_value_info(out, onnx.TensorProto.FLOAT, None))
+                existing.add(out)
+    tmp = model_path.with_name(f".{model_path.stem}.ranges.onnx")  # beside the source: external data resolves
+    onnx.save_model(model, str(tmp))
+    try:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        options.log_severity_level = 3
+        session = ort.InferenceSession(str(tmp), options, providers=["CPUExecutionProvider"])
+    finally:
+        tmp.unlink(missing_ok=True)
+    names = [o.name for o in session.get_outputs()]
+    absmax: dict[str, float] = {}
+    for feed in samples:
+        for name, value in feed.items():
+            if name in inputs and value.dtype == np.float32 and value.size:
+                absmax[name] = max(absmax.get(name, 0.0), float(np.max(np.abs(value))))
+        for name, value in zip(names, session.run(names, dict(feed))):
+            if isinstance(value, np.ndarray) and value.dtype == np.float32 and value.size:
+                absmax[name] = max(absmax.get(name, 0.0), float(np.max(np.abs(value))))
+    return absmax
+
+
+def nodes_over(model_path: str | Path, absmax: Mapping[str, float], limit: float) -> dict[str, float]:
+    """{node name: largest |I/O|} for nodes of a graph with a float input or output above ``limit``."""
+    import onnx
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    found: dict[str, float] = {}
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            continue
+        values = [absmax[t] for t in list(node.input) + list(node.output) if t in absmax]
+        if values and max(values) > limit:
+            found[node.name] = max(values)
+    return found
+
+
+# Pixel-coordinate arithmetic: grids made by Range/CumSum, moved by flows, normalised for GridSample.
+# Coordinates need an absolute precision far below a pixel at any size (fp16 has a ULP of 1 at
+# 1024..2048, bf16 at 128..256), and calibration at a small size cannot see the magnitudes of a
+# large one, so these nodes stay float32 whatever their calibrated range.
+COORDINATE_SOURCES = ("Range", "CumSum")
+COORDINATE_ELEMENTWISE = ("Add", "Sub", "Mul", "Div", "Neg")  # one coordinate input makes coordinates
+COORDINATE_MOVE = (
+    "Reshape", "Transpose", "Unsqueeze", "Squeeze", "Slice", "Gather", "Expand", "Split", "Tile", "Cast", "Identity", "Flatten",
+)  # only input 0 carries data; the others are shapes and indices
+COORDINATE_SINKS = ("GridSample",)  # input 1 is the sampling grid
+
+
+def coordinate_nodes(model) -> list[str]:
+    """Nodes computing pixel coordinates, in graph order (only nodes with a float output, plus sinks).
+
+    A tensor is a coordinate when a Range/CumSum makes it, an elementwise op has one as an input,
+    a data-movement op has one as its data input, or a Concat joins nothing but coordinates (so
+    the grid's x/y concat counts, a concat of a flow with feature maps does not). GridSample
+    nodes sampling at coordinates are listed too: their grid input must stay float32.
+    """
+    import onnx
+
+    types = _elem_types(model)
+    coords: set[str] = set()
+    found: list[str] = []
+    for node in model.graph.node:  # ONNX graphs are topologically sorted
+        inputs = [i for i in node.input if i]
+        if node.op_type in COORDINATE_SOURCES:
+            hit = True
+        elif node.op_type in COORDINATE_ELEMENTWISE:
+            hit = any(i in coords for i in inputs)
+        elif node.op_type in COORDINATE_MOVE:
+            hit = bool(inputs) and inputs[0] in coords
+        elif node.op_type == "Concat":
+            hit = bool(inputs) and all(i in coords for i in inputs)
+        elif node.op_type in COORDINATE_SINKS:
+            if len(inputs) > 1 and inputs[1] in coords:
+                found.append(node.name)
+            continue
+        else:
+            hit = False
+        if hit:
+            coords.update(o for o in node.output if o)
+            if any(types.get(o) == onnx.TensorProto.FLOAT for o in node.output):
+                found.append(node.name)
+    return found
+
+
+def _coordinate_nodes_of(path: Path) -> list[str]:
+    import onnx
+
+    return coordinate_nodes(onnx.load(str(path), load_external_data=False))
+
+
+def float32_nodes(model) -> list[str]:
+    """Nodes of a typed graph that still compute in float32: not Cast/Constant, with a float32 output."""
+    import onnx
+
+    types = _elem_types(model)
+    kept = []
+    for node in model.graph.node:
+        if node.op_type in ("Cast", "Constant", "CastLike"):
+            continue
+        if any(types.get(out) == onnx.TensorProto.FLOAT for out in node.output if out):
+            kept.append(node.name)
+    return kept
+
+
+def low_precision_nodes(model, precision: str, include_casts: bool = False) -> list[str]:
+    """Nodes of a typed graph with an output in ``precision`` (fp16|bf16); Casts only with ``include_casts``."""
+    import onnx
+
+    wanted = onnx.TensorProto.FLOAT16 if precision == "fp16" else onnx.TensorProto.BFLOAT16
+    skip = ("Constant",) if include_casts else ("Cast", "Constant")
+    types = _elem_types(model)
+    return [n.name for n in model.graph.node if n.op_type not in skip and any(types.get(o) == wanted for o in n.output if o)]
+
+
+def _save(model, path: Path) -> str | None:
+    """Save a model; above the protobuf limit as one external data file ``<file>.data`` (returned)."""
+    import onnx
+
+    external = path.with_name(path.name + ".data")
+    size = sum(len(t.raw_data) for t in model.graph.initializer)
+    tmp = path.with_name(f".{path.name}.partial")
+    if size + EXTERNAL_MARGIN < PROTOBUF_LIMIT:
+        onnx.save_model(model, str(tmp))
+        os.replace(tmp, path)
+        if external.exists():
+            external.unlink()
+        return None
+    onnx.save_model(model, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True, location=external.name, size_threshold=1024)
+    os.replace(tmp, path)
+    return external.name
+
+
+# -- bf16 emulation for ONNX Runtime's CPU kernels --------------------------------------------
+def emulate_bf16(model):
+    """Same graph with float32 arithmetic and every bf16 tensor rounded to bf16 (Cast to bf16, Cast back).
+
+    ONNX Runtime's CPU provider has Cast to/from bfloat16 but almost no bfloat16 compute kernels.
+    Rounding each bf16 value where it is produced is what a bf16 engine stores, so the errors seen
+    here match a bf16 engine up to its accumulation order (fp32 here).
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    bf16, fp32 = TensorProto.BFLOAT16, TensorProto.FLOAT
+    model = copy.deepcopy(model)
+    types = _elem_types(model)
+    graph = model.graph
+
+    def to_fp32(tensor):
+        return numpy_helper.from_array(numpy_helper.to_array(tensor).astype(np.float32), tensor.name)
+
+    for i, init in enumerate(graph.initializer):
+        if init.data_type == bf16:
+            graph.initializer[i].CopyFrom(to_fp32(init))
+    new_nodes = []
+    for node in graph.node:
+        rounded_outputs = []
+        if node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.name == "value" and attr.t.data_type == bf16:
+                    attr.t.CopyFrom(to_fp32(attr.t))
+            new_nodes.append(node)
+            continue
+        if node.op_type == "ConstantOfShape":  # a bf16 fill value is exact in float32: no rounding needed
+            for attr in node.attribute:
+                if attr.name == "value" and attr.t.data_type == bf16:
+                    attr.t.CopyFrom(to_fp32(attr.t))
+            new_nodes.append(node)
+            continue
+        is_cast_to_bf16 = node.op_type == "Cast" and any(a.name == "to" and a.i == bf16 for a in node.attribute)
+        for index, out in enumerate(node.output):
+            if out and types.get(out) == bf16:
+                rounded_outputs.append((index, out))
+        new_nodes.append(node)
+        for index, out in rounded_outputs:
+            if is_cast_to_bf16:  # already rounds: only come back to float32
+                node.output[index] = out + "__bf16"
+                new_nodes.append(helper.make_node("Cast", [out + "__bf16"], [out], to=fp32, name=f"{node.name}__to_fp32_{index}"))
+            else:
+                node.output[index] = out + "__fp32"
+                new_nodes.append(helper.make_node("Cast", [out + "__fp32"], [out + "__bf16"], to=bf16, name=f"{node.name}__round_bf16_{index}"))
+                new_nodes.append(helper.make_node("Cast", [out + "__bf16"], [out], to=fp32, name=f"{node.name}__to_fp32_{index}"))
+    del graph.node[:]
+    graph.node.extend(new_nodes)
+    for vi in list(graph.input) + list(graph.output):
+        if vi.type.tensor_type.elem_type == bf16:
+            vi.type.tensor_type.elem_type = fp32
+    del graph.value_info[:]
+    if sum(len(t.raw_data) for t in graph.initializer) + EXTERNAL_MARGIN < PROTOBUF_LIMIT:
+        onnx.checker.check_model(model)
+    return model
+
+
+def ort_cpu_manifest(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``manifest`` whose bf16 entries name their CPU emulation graphs (``ort_cpu_file``).
+
+    ``OrtBackend(build_dir, ort_cpu_manifest(manifest), precision="bf16")`` then runs on a CPU.
+    """
+    out = copy.deepcopy(dict(manifest))
+    for entry in out["graphs"].values():
+        for typed in entry.get("typed", {}).values():
+            if typed.get("ort_cpu_file"):
+                typed["file"] = typed["ort_cpu_file"]
+                typed["sha256"] = typed["ort_cpu_sha256"]
+    return out
+
+
+# -- conversion -------------------------------------------------------------------------------
+@dataclass
+class TypedResult:
+    name: str
+    precision: str
+    entry: dict[str, Any]
+    seconds: float
+    reused: bool
+
+
+def typed_key(source_sha256: str, precision: str, plan: PrecisionPlan, calibration: Mapping[str, Any]) -> dict[str, Any]:
+    """Everything a typed graph depends on; equal keys mean the file on disk can be reused."""
+    import onnx
+
+    return {
+        "source_sha256": source_sha256,
+        "precision": precision,
+        "data_max": plan.data_max,
+        "overflow_limit": plan.overflow_limit if precision == "fp16" else None,
+        "keep_coordinates": plan.keep_coordinates,
+        "keep_io_types": True,
+        "calibration": dict(calibration),
+        "modelopt": _modelopt_version(),
+        "onnx": onnx.__version__,
+        "svsr": svsr.__version__,
+        "method": METHOD_VERSION,
+    }
+
+
+def convert_graph(
+    source: str | Path,
+    precision: str,
+    calibration_npz: str | Path,
+    samples: Sequence[Mapping[str, np.ndarray]],
+    plan: PrecisionPlan = PrecisionPlan(),
+    out: str | Path | None = None,
+    ort_emulation: bool = True,
+) -> dict[str, Any]:
+    """AutoCast one float32 graph file to ``precision``; write ``<stem>.<precision>.onnx``; return its typed entry.
+
+    ``samples`` are the calibration feeds (for the overflow guard); ``calibration_npz`` the same
+    data in ModelOpt's layout (for AutoCast's ``data_max`` check).
+    """
+    if precision not in LOW_PRECISIONS:
+        raise InputError(f"convert_graph makes fp16 or bf16 graphs, not {precision!r}.")
+    convert = require_autocast()
+    source = Path(source)
+    out = Path(out) if out is not None else source.with_name(f"{source.stem}.{precision}.onnx")
+    start = time.perf_counter()
+    absmax = calibrated_absmax(source, samples)
+    overflow = nodes_over(source, absmax, plan.overflow_limit) if precision == "fp16" else {}
+    coordinates = _coordinate_nodes_of(source) if plan.keep_coordinates else []
+    exclude = [f"^{re.escape(name)}$" for name in sorted(set(overflow) | set(coordinates))]
+    try:
+        with _quiet_autocast():
+            model = convert(
+                onnx_path=str(source),
+                low_precision_type=precision,
+                nodes_to_exclude=exclude,
+                data_max=plan.data_max,
+                keep_io_types=True,
+                calibration_data=str(calibration_npz),
+            )
+    except Exception as exc:
+        raise ConversionError(f"AutoCast could not convert {source.name} to {precision}: {type(exc).__name__}: {exc}") from exc
+    kept = float32_nodes(model)
+    low = low_precision_nodes(model, precision)
+    still_fp16 = sorted(set(overflow) & set(low_precision_nodes(model, precision, include_casts=True))) if overflow else []
+    if still_fp16:
+        raise ConversionError(
+            f"{source.name}: nodes {still_fp16[:5]} exceed the fp16 range on the calibration data but were converted to fp16."
+        )
+    external = _save(model, out)
+    entry: dict[str, Any] = {
+        "file": out.name,
+        "sha256": sha256_file(out),
+        "external_data": external,
+        "precision": precision,
+        "io_dtype": "float32",
+        "kept_float32": kept,
+        "overflow_float32": sorted(overflow),
+        "coordinate_float32": coordinates,
+        "calibrated_absmax": max(absmax.values()) if absmax else 0.0,
+        "low_precision_nodes": len(low),
+        "opset": next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None),
+        "autocast": {
+            "tool": "modelopt.onnx.autocast.convert_to_mixed_precision",
+            "modelopt": _modelopt_version(),
+            "data_max": plan.data_max,
+            "overflow_limit": plan.overflow_limit if precision == "fp16" else None,
+            "keep_io_types": True,
+        },
+    }
+    if precision == "bf16" and ort_emulation:
+        emu_path = out.with_name(f"{source.stem}.bf16.ortcpu.onnx")
+        emu_external = _save(emulate_bf16(model), emu_path)
+        entry["ort_cpu_file"] = emu_path.name
+        entry["ort_cpu_sha256"] = sha256_file(emu_path)
+        entry["ort_cpu_external_data"] = emu_external
+    entry["convert_seconds"] = round(time.perf_counter() - start, 2)
+    return entry
+
+
+def _reusable(entry: Mapping[str, Any] | None, build_dir: Path, key: Mapping[str, Any]) -> bool:
+    if not entry or entry.get("key") != key:
+        return False
+    for file, sha in ((entry.get("file"), entry.get("sha256")), (entry.get("ort_cpu_file"), entry.get("ort_cpu_sha256"))):
+        if file is None:
+            continue
+        path = build_dir / file
+        if not path.exists() or sha256_file(path) != sha:
+            return False
+    return all((build_dir / e).exists() for e in (entry.get("external_data"), entry.get("ort_cpu_external_data")) if e)
+
+
+def _load_or_record_calibration(
+    build_dir: Path,
+    components: Any,
+    manifest: Mapping[str, Any],
+    frames: list[np.ndarray],
+    settings: CalibrationSettings,
+    key: Mapping[str, Any],
+    graphs: Sequence[str],
+    report: Callable[[str], None],
+) -> tuple[CalibrationData, dict[str, Path]]:
+    folder = build_dir / CALIBRATION_DIR
+    try:
+        data = CalibrationData.load(folder)
+        if data.info.get("key") == dict(key) and all(g in data.arrays for g in graphs):
+            report(f"  calibration reused ({folder})")
+            return data, {g: folder / f"{g}.npz" for g in data.arrays}
+    except (OSError, ValueError, KeyError, json.JSONDecodeError):
+        pass
+    from svsr.engines.calibration import record_calibration
+    from svsr.reference import StableVSRReference
+
+    start = time.perf_counter()
+    h, w = frames[0].shape[:2]
+    report(f"  calibration: reference run on {len(frames)} frames {w}x{h}, {settings.num_inference_steps} steps")
+    data = record_calibration(StableVSRReference(components), frames, settings, scheduler=manifest["scheduler"], graphs=GRAPH_NAMES)
+    data.info["key"] = dict(key)
+    paths = data.save(folder)
+    counts = ", ".join(f"{g} {n}" for g, n in data.counts.items())
+    report(f"  calibration recorded in {time.perf_counter() - start:.1f} s ({counts} samples) -> {folder}")
+    return data, paths
+
+
+def make_typed_graphs(
+    build_dir: str | Path,
+    components: Any,
+    plan: PrecisionPlan,
+    calibration_frames: str | Path | Sequence[np.ndarray] | None = None,
+    report: Callable[[str], None] = print,
+    settings: CalibrationSettings = CalibrationSettings(),
+    force: bool = False,
+    ort_emulation: bool = True,
+) -> dict[str, Any]:
+    """Make the typed graphs ``plan`` asks for beside the float32 graphs of ``build_dir``; return the manifest.
+
+    ``components``: the loaded checkpoint (:func:`svsr.reference.checkpoint.load_components`) the
+    graphs were exported from; it drives the calibration run. ``calibration_frames``: a folder of
+    PNG/JPEG frames or a list of HxWx3 uint8 arrays (default: the bundled sample clip). Typed
+    graphs whose source sha256, plan and calibration are unchanged are reused. Records each in
+    ``manifest["graphs"][name]["typed"][precision]`` and writes the manifest.
+    """
+    build_dir = Path(build_dir)
+    manifest = load_manifest(build_dir)
+    todo = plan.typed()
+    if not todo:
+        return manifest
+    require_autocast()
+    if manifest["checkpoint"]["fingerprint"] != components.fingerprint:
+        raise InputError(
+            f"{build_dir} was exported from another checkpoint than the one loaded; re-run svsr-export for these weights."
+        )
+    frames = default_frames() if calibration_frames is None else load_frames(calibration_frames)
+    cal_key = calibration_key(components.fingerprint, frames, settings)
+    keys = {}
+    pending = []
+    for name, precision in todo.items():
+        entry = manifest["graphs"][name]
+        keys[name] = typed_key(entry["sha256"], precision, plan, cal_key)
+        previous = entry.get("typed", {}).get(precision)
+        if not force and _reusable(previous, build_dir, keys[name]):
+            report(f"  {name:8s} {precision} reused   (unchanged graph, plan and calibration)")
+        else:
+            pending.append((name, precision))
+    if pending:
+        data, npz = _load_or_record_calibration(
+            build_dir, components, manifest, frames, settings, cal_key, sorted({n for n, _ in pending}), report
+        )
+        for name, precision in pending:
+            entry = manifest["graphs"][name]
+            source = check_graph_file(build_dir, name, entry)
+            typed = convert_graph(source, precision, npz[name], list(data.samples(name)), plan, ort_emulation=ort_emulation)
+            typed["source_sha256"] = entry["sha256"]
+            typed["key"] = keys[name]
+            entry.setdefault("typed", {})[precision] = typed
+            note = f"; {len(typed['overflow_float32'])} overflow node(s) kept float32" if typed["overflow_float32"] else ""
+            report(
+                f"  {name:8s} {precision} converted in {typed['convert_seconds']:6.1f} s: "
+                f"{typed['low_precision_nodes']} nodes {precision}, {len(typed['kept_float32'])} float32{note} -> {typed['file']}"
+            )
+            write_manifest(build_dir, manifest)  # after each graph: an interruption keeps the finished ones
+    write_manifest(build_dir, manifest)
+    return manifest
