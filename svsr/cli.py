@@ -65,7 +65,18 @@ def export_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the preset's random weights (default 0)")
     p.add_argument("--prompt", default="", help='prompt embedded once into the graphs (default "")')
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (17 or newer; default 17)")
-    p.add_argument("--onnx-only", action="store_true", help="write ONNX graphs and manifest only (no engines)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"],
+                   help="precision of every graph (fp16/bf16: ModelOpt AutoCast, calibrated on real inputs; default fp32)")
+    p.add_argument("--vae-precision", choices=["fp32", "fp16", "bf16"], help="override for the VAE graphs (guide, decode)")
+    p.add_argument("--flow-precision", choices=["fp32", "fp16", "bf16"], help="override for the RAFT flow graph")
+    p.add_argument("--calibration-frames", type=Path, help="folder of PNG/JPEG frames to calibrate with (default: the sample clip)")
+    p.add_argument("--onnx-only", action="store_true", help="write ONNX graphs and manifest only (no TensorRT engines)")
+    engines = p.add_argument_group("TensorRT engines (need TensorRT and an NVIDIA GPU)")
+    engines.add_argument("--resolution", help="LR frame size WxH for static engines (fastest), e.g. 320x180")
+    engines.add_argument("--min", dest="min_size", help="smallest LR size WxH of a dynamic profile")
+    engines.add_argument("--opt", dest="opt_size", help="LR size WxH TensorRT tunes for")
+    engines.add_argument("--max", dest="max_size", help="largest LR size WxH of a dynamic profile")
+    engines.add_argument("--batch", help="independent clips per call: N or MIN:OPT:MAX (default 1)")
     p.add_argument("--force", action="store_true", help="re-export even when the graphs on disk are up to date")
     p.add_argument("--check-trt", action="store_true", help="lint the graphs against TensorRT's ONNX operator support")
     p.add_argument("--trt-version", default="11", help="TensorRT version for --check-trt (11, 10 or 10.N; default 11)")
@@ -87,6 +98,8 @@ def _export(args: argparse.Namespace) -> int:
     if not os.access(out, os.W_OK):
         raise InputError(f"cannot write to {out}; choose a writable --out folder.")
     clean_partials(out)
+    profile = None if args.onnx_only else _engine_profile(args)  # bad sizes fail before any work
+    plan = _precision_plan(args)
     weights = args.weights
     if args.preset:
         weights = _ensure_preset(args.preset, args.seed, out / "checkpoint", report)
@@ -95,6 +108,11 @@ def _export(args: argparse.Namespace) -> int:
     components = load_components(weights, prompt=args.prompt)
     report(f"svsr-export: exporting float32 ONNX graphs to {out} (opset {args.opset})")
     manifest = export_all(components, out, opset=args.opset, force=args.force, preset=args.preset, report=report)
+    if plan is not None:
+        from svsr.engines.precision import make_typed_graphs
+
+        report(f"svsr-export: typed graphs ({plan.describe()}), calibrated on {args.calibration_frames or 'the sample clip'}")
+        manifest = make_typed_graphs(out, components, plan, calibration_frames=args.calibration_frames, report=report, force=args.force)
     if args.check_trt:
         from svsr.export.trt_lint import format_findings, lint_model
 
@@ -105,7 +123,55 @@ def _export(args: argparse.Namespace) -> int:
             report(f"{name}: {format_findings(findings)}")
         if errors:
             return _fail(f"{errors} node(s) would not parse in TensorRT {args.trt_version}; see the report above.", 1)
+    if not args.onnx_only:
+        code = _build_engines(args, out, manifest, plan, profile, report)
+        if code:
+            return code
     report(f"svsr-export: done in {time.perf_counter() - start:.1f} s -> {out / 'manifest.json'}")
+    return 0
+
+
+# LR sizes an engine serves when no --resolution / --min/--max is given
+DEFAULT_PROFILE = {"min": "32x32", "opt": "320x180", "max": "640x360"}
+
+
+def _precision_plan(args: argparse.Namespace):
+    """The per-graph precision plan, or None when every graph stays float32."""
+    if args.precision == "fp32" and args.vae_precision in (None, "fp32") and args.flow_precision in (None, "fp32"):
+        return None
+    try:
+        from svsr.engines.precision import parse_precision_args
+    except ImportError:
+        raise MissingDependencyError("--precision fp16/bf16 needs ModelOpt; install it with pip install 'svsr[precision]'.") from None
+    return parse_precision_args(args.precision, args.vae_precision, args.flow_precision)
+
+
+def _engine_profile(args: argparse.Namespace):
+    """The optimisation profile the engine options describe (default: DEFAULT_PROFILE)."""
+    from svsr.engines.profiles import Profile
+
+    ranged = any(v is not None for v in (args.min_size, args.opt_size, args.max_size))
+    if args.resolution is None and not ranged:
+        return Profile.from_args(batch=args.batch, **DEFAULT_PROFILE)
+    return Profile.from_args(resolution=args.resolution, min=args.min_size, opt=args.opt_size, max=args.max_size, batch=args.batch)
+
+
+def _build_engines(args: argparse.Namespace, out: Path, manifest: dict, plan, profile, report: Callable[[str], None]) -> int:
+    """Build TensorRT engines where possible; otherwise say why and fail (graphs are kept)."""
+    from svsr.engines.builder import build_engines, tensorrt_build_available
+    from svsr.manifest import write_manifest
+
+    available, reason = tensorrt_build_available()
+    if not available:
+        return _fail(
+            f"TensorRT engines were not built ({reason}); the ONNX graphs and manifest in {out} are ready "
+            "(pass --onnx-only when you only want those).",
+            1,
+        )
+    precision = plan if plan is not None else args.precision
+    report(f"svsr-export: building TensorRT engines for LR {profile.describe()}")
+    manifest["engines"] = build_engines(out, manifest, precision, profile, report, force=args.force)
+    write_manifest(out, manifest)
     return 0
 
 
@@ -142,7 +208,8 @@ def run_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, help="build folder written by svsr-export")
     p.add_argument("--backend", default="auto", choices=["auto", "ort", "trt", "reference"], help="default auto")
     p.add_argument("--weights", help="checkpoint folder for --backend reference")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"], help="graph precision (default fp32)")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
+                   help="graph precision (default auto: trt picks fp16 > bf16 > fp32 engines, ort runs fp32)")
     p.add_argument("--steps", type=int, default=50, help="denoising steps (default 50)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     p.add_argument("--noise", default="numpy", choices=["numpy", "torch"], help="noise source (torch reproduces the reference)")

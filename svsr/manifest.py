@@ -121,7 +121,12 @@ MANIFEST_SCHEMA: dict[str, Any] = {
             },
         },
         "flow": {"type": "object"},
-        "engines": {"type": "object"},
+        # one build record per "<graph>.<precision>"; svsr.engines.records validates the records
+        "engines": {
+            "type": "object",
+            "propertyNames": {"pattern": "^(flow|denoise|guide|decode)\\.(fp32|fp16|bf16)$"},
+            "additionalProperties": {"type": "object", "required": ["graph", "precision", "file", "sha256"]},
+        },
     },
 }
 

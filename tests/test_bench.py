@@ -9,7 +9,7 @@ from svsr.cli import bench_main, export_main
 
 def test_bench_reference_and_ort_side_by_side(tiny_checkpoint, tmp_path, capsys):
     build = tmp_path / "build"
-    assert export_main(["--weights", str(tiny_checkpoint), "--out", str(build), "--quiet"]) == 0
+    assert export_main(["--weights", str(tiny_checkpoint), "--out", str(build), "--quiet", "--onnx-only"]) == 0
     out_json, out_png, out_md = tmp_path / "b.json", tmp_path / "b.png", tmp_path / "b.md"
     code = bench_main([
         "--model", str(build), "--backend", "reference", "--backend", "ort", "--resolution", "40x32",

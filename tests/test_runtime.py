@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def build(tmp_path_factory, tiny_checkpoint):
     out = tmp_path_factory.mktemp("run") / "build"
-    assert export_main(["--weights", str(tiny_checkpoint), "--out", str(out), "--quiet"]) == 0
+    assert export_main(["--weights", str(tiny_checkpoint), "--out", str(out), "--quiet", "--onnx-only"]) == 0
     return out
 
 

@@ -15,8 +15,12 @@ def tensorrt_usable() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ("tensorrt", "cuda"))
 
 
-def open_sampler(build_dir: str | Path, backend: str = "auto", precision: str = "fp32") -> tuple[Sampler, str]:
-    """A Sampler over ``build_dir`` on ``backend`` (auto|ort|trt) and a label for progress output."""
+def open_sampler(build_dir: str | Path, backend: str = "auto", precision: str = "auto") -> tuple[Sampler, str]:
+    """A Sampler over ``build_dir`` on ``backend`` (auto|ort|trt) and a label for progress output.
+
+    ``precision`` auto: TensorRT takes the lowest-precision engine built per graph (fp16 > bf16 >
+    fp32); ONNX Runtime runs the float32 graphs.
+    """
     build_dir = Path(build_dir)
     if not build_dir.is_dir():
         raise InputError(f"--model {build_dir} is not a folder; run svsr-export --out {build_dir} first.")
@@ -36,5 +40,5 @@ def open_sampler(build_dir: str | Path, backend: str = "auto", precision: str = 
         raise InputError(f"unknown backend {backend!r}; use auto, ort or trt.")
     from svsr.runtime.ort_backend import OrtBackend
 
-    ort_backend = OrtBackend(build_dir, manifest, precision=precision)
+    ort_backend = OrtBackend(build_dir, manifest, precision="fp32" if precision == "auto" else precision)
     return Sampler(ort_backend, manifest), f"ort-{ort_backend.device}"
