@@ -321,8 +321,7 @@ def test_runtime_never_imports_torch(build, tmp_path):
 import sys, pkgutil, importlib
 import svsr.runtime
 for module in pkgutil.iter_modules(svsr.runtime.__path__):
-    if module.name != "trt_backend":  # needs TensorRT; checked for torch by source below
-        importlib.import_module("svsr.runtime." + module.name)
+    importlib.import_module("svsr.runtime." + module.name)  # trt_backend imports TensorRT lazily
 from svsr.manifest import load_manifest
 from svsr.runtime.session import open_sampler
 from svsr.noise import NumpyNoise
