@@ -163,6 +163,7 @@ class TrtBackend:
         self._launched = False
         self._closed = False
         self.scratch_ptr = 0
+        self._peak_bytes = 0
 
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
@@ -212,6 +213,10 @@ class TrtBackend:
                 )
         return tuple(t.name for t in spec.inputs), tuple(t.name for t in spec.outputs)
 
+    def peak_device_bytes(self) -> int:
+        """Most device memory this backend held at once for scratch and clip buffers (engines excluded)."""
+        return max(self._peak_bytes, self.scratch_bytes)
+
     # -- Backend protocol -----------------------------------------------------------------------
     def allocate(self, label: str, shape: Sequence[int], dtype: str = "float32") -> DeviceBuffer:
         if self._launched:  # the first allocation after launches starts a new clip
@@ -225,6 +230,7 @@ class TrtBackend:
                 self._release(label)
             buf = DeviceBuffer(label, shape, dtype, self.cuda.malloc(nbytes), nbytes)
             self._buffers[label] = buf
+            self._peak_bytes = max(self._peak_bytes, self.scratch_bytes + sum(b.nbytes for b in self._buffers.values()))
         self.cuda.memset_async(buf.ptr, 0, nbytes, self.stream)
         return buf
 
