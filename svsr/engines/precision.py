@@ -17,10 +17,14 @@ Two range guards decide which nodes stay float32:
   512, AutoCast's own default) stay float32 too.
 
 What stayed float32 is read back from the converted graph (every node other than Cast/Constant
-with a float32 output) and recorded as ``kept_float32``. ONNX Runtime's CPU kernels have no
-bfloat16 arithmetic, so for bf16 an emulation graph (``<name>.bf16.ortcpu.onnx``: float32 compute,
-every bf16 tensor rounded to bf16 by a Cast pair) is written too and recorded as ``ort_cpu_file``;
-:func:`ort_cpu_manifest` points the ONNX Runtime backend at it.
+with a float32 output) and recorded as ``kept_float32``.
+
+ONNX Runtime's CPU provider is not a faithful judge of a typed graph: it has almost no bf16
+kernels, and fp16 nodes without a CPU kernel run in float32 with the casts between them removed
+(so fp16 overflow never shows). Each typed graph therefore also gets an emulation graph
+(``<name>.<precision>.ortcpu.onnx``: float32 arithmetic, every fp16/bf16 tensor rounded where it
+is produced), recorded as ``ort_cpu_file``; :func:`ort_cpu_manifest` points the ONNX Runtime
+backend at them for CPU checks.
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ PROTOBUF_LIMIT = 2**31 - 1
 EXTERNAL_MARGIN = 64 << 20
 EXTRA = "svsr[precision]"
 # bump when the conversion recipe changes, so typed graphs on disk are redone
-METHOD_VERSION = 1
+METHOD_VERSION = 2
 AUTOCAST_LOGGERS = ("modelopt", "modelopt.onnx", "modelopt.onnx.autocast", "root")
 
 
@@ -210,6 +214,7 @@ def calibrated_absmax(model_path: str | Path, samples: Iterable[Mapping[str, np.
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         options.log_severity_level = 3
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = ort.InferenceSession(str(tmp), options, providers=["CPUExecutionProvider"])
     finally:
         tmp.unlink(missing_ok=True)
@@ -336,18 +341,26 @@ def _save(model, path: Path) -> str | None:
     return external.name
 
 
-# -- bf16 emulation for ONNX Runtime's CPU kernels --------------------------------------------
-def emulate_bf16(model):
-    """Same graph with float32 arithmetic and every bf16 tensor rounded to bf16 (Cast to bf16, Cast back).
+# -- emulation for ONNX Runtime's CPU kernels ---------------------------------------------------
+def emulate_low_precision(model, precision: str = "bf16"):
+    """Same graph with float32 arithmetic and every fp16/bf16 tensor rounded where it is produced
+    (a Cast to the low type and back); initializers and constants widened exactly.
 
-    ONNX Runtime's CPU provider has Cast to/from bfloat16 but almost no bfloat16 compute kernels.
-    Rounding each bf16 value where it is produced is what a bf16 engine stores, so the errors seen
-    here match a bf16 engine up to its accumulation order (fp32 here).
+    Why: ONNX Runtime's CPU provider has almost no bf16 kernels, and for fp16 it silently runs
+    nodes without an fp16 kernel in float32 and drops the casts between such neighbours, so a
+    typed graph run as is on a CPU neither fails nor overflows where a GPU engine would (measured:
+    an all-fp16 VAE decoder with activations of 2.7e5 gave finite output). Rounding each value
+    where it is produced is what an engine stores, so this graph shows fp16 overflow (inf) and
+    bf16/fp16 rounding; it differs from an engine only in accumulation order (float32 here).
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    bf16, fp32 = TensorProto.BFLOAT16, TensorProto.FLOAT
+    if precision not in LOW_PRECISIONS:
+        raise InputError(f"emulation is for fp16 or bf16 graphs, not {precision!r}.")
+    low = TensorProto.FLOAT16 if precision == "fp16" else TensorProto.BFLOAT16
+    fp32 = TensorProto.FLOAT
+    tag = precision
     model = copy.deepcopy(model)
     types = _elem_types(model)
     graph = model.graph
@@ -356,40 +369,30 @@ def emulate_bf16(model):
         return numpy_helper.from_array(numpy_helper.to_array(tensor).astype(np.float32), tensor.name)
 
     for i, init in enumerate(graph.initializer):
-        if init.data_type == bf16:
+        if init.data_type == low:
             graph.initializer[i].CopyFrom(to_fp32(init))
     new_nodes = []
     for node in graph.node:
-        rounded_outputs = []
-        if node.op_type == "Constant":
+        if node.op_type in ("Constant", "ConstantOfShape"):  # low-precision values are exact in float32
             for attr in node.attribute:
-                if attr.name == "value" and attr.t.data_type == bf16:
+                if attr.name == "value" and attr.t.data_type == low:
                     attr.t.CopyFrom(to_fp32(attr.t))
             new_nodes.append(node)
             continue
-        if node.op_type == "ConstantOfShape":  # a bf16 fill value is exact in float32: no rounding needed
-            for attr in node.attribute:
-                if attr.name == "value" and attr.t.data_type == bf16:
-                    attr.t.CopyFrom(to_fp32(attr.t))
-            new_nodes.append(node)
-            continue
-        is_cast_to_bf16 = node.op_type == "Cast" and any(a.name == "to" and a.i == bf16 for a in node.attribute)
-        for index, out in enumerate(node.output):
-            if out and types.get(out) == bf16:
-                rounded_outputs.append((index, out))
+        is_cast_to_low = node.op_type == "Cast" and any(a.name == "to" and a.i == low for a in node.attribute)
+        rounded = [(index, out) for index, out in enumerate(node.output) if out and types.get(out) == low]
         new_nodes.append(node)
-        for index, out in rounded_outputs:
-            if is_cast_to_bf16:  # already rounds: only come back to float32
-                node.output[index] = out + "__bf16"
-                new_nodes.append(helper.make_node("Cast", [out + "__bf16"], [out], to=fp32, name=f"{node.name}__to_fp32_{index}"))
+        for index, out in rounded:
+            if is_cast_to_low:  # already rounds: only come back to float32
+                node.output[index] = f"{out}__{tag}"
             else:
-                node.output[index] = out + "__fp32"
-                new_nodes.append(helper.make_node("Cast", [out + "__fp32"], [out + "__bf16"], to=bf16, name=f"{node.name}__round_bf16_{index}"))
-                new_nodes.append(helper.make_node("Cast", [out + "__bf16"], [out], to=fp32, name=f"{node.name}__to_fp32_{index}"))
+                node.output[index] = f"{out}__fp32"
+                new_nodes.append(helper.make_node("Cast", [f"{out}__fp32"], [f"{out}__{tag}"], to=low, name=f"{node.name}__round_{tag}_{index}"))
+            new_nodes.append(helper.make_node("Cast", [f"{out}__{tag}"], [out], to=fp32, name=f"{node.name}__to_fp32_{index}"))
     del graph.node[:]
     graph.node.extend(new_nodes)
     for vi in list(graph.input) + list(graph.output):
-        if vi.type.tensor_type.elem_type == bf16:
+        if vi.type.tensor_type.elem_type == low:
             vi.type.tensor_type.elem_type = fp32
     del graph.value_info[:]
     if sum(len(t.raw_data) for t in graph.initializer) + EXTERNAL_MARGIN < PROTOBUF_LIMIT:
@@ -398,9 +401,10 @@ def emulate_bf16(model):
 
 
 def ort_cpu_manifest(manifest: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of ``manifest`` whose bf16 entries name their CPU emulation graphs (``ort_cpu_file``).
+    """A copy of ``manifest`` whose typed entries name their CPU emulation graphs (``ort_cpu_file``).
 
-    ``OrtBackend(build_dir, ort_cpu_manifest(manifest), precision="bf16")`` then runs on a CPU.
+    ``OrtBackend(build_dir, ort_cpu_manifest(manifest), precision="bf16")`` then runs on a CPU,
+    with the rounding and overflow of the typed graph (see :func:`emulate_low_precision`).
     """
     out = copy.deepcopy(dict(manifest))
     for entry in out["graphs"].values():
@@ -504,9 +508,9 @@ def convert_graph(
             "keep_io_types": True,
         },
     }
-    if precision == "bf16" and ort_emulation:
-        emu_path = out.with_name(f"{source.stem}.bf16.ortcpu.onnx")
-        emu_external = _save(emulate_bf16(model), emu_path)
+    if ort_emulation:
+        emu_path = out.with_name(f"{source.stem}.{precision}.ortcpu.onnx")
+        emu_external = _save(emulate_low_precision(model, precision), emu_path)
         entry["ort_cpu_file"] = emu_path.name
         entry["ort_cpu_sha256"] = sha256_file(emu_path)
         entry["ort_cpu_external_data"] = emu_external
