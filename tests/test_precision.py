@@ -406,6 +406,33 @@ def test_unchanged_typed_graphs_are_reused_and_damaged_ones_redone(typed_build, 
     assert any(line.strip().startswith("decode   fp16 converted") for line in log)  # a new plan is a new graph
 
 
+@needs_autocast
+def test_graphs_with_external_data_convert_and_big_results_are_split(typed_build, tmp_path, monkeypatch):
+    """The full model's graphs exceed protobuf's 2 GB: external data in, external data out."""
+    import onnx
+
+    from svsr.engines import precision
+    from svsr.engines.calibration import CalibrationData
+
+    source = tmp_path / "decode.onnx"
+    onnx.save_model(
+        onnx.load(str(typed_build.dir / "decode.onnx")), str(source),
+        save_as_external_data=True, all_tensors_to_one_file=True, location="decode.onnx.data", size_threshold=1024,
+    )  # fmt: skip
+    monkeypatch.setattr(precision, "PROTOBUF_LIMIT", 100_000)  # pretend the limit is 100 kB (decode fp16 is ~330 kB)
+    monkeypatch.setattr(precision, "EXTERNAL_MARGIN", 0)
+    data = CalibrationData.load(typed_build.dir / "calibration")
+    entry = precision.convert_graph(source, "fp16", typed_build.dir / "calibration" / "decode.npz", list(data.samples("decode")))
+    assert entry["external_data"] == "decode.fp16.onnx.data" and (tmp_path / entry["external_data"]).stat().st_size > 100_000
+    assert entry["ort_cpu_external_data"] == "decode.fp16.ortcpu.onnx.data"
+    assert (tmp_path / entry["file"]).stat().st_size < (tmp_path / entry["external_data"]).stat().st_size
+    feed = _graph_inputs("decode", 40, 52)
+    want = _run(source, feed)[0]
+    for file in (entry["file"], entry["ort_cpu_file"]):
+        got = _run(tmp_path / file, feed)[0]
+        assert float(np.abs(got - want).max()) < REL_LIMITS["decode", "fp16"]  # |rgb| <= 1: abs ~ rel
+
+
 # -- end to end -----------------------------------------------------------------------------------
 # PSNR of the 4x output vs the float32 graphs (tiny preset, sample clip 3 frames 64x48, 3 steps,
 # numpy noise seed 0, emulated typed graphs): measured fp16 69.1 dB, bf16 51.2 dB

@@ -487,6 +487,7 @@ def convert_graph(
         raise ConversionError(
             f"{source.name}: nodes {still_fp16[:5]} exceed the fp16 range on the calibration data but were converted to fp16."
         )
+    emulated = emulate_low_precision(model, precision) if ort_emulation else None  # before saving: saving may move tensors out
     external = _save(model, out)
     entry: dict[str, Any] = {
         "file": out.name,
@@ -508,9 +509,9 @@ def convert_graph(
             "keep_io_types": True,
         },
     }
-    if ort_emulation:
+    if emulated is not None:
         emu_path = out.with_name(f"{source.stem}.{precision}.ortcpu.onnx")
-        emu_external = _save(emulate_low_precision(model, precision), emu_path)
+        emu_external = _save(emulated, emu_path)
         entry["ort_cpu_file"] = emu_path.name
         entry["ort_cpu_sha256"] = sha256_file(emu_path)
         entry["ort_cpu_external_data"] = emu_external
