@@ -597,7 +597,7 @@ def make_typed_graphs(
     pending = []
     for name, precision in todo.items():
         entry = manifest["graphs"][name]
-        keys[name] = typed_key(entry["sha256"], precision, plan, cal_key)
+        keys[name] = typed_key(entry["sha256"], precision, plan, cal_key) | {"ort_emulation": ort_emulation}
         previous = entry.get("typed", {}).get(precision)
         if not force and _reusable(previous, build_dir, keys[name]):
             report(f"  {name:8s} {precision} reused   (unchanged graph, plan and calibration)")
