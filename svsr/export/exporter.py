@@ -12,7 +12,6 @@ the graph always carries the sizes and serves every multiple of 4.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -39,6 +38,7 @@ PROTOBUF_LIMIT = 2**31 - 1
 # Trace size (LR): multiples of 4 but not of 8 or 16, see the module docstring.
 TRACE_HEIGHT, TRACE_WIDTH = 36, 44
 FLOPS_METHOD = "FlopCounterMode, math SDPA, fit at P and 4P"  # part of the reuse key
+FILE_FORMAT = 2  # bump when the written file changes for the same trace (2: declared I/O shapes)
 EXPORT_METHOD = "torch.onnx.export (TorchScript tracing, dynamo=False)"
 
 
@@ -106,6 +106,7 @@ def _export_key(components: Components, name: str, opset: int) -> dict[str, Any]
         "onnx": onnx.__version__,
         "trace_size": [TRACE_HEIGHT, TRACE_WIDTH],
         "flops_method": FLOPS_METHOD,
+        "file_format": FILE_FORMAT,
     }
 
 
@@ -127,16 +128,38 @@ def _trace(module: torch.nn.Module, name: str, path: Path, opset: int) -> None:
         )
 
 
-def _finalise_file(traced: Path, final: Path) -> str | None:
-    """Move a traced model to ``final``; graphs over the protobuf limit get one external data file."""
+def declare_io_shapes(model: onnx.ModelProto, name: str) -> None:
+    """Write the graph's I/O shapes exactly as svsr/graphs.py declares them.
+
+    The tracer names some fixed dims symbolically (flow's 2 channels came out as 'Mulflow_dim_1');
+    TensorRT profiles and C++ hosts read these declarations, so they must match the contract.
+    """
+    spec = GRAPHS[name]
+    for value, tensor in zip(list(model.graph.input) + list(model.graph.output), spec.inputs + spec.outputs):
+        if value.name != tensor.name:
+            raise RuntimeError(f"{name} graph I/O {value.name} does not match the spec's {tensor.name}")
+        dims = value.type.tensor_type.shape.dim
+        del dims[:]
+        for d in tensor.shape:
+            dim = dims.add()
+            if isinstance(d, str):
+                dim.dim_param = d
+            else:
+                dim.dim_value = d
+
+
+def _finalise_file(traced: Path, final: Path, name: str) -> str | None:
+    """Declare the I/O shapes and save to ``final``; graphs over the protobuf limit get one external data file."""
     external = final.with_name(final.name + ".data")
-    sizes = sum(p.stat().st_size for p in traced.parent.iterdir())
-    if sizes < PROTOBUF_LIMIT and not any(p != traced for p in traced.parent.iterdir()):
-        os.replace(traced, final)
-        if external.exists():
-            external.unlink()
-        return None
     model = onnx.load(str(traced), load_external_data=True)
+    declare_io_shapes(model, name)
+    if external.exists():
+        external.unlink()
+    # sized from the weights: ByteSize() itself may fail on a message over the limit
+    weight_bytes = sum(len(t.raw_data) for t in model.graph.initializer)
+    if weight_bytes < PROTOBUF_LIMIT - 64 * 2**20:
+        onnx.save_model(model, str(final))
+        return None
     onnx.save_model(model, str(final), save_as_external_data=True, all_tensors_to_one_file=True, location=external.name, size_threshold=1024)
     external.chmod(0o644)
     return external.name
@@ -154,7 +177,7 @@ def export_graph(components: Components, name: str, out_dir: Path, opset: int) -
     with tempfile.TemporaryDirectory(prefix=f".{name}.partial-", dir=out_dir) as tmp:
         traced = Path(tmp) / f"{name}.onnx"
         _trace(module, name, traced, opset)
-        external = _finalise_file(traced, final)
+        external = _finalise_file(traced, final, name)
     onnx.checker.check_model(str(final), full_check=True)
     flops = count_flops(module, sample_inputs(name, TRACE_HEIGHT, TRACE_WIDTH))
     flops_2x = count_flops(module, sample_inputs(name, 2 * TRACE_HEIGHT, 2 * TRACE_WIDTH))

@@ -19,16 +19,24 @@ def cuda_available() -> bool:
     return "CUDAExecutionProvider" in ort.get_available_providers()
 
 
-def graph_file(build_dir: Path, manifest: Mapping[str, Any], name: str, precision: str) -> Path:
-    """The ONNX file of graph ``name`` at ``precision`` ('fp32' is the exported graph), sha-checked."""
+def graph_file(build_dir: Path, manifest: Mapping[str, Any], name: str, precision: str, device: str = "cpu") -> Path:
+    """The ONNX file of graph ``name`` at ``precision`` ('fp32' is the exported graph), sha-checked.
+
+    On the CPU a typed graph runs through its emulation twin (``ort_cpu_file``: float32 arithmetic
+    with every fp16/bf16 value rounded where it is produced), because ONNX Runtime's CPU provider has
+    almost no bf16 kernels and silently runs fp16 nodes without a CPU kernel in float32, which would
+    hide exactly the overflows the typed graph has on a GPU.
+    """
     entry = manifest["graphs"][name]
     if precision != "fp32":
         typed = entry.get("typed", {})
         if precision not in typed:
             raise ManifestError(
-                f"{build_dir} has no {precision} {name} graph; run svsr-export --precision {precision} --out {build_dir}."
+                f"{build_dir} has no {precision} {name} graph; run svsr-export --precision {precision} --onnx-only --out {build_dir}."
             )
         entry = typed[precision]
+        if device == "cpu" and entry.get("ort_cpu_file"):
+            entry = {"file": entry["ort_cpu_file"], "sha256": entry["ort_cpu_sha256"]}
     return check_graph_file(build_dir, name, entry)
 
 
@@ -57,7 +65,7 @@ class OrtBackend:
         self.precisions: dict[str, str] = {}
         for name in graphs:
             precision_of = precision if isinstance(precision, str) else precision.get(name, "fp32")
-            path = graph_file(build_dir, manifest, name, precision_of)
+            path = graph_file(build_dir, manifest, name, precision_of, self.device)
             self.sessions[name] = ort.InferenceSession(str(path), options, providers=PROVIDERS[self.device])
             self.precisions[name] = precision_of
         self._input_types = {
