@@ -558,3 +558,27 @@ def test_conversion_times_are_reported(typed_build):
     print("\n".join(lines))
     print({k: round(v, 1) for k, v in typed_build.seconds.items()})
     assert all(v < 240 for v in typed_build.seconds.values())
+
+
+def test_svsr_run_runs_typed_graphs_end_to_end(typed_build, tmp_path):
+    """`svsr-run --backend ort --precision fp16|bf16` reads the typed graphs from the build folder."""
+    from PIL import Image
+
+    from svsr.cli import run_main
+    from svsr.sample import sample_frames
+
+    source = tmp_path / "in"
+    source.mkdir()
+    for i, frame in enumerate(sample_frames(3)):
+        Image.fromarray(frame).save(source / f"{i:02d}.png")
+    outputs = {}
+    for precision in ("fp32", "fp16", "bf16"):
+        out = tmp_path / f"out_{precision}"
+        assert run_main([str(source), "-o", str(out), "--model", str(typed_build.dir), "--backend", "ort",
+                         "--precision", precision, "--steps", "2", "--quiet"]) == 0
+        outputs[precision] = np.stack([np.asarray(Image.open(p), np.float32) / 255 for p in sorted(out.glob("*.png"))])
+    assert outputs["fp16"].shape == outputs["fp32"].shape == (3, 192, 256, 3)
+    print(f"svsr-run 8-bit PSNR vs fp32: fp16 {psnr(outputs['fp16'], outputs['fp32']):.1f} dB, bf16 {psnr(outputs['bf16'], outputs['fp32']):.1f} dB")
+    # 8-bit outputs, measured here: fp16 60.1 dB, bf16 50.0 dB (rounding to 1/255 caps what PSNR shows)
+    assert psnr(outputs["fp16"], outputs["fp32"]) > 50
+    assert psnr(outputs["bf16"], outputs["fp32"]) > 42
