@@ -43,11 +43,13 @@ def session(path: Path, threads: int):
 def graph_errors(build: Path, manifest: dict, precisions, threads: int) -> list[dict]:
     from svsr.export.exporter import sample_inputs
     from svsr.graphs import GRAPHS
+    from svsr.runtime.ort_backend import graph_file
 
     rows = []
     for name, spec in GRAPHS.items():
         reference = session(build / manifest["graphs"][name]["file"], threads)
-        typed = {p: session(build / manifest["graphs"][name]["typed"][p]["file"], threads) for p in precisions}
+        # on the CPU the typed graphs run through their emulation twins (see graph_file)
+        typed = {p: session(graph_file(build, manifest, name, p, "cpu"), threads) for p in precisions}
         for h, w in SIZES:
             feed = {s.name: t.numpy() for s, t in zip(spec.inputs, sample_inputs(name, h, w))}
             want = reference.run(None, feed)
@@ -86,7 +88,7 @@ def main() -> int:
     import torch
 
     from svsr.engines.calibration import CalibrationSettings
-    from svsr.engines.precision import make_typed_graphs, ort_cpu_manifest, parse_precision_args
+    from svsr.engines.precision import make_typed_graphs, parse_precision_args
     from svsr.export.exporter import export_all
     from svsr.manifest import load_manifest
     from svsr.noise import NumpyNoise
@@ -121,16 +123,15 @@ def main() -> int:
             build, components, parse_precision_args(p), settings=CalibrationSettings(num_inference_steps=args.calibration_steps), report=convert_log.append
         )
     manifest = load_manifest(build)
-    cpu_manifest = ort_cpu_manifest(manifest)
 
-    errors = graph_errors(build, cpu_manifest, precisions, args.threads)
+    errors = graph_errors(build, manifest, precisions, args.threads)
 
     frames = sample_frames(args.frames, width=args.width, height=args.height)
     outputs, seconds = {}, {}
     for p in ["fp32", *precisions]:
-        backend = OrtBackend(build, cpu_manifest, device="cpu", precision=p, threads=args.threads)
+        backend = OrtBackend(build, manifest, device="cpu", precision=p, threads=args.threads)
         start = time.perf_counter()
-        outputs[p] = np.stack(Sampler(backend, cpu_manifest).upscale(frames, args.steps, noise=NumpyNoise(0)))
+        outputs[p] = np.stack(Sampler(backend, manifest).upscale(frames, args.steps, noise=NumpyNoise(0)))
         seconds[p] = time.perf_counter() - start
     end_to_end = {
         p: {

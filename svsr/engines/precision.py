@@ -23,8 +23,8 @@ ONNX Runtime's CPU provider is not a faithful judge of a typed graph: it has alm
 kernels, and fp16 nodes without a CPU kernel run in float32 with the casts between them removed
 (so fp16 overflow never shows). Each typed graph therefore also gets an emulation graph
 (``<name>.<precision>.ortcpu.onnx``: float32 arithmetic, every fp16/bf16 tensor rounded where it
-is produced), recorded as ``ort_cpu_file``; :func:`ort_cpu_manifest` points the ONNX Runtime
-backend at them for CPU checks.
+is produced), recorded as ``ort_cpu_file``; the ONNX Runtime backend runs those on a CPU
+(svsr/runtime/ort_backend.py ``graph_file``).
 """
 
 from __future__ import annotations
@@ -398,21 +398,6 @@ def emulate_low_precision(model, precision: str = "bf16"):
     if sum(len(t.raw_data) for t in graph.initializer) + EXTERNAL_MARGIN < PROTOBUF_LIMIT:
         onnx.checker.check_model(model)
     return model
-
-
-def ort_cpu_manifest(manifest: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of ``manifest`` whose typed entries name their CPU emulation graphs (``ort_cpu_file``).
-
-    ``OrtBackend(build_dir, ort_cpu_manifest(manifest), precision="bf16")`` then runs on a CPU,
-    with the rounding and overflow of the typed graph (see :func:`emulate_low_precision`).
-    """
-    out = copy.deepcopy(dict(manifest))
-    for entry in out["graphs"].values():
-        for typed in entry.get("typed", {}).values():
-            if typed.get("ort_cpu_file"):
-                typed["file"] = typed["ort_cpu_file"]
-                typed["sha256"] = typed["ort_cpu_sha256"]
-    return out
 
 
 # -- conversion -------------------------------------------------------------------------------

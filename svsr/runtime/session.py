@@ -11,8 +11,19 @@ from svsr.runtime.sampler import Sampler
 
 
 def tensorrt_usable() -> bool:
-    """TensorRT and cuda-python import, so the trt backend can at least be tried."""
-    return all(importlib.util.find_spec(m) is not None for m in ("tensorrt", "cuda"))
+    """TensorRT and cuda-python import, so the trt backend can at least be tried.
+
+    Importing (not just finding) them matters: a TensorRT Python package without its libraries is
+    found but fails to import, and `auto` must then fall back to ONNX Runtime.
+    """
+    if any(importlib.util.find_spec(m) is None for m in ("tensorrt", "cuda")):
+        return False
+    try:
+        importlib.import_module("tensorrt")
+        importlib.import_module("cuda.bindings.runtime")
+    except Exception:  # noqa: BLE001 - any failure means the backend cannot run here
+        return False
+    return True
 
 
 def open_sampler(build_dir: str | Path, backend: str = "auto", precision: str = "auto") -> tuple[Sampler, str]:
