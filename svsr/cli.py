@@ -164,7 +164,7 @@ def _build_engines(args: argparse.Namespace, out: Path, manifest: dict, plan, pr
     available, reason = tensorrt_build_available()
     if not available:
         return _fail(
-            f"TensorRT engines were not built ({reason}); the ONNX graphs and manifest in {out} are ready "
+            f"TensorRT engines were not built ({reason.rstrip('.')}); the ONNX graphs and manifest in {out} are ready "
             "(pass --onnx-only when you only want those).",
             1,
         )
