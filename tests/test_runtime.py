@@ -339,3 +339,35 @@ sys.exit(1 if bad else 0)
     for source in (REPO / "svsr" / "runtime").glob("*.py"):
         for line in source.read_text().splitlines():
             assert not line.startswith(("import torch", "from torch")), f"{source.name}: {line}"
+
+
+class CudaApiTestDouble:
+    """Test double for svsr.runtime.cuda_api.CudaApi: reports a fixed GPU, touches no device."""
+
+    def __init__(self, device: int = 0) -> None:
+        pass
+
+    def device_name(self) -> str:
+        return "NVIDIA H100 80GB HBM3"
+
+    def compute_capability(self) -> str:
+        return "9.0"
+
+
+def test_auto_backend_takes_engines_only_when_built_for_this_gpu_and_tensorrt(monkeypatch):
+    import types
+
+    import svsr.runtime.cuda_api as cuda_api
+    from svsr.runtime.session import engines_match_this_machine
+
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="11.4.0"))  # stand-in module
+    monkeypatch.setattr(cuda_api, "CudaApi", CudaApiTestDouble)
+
+    def record(graph, gpu="NVIDIA H100 80GB HBM3", version="11.4.0"):
+        return {"graph": graph, "tensorrt_version": version, "gpu_name": gpu, "compute_capability": "9.0"}
+
+    graphs = ("flow", "denoise", "guide", "decode")
+    assert engines_match_this_machine({"engines": {f"{g}.fp16": record(g) for g in graphs}})
+    assert not engines_match_this_machine({"engines": {f"{g}.fp16": record(g, gpu="NVIDIA A100") for g in graphs}})
+    assert not engines_match_this_machine({"engines": {f"{g}.fp16": record(g, version="10.13.0") for g in graphs}})
+    assert not engines_match_this_machine({"engines": {f"{g}.fp16": record(g) for g in graphs[:3]}})

@@ -26,6 +26,26 @@ def tensorrt_usable() -> bool:
     return True
 
 
+def engines_match_this_machine(manifest: dict) -> bool:
+    """Every graph has an engine record made with this machine's TensorRT version and GPU model."""
+    import tensorrt as trt
+
+    from svsr.graphs import GRAPH_NAMES
+    from svsr.runtime.cuda_api import CudaApi
+
+    try:
+        cuda = CudaApi(0)
+        here = (str(trt.__version__), cuda.device_name(), cuda.compute_capability())
+    except Exception:  # noqa: BLE001 - no usable GPU: TensorRT cannot run here
+        return False
+    matching = {
+        record.get("graph")
+        for record in manifest.get("engines", {}).values()
+        if (record.get("tensorrt_version"), record.get("gpu_name"), record.get("compute_capability")) == here
+    }
+    return matching >= set(GRAPH_NAMES)
+
+
 def open_sampler(build_dir: str | Path, backend: str = "auto", precision: str = "auto") -> tuple[Sampler, str]:
     """A Sampler over ``build_dir`` on ``backend`` (auto|ort|trt) and a label for progress output.
 
@@ -37,7 +57,7 @@ def open_sampler(build_dir: str | Path, backend: str = "auto", precision: str = 
         raise InputError(f"--model {build_dir} is not a folder; run svsr-export --out {build_dir} first.")
     manifest = load_manifest(build_dir)
     if backend == "auto":
-        backend = "trt" if tensorrt_usable() and manifest.get("engines") else "ort"
+        backend = "trt" if manifest.get("engines") and tensorrt_usable() and engines_match_this_machine(manifest) else "ort"
     if backend == "trt":
         if not tensorrt_usable():
             raise MissingDependencyError(
