@@ -366,7 +366,7 @@ def test_coordinates_in_float32_is_what_keeps_bf16_warps_accurate(typed_build, t
     data = CalibrationData.load(typed_build.dir / "calibration")
     source = tmp_path / "guide.onnx"
     shutil.copy(typed_build.dir / "guide.onnx", source)
-    entry = convert_graph(source, "bf16", typed_build.dir / "calibration" / "guide.npz", list(data.samples("guide")), PrecisionPlan(keep_coordinates=False))
+    entry = convert_graph(source, "bf16", list(data.samples("guide")), PrecisionPlan(keep_coordinates=False))
     assert entry["coordinate_float32"] == [] and "/GridSample" not in entry["kept_float32"]
     feed = _graph_inputs("guide", 36, 44)
     want = _run(source, feed)[0]
@@ -422,7 +422,7 @@ def test_graphs_with_external_data_convert_and_big_results_are_split(typed_build
     monkeypatch.setattr(precision, "PROTOBUF_LIMIT", 100_000)  # pretend the limit is 100 kB (decode fp16 is ~330 kB)
     monkeypatch.setattr(precision, "EXTERNAL_MARGIN", 0)
     data = CalibrationData.load(typed_build.dir / "calibration")
-    entry = precision.convert_graph(source, "fp16", typed_build.dir / "calibration" / "decode.npz", list(data.samples("decode")))
+    entry = precision.convert_graph(source, "fp16", list(data.samples("decode")))
     assert entry["external_data"] == "decode.fp16.onnx.data" and (tmp_path / entry["external_data"]).stat().st_size > 100_000
     assert entry["ort_cpu_external_data"] == "decode.fp16.ortcpu.onnx.data"
     assert (tmp_path / entry["file"]).stat().st_size < (tmp_path / entry["external_data"]).stat().st_size

@@ -13,8 +13,11 @@ Two range guards decide which nodes stay float32:
   ``FP16_MAX / fp16_headroom`` is excluded from conversion by name. This is how the x4 VAE
   decoder's known fp16 overflow is caught; the nodes are listed as ``overflow_float32`` in the
   manifest, with the largest value seen (``calibrated_absmax``).
-- precision (AutoCast's ``data_max``): nodes whose calibrated I/O exceed ``data_max`` (default
-  512, AutoCast's own default) stay float32 too.
+- precision (AutoCast's ``data_max`` rule): nodes whose calibrated I/O exceed ``data_max``
+  (default 512, AutoCast's own default) stay float32 too. We apply that rule ourselves from the
+  same streamed ranges and call AutoCast with ``data_max=inf``, which skips its reference runner:
+  that runner deep-copies the model and keeps every activation of every sample, and on the full
+  StableVSR denoise graph (2.7 GB) it went past 24 GiB and was killed; our ranges take ~4 GiB.
 
 What stayed float32 is read back from the converted graph (every node other than Cast/Constant
 with a float32 output) and recorded as ``kept_float32``.
@@ -58,7 +61,7 @@ PROTOBUF_LIMIT = 2**31 - 1
 EXTERNAL_MARGIN = 64 << 20
 EXTRA = "svsr[precision]"
 # bump when the conversion recipe changes, so typed graphs on disk are redone
-METHOD_VERSION = 2
+METHOD_VERSION = 3  # 3: data_max applied from our streamed ranges, AutoCast without its reference runner
 AUTOCAST_LOGGERS = ("modelopt", "modelopt.onnx", "modelopt.onnx.autocast", "root")
 
 
@@ -432,7 +435,6 @@ def typed_key(source_sha256: str, precision: str, plan: PrecisionPlan, calibrati
 def convert_graph(
     source: str | Path,
     precision: str,
-    calibration_npz: str | Path,
     samples: Sequence[Mapping[str, np.ndarray]],
     plan: PrecisionPlan = PrecisionPlan(),
     out: str | Path | None = None,
@@ -440,8 +442,7 @@ def convert_graph(
 ) -> dict[str, Any]:
     """AutoCast one float32 graph file to ``precision``; write ``<stem>.<precision>.onnx``; return its typed entry.
 
-    ``samples`` are the calibration feeds (for the overflow guard); ``calibration_npz`` the same
-    data in ModelOpt's layout (for AutoCast's ``data_max`` check).
+    ``samples`` are the calibration feeds: their streamed ranges drive both range guards.
     """
     if precision not in LOW_PRECISIONS:
         raise InputError(f"convert_graph makes fp16 or bf16 graphs, not {precision!r}.")
@@ -451,17 +452,17 @@ def convert_graph(
     start = time.perf_counter()
     absmax = calibrated_absmax(source, samples)
     overflow = nodes_over(source, absmax, plan.overflow_limit) if precision == "fp16" else {}
+    large_data = nodes_over(source, absmax, plan.data_max)  # AutoCast's data_max rule, see module docstring
     coordinates = _coordinate_nodes_of(source) if plan.keep_coordinates else []
-    exclude = [f"^{re.escape(name)}$" for name in sorted(set(overflow) | set(coordinates))]
+    exclude = [f"^{re.escape(name)}$" for name in sorted(set(overflow) | set(large_data) | set(coordinates))]
     try:
         with _quiet_autocast():
             model = convert(
                 onnx_path=str(source),
                 low_precision_type=precision,
                 nodes_to_exclude=exclude,
-                data_max=plan.data_max,
+                data_max=np.inf,  # ranges already applied through `exclude`; skips the reference runner
                 keep_io_types=True,
-                calibration_data=str(calibration_npz),
             )
     except Exception as exc:
         raise ConversionError(f"AutoCast could not convert {source.name} to {precision}: {type(exc).__name__}: {exc}") from exc
@@ -589,13 +590,13 @@ def make_typed_graphs(
         else:
             pending.append((name, precision))
     if pending:
-        data, npz = _load_or_record_calibration(
+        data, _npz_files = _load_or_record_calibration(
             build_dir, components, manifest, frames, settings, cal_key, sorted({n for n, _ in pending}), report
         )
         for name, precision in pending:
             entry = manifest["graphs"][name]
             source = check_graph_file(build_dir, name, entry)
-            typed = convert_graph(source, precision, npz[name], list(data.samples(name)), plan, ort_emulation=ort_emulation)
+            typed = convert_graph(source, precision, list(data.samples(name)), plan, ort_emulation=ort_emulation)
             typed["source_sha256"] = entry["sha256"]
             typed["key"] = keys[name]
             entry.setdefault("typed", {})[precision] = typed
