@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from child_process import run_measured
 
 GRAPHS = ("flow", "denoise", "guide", "decode")
 
@@ -54,27 +53,16 @@ def main() -> int:
         print(f"wrote the {args.preset} preset in {time.perf_counter() - start:.1f} s")
     rows = []
     for graph in GRAPHS:
-        start = time.perf_counter()
-        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-            proc = subprocess.Popen(
-                [sys.executable, __file__, "--out", str(args.out), "--opset", str(args.opset), "--child", str(checkpoint), str(args.out), graph],
-                stdout=out, stderr=err, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
-            )
-            _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage: its peak RSS
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            out.seek(0), err.seek(0)
-            stdout, stderr = out.read(), err.read()
-        seconds = time.perf_counter() - start
-        if proc.returncode != 0:
-            print(stderr[-3000:], file=sys.stderr)
-            return proc.returncode
-        peak_kib = usage.ru_maxrss
+        measured = run_measured(
+            [sys.executable, __file__, "--out", str(args.out), "--opset", str(args.opset), "--child", str(checkpoint), str(args.out), graph]
+        )
+        seconds, stdout = measured.seconds, measured.stdout
         result = json.loads(stdout.strip().splitlines()[-1])
         rows.append({
             "graph": graph,
             "process_seconds": round(seconds, 1),
             "export_seconds": round(result["graph_seconds"], 1),
-            "peak_rss_gib": round(peak_kib / 2**20, 2),
+            "peak_rss_gib": round(measured.peak_rss_gib, 2),
             "size_gb": round(result["size_bytes"] / 1e9, 3),
             "gflop_per_call": round(result["flops"] / 1e9, 1),
         })

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+
+from child_process import run_measured
 
 
 def make_clip(path: Path, num_frames: int, size: int) -> None:
@@ -27,16 +27,6 @@ def make_clip(path: Path, num_frames: int, size: int) -> None:
         for i in range(num_frames):
             x = i % size
             writer.write(np.ascontiguousarray(base[x : x + size, x : x + size]))
-
-
-def run_measured(cmd: list[str]) -> tuple[float, float]:
-    """(seconds, peak RSS GiB) of one child process."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    _, status, usage = os.wait4(proc.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"failed: {' '.join(cmd)}\n{proc.stderr.read().decode()[-2000:]}")
-    return time.perf_counter() - start, usage.ru_maxrss / 2**20
 
 
 def main() -> int:
@@ -54,7 +44,7 @@ def main() -> int:
         model = args.model
         if model is None:
             model = tmp / "model"
-            subprocess.run([str(bin_dir / "svsr-export"), "--preset", "tiny", "--out", str(model), "--quiet"], check=True)
+            subprocess.run([str(bin_dir / "svsr-export"), "--preset", "tiny", "--out", str(model), "--quiet", "--onnx-only"], check=True)
         rows = []
         for n in args.frames:
             clip = tmp / f"clip{n}.mp4"
@@ -62,7 +52,8 @@ def main() -> int:
             cmd = [str(bin_dir / "svsr-run"), str(clip), "-o", str(tmp / f"out{n}.mp4"), "--model", str(model), "--steps", str(args.steps), "--quiet"]
             if args.chunk:
                 cmd += ["--chunk", str(args.chunk)]
-            seconds, peak = run_measured(cmd)
+            measured = run_measured(cmd)
+            seconds, peak = measured.seconds, measured.peak_rss_gib
             rows.append({"frames": n, "seconds": round(seconds, 1), "peak_rss_gib": round(peak, 3)})
             print(json.dumps(rows[-1]))
     print("\n| frames | seconds | peak RSS GiB |\n|---|---|---|")
