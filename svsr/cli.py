@@ -210,6 +210,8 @@ def run_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="checkpoint folder for --backend reference")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
                    help="graph precision (default auto: trt picks fp16 > bf16 > fp32 engines, ort runs fp32)")
+    p.add_argument("--vae-precision", choices=["fp32", "fp16", "bf16"], help="override --precision for guide + decode")
+    p.add_argument("--flow-precision", choices=["fp32", "fp16", "bf16"], help="override --precision for flow")
     p.add_argument("--steps", type=int, default=50, help="denoising steps (default 50)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     p.add_argument("--noise", default="numpy", choices=["numpy", "torch"], help="noise source (torch reproduces the reference)")
@@ -272,13 +274,23 @@ def _make_upscaler(args: argparse.Namespace, info) -> tuple[Callable, int, str]:
         raise InputError("svsr-run needs --model BUILD_DIR (made by svsr-export), or --backend reference --weights DIR.")
     from svsr.runtime.session import open_sampler
 
-    sampler, label = open_sampler(args.model, backend=args.backend, precision=args.precision)
+    sampler, label = open_sampler(args.model, backend=args.backend, precision=_run_precision(args))
     chunk = args.chunk or default_chunk_frames(info.height, info.width)
 
     def run_graphs(frames, steps, noise, bar):
         return sampler.upscale(frames, num_inference_steps=steps, noise=noise, progress=bar)
 
     return run_graphs, chunk, label
+
+
+def _run_precision(args: argparse.Namespace) -> str | dict[str, str]:
+    """--precision for every graph, or a per-graph mapping when --vae-precision / --flow-precision override it."""
+    if args.vae_precision is None and args.flow_precision is None:
+        return args.precision
+    if args.precision == "auto":
+        raise InputError("--vae-precision/--flow-precision override a fixed --precision; add --precision fp32, fp16 or bf16.")
+    vae = args.vae_precision or args.precision
+    return {"flow": args.flow_precision or args.precision, "denoise": args.precision, "guide": vae, "decode": vae}
 
 
 def run_main(argv: Sequence[str] | None = None) -> int:

@@ -581,3 +581,17 @@ def test_svsr_run_runs_typed_graphs_end_to_end(typed_build, tmp_path):
     # 8-bit outputs, measured here: fp16 60.1 dB, bf16 50.0 dB (rounding to 1/255 caps what PSNR shows)
     assert psnr(outputs["fp16"], outputs["fp32"]) > 50
     assert psnr(outputs["bf16"], outputs["fp32"]) > 42
+
+
+def test_svsr_run_per_graph_precision_overrides(typed_build):
+    from svsr.cli import _run_precision, run_parser
+    from svsr.errors import InputError
+    from svsr.runtime.session import open_sampler
+
+    args = run_parser().parse_args(["in.mp4", "--precision", "fp16", "--vae-precision", "bf16"])
+    mapping = _run_precision(args)
+    assert mapping == {"flow": "fp16", "denoise": "fp16", "guide": "bf16", "decode": "bf16"}
+    sampler, _ = open_sampler(typed_build.dir, backend="ort", precision=mapping)
+    assert sampler.backend.precisions == mapping
+    with pytest.raises(InputError, match="fixed --precision"):
+        _run_precision(run_parser().parse_args(["in.mp4", "--flow-precision", "fp16"]))

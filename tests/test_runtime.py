@@ -371,3 +371,20 @@ def test_auto_backend_takes_engines_only_when_built_for_this_gpu_and_tensorrt(mo
     assert not engines_match_this_machine({"engines": {f"{g}.fp16": record(g, gpu="NVIDIA A100") for g in graphs}})
     assert not engines_match_this_machine({"engines": {f"{g}.fp16": record(g, version="10.13.0") for g in graphs}})
     assert not engines_match_this_machine({"engines": {f"{g}.fp16": record(g) for g in graphs[:3]}})
+
+
+@pytest.mark.parametrize(
+    "frames, message",
+    [
+        ([], "no frames"),
+        ([np.zeros((40, 40, 3), np.float32)], "dtype float32"),
+        ([np.zeros((40, 40, 4), np.uint8)], "HxWx3"),
+        ([np.zeros((40, 40, 3), np.uint8), np.zeros((40, 44, 3), np.uint8)], "one size"),
+        ([np.zeros((30, 40, 3), np.uint8)], "too small"),
+    ],
+)
+def test_sampler_refuses_bad_frames_like_the_reference(sampler, frames, message):
+    from svsr.errors import InputError
+
+    with pytest.raises(InputError, match=message):
+        sampler.upscale(frames, num_inference_steps=1)

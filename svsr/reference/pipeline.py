@@ -13,40 +13,20 @@ import torch
 from tqdm.auto import tqdm
 
 from svsr.errors import InputError
+from svsr.frames import pad_frame, validate_clip
 from svsr.noise import NoiseSource, TorchNoise
 from svsr.reference.checkpoint import Components, load_components
 from svsr.reference.flow import clip_flows, upscale_bicubic
 from svsr.reference.warp import warp
 from svsr.schedule import FrameCall, frame_calls
-from svsr.sizes import PaddingPlan, padding_plan
+from svsr.sizes import PaddingPlan
 
 LATENT_CHANNELS = 4
 
 
-def validate_frames(frames: Sequence[np.ndarray]) -> tuple[int, int]:
-    """Check a clip of HxWx3 uint8 frames of one size; return (h, w)."""
-    if frames is None or len(frames) < 1:
-        raise InputError("the clip has no frames; give at least one HxWx3 uint8 frame.")
-    first = frames[0]
-    for index, frame in enumerate(frames):
-        if not isinstance(frame, np.ndarray):
-            raise InputError(f"frame {index} is a {type(frame).__name__}, not a numpy array; pass HxWx3 uint8 arrays.")
-        if frame.dtype != np.uint8:
-            raise InputError(f"frame {index} has dtype {frame.dtype}; convert frames to uint8 (0..255) first.")
-        if frame.ndim != 3 or frame.shape[2] != 3:
-            raise InputError(f"frame {index} has shape {frame.shape}; frames must be HxWx3 RGB (drop alpha, expand grey).")
-        if frame.shape != first.shape:
-            raise InputError(
-                f"frame {index} is {frame.shape[1]}x{frame.shape[0]} but frame 0 is {first.shape[1]}x{first.shape[0]}; "
-                "all frames of a clip must have one size."
-            )
-    return first.shape[0], first.shape[1]
-
-
 def frames_to_tensor(frames: Sequence[np.ndarray], plan: PaddingPlan) -> torch.Tensor:
     """uint8 HxWx3 frames -> (N, 3, H', W') float32 in [-1, 1], edge-padded to a multiple of 4."""
-    pad = ((0, plan.pad_bottom), (0, plan.pad_right), (0, 0))
-    stacked = np.stack([np.pad(f, pad, mode="edge") for f in frames])
+    stacked = np.stack([pad_frame(f, plan) for f in frames])
     return torch.from_numpy(stacked).permute(0, 3, 1, 2).float() / 255.0 * 2.0 - 1.0
 
 
@@ -155,8 +135,7 @@ class StableVSRReference:
         """
         if num_inference_steps < 1:
             raise InputError(f"num_inference_steps is {num_inference_steps}; use at least 1.")
-        height, width = validate_frames(frames)
-        plan = padding_plan(height, width)
+        plan = validate_clip(frames)
         noise = noise if noise is not None else TorchNoise(seed)
         c = self.components
         num_frames = len(frames)

@@ -16,31 +16,18 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from svsr.errors import InputError
+from svsr.frames import pad_frame, validate_clip
 from svsr.graphs import GRAPHS, concrete_shape
 from svsr.noise import NoiseSource, NumpyNoise
 from svsr.runtime.backend import Backend, Buffer
 from svsr.scheduler_math import Step, step_coefficients
 from svsr.schedule import frame_calls, sweep_direction, sweep_order
-from svsr.sizes import PaddingPlan, padding_plan
-
-
-def validate_clip(frames: Sequence[np.ndarray]) -> PaddingPlan:
-    """Check a clip of HxWx3 uint8 frames of one size and return its padding plan."""
-    if len(frames) < 1:
-        raise InputError("the clip has no frames; give at least one HxWx3 uint8 frame.")
-    first = frames[0]
-    for index, frame in enumerate(frames):
-        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-            raise InputError(f"frame {index} is not an HxWx3 uint8 RGB array; convert frames to uint8 RGB first.")
-        if frame.shape != first.shape:
-            raise InputError(f"frame {index} has size {frame.shape[1]}x{frame.shape[0]}, unlike frame 0; all frames of a clip must have one size.")
-    return padding_plan(first.shape[0], first.shape[1])
+from svsr.sizes import PaddingPlan
 
 
 def to_model_input(frame: np.ndarray, plan: PaddingPlan) -> np.ndarray:
     """uint8 HxWx3 -> (1, 3, H', W') float32 in [-1, 1], edge-padded: the graphs' LR input convention."""
-    padded = np.pad(frame, ((0, plan.pad_bottom), (0, plan.pad_right), (0, 0)), mode="edge")
+    padded = pad_frame(frame, plan)
     return (padded.transpose(2, 0, 1)[None].astype(np.float32) / np.float32(255.0)) * np.float32(2.0) - np.float32(1.0)
 
 

@@ -46,11 +46,11 @@ def engines_match_this_machine(manifest: dict) -> bool:
     return matching >= set(GRAPH_NAMES)
 
 
-def open_sampler(build_dir: str | Path, backend: str = "auto", precision: str = "auto") -> tuple[Sampler, str]:
+def open_sampler(build_dir: str | Path, backend: str = "auto", precision: str | dict[str, str] = "auto") -> tuple[Sampler, str]:
     """A Sampler over ``build_dir`` on ``backend`` (auto|ort|trt) and a label for progress output.
 
     ``precision`` auto: TensorRT takes the lowest-precision engine built per graph (fp16 > bf16 >
-    fp32); ONNX Runtime runs the float32 graphs.
+    fp32); ONNX Runtime runs the float32 graphs. A mapping {graph: precision} fixes each graph.
     """
     build_dir = Path(build_dir)
     if not build_dir.is_dir():
