@@ -55,7 +55,3 @@ def frame_calls(num_frames: int, num_steps: int) -> Iterator[FrameCall]:
         for position, frame in enumerate(sweep_order(num_frames, step)):
             yield FrameCall(step, position, frame, direction, None if position == 0 else position - 1)
 
-
-def flow_pair_index(direction: Direction, flow_index: int, num_frames: int) -> int:
-    """Index of the (i, i+1) frame pair a flow belongs to: fwd[i] is pair i, bwd[j] is pair N-2-j."""
-    return flow_index if direction == "fwd" else num_frames - 2 - flow_index
