@@ -24,7 +24,7 @@ test: $(STAMP)
 # The main job on embedded defaults: export the tiny preset, upscale the sample clip with it.
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/svsr-export --preset tiny --out $(BUILD)/demo/model --onnx-only
-	$(BIN)/python -m svsr.sample $(BUILD)/demo/sample.mp4
+	$(BIN)/python -m svsr.sample_clip $(BUILD)/demo/sample.mp4
 	HF_HUB_OFFLINE=1 $(BIN)/svsr-run $(BUILD)/demo/sample.mp4 -o $(BUILD)/demo/sample_x4.mp4 --model $(BUILD)/demo/model --steps 25
 	@echo "demo output: $(BUILD)/demo/sample_x4.mp4"
 

@@ -42,7 +42,7 @@ def session(path: Path, threads: int):
 
 def graph_errors(build: Path, manifest: dict, precisions, threads: int) -> list[dict]:
     from svsr.export.exporter import sample_inputs
-    from svsr.graphs import GRAPHS
+    from svsr.contract.graphs import GRAPHS
     from svsr.runtime.ort_backend import graph_file
 
     rows = []
@@ -87,41 +87,25 @@ def main() -> int:
 
     import torch
 
-    from svsr.engines.calibration import CalibrationSettings
-    from svsr.engines.precision import make_typed_graphs, parse_precision_args
-    from svsr.export.exporter import export_all
-    from svsr.manifest import load_manifest
-    from svsr.noise import NumpyNoise
-    from svsr.reference.checkpoint import load_components
-    from svsr.runtime.ort_backend import OrtBackend
-    from svsr.runtime.sampler import Sampler
-    from svsr.sample import sample_frames
+    from svsr.api import Upscaler, export_model
+    from svsr.contract.manifest import load_manifest
+    from svsr.contract.noise import NumpyNoise
+    from svsr.sample_clip import sample_frames
 
     if args.threads:
         torch.set_num_threads(args.threads)
     precisions = [p for p in args.precisions.split(",") if p]
     tmp = None
     if args.model is None:
-        from svsr.reference.presets import write_preset
-
         tmp = tempfile.TemporaryDirectory(prefix="svsr-precision-")
-        weights = write_preset("tiny", Path(tmp.name) / "checkpoint")
-        build = Path(tmp.name) / "build"
-        components = load_components(weights)
-        export_all(components, build, preset="tiny", report=lambda _m: None)
-        label = "tiny preset (seed 0)"
+        source, build, label = "preset:tiny", Path(tmp.name) / "build", "tiny preset (seed 0)"
     else:
-        build = args.model
-        manifest = load_manifest(build)
-        weights = args.weights or Path(manifest["checkpoint"]["source"])
-        components = load_components(weights)
-        label = str(build)
+        build, label = args.model, str(args.model)
+        source = str(args.weights or load_manifest(build)["checkpoint"]["source"])
 
     convert_log: list[str] = []
     for p in precisions:
-        make_typed_graphs(
-            build, components, parse_precision_args(p), settings=CalibrationSettings(num_inference_steps=args.calibration_steps), report=convert_log.append
-        )
+        export_model(source, build, precision=p, engines=False, calibration_steps=args.calibration_steps, report=convert_log.append)
     manifest = load_manifest(build)
 
     errors = graph_errors(build, manifest, precisions, args.threads)
@@ -129,10 +113,10 @@ def main() -> int:
     frames = sample_frames(args.frames, width=args.width, height=args.height)
     outputs, seconds = {}, {}
     for p in ["fp32", *precisions]:
-        backend = OrtBackend(build, manifest, device="cpu", precision=p, threads=args.threads)
-        start = time.perf_counter()
-        outputs[p] = np.stack(Sampler(backend, manifest).upscale(frames, args.steps, noise=NumpyNoise(0)))
-        seconds[p] = time.perf_counter() - start
+        with Upscaler.open(build, "ort", precision=p, threads=args.threads) as upscaler:
+            start = time.perf_counter()
+            outputs[p] = np.stack(upscaler.upscale(frames, args.steps, noise=NumpyNoise(0)))
+            seconds[p] = time.perf_counter() - start
     end_to_end = {
         p: {
             "psnr_db": psnr(outputs[p], outputs["fp32"]),

@@ -20,9 +20,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from svsr.graphs import GRAPH_NAMES, GRAPHS, concrete_shape
-from svsr.manifest import graph_flops, load_manifest
-from svsr.sizes import padding_plan
+from svsr.contract.graphs import GRAPH_NAMES, GRAPHS, concrete_shape, sample_graph_inputs
+from svsr.contract.manifest import graph_flops, load_manifest
+from svsr.contract.sizes import padding_plan
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -43,24 +43,6 @@ def time_calls(fn: Callable[[], None], warmup: int, repeats: int, sync: Callable
     return times
 
 
-def _graph_inputs(name: str, height: int, width: int, seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    feeds = {}
-    for spec in GRAPHS[name].inputs:
-        shape = concrete_shape(spec, 1, height, width)
-        value = rng.standard_normal(shape).astype(np.float32)
-        if spec.name == "tcm_scale":
-            value = np.ones(shape, np.float32)
-        elif spec.name == "timestep":
-            value = np.full(shape, 501.0, np.float32)
-        elif spec.name == "step_coeffs":
-            value = np.array([0.73, -0.68, 0.52, 0.47, 0.11, 3.0e38], np.float32)
-        elif spec.name in ("frame", "previous", "lr"):
-            value = np.clip(value * 0.5, -1, 1)
-        feeds[spec.name] = value
-    return feeds
-
-
 def _summary(times: list[float]) -> dict[str, float]:
     return {"median_ms": 1e3 * statistics.median(times), "p90_ms": 1e3 * percentile(times, 90), "calls": len(times)}
 
@@ -77,17 +59,18 @@ def _frames(num_frames: int, height: int, width: int) -> list[np.ndarray]:
 
 def bench_runtime(model: Path, backend: str, precision: str, height: int, width: int, frames: int, steps: int, warmup: int, repeats: int) -> dict[str, Any]:
     """One runtime backend (ort or trt): per-graph latency on the backend's own buffers, then end to end."""
-    from svsr.noise import NumpyNoise
-    from svsr.runtime.session import open_sampler
+    from svsr.api import Upscaler
+    from svsr.contract.noise import NumpyNoise
 
-    sampler, label = open_sampler(model, backend=backend, precision=precision)
+    upscaler = Upscaler.open(model, backend=backend, precision=precision)
+    sampler, label = upscaler.pipeline, upscaler.label  # per-graph timing needs the backend buffers
     b = sampler.backend
     plan = padding_plan(height, width)
     h, w = plan.padded_height, plan.padded_width
     graphs = {}
     for name in GRAPH_NAMES:
         inputs = {}
-        for key, value in _graph_inputs(name, h, w).items():
+        for key, value in sample_graph_inputs(name, h, w).items():
             inputs[key] = b.allocate(key, value.shape)
             b.upload(inputs[key], value)
         outputs = {spec.name: b.allocate(spec.name, concrete_shape(spec, 1, h, w)) for spec in GRAPHS[name].outputs}
@@ -120,7 +103,7 @@ def bench_reference(weights: str, height: int, width: int, frames: int, steps: i
     c.prompt_embeds = c.prompt_embeds.to(device=device, dtype=dtype)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     plan = padding_plan(height, width)
-    feeds = {n: {k: torch.from_numpy(v).to(device=device, dtype=dtype) for k, v in _graph_inputs(n, plan.padded_height, plan.padded_width).items()} for n in GRAPH_NAMES}
+    feeds = {n: {k: torch.from_numpy(v).to(device=device, dtype=dtype) for k, v in sample_graph_inputs(n, plan.padded_height, plan.padded_width).items()} for n in GRAPH_NAMES}
     c.scheduler.set_timesteps(steps)
     t = c.scheduler.timesteps[0]
     calls = {
@@ -184,7 +167,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        from svsr.errors import MissingDependencyError
+        from svsr.contract.errors import MissingDependencyError
 
         raise MissingDependencyError("the bar chart needs matplotlib; install svsr[bench] or drop --plot.") from None
     fig, ax = plt.subplots(figsize=(8, 4))

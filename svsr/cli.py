@@ -8,14 +8,14 @@ reference backend, the torch noise source).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
-from svsr.errors import InputError, MissingDependencyError, SvsrError
+from svsr.contract.errors import InputError, SvsrError
+from svsr.contract.noise import DEFAULT_NOISE, NOISE_KINDS
+from svsr.contract.precision import CHOICES, PRECISIONS, Precision
 
 
 def _fail(message: str, code: int = 2) -> int:
@@ -30,26 +30,7 @@ def _guarded(main: Callable[[argparse.Namespace], int], parser: argparse.Argumen
     except SvsrError as exc:
         return _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
-        return _fail("interrupted; no output was written.", 130)
-
-
-def _quiet_libraries() -> None:
-    warnings.filterwarnings("ignore", message=".*low cpu memory usage.*")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    try:
-        from diffusers.utils import logging as diffusers_logging
-
-        diffusers_logging.set_verbosity_error()
-    except ImportError:
-        pass
-
-
-def _require_export_extra(feature: str) -> None:
-    try:
-        import diffusers  # noqa: F401
-        import torch  # noqa: F401
-    except ImportError:
-        raise MissingDependencyError(f"{feature} needs PyTorch and diffusers; install them with pip install 'svsr[export]'.") from None
+        return _fail("interrupted; no output was written (svsr-run keeps its work folder: rerun to resume).", 130)
 
 
 # -- svsr-export --------------------------------------------------------------------------------
@@ -65,10 +46,10 @@ def export_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the preset's random weights (default 0)")
     p.add_argument("--prompt", default="", help='prompt embedded once into the graphs (default "")')
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (17 or newer; default 17)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"],
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
                    help="precision of every graph (fp16/bf16: ModelOpt AutoCast, calibrated on real inputs; default fp32)")
-    p.add_argument("--vae-precision", choices=["fp32", "fp16", "bf16"], help="override for the VAE graphs (guide, decode)")
-    p.add_argument("--flow-precision", choices=["fp32", "fp16", "bf16"], help="override for the RAFT flow graph")
+    p.add_argument("--vae-precision", choices=PRECISIONS, help="override for the VAE graphs (guide, decode)")
+    p.add_argument("--flow-precision", choices=PRECISIONS, help="override for the RAFT flow graph")
     p.add_argument("--calibration-frames", type=Path, help="folder of PNG/JPEG frames to calibrate with (default: the sample clip)")
     p.add_argument("--onnx-only", action="store_true", help="write ONNX graphs and manifest only (no TensorRT engines)")
     engines = p.add_argument_group("TensorRT engines (need TensorRT and an NVIDIA GPU)")
@@ -85,112 +66,30 @@ def export_parser() -> argparse.ArgumentParser:
 
 
 def _export(args: argparse.Namespace) -> int:
-    _require_export_extra("svsr-export")
-    _quiet_libraries()
-    from svsr.export.exporter import clean_partials, export_all
-    from svsr.reference.checkpoint import load_components
+    from svsr.api import engine_profile, export_model
 
     report = (lambda _msg: None) if args.quiet else print
-    out: Path = args.out
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} is a file; give a folder for the build.")
-    out.mkdir(parents=True, exist_ok=True)
-    if not os.access(out, os.W_OK):
-        raise InputError(f"cannot write to {out}; choose a writable --out folder.")
-    clean_partials(out)
-    profile = None if args.onnx_only else _engine_profile(args)  # bad sizes fail before any work
-    plan = _precision_plan(args)
-    weights = args.weights
-    if args.preset:
-        weights = _ensure_preset(args.preset, args.seed, out / "checkpoint", report)
+    precision = Precision.from_flags(args.precision, args.vae_precision, args.flow_precision)
+    # bad sizes fail before any work
+    profile = None if args.onnx_only else engine_profile(args.resolution, args.min_size, args.opt_size, args.max_size, args.batch)
     start = time.perf_counter()
-    report(f"svsr-export: loading {weights}")
-    components = load_components(weights, prompt=args.prompt)
-    report(f"svsr-export: exporting float32 ONNX graphs to {out} (opset {args.opset})")
-    manifest = export_all(components, out, opset=args.opset, force=args.force, preset=args.preset, report=report)
-    if plan is not None:
-        from svsr.engines.precision import make_typed_graphs
-
-        report(f"svsr-export: typed graphs ({plan.describe()}), calibrated on {args.calibration_frames or 'the sample clip'}")
-        manifest = make_typed_graphs(out, components, plan, calibration_frames=args.calibration_frames, report=report, force=args.force)
-    if args.check_trt:
-        from svsr.export.trt_lint import format_findings, lint_model
-
-        errors = 0
-        for name, entry in manifest["graphs"].items():
-            findings = lint_model(out / entry["file"], trt_version=args.trt_version)
-            errors += sum(f.severity == "error" for f in findings)
-            report(f"{name}: {format_findings(findings)}")
-        if errors:
-            return _fail(f"{errors} node(s) would not parse in TensorRT {args.trt_version}; see the report above.", 1)
-    if not args.onnx_only:
-        code = _build_engines(args, out, manifest, plan, profile, report)
-        if code:
-            return code
-    report(f"svsr-export: done in {time.perf_counter() - start:.1f} s -> {out / 'manifest.json'}")
+    export_model(
+        f"preset:{args.preset}" if args.preset else args.weights,
+        args.out,
+        precision=precision,
+        engines=not args.onnx_only,
+        profile=profile,
+        seed=args.seed,
+        prompt=args.prompt,
+        opset=args.opset,
+        calibration_frames=args.calibration_frames,
+        check_trt=args.check_trt,
+        trt_version=args.trt_version,
+        force=args.force,
+        report=report,
+    )
+    report(f"svsr-export: done in {time.perf_counter() - start:.1f} s -> {args.out / 'manifest.json'}")
     return 0
-
-
-# LR sizes an engine serves when no --resolution / --min/--max is given
-DEFAULT_PROFILE = {"min": "32x32", "opt": "320x180", "max": "640x360"}
-
-
-def _precision_plan(args: argparse.Namespace):
-    """The per-graph precision plan, or None when every graph stays float32."""
-    if args.precision == "fp32" and args.vae_precision in (None, "fp32") and args.flow_precision in (None, "fp32"):
-        return None
-    try:
-        from svsr.engines.precision import parse_precision_args
-    except ImportError:
-        raise MissingDependencyError("--precision fp16/bf16 needs ModelOpt; install it with pip install 'svsr[precision]'.") from None
-    return parse_precision_args(args.precision, args.vae_precision, args.flow_precision)
-
-
-def _engine_profile(args: argparse.Namespace):
-    """The optimisation profile the engine options describe (default: DEFAULT_PROFILE)."""
-    from svsr.engines.profiles import Profile
-
-    ranged = any(v is not None for v in (args.min_size, args.opt_size, args.max_size))
-    if args.resolution is None and not ranged:
-        return Profile.from_args(batch=args.batch, **DEFAULT_PROFILE)
-    return Profile.from_args(resolution=args.resolution, min=args.min_size, opt=args.opt_size, max=args.max_size, batch=args.batch)
-
-
-def _build_engines(args: argparse.Namespace, out: Path, manifest: dict, plan, profile, report: Callable[[str], None]) -> int:
-    """Build TensorRT engines where possible; otherwise say why and fail (graphs are kept)."""
-    from svsr.engines.builder import build_engines, tensorrt_build_available
-    from svsr.manifest import write_manifest
-
-    available, reason = tensorrt_build_available()
-    if not available:
-        return _fail(
-            f"TensorRT engines were not built ({reason.rstrip('.')}); the ONNX graphs and manifest in {out} are ready "
-            "(pass --onnx-only when you only want those).",
-            1,
-        )
-    precision = plan if plan is not None else args.precision
-    report(f"svsr-export: building TensorRT engines for LR {profile.describe()}")
-    manifest["engines"] = build_engines(out, manifest, precision, profile, report, force=args.force)
-    write_manifest(out, manifest)
-    return 0
-
-
-def _ensure_preset(preset: str, seed: int, folder: Path, report: Callable[[str], None]) -> Path:
-    """Write the preset checkpoint once; reuse it while its preset and seed are unchanged."""
-    import json
-
-    from svsr.reference.presets import write_preset
-
-    marker = folder / "svsr_preset.json"
-    if marker.exists():
-        try:
-            info = json.loads(marker.read_text())
-            if info.get("preset") == preset and info.get("seed") == seed:
-                return folder
-        except json.JSONDecodeError:
-            pass
-    report(f"svsr-export: writing the {preset!r} preset (random weights, seed {seed}) to {folder}")
-    return write_preset(preset, folder, seed=seed)
 
 
 def export_main(argv: Sequence[str] | None = None) -> int:
@@ -208,14 +107,22 @@ def run_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, help="build folder written by svsr-export")
     p.add_argument("--backend", default="auto", choices=["auto", "ort", "trt", "reference"], help="default auto")
     p.add_argument("--weights", help="checkpoint folder for --backend reference")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
+    p.add_argument("--precision", default="auto", choices=CHOICES,
                    help="graph precision (default auto: trt picks fp16 > bf16 > fp32 engines, ort runs fp32)")
-    p.add_argument("--vae-precision", choices=["fp32", "fp16", "bf16"], help="override --precision for guide + decode")
-    p.add_argument("--flow-precision", choices=["fp32", "fp16", "bf16"], help="override --precision for flow")
+    p.add_argument("--vae-precision", choices=PRECISIONS, help="override --precision for guide + decode")
+    p.add_argument("--flow-precision", choices=PRECISIONS, help="override --precision for flow")
     p.add_argument("--steps", type=int, default=50, help="denoising steps (default 50)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
-    p.add_argument("--noise", default="numpy", choices=["numpy", "torch"], help="noise source (torch reproduces the reference)")
-    p.add_argument("--chunk", type=int, help="frames per chunk (default: from a memory budget)")
+    p.add_argument("--noise", default=DEFAULT_NOISE, choices=NOISE_KINDS,
+                   help="noise source (default philox: a pure function of seed, step and frame; torch reproduces the reference)")
+    p.add_argument("--host-memory", metavar="SIZE",
+                   help="RAM for the clip state, e.g. 512M or 8G (default: half of the available memory); beyond it the state goes to files in the work folder")
+    p.add_argument("--work-dir", type=Path, help="folder for the clip state and checkpoints (default: beside the output, named after it)")
+    p.add_argument("--restart", action="store_true", help="discard the checkpoint of an interrupted run instead of resuming it")
+    p.add_argument("--flows", default="store", choices=["store", "recompute"],
+                   help="store the optical flows (default) or recompute them each frame-step (less memory, more compute)")
+    p.add_argument("--fps", help="frame rate of a folder of frames (default 24), e.g. 30 or 30000/1001")
+    p.add_argument("--chunk", type=int, help=argparse.SUPPRESS)  # removed: refused with a sentence
     p.add_argument("--codec", default="h264", choices=["h264", "h265", "ffv1", "vp9"], help="video codec (default h264)")
     p.add_argument("--crf", type=int, default=18, help="quality for h264/h265 (lower is better; default 18)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -223,74 +130,55 @@ def run_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from svsr.noise import make_noise
-    from svsr.runtime.job import resolve_output, upscale_video
-    from svsr.runtime.video import probe
+    from svsr.api import Upscaler
+    from svsr.runtime.clip_store import parse_memory_size
+    from svsr.runtime.job import resolve_output
+    from svsr.runtime.video_probe import probe
 
+    if args.chunk is not None:
+        raise InputError(
+            "--chunk is gone: long videos are now processed exactly as one clip, and --host-memory SIZE bounds the memory they use."
+        )
     if args.steps < 1:
         raise InputError(f"--steps is {args.steps}; use at least 1.")
-    info = probe(args.input)  # bad input fails here, before any model is loaded
+    host_memory = parse_memory_size(args.host_memory) if args.host_memory is not None else None
+    fps = _parse_fps(args.fps) if args.fps is not None else None
+    precision = Precision.from_flags(args.precision, args.vae_precision, args.flow_precision)
+    probe(args.input, fps=fps)  # bad input fails here, before any model is loaded
     output = resolve_output(args.input, args.output)
-    noise = make_noise(args.noise, args.seed)
-    total = info.num_frames
-    upscaler, chunk, label = _make_upscaler(args, info)
-    from tqdm.auto import tqdm
-
-    with tqdm(
-        total=(total or 0) * args.steps or None, desc=f"svsr-run [{label}]", unit="frame-step", disable=args.quiet, dynamic_ncols=True
-    ) as bar:
-        result = upscale_video(
+    report = (lambda _m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
+    with Upscaler.open(args.model, backend=args.backend, precision=precision, weights=args.weights) as upscaler:
+        result = upscaler.upscale_video(
             args.input,
             output,
-            lambda frames: upscaler(frames, args.steps, noise, bar),
-            chunk_frames=chunk,
+            num_inference_steps=args.steps,
+            seed=args.seed,
+            noise=args.noise,
             codec=args.codec,
             crf=args.crf,
+            host_memory=host_memory,
+            work_dir=args.work_dir,
+            restart=args.restart,
+            flows=args.flows,
+            fps=fps,
+            progress=not args.quiet,
+            report=report,
         )
     if not args.quiet:
         print(f"svsr-run: wrote {result}")
     return 0
 
 
-def _make_upscaler(args: argparse.Namespace, info) -> tuple[Callable, int, str]:
-    """(upscale(frames, steps, noise, bar), chunk size, label) for the chosen backend."""
-    from svsr.runtime.chunking import default_chunk_frames
+def _parse_fps(text: str) -> "Fraction":
+    from fractions import Fraction
 
-    if args.backend == "reference":
-        if not args.weights:
-            raise InputError("--backend reference needs --weights CHECKPOINT_DIR; add it.")
-        _require_export_extra("--backend reference")
-        _quiet_libraries()
-        from svsr.reference import StableVSRReference
-
-        reference = StableVSRReference.from_pretrained(args.weights)
-        chunk = args.chunk or default_chunk_frames(info.height, info.width)
-
-        def run_reference(frames, steps, noise, bar):
-            return reference.upscale(frames, num_inference_steps=steps, noise=noise, progress=bar)
-
-        return run_reference, chunk, "reference"
-    if args.model is None:
-        raise InputError("svsr-run needs --model BUILD_DIR (made by svsr-export), or --backend reference --weights DIR.")
-    from svsr.runtime.session import open_sampler
-
-    sampler, label = open_sampler(args.model, backend=args.backend, precision=_run_precision(args))
-    chunk = args.chunk or default_chunk_frames(info.height, info.width)
-
-    def run_graphs(frames, steps, noise, bar):
-        return sampler.upscale(frames, num_inference_steps=steps, noise=noise, progress=bar)
-
-    return run_graphs, chunk, label
-
-
-def _run_precision(args: argparse.Namespace) -> str | dict[str, str]:
-    """--precision for every graph, or a per-graph mapping when --vae-precision / --flow-precision override it."""
-    if args.vae_precision is None and args.flow_precision is None:
-        return args.precision
-    if args.precision == "auto":
-        raise InputError("--vae-precision/--flow-precision override a fixed --precision; add --precision fp32, fp16 or bf16.")
-    vae = args.vae_precision or args.precision
-    return {"flow": args.flow_precision or args.precision, "denoise": args.precision, "guide": vae, "decode": vae}
+    try:
+        fps = Fraction(text).limit_denominator(1_000_000)
+    except (ValueError, ZeroDivisionError):
+        raise InputError(f"--fps {text!r} is not a frame rate; write it like 24, 29.97 or 30000/1001.") from None
+    if not 0 < fps <= 1000:
+        raise InputError(f"--fps {text} is outside 0..1000; give the folder's real frame rate, e.g. 24.")
+    return fps
 
 
 def run_main(argv: Sequence[str] | None = None) -> int:
@@ -308,7 +196,7 @@ def bench_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", action="append", choices=["reference", "ort", "trt", "torch-fp16"],
                    help="repeatable; default: reference, ort, and trt / torch-fp16 where available")
     p.add_argument("--weights", help="checkpoint for the reference rows (default: the manifest's source)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"], help="graph precision for ort/trt")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="graph precision for ort/trt")
     p.add_argument("--resolution", default="64x48", help="LR frame size WxH (default 64x48)")
     p.add_argument("--frames", type=int, default=3, help="frames of the end-to-end clip (default 3)")
     p.add_argument("--steps", type=int, default=2, help="denoising steps end to end (default 2)")
@@ -325,7 +213,7 @@ def _parse_resolution(text: str) -> tuple[int, int]:
         width, height = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise InputError(f"--resolution {text!r} is not WxH; write it like 320x180.") from None
-    from svsr.sizes import check_frame_size
+    from svsr.contract.sizes import check_frame_size
 
     check_frame_size(height, width)
     return width, height
@@ -335,12 +223,12 @@ def _bench(args: argparse.Namespace) -> int:
     import json
 
     from svsr.bench import markdown, plot, run_bench, torch_cuda_available
-    from svsr.runtime.session import tensorrt_usable
+    from svsr.contract.tensorrt import tensorrt_importable
 
     width, height = _parse_resolution(args.resolution)
     if args.frames < 1 or args.steps < 1:
         raise InputError("--frames and --steps must be at least 1; raise them.")
-    backends = args.backend or ["reference", "ort"] + (["trt"] if tensorrt_usable() else []) + (["torch-fp16"] if torch_cuda_available() else [])
+    backends = args.backend or ["reference", "ort"] + (["trt"] if tensorrt_importable() else []) + (["torch-fp16"] if torch_cuda_available() else [])
     rows, errors = run_bench(args.model, backends, args.precision, height, width, args.frames, args.steps, args.warmup, args.repeats, args.weights)
     if not rows:
         raise SvsrError("no backend could be measured: " + "; ".join(errors))

@@ -28,3 +28,13 @@ def tiny_reference(tiny_checkpoint):
 def random_frames(num_frames: int, height: int, width: int, seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     return [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(num_frames)]
+
+
+@pytest.fixture(scope="session")
+def tiny_build(tmp_path_factory):
+    """The tiny preset exported through the Python API (float32 graphs, no engines)."""
+    import svsr
+
+    out = tmp_path_factory.mktemp("api") / "build"
+    svsr.export_model("preset:tiny", out, engines=False)
+    return out

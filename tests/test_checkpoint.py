@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from svsr.errors import CheckpointError, InputError
+from svsr.contract.errors import CheckpointError, InputError
 from svsr.reference import StableVSRReference, load_components, write_preset
 from svsr.reference.checkpoint import checkpoint_fingerprint, resolve_weights
 from tests.conftest import random_frames

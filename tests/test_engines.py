@@ -25,8 +25,8 @@ from svsr.engines.builder import (
     tensorrt_build_available,
     timing_cache_path,
 )
-from svsr.engines.profiles import Profile, parse_batch, parse_size
-from svsr.engines.records import (
+from svsr.contract.profiles import Profile, parse_batch, parse_size
+from svsr.contract.engine_records import (
     BuildEnvironment,
     cache_key,
     check_record,
@@ -36,9 +36,9 @@ from svsr.engines.records import (
     validate_engines,
     validate_record,
 )
-from svsr.errors import InputError, ManifestError, MissingDependencyError
-from svsr.graphs import GRAPH_NAMES
-from svsr.manifest import sha256_file, validate_manifest
+from svsr.contract.errors import InputError, ManifestError, MissingDependencyError
+from svsr.contract.graphs import GRAPH_NAMES
+from svsr.contract.manifest import sha256_file, validate_manifest
 from tests.test_trt_backend import H100, synthetic_manifest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -191,7 +191,7 @@ class RecordingTrtBuilderDouble:
         self.calls: list[tuple] = []
         self.fail_build = False
         d = self
-        from svsr.graphs import GRAPHS
+        from svsr.contract.graphs import GRAPHS
 
         class Logger:
             WARNING = "WARNING"
@@ -521,26 +521,17 @@ def test_builder_only_names_are_in_the_real_tensorrt_wheel():
         assert b"\0FP16\0" not in table and b"\0INT8\0" not in table
 
 
-def test_precision_plans_of_every_form_and_their_rebuild_options():
-    from svsr.engines.records import precision_args, precision_of
+def test_precision_of_every_form_and_its_rebuild_options():
+    from svsr.contract.precision import Precision
 
-    class Plan:  # what svsr.engines.precision.PrecisionPlan offers
-        def of(self, graph):
-            return {"denoise": "fp16", "flow": "fp32"}.get(graph, "bf16")
-
-    assert [precision_of("fp16", g) for g in GRAPH_NAMES] == ["fp16"] * 4
-    assert [precision_of({"denoise": "bf16"}, g) for g in GRAPH_NAMES] == ["fp32", "bf16", "fp32", "fp32"]
-    assert [precision_of(Plan(), g) for g in GRAPH_NAMES] == ["fp32", "fp16", "bf16", "bf16"]
-    assert precision_args("fp16") == ["--precision", "fp16"]
-    assert precision_args(Plan()) == ["--precision", "fp16", "--vae-precision", "bf16", "--flow-precision", "fp32"]
-    assert precision_args({g: "fp16" for g in GRAPH_NAMES}) == ["--precision", "fp16"]
+    assert list(Precision.parse("fp16").per_graph().values()) == ["fp16"] * 4
+    assert list(Precision.parse({"denoise": "bf16"}).per_graph().values()) == ["fp32", "bf16", "fp32", "fp32"]
+    mixed = Precision("fp16", vae="bf16", flow="fp32")
+    assert list(mixed.per_graph().values()) == ["fp32", "fp16", "bf16", "bf16"]
+    assert Precision.parse("fp16").flags() == ["--precision", "fp16"]
+    assert mixed.flags() == ["--precision", "fp16", "--vae-precision", "bf16", "--flow-precision", "fp32"]
+    assert Precision.parse({g: "fp16" for g in GRAPH_NAMES}).flags() == ["--precision", "fp16"]
     manifest = synthetic_manifest()
     assert rebuild_command(manifest, "b", {"denoise": "fp16", "guide": "fp16", "decode": "fp16"}) == (
         "svsr-export --weights /ckpt/tiny --precision fp16 --flow-precision fp32 --out b --force"
     )
-    try:
-        from svsr.engines.precision import PrecisionPlan
-    except ImportError:
-        return
-    plan = PrecisionPlan(denoise="fp16", guide="fp16", decode="fp16")
-    assert [precision_of(plan, g) for g in GRAPH_NAMES] == ["fp32", "fp16", "fp16", "fp16"]

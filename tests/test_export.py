@@ -11,15 +11,15 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from svsr.errors import ManifestError
+from svsr.contract.errors import ManifestError
 from svsr.export.exporter import export_all, sample_inputs
 from svsr.export.trt_lint import lint_model
 from svsr.export.wrappers import build_wrapper, traceable_warp
-from svsr.graphs import GRAPH_NAMES, GRAPHS
-from svsr.manifest import load_manifest, validate_manifest
-from svsr.noise import RecordingNoise, TorchNoise
+from svsr.contract.graphs import GRAPH_NAMES, GRAPHS
+from svsr.contract.manifest import load_manifest, validate_manifest
+from svsr.contract.noise import RecordingNoise, TorchNoise
 from svsr.reference.warp import warp
-from svsr.scheduler_math import step_coefficients
+from svsr.contract.scheduler import step_coefficients
 from tests.conftest import random_frames
 
 # Tolerances from the issue; measured maxima on the tiny preset are ~1e-6 (denoise, guide, decode)

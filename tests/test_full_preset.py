@@ -12,8 +12,8 @@ import torch
 
 from svsr.export.exporter import export_all, sample_inputs
 from svsr.export.wrappers import build_wrapper
-from svsr.graphs import GRAPH_NAMES, GRAPHS
-from svsr.manifest import load_manifest
+from svsr.contract.graphs import GRAPH_NAMES, GRAPHS
+from svsr.contract.manifest import load_manifest
 from svsr.reference import load_components, write_preset
 
 pytestmark = pytest.mark.slow

@@ -23,8 +23,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from svsr.errors import InputError, MissingDependencyError
-from svsr.graphs import GRAPH_NAMES, GRAPHS
+from svsr.contract.errors import InputError, MissingDependencyError
+from svsr.contract.graphs import GRAPH_NAMES, GRAPHS
 
 HAVE_AUTOCAST = importlib.util.find_spec("modelopt") is not None
 needs_autocast = pytest.mark.skipif(not HAVE_AUTOCAST, reason="needs ModelOpt AutoCast: pip install 'svsr[precision]'")
@@ -93,8 +93,8 @@ def typed_build(float_build, tiny_components):
     if not HAVE_AUTOCAST:
         pytest.skip("needs ModelOpt AutoCast: pip install 'svsr[precision]'")
     from svsr.engines.calibration import CalibrationSettings
-    from svsr.engines.precision import make_typed_graphs, parse_precision_args
-    from svsr.manifest import load_manifest
+    from svsr.engines.precision import make_typed_graphs
+    from svsr.contract.manifest import load_manifest
 
     log: list[str] = []
     seconds = {}
@@ -104,7 +104,7 @@ def typed_build(float_build, tiny_components):
             make_typed_graphs(
                 float_build,
                 tiny_components,
-                parse_precision_args(precision),
+                precision,
                 settings=CalibrationSettings(num_inference_steps=CALIBRATION_STEPS),
                 report=log.append,
             )
@@ -118,53 +118,14 @@ def typed_file(build, name: str, precision: str, cpu: bool = True) -> Path:
 
 
 # -- the plan (no ModelOpt needed) ------------------------------------------------------------
-def test_precision_args_make_a_plan_with_vae_and_flow_overrides():
-    from svsr.engines.precision import PrecisionPlan, parse_precision_args
+def test_autocast_settings_bound_their_thresholds():
+    from svsr.engines.precision import AutoCastSettings
 
-    plan = parse_precision_args("fp16", vae_precision="bf16", flow_precision="fp32")
-    assert plan.as_dict() == {"flow": "fp32", "denoise": "fp16", "guide": "bf16", "decode": "bf16"}
-    assert plan.typed() == {"denoise": "fp16", "guide": "bf16", "decode": "bf16"}
-    assert parse_precision_args("bf16").as_dict() == dict.fromkeys(GRAPH_NAMES, "bf16")
-    assert parse_precision_args("fp32").typed() == {}
-    assert parse_precision_args("fp16").overflow_limit == 65504.0 / 2
-    with pytest.raises(InputError, match="--vae-precision 'int8' is not one of fp32, fp16, bf16"):
-        parse_precision_args("fp16", vae_precision="int8")
-    with pytest.raises(InputError, match="decode"):
-        PrecisionPlan(decode="fp8")
-
-
-def test_all_fp32_plan_leaves_the_build_alone(float_build, tiny_components):
-    from svsr.engines.precision import make_typed_graphs, parse_precision_args
-
-    before = (float_build / "manifest.json").read_bytes()
-    manifest = make_typed_graphs(float_build, tiny_components, parse_precision_args("fp32"), report=pytest.fail)
-    assert (float_build / "manifest.json").read_bytes() == before
-    assert sorted(manifest["graphs"]) == sorted(GRAPH_NAMES)
-
-
-def test_missing_modelopt_is_one_sentence_naming_the_extra(float_build, tiny_components, monkeypatch):
-    from svsr.engines import precision
-
-    for name in [m for m in sys.modules if m == "modelopt" or m.startswith("modelopt.")]:
-        monkeypatch.delitem(sys.modules, name)
-    real_import = builtins.__import__
-
-    def no_modelopt(name, *args, **kwargs):
-        if name == "modelopt" or name.startswith("modelopt."):
-            raise ModuleNotFoundError(f"No module named '{name}'", name=name)
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_modelopt)
-    before = (float_build / "manifest.json").read_bytes()
-    files = sorted(p.name for p in float_build.iterdir())
-    with pytest.raises(MissingDependencyError) as info:
-        precision.make_typed_graphs(float_build, tiny_components, precision.parse_precision_args("fp16"), report=lambda _m: None)
-    message = str(info.value)
-    assert "pip install 'svsr[precision]'" in message
-    assert "ModelOpt" in message and "modelopt" in message
-    assert "\n" not in message
-    assert (float_build / "manifest.json").read_bytes() == before  # nothing recorded, nothing converted
-    assert sorted(p.name for p in float_build.iterdir()) == files
+    assert AutoCastSettings().overflow_limit == 65504.0 / 2
+    with pytest.raises(InputError, match="data_max must be positive"):
+        AutoCastSettings(data_max=0)
+    with pytest.raises(InputError, match="fp16_headroom"):
+        AutoCastSettings(fp16_headroom=0.5)
 
 
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
@@ -235,7 +196,7 @@ def test_calibration_holds_real_inputs_in_autocast_layout(typed_build, tiny_comp
 
     from svsr.engines.calibration import CalibrationData
     from svsr.engines.precision import _quiet_autocast
-    from svsr.scheduler_math import step_coefficients
+    from svsr.contract.scheduler import step_coefficients
 
     data = CalibrationData.load(typed_build.dir / "calibration")
     for name in GRAPH_NAMES:
@@ -270,8 +231,8 @@ def test_calibration_holds_real_inputs_in_autocast_layout(typed_build, tiny_comp
 @needs_autocast
 def test_calibration_records_through_the_reference_without_changing_it(tiny_reference):
     from svsr.engines.calibration import CalibrationSettings, record_calibration
-    from svsr.noise import NumpyNoise
-    from svsr.sample import sample_frames
+    from svsr.contract.noise import NumpyNoise
+    from svsr.sample_clip import sample_frames
 
     frames = sample_frames(2, width=40, height=32)
     with torch_threads(1):
@@ -292,7 +253,7 @@ def test_calibration_records_through_the_reference_without_changing_it(tiny_refe
 def test_manifest_records_typed_graphs(typed_build, precision):
     import onnx
 
-    from svsr.manifest import load_manifest, sha256_file
+    from svsr.contract.manifest import load_manifest, sha256_file
 
     manifest = load_manifest(typed_build.dir)  # validates the schema and the float32 files
     for name in GRAPH_NAMES:
@@ -361,12 +322,12 @@ def test_typed_graph_matches_float32(typed_build, name, precision, size):
 def test_coordinates_in_float32_is_what_keeps_bf16_warps_accurate(typed_build, tmp_path):
     """Converting the guide graph without the coordinate rule moves the warp by pixels (the test can fail)."""
     from svsr.engines.calibration import CalibrationData
-    from svsr.engines.precision import PrecisionPlan, convert_graph
+    from svsr.engines.precision import AutoCastSettings, convert_graph
 
     data = CalibrationData.load(typed_build.dir / "calibration")
     source = tmp_path / "guide.onnx"
     shutil.copy(typed_build.dir / "guide.onnx", source)
-    entry = convert_graph(source, "bf16", list(data.samples("guide")), PrecisionPlan(keep_coordinates=False))
+    entry = convert_graph(source, "bf16", list(data.samples("guide")), AutoCastSettings(keep_coordinates=False))
     assert entry["coordinate_float32"] == [] and "/GridSample" not in entry["kept_float32"]
     feed = _graph_inputs("guide", 36, 44)
     want = _run(source, feed)[0]
@@ -379,15 +340,15 @@ def test_coordinates_in_float32_is_what_keeps_bf16_warps_accurate(typed_build, t
 @needs_autocast
 def test_unchanged_typed_graphs_are_reused_and_damaged_ones_redone(typed_build, tiny_components, tmp_path):
     from svsr.engines.calibration import CalibrationSettings
-    from svsr.engines.precision import PrecisionPlan, make_typed_graphs
-    from svsr.manifest import load_manifest
+    from svsr.engines.precision import AutoCastSettings, make_typed_graphs
+    from svsr.contract.manifest import load_manifest
 
     build = tmp_path / "build"
     shutil.copytree(typed_build.dir, build)
     settings = CalibrationSettings(num_inference_steps=CALIBRATION_STEPS)
     log: list[str] = []
     start = time.perf_counter()
-    make_typed_graphs(build, tiny_components, PrecisionPlan(flow="fp16", denoise="fp16", guide="fp16", decode="fp16"), settings=settings, report=log.append)
+    make_typed_graphs(build, tiny_components, "fp16", settings=settings, report=log.append)
     assert time.perf_counter() - start < 20
     assert sum("reused" in line for line in log) == 4
     assert not any("converted" in line or line.strip().startswith("calibration") for line in log)
@@ -395,14 +356,14 @@ def test_unchanged_typed_graphs_are_reused_and_damaged_ones_redone(typed_build, 
     (build / "decode.fp16.onnx").write_bytes(b"damaged")
     log.clear()
     with torch_threads(1):
-        manifest = make_typed_graphs(build, tiny_components, PrecisionPlan(decode="fp16"), settings=settings, report=log.append)
+        manifest = make_typed_graphs(build, tiny_components, {"decode": "fp16", "guide": "fp16"}, settings=settings, report=log.append)
     assert any(line.strip().startswith("decode   fp16 converted") for line in log)
     assert any("calibration reused" in line for line in log)  # the recorded inputs are kept too
     after = manifest["graphs"]["decode"]["typed"]["fp16"]
     assert after["sha256"] == before["sha256"]  # the conversion is deterministic
     assert manifest["graphs"]["denoise"]["typed"]["fp16"] == load_manifest(typed_build.dir)["graphs"]["denoise"]["typed"]["fp16"]
     log.clear()
-    make_typed_graphs(build, tiny_components, PrecisionPlan(decode="fp16", data_max=256.0), settings=settings, report=log.append)
+    make_typed_graphs(build, tiny_components, {"decode": "fp16", "guide": "fp16"}, settings=settings, report=log.append, autocast=AutoCastSettings(data_max=256.0))
     assert any(line.strip().startswith("decode   fp16 converted") for line in log)  # a new plan is a new graph
 
 
@@ -419,8 +380,10 @@ def test_graphs_with_external_data_convert_and_big_results_are_split(typed_build
         onnx.load(str(typed_build.dir / "decode.onnx")), str(source),
         save_as_external_data=True, all_tensors_to_one_file=True, location="decode.onnx.data", size_threshold=1024,
     )  # fmt: skip
-    monkeypatch.setattr(precision, "PROTOBUF_LIMIT", 100_000)  # pretend the limit is 100 kB (decode fp16 is ~330 kB)
-    monkeypatch.setattr(precision, "EXTERNAL_MARGIN", 0)
+    from svsr.export import onnx_files
+
+    monkeypatch.setattr(onnx_files, "PROTOBUF_LIMIT", 100_000)  # pretend the limit is 100 kB (decode fp16 is ~330 kB)
+    monkeypatch.setattr(onnx_files, "EXTERNAL_MARGIN", 0)
     data = CalibrationData.load(typed_build.dir / "calibration")
     entry = precision.convert_graph(source, "fp16", list(data.samples("decode")))
     assert entry["external_data"] == "decode.fp16.onnx.data" and (tmp_path / entry["external_data"]).stat().st_size > 100_000
@@ -441,10 +404,10 @@ PSNR_FLOORS = {"fp16": 60.0, "bf16": 45.0}
 
 @needs_autocast
 def test_end_to_end_psnr_against_float32(typed_build):
-    from svsr.noise import NumpyNoise
+    from svsr.contract.noise import NumpyNoise
     from svsr.runtime.ort_backend import OrtBackend
     from svsr.runtime.sampler import Sampler
-    from svsr.sample import sample_frames
+    from svsr.sample_clip import sample_frames
 
     manifest = typed_build.manifest  # on the CPU, OrtBackend runs typed graphs via their emulation twins
     frames = sample_frames(3)
@@ -473,12 +436,12 @@ def overflow_build(tmp_path_factory):
     from diffusers import AutoencoderKL
 
     from svsr.engines.calibration import CalibrationSettings
-    from svsr.engines.precision import PrecisionPlan, make_typed_graphs
+    from svsr.engines.precision import AutoCastSettings, make_typed_graphs
     from svsr.export.exporter import export_all
-    from svsr.manifest import load_manifest
+    from svsr.contract.manifest import load_manifest
     from svsr.reference.checkpoint import load_components
     from svsr.reference.presets import write_preset
-    from svsr.sample import sample_frames
+    from svsr.sample_clip import sample_frames
 
     root = tmp_path_factory.mktemp("overflow")
     checkpoint = write_preset("tiny", root / "checkpoint", seed=0)
@@ -500,7 +463,7 @@ def overflow_build(tmp_path_factory):
         make_typed_graphs(
             build,
             components,
-            PrecisionPlan(decode="fp16"),
+            {"decode": "fp16", "guide": "fp16"},
             calibration_frames=sample_frames(2, width=40, height=32),
             settings=CalibrationSettings(num_inference_steps=2),
             report=log.append,
@@ -564,7 +527,7 @@ def test_svsr_run_runs_typed_graphs_end_to_end(typed_build, tmp_path):
     from PIL import Image
 
     from svsr.cli import run_main
-    from svsr.sample import sample_frames
+    from svsr.sample_clip import sample_frames
 
     source = tmp_path / "in"
     source.mkdir()
@@ -585,8 +548,8 @@ def test_svsr_run_runs_typed_graphs_end_to_end(typed_build, tmp_path):
 
 def test_svsr_run_per_graph_precision_overrides(typed_build):
     from svsr.cli import _run_precision, run_parser
-    from svsr.errors import InputError
-    from svsr.runtime.session import open_sampler
+    from svsr.contract.errors import InputError
+    from svsr.runtime.backend_choice import open_sampler
 
     args = run_parser().parse_args(["in.mp4", "--precision", "fp16", "--vae-precision", "bf16"])
     mapping = _run_precision(args)

@@ -7,11 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from svsr.errors import InputError
-from svsr.noise import RecordingNoise, TorchNoise
+from svsr.contract.errors import InputError
+from svsr.contract.noise import RecordingNoise, TorchNoise
 from svsr.reference import pipeline as pipeline_module
 from svsr.reference.warp import warp
-from svsr.schedule import frame_calls
+from svsr.contract.sweeps import frame_calls
 from tests.conftest import random_frames
 
 
@@ -140,7 +140,7 @@ def test_zero_flow_is_not_the_identity():
 
 # -- sweep order and flow selection ---------------------------------------------------------------
 def _spec_order(num_frames, num_steps):
-    """Written straight from the spec's pseudo-code, independently of svsr.schedule."""
+    """Written straight from the spec's pseudo-code, independently of svsr.contract.sweeps."""
     calls = []
     order, flows = list(range(num_frames)), "fwd"
     for step in range(num_steps):

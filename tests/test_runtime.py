@@ -12,13 +12,12 @@ import pytest
 from PIL import Image
 
 from svsr.cli import export_main, run_main
-from svsr.manifest import load_manifest
-from svsr.noise import NumpyNoise, TorchNoise
-from svsr.runtime.chunking import bytes_per_frame, default_chunk_frames
+from svsr.contract.manifest import load_manifest
+from svsr.contract.noise import NumpyNoise, TorchNoise
 from svsr.runtime.ort_backend import OrtBackend
 from svsr.runtime.sampler import Sampler
-from svsr.runtime.video import FrameWriter
-from svsr.scheduler_math import step_coefficients, timesteps
+from svsr.runtime.video_write import FrameWriter
+from svsr.contract.scheduler import step_coefficients, timesteps
 from tests.conftest import random_frames
 
 REPO = Path(__file__).resolve().parents[1]
@@ -134,23 +133,22 @@ class RecordingBackendDouble:
         pass
 
 
-def test_state_stays_in_buffers_downloads_only_outputs(build):
+def test_device_buffers_are_fixed_slots_whatever_the_clip_length(build):
+    """Every buffer is allocated before the first run, and their number does not grow with the frames."""
     manifest = load_manifest(build)
-    double = RecordingBackendDouble(OrtBackend(build, manifest))
-    Sampler(double, manifest).upscale(random_frames(3, 32, 32), num_inference_steps=2)
-    runs = [c[1] for c in double.calls if c[0] == "run"]
-    assert runs.count("flow") == 4 and runs.count("denoise") == 6 and runs.count("guide") == 4 and runs.count("decode") == 3
-    assert sum(c[0] == "download" for c in double.calls) == 3  # one per output frame, at the end
-    first_run = next(i for i, c in enumerate(double.calls) if c[0] == "run")
-    assert all(c[0] != "allocate" for c in double.calls[first_run:])  # all buffers exist before any run
-    # per step: timestep + coefficients + one noise per frame; plus the clip's uploads at the start
-    assert sum(c[0] == "upload" for c in double.calls) == 3 + 3 + 1 + 2 * (2 + 3)
-
-
-def test_chunk_size_is_bounded_by_memory():
-    assert default_chunk_frames(48, 64) == 64
-    assert default_chunk_frames(1080, 1920) >= 1
-    assert default_chunk_frames(180, 320, budget_bytes=10 * bytes_per_frame(180, 320)) == 10
+    counts = {}
+    for n in (2, 5):
+        double = RecordingBackendDouble(OrtBackend(build, manifest))
+        Sampler(double, manifest).upscale(random_frames(n, 32, 32), num_inference_steps=2)
+        runs = [c[1] for c in double.calls if c[0] == "run"]
+        assert runs.count("flow") == 2 * (n - 1) and runs.count("denoise") == 2 * n
+        assert runs.count("guide") == 2 * (n - 1) and runs.count("decode") == n
+        first_run = next(i for i, c in enumerate(double.calls) if c[0] == "run")
+        assert all(c[0] != "allocate" for c in double.calls[first_run:])
+        counts[n] = sum(c[0] == "allocate" for c in double.calls)
+        # per frame-step the new latent comes back; plus the flows and the output frames
+        assert sum(c[0] == "download" for c in double.calls) == 2 * n + 2 * (n - 1) + n
+    assert counts[2] == counts[5]
 
 
 # -- svsr-run end to end --------------------------------------------------------------------------
@@ -174,33 +172,28 @@ def test_svsr_run_reference_backend_same_io(tiny_checkpoint, tmp_path):
     assert [f.shape for f in read_png_folder(tmp_path / "a")] == [(128, 144, 3)] * 2
 
 
-def test_svsr_run_video_keeps_fps_and_chunks(build, tmp_path):
+def test_svsr_run_video_keeps_fps(build, tmp_path):
     import av
 
     source = tmp_path / "clip.mp4"
     with FrameWriter(source, fps=12) as writer:
         for frame in random_frames(5, 32, 40, seed=8):
             writer.write(frame)
-    assert run_main([str(source), "--model", str(build), "--steps", "1", "--chunk", "2", "--quiet"]) == 0
+    assert run_main([str(source), "--model", str(build), "--steps", "1", "--quiet"]) == 0
     output = tmp_path / "clip_x4.mp4"
     with av.open(str(output)) as container:
         stream = container.streams.video[0]
         decoded = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
         assert stream.average_rate == 12
     assert len(decoded) == 5 and decoded[0].shape == (128, 160, 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "clip_x4.mp4"]  # the work folder is gone
 
 
-def test_chunks_are_independent_clips(sampler):
-    """Document chunk boundaries: a chunk's output equals upscaling those frames alone."""
-    frames = random_frames(4, 32, 32, seed=9)
-    noise = NumpyNoise(0)
-    first = sampler.upscale(frames[:2], 2, noise=noise)
-    second = sampler.upscale(frames[2:], 2, noise=noise)
-    noise = NumpyNoise(0)
-    sampler.upscale(frames[:2], 2, noise=noise)  # consume the same draws
-    again = sampler.upscale(frames[2:], 2, noise=noise)
-    assert all(np.array_equal(a, b) for a, b in zip(second, again))
-    assert len(first) == 2
+def test_chunk_option_is_refused_with_the_reason(build, tmp_path, capsys):
+    source = write_png_folder(tmp_path / "in", random_frames(2, 32, 32))
+    code = run_main([str(source), "--model", str(build), "--chunk", "8", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "processed exactly" in err and "--host-memory" in err
 
 
 # -- bad input ------------------------------------------------------------------------------------
@@ -322,9 +315,9 @@ import sys, pkgutil, importlib
 import svsr.runtime
 for module in pkgutil.iter_modules(svsr.runtime.__path__):
     importlib.import_module("svsr.runtime." + module.name)  # trt_backend imports TensorRT lazily
-from svsr.manifest import load_manifest
-from svsr.runtime.session import open_sampler
-from svsr.noise import NumpyNoise
+from svsr.contract.manifest import load_manifest
+from svsr.runtime.backend_choice import open_sampler
+from svsr.contract.noise import NumpyNoise
 import numpy as np
 sampler, label = open_sampler({str(build)!r}, backend="ort")
 out = sampler.upscale([np.zeros((32, 32, 3), np.uint8)] * 2, num_inference_steps=1, noise=NumpyNoise(0))
@@ -342,7 +335,7 @@ sys.exit(1 if bad else 0)
 
 
 class CudaApiTestDouble:
-    """Test double for svsr.runtime.cuda_api.CudaApi: reports a fixed GPU, touches no device."""
+    """Test double for svsr.contract.cuda.CudaApi: reports a fixed GPU, touches no device."""
 
     def __init__(self, device: int = 0) -> None:
         pass
@@ -357,8 +350,8 @@ class CudaApiTestDouble:
 def test_auto_backend_takes_engines_only_when_built_for_this_gpu_and_tensorrt(monkeypatch):
     import types
 
-    import svsr.runtime.cuda_api as cuda_api
-    from svsr.runtime.session import engines_match_this_machine
+    import svsr.contract.cuda as cuda_api
+    from svsr.runtime.backend_choice import engines_match_this_machine
 
     monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="11.4.0"))  # stand-in module
     monkeypatch.setattr(cuda_api, "CudaApi", CudaApiTestDouble)
@@ -384,7 +377,7 @@ def test_auto_backend_takes_engines_only_when_built_for_this_gpu_and_tensorrt(mo
     ],
 )
 def test_sampler_refuses_bad_frames_like_the_reference(sampler, frames, message):
-    from svsr.errors import InputError
+    from svsr.contract.errors import InputError
 
     with pytest.raises(InputError, match=message):
         sampler.upscale(frames, num_inference_steps=1)

@@ -19,14 +19,14 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 
-from svsr.engines.profiles import Profile
-from svsr.engines.records import BuildEnvironment, cache_key, make_record, plan_filename
-from svsr.errors import InputError, ManifestError
-from svsr.graphs import GRAPH_NAMES, GRAPHS, concrete_shape
-from svsr.manifest import sha256_file, validate_manifest
-from svsr.noise import NumpyNoise
-from svsr.runtime import cuda_api
-from svsr.runtime.cuda_api import CudaApi, CudaError
+from svsr.contract.profiles import Profile
+from svsr.contract.engine_records import BuildEnvironment, cache_key, make_record, plan_filename
+from svsr.contract.errors import InputError, ManifestError
+from svsr.contract.graphs import GRAPH_NAMES, GRAPHS, concrete_shape
+from svsr.contract.manifest import sha256_file, validate_manifest
+from svsr.contract.noise import NumpyNoise
+from svsr.contract import cuda as cuda_api
+from svsr.contract.cuda import CudaApi, CudaError
 from svsr.runtime.memory_plan import DeviceMemoryError, aligned, check_fits, clip_buffers, plan_memory
 from svsr.runtime.sampler import Sampler
 from svsr.runtime.trt_backend import (
@@ -136,7 +136,7 @@ class RecordingTrtCudaDouble:
     """Test double (not TensorRT, not CUDA): records every call the backend makes and emulates their effect.
 
     ``self.trt`` has the TensorRT runtime names the backend may use, ``self.cuda`` the methods of
-    svsr.runtime.cuda_api.CudaApi. Device and pinned memory are numpy byte arrays (fresh device
+    svsr.contract.cuda.CudaApi. Device and pinned memory are numpy byte arrays (fresh device
     memory is filled with garbage, like cudaMalloc's); work enqueued on a capturing stream is kept
     in the capture and runs on each graph launch; other work runs at once.
     """
@@ -285,7 +285,7 @@ class FakeContext:
 
 
 class _FakeCuda:
-    """The CudaApi half of the double (same method names as svsr.runtime.cuda_api.CudaApi)."""
+    """The CudaApi half of the double (same method names as svsr.contract.cuda.CudaApi)."""
 
     def __init__(self, d: RecordingTrtCudaDouble) -> None:
         self.d = d

@@ -20,7 +20,7 @@ pytest.importorskip("cuda.bindings", reason="cuda-python is not installed (svsr[
 pytest.importorskip("diffusers", reason="the reference needs the export extra (PyTorch + diffusers)")
 
 from svsr.engines.builder import build_engines, tensorrt_build_available  # noqa: E402
-from svsr.engines.profiles import Profile  # noqa: E402
+from svsr.contract.profiles import Profile  # noqa: E402
 
 _BUILD_OK, _BUILD_WHY = tensorrt_build_available()
 pytestmark = [pytest.mark.trt, pytest.mark.skipif(not _BUILD_OK, reason=f"cannot build TensorRT engines here: {_BUILD_WHY}")]
@@ -28,8 +28,8 @@ pytestmark = [pytest.mark.trt, pytest.mark.skipif(not _BUILD_OK, reason=f"cannot
 from PIL import Image  # noqa: E402
 
 from svsr.cli import export_main, run_main  # noqa: E402
-from svsr.manifest import load_manifest, sha256_file, write_manifest  # noqa: E402
-from svsr.noise import NumpyNoise  # noqa: E402
+from svsr.contract.manifest import load_manifest, sha256_file, write_manifest  # noqa: E402
+from svsr.contract.noise import NumpyNoise  # noqa: E402
 from tests.conftest import random_frames  # noqa: E402
 
 HEIGHT, WIDTH = 36, 44  # LR size of the test clips; engines are built static for it
@@ -109,7 +109,7 @@ def test_cuda_graph_replay_equals_eager_launches(build):
 
 
 def test_rebuild_is_skipped_and_foreign_engines_are_refused(build):
-    from svsr.errors import ManifestError
+    from svsr.contract.errors import ManifestError
     from svsr.runtime.trt_backend import open_trt_backend
 
     manifest = load_manifest(build)

@@ -1,4 +1,4 @@
-"""Tests for svsr.runtime.video on small synthetic videos made with PyAV in tmp_path."""
+"""Tests for svsr.runtime.video_probe/_read/_write on small synthetic videos made with PyAV in tmp_path."""
 
 from __future__ import annotations
 
@@ -15,18 +15,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from svsr.errors import InputError
-from svsr.runtime import video
-from svsr.runtime.video import (
+from svsr.contract.errors import InputError
+from svsr.runtime import video_write
+from svsr.runtime.video_probe import (
     MIN_SIDE,
-    FrameReader,
-    FrameWriter,
     VideoInfo,
     natural_sort_key,
     output_path_for,
     probe,
     rotate_upright,
 )
+from svsr.runtime.video_read import FrameReader
+from svsr.runtime.video_write import FrameWriter
 
 W, H, N = 48, 40, 12
 
@@ -475,6 +475,174 @@ def test_start_and_count_must_not_be_negative(tmp_path: Path) -> None:
         FrameReader(path, start=-1)
 
 
+# --- timestamps (variable frame rate) ----------------------------------------------------------
+
+# 20 frames at irregular times (steps from 17 to 85 ms, whole milliseconds so every container
+# stores them exactly), as phone and screen recordings have.
+VFR_STEPS = [Fraction(ms, 1000) for ms in (40, 85, 25, 33, 50, 17, 80, 41)]
+VFR_TIMES = [sum(VFR_STEPS[: i % 8], Fraction(0)) + (i // 8) * sum(VFR_STEPS) for i in range(20)]
+VFR_END = VFR_TIMES[-1] + VFR_STEPS[19 % 8]
+VFR_RATE = len(VFR_TIMES) / VFR_END  # the average rate, as a VFR file's header gives it
+
+
+def make_vfr_video(path: Path, codec: str, pix_fmt: str, time_base: Fraction, audio: str) -> Path:
+    """VFR video (VFR_TIMES, 64x48) with a sine audio track lasting until the last frame ends."""
+    container = av.open(str(path), "w")
+    stream = container.add_stream(codec, rate=VFR_RATE)
+    stream.width, stream.height, stream.pix_fmt = 64, 48, pix_fmt
+    stream.codec_context.time_base = stream.time_base = time_base
+    audio_stream = _add_audio_stream(container, audio)
+    for array, time in zip(gradient_frames(n=20, width=64, height=48), VFR_TIMES, strict=True):
+        frame = av.VideoFrame.from_ndarray(array, format="rgb24")
+        frame.pts, frame.time_base = round(time / time_base), time_base
+        container.mux(stream.encode(frame))
+    container.mux(stream.encode(None))
+    _encode_sine(container, audio_stream, float(VFR_END))
+    container.close()
+    return path
+
+
+def audio_times(path: Path) -> tuple[list[Fraction], Fraction]:
+    """Start time of every audio packet and the end of the last, in seconds from the video's start."""
+    with av.open(str(path)) as container:
+        video_stream = container.streams.video[0]
+        origin = (video_stream.start_time or 0) * video_stream.time_base
+        stream = container.streams.audio[0]
+        packets = [p for p in container.demux(stream) if p.size]
+        starts = [p.pts * stream.time_base - origin for p in packets]
+        return starts, (packets[-1].pts + packets[-1].duration) * stream.time_base - origin
+
+
+def timed_copy(src: Path, out: Path, codec: str, **kwargs: object) -> tuple[list[Fraction], FrameWriter]:
+    """Copy src to out passing every frame's time through; return the input times and the writer."""
+    info = probe(src)
+    times = []
+    writer = FrameWriter(out, info.fps, codec=codec, **kwargs)  # type: ignore[arg-type]
+    with FrameReader(src) as reader, writer:
+        for frame, time in reader.timed():
+            times.append(time)
+            writer.write(frame, time)
+    return times, writer
+
+
+VFR_SOURCES = {
+    "h264-aac.mp4": ("libx264", "yuv420p", Fraction(1, 90000), "aac"),
+    "ffv1-aac.mkv": ("ffv1", "bgr0", Fraction(1, 1000), "aac"),
+    "ffv1-opus.mkv": ("ffv1", "bgr0", Fraction(1, 1000), "libopus"),
+}
+
+
+@pytest.mark.parametrize(
+    ("src_name", "out_name", "codec"),
+    [
+        ("h264-aac.mp4", "o.mp4", "h264"),
+        ("h264-aac.mp4", "o.mkv", "h264"),
+        ("h264-aac.mp4", "o.mov", "h264"),
+        ("ffv1-aac.mkv", "o.mkv", "ffv1"),
+        ("ffv1-aac.mkv", "o.mp4", "h264"),
+        ("ffv1-opus.mkv", "o.webm", "vp9"),
+    ],
+)
+def test_vfr_frame_times_and_audio_survive_a_timed_copy(
+    tmp_path: Path, out_dir: Path, src_name: str, out_name: str, codec: str
+) -> None:
+    src = make_vfr_video(tmp_path / src_name, *VFR_SOURCES[src_name])
+    info = probe(src)
+    times, writer = timed_copy(src, out_dir / out_name, codec, audio_from=src, time_base=info.time_base)
+    assert times == VFR_TIMES  # the reader gives each frame's own time, from 0
+    out = out_dir / out_name
+    with av.open(str(out)) as container:
+        assert container.streams.video[0].time_base == writer.output_time_base
+    tick = writer.output_time_base
+    # Matroska stores milliseconds; MP4/MOV keep the input's 1/90000, or double 1/1000 up to 1/16000.
+    expected_tick = Fraction(1, 90000) if src.suffix == ".mp4" else Fraction(1, 16000)
+    assert tick == (Fraction(1, 1000) if out.suffix in (".mkv", ".webm") else expected_tick)
+    with FrameReader(out) as reader:
+        back = reader.read_timed(100)
+    assert len(back) == len(times)
+    assert all(abs(t_out - t_in) <= tick for (_, t_out), t_in in zip(back, times, strict=True))
+    # Audio packets keep their times relative to the video (measured: identical, or 1/3 ms off
+    # where Matroska rounds AAC's 1/48000 s times to milliseconds), so audio and video stay in sync.
+    starts_in, end_in = audio_times(src)
+    starts_out, end_out = audio_times(out)
+    assert len(starts_out) == len(starts_in)
+    assert max(abs(a - b) for a, b in zip(starts_in, starts_out, strict=True)) <= Fraction(1, 1000)
+    # Matroska keeps no shorter duration for the last AAC packet: 13 ms more there, under a frame.
+    assert abs(end_out - end_in) <= 1 / info.fps
+
+
+def test_constant_rate_times_are_kept(tmp_path: Path, out_dir: Path) -> None:
+    src = make_video(tmp_path / "cfr.mp4", gradient_frames(), fps=Fraction(30000, 1001), audio="aac")
+    times, writer = timed_copy(src, out_dir / "o.mp4", "h264", audio_from=src, time_base=probe(src).time_base)
+    assert times == [i * Fraction(1001, 30000) for i in range(N)]
+    back = [t for _, t in FrameReader(out_dir / "o.mp4").timed()]
+    assert back == times  # the input's time base (1/30000) is kept, so the times are exact
+    assert writer.output_time_base == probe(src).time_base
+    # an h264 AVI (no presentation times, B-frames decoded late) still gives i / fps
+    with FrameWriter(out_dir / "o.avi", 24) as avi:
+        for frame in gradient_frames():
+            avi.write(frame)
+    assert [t for _, t in FrameReader(out_dir / "o.avi").timed()] == [Fraction(i, 24) for i in range(N)]
+
+
+def test_timed_reading_of_folders_and_chunks(tmp_path: Path) -> None:
+    folder = write_pngs(tmp_path / "frames", noise_frames(n=6))
+    assert [t for _, t in FrameReader(folder, fps=25).timed()] == [Fraction(i, 25) for i in range(6)]
+    assert [t for _, t in FrameReader(folder, start=2, count=3).read_timed(10)] == [
+        Fraction(i, 24) for i in (2, 3, 4)
+    ]
+    src = make_vfr_video(tmp_path / "v.mkv", *VFR_SOURCES["ffv1-aac.mkv"])
+    with FrameReader(src, start=5, count=4) as reader:
+        first = next(reader)  # plain iteration and timed reading share one queue
+        rest = reader.read_timed(10)
+        assert reader.read_timed(1) == []
+    assert [t for _, t in rest] == VFR_TIMES[6:9]  # times stay those of the whole video
+    assert first.shape == (48, 64, 3)
+
+
+def test_timed_pts_round_to_ticks_and_always_increase(out_dir: Path) -> None:
+    out = out_dir / "o.mkv"
+    times = [0, Fraction(4, 10000), Fraction(4, 10000), Fraction(1, 100), Fraction(99, 10000), 0.5]
+    with FrameWriter(out, 24, codec="ffv1") as writer:
+        for frame, time in zip(noise_frames(n=6), times, strict=True):
+            writer.write(frame, time)
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert stream.time_base == Fraction(1, 1000)  # Matroska stores milliseconds
+        # 0.4 ms rounds to 0 and 9.9 ms to 10, which repeat: each is moved one tick later
+        assert [p.pts for p in container.demux(stream) if p.size] == [0, 1, 2, 10, 11, 500]
+
+
+def test_timed_writer_defaults_and_mixing(out_dir: Path) -> None:
+    with FrameWriter(out_dir / "a.mp4", 24) as writer:
+        writer.write(gradient_frames(n=1)[0], Fraction(0))
+        writer.write(gradient_frames(n=1)[0])  # no time after timed frames: previous + 1/fps
+        writer.write(gradient_frames(n=1)[0], 0.25)
+    assert writer.timed and writer.output_time_base == Fraction(1, 90000)
+    assert [t for _, t in FrameReader(out_dir / "a.mp4").timed()] == [0, Fraction(1, 24), Fraction(1, 4)]
+    with pytest.raises(ValueError, match="pass a time with every frame or with none"):
+        with FrameWriter(out_dir / "b.mp4", 24) as writer:
+            writer.write(gradient_frames(n=1)[0])
+            writer.write(gradient_frames(n=1)[0], 0.1)
+    assert listing(out_dir) == ["a.mp4"]
+
+
+@pytest.mark.parametrize("out_name", ["o.avi", "frames"])
+def test_outputs_without_frame_times_warn_when_times_are_lost(out_dir: Path, out_name: str) -> None:
+    frames = noise_frames(n=len(VFR_TIMES), width=64, height=48)
+    codec = "ffv1"
+    with pytest.warns(UserWarning, match=r"no per-frame times, .* up to 0\.\d+ s away from their times"):
+        with FrameWriter(out_dir / out_name, VFR_RATE, codec=codec) as writer:
+            for frame, time in zip(frames, VFR_TIMES, strict=True):
+                writer.write(frame, time)
+    assert probe(out_dir / out_name).num_frames == len(VFR_TIMES)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # times on the constant-rate grid lose nothing: no warning
+        with FrameWriter(out_dir / f"cfr_{out_name}", 24, codec=codec) as writer:
+            for i, frame in enumerate(frames):
+                writer.write(frame, Fraction(i, 24))
+
+
 # --- output names ------------------------------------------------------------------------------
 
 
@@ -685,7 +853,7 @@ def test_error_output_parent_missing_or_not_writable(out_dir: Path, monkeypatch:
     # Tests may run as root, which ignores permission bits, so fake the access check.
     real_access = os.access
     monkeypatch.setattr(
-        video.os, "access", lambda p, mode: False if Path(p) == out_dir else real_access(p, mode)
+        video_write.os, "access", lambda p, mode: False if Path(p) == out_dir else real_access(p, mode)
     )
     _assert_writer_error(out_dir, "is not writable", lambda: FrameWriter(out_dir / "o.mp4", 24))
     _assert_writer_error(out_dir, "is not writable", lambda: FrameWriter(out_dir / "frames", 24))
@@ -748,5 +916,8 @@ def test_existing_output_file_is_replaced_on_success(out_dir: Path) -> None:
 
 
 def test_runtime_video_does_not_import_torch() -> None:
-    code = "import sys, svsr.runtime.video; sys.exit(1 if 'torch' in sys.modules else 0)"
+    code = (
+        "import sys, svsr.runtime.video_probe, svsr.runtime.video_read, svsr.runtime.video_write; "
+        "sys.exit(1 if 'torch' in sys.modules else 0)"
+    )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -7,7 +7,7 @@ ever. TensorRT 10.12+ is accepted by creating the network with the STRONGLY_TYPE
 Caches:
 * engine cache: ``BUILD/engines/<graph>.<precision>.<key16>.plan`` plus a sidecar ``.json`` build
   record; the key is the sha256 of the typed-ONNX sha, TensorRT version, GPU name, compute
-  capability, profile and builder options (svsr/engines/records.py). A build is skipped when a
+  capability, profile and builder options (svsr/contract/engine_records.py). A build is skipped when a
   plan with that key exists and still has its recorded sha256.
 * timing cache: one file per TensorRT version and GPU model, reused by every build (``--force``
   rebuilds engines but keeps timings, which is what makes a rebuild fast).
@@ -18,7 +18,6 @@ TRT_BUILDER_API lists every TensorRT name used here.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import re
@@ -28,8 +27,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from svsr.engines.profiles import Profile
-from svsr.engines.records import (
+from svsr.contract.profiles import Profile
+from svsr.contract.engine_records import (
     ENGINE_DIR,
     BuildEnvironment,
     cache_key,
@@ -37,12 +36,13 @@ from svsr.engines.records import (
     make_record,
     onnx_entry,
     plan_filename,
-    precision_of,
     validate_record,
 )
-from svsr.errors import ManifestError, MissingDependencyError, SvsrError
-from svsr.graphs import GRAPH_NAMES, GRAPHS
-from svsr.manifest import check_graph_file, sha256_file
+from svsr.contract.errors import InputError, ManifestError, MissingDependencyError, SvsrError
+from svsr.contract.precision import Precision, PrecisionLike
+from svsr.contract.tensorrt import import_tensorrt
+from svsr.contract.graphs import GRAPH_NAMES, GRAPHS
+from svsr.contract.manifest import check_graph_file, sha256_file
 
 MIN_TENSORRT = (10, 12)  # first release whose ONNX parser + STRONGLY_TYPED flow this module relies on
 DEFAULT_OPTIMIZATION_LEVEL = 3  # TensorRT's default; 4-5 search longer for (sometimes) faster kernels
@@ -92,17 +92,6 @@ def _version_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(p) for p in re.findall(r"\d+", version)[:3])
 
 
-def import_tensorrt() -> Any:
-    """The full TensorRT module (with its builder), or MissingDependencyError saying how to get it."""
-    try:
-        trt = importlib.import_module("tensorrt")
-    except ImportError as exc:
-        raise MissingDependencyError(
-            f"TensorRT is not installed ({exc}); install it from NVIDIA's index (pip install svsr[tensorrt], README: TensorRT)."
-        ) from None
-    return trt
-
-
 def check_tensorrt_version(trt: Any) -> str:
     version = str(getattr(trt, "__version__", "0"))
     if _version_tuple(version) < MIN_TENSORRT:
@@ -121,11 +110,11 @@ def check_tensorrt_version(trt: Any) -> str:
 def tensorrt_build_available() -> tuple[bool, str]:
     """(True, "TensorRT X on GPU") when engines can be built here, else (False, the reason in one sentence)."""
     try:
-        trt = import_tensorrt()
+        trt = import_tensorrt("building engines")
         version = check_tensorrt_version(trt)
     except MissingDependencyError as exc:
         return False, str(exc)
-    from svsr.runtime.cuda_api import cuda_device_status
+    from svsr.contract.cuda import cuda_device_status
 
     ok, what = cuda_device_status()
     if not ok:
@@ -179,7 +168,7 @@ def cached_record(build_dir: Path, plan_path: Path, key: str) -> dict[str, Any] 
 def build_engines(
     build_dir: str | Path,
     manifest: Mapping[str, Any],
-    precision: Any,
+    precision: PrecisionLike,
     profile: Profile,
     report: Report = print,
     *,
@@ -193,18 +182,17 @@ def build_engines(
 ) -> dict[str, dict[str, Any]]:
     """Build (or reuse) one strongly typed plan per graph and return the new ``manifest["engines"]``.
 
-    ``precision`` is ``"fp32"|"fp16"|"bf16"``, a mapping ``{graph: precision}`` or a
-    svsr.engines.precision.PrecisionPlan (anything with ``of(graph)``); engines
-    are built from the matching ONNX (the exported float32 graph, or ``graphs[g].typed[p]``).
+    ``precision`` is a :class:`~svsr.contract.precision.Precision` (or what ``Precision.parse``
+    takes: ``"fp16"``, ``"fp16,vae=fp32"``, ``{graph: precision}``); engines are built from the matching ONNX (the exported float32 graph, or ``graphs[g].typed[p]``).
     Records of other graph/precision pairs already in the manifest are kept. The caller stores the
     result as ``manifest["engines"]`` and writes the manifest.
     """
     build_dir = Path(build_dir)
     if trt is None:
-        trt = import_tensorrt()
+        trt = import_tensorrt("building engines")
     check_tensorrt_version(trt)
     if cuda is None:
-        from svsr.runtime.cuda_api import CudaApi
+        from svsr.contract.cuda import CudaApi
 
         cuda = CudaApi(0)
     env = current_environment(trt, cuda)
@@ -215,9 +203,12 @@ def build_engines(
     engines: dict[str, dict[str, Any]] = dict(manifest.get("engines") or {})
     report(f"svsr-export: engines for {profile.describe()} with {env.describe()}")
 
+    precision = Precision.parse(precision)
+    if precision.is_auto:
+        raise InputError("engines are built for a fixed precision; give --precision fp32, fp16 or bf16.")
     logger = trt.Logger(trt.Logger.WARNING)
     for graph in graphs:
-        prec = precision_of(precision, graph)
+        prec = precision.of(graph)
         entry = onnx_entry(manifest, graph, prec, build_dir)
         onnx_path = check_graph_file(build_dir, graph, entry)
         key = cache_key(entry["sha256"], env, profile, options)

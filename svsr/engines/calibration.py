@@ -1,15 +1,12 @@
 """Calibration inputs for AutoCast, recorded from a real run of the PyTorch reference.
 
-The reference's building blocks (``flows``, ``guidance``, ``predict``, ``ddpm_step``,
-``decode_output``) are wrapped on one :class:`~svsr.reference.StableVSRReference` instance for the
-length of one ``upscale`` call; each wrapper notes the inputs the corresponding exported graph
-would receive at that point (see ``svsr/export/wrappers.py`` and ``svsr/runtime/sampler.py``) and
-calls the original. Nothing of the algorithm is copied here.
+The reference tells an observer (``StableVSRReference.upscale(observer=...)``) the inputs each
+exported graph would receive as its run reaches that point; this module only chooses which to
+keep. Nothing of the algorithm is copied here.
 
 What is recorded (defaults): the bundled sample clip (3 frames, 48x36), a 6-step run, and at the first,
-middle and last step both the first frame of the sweep (no TCM, ``tcm_scale`` 0, guidance input
-is what the runtime's buffer holds then: the previous sweep's last guidance, zeros at first) and
-one TCM-guided call. ``flow`` gets one pair of each direction, ``decode`` the final latents.
+middle and last step both the first frame of the sweep (no TCM: ``tcm_scale`` 0, zero guidance, as
+the runtime feeds it) and one TCM-guided call. ``flow`` gets one pair of each direction, ``decode`` the final latents.
 
 Layout (what ModelOpt's ``CalibrationDataProvider`` splits, ``np.array_split(x, n, axis=0)``): one
 ``.npz`` per graph, one key per graph input, samples concatenated along axis 0. A sample of an
@@ -27,18 +24,17 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from svsr.errors import InputError
-from svsr.graphs import GRAPH_NAMES, GRAPHS
-from svsr.scheduler_math import step_coefficients
+from svsr.contract.errors import InputError
+from svsr.contract.frames import IMAGE_SUFFIXES
+from svsr.contract.graphs import GRAPH_NAMES, GRAPHS
 
 DEFAULT_FRAMES = 3
 DEFAULT_STEPS = 6
 DEFAULT_SEED = 0
 DEFAULT_WIDTH, DEFAULT_HEIGHT = 48, 36  # LR; small keeps the reference run short, ranges depend on content more than size
 CALIBRATION_DIR = "calibration"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 # bump when what gets recorded changes, so typed graphs calibrated the old way are redone
-RECORDING_VERSION = 1
+RECORDING_VERSION = 2  # 2: through the reference's observer; no-TCM calls see zero guidance
 
 
 @dataclass(frozen=True)
@@ -137,7 +133,7 @@ def load_frames(source: str | Path | Sequence[np.ndarray]) -> list[np.ndarray]:
 
 def default_frames() -> list[np.ndarray]:
     """The bundled sample clip's first frames at 48x36 LR, the default calibration material."""
-    from svsr.sample import sample_frames
+    from svsr.sample_clip import sample_frames
 
     return sample_frames(DEFAULT_FRAMES, width=DEFAULT_WIDTH, height=DEFAULT_HEIGHT)
 
@@ -167,118 +163,47 @@ def calibration_key(fingerprint: str, frames: Sequence[np.ndarray], settings: Ca
     }
 
 
-def _numpy(tensor: Any) -> np.ndarray:
-    return np.ascontiguousarray(tensor.detach().cpu().numpy(), dtype=np.float32)
-
-
 def record_calibration(
     reference: Any,
     frames: Sequence[np.ndarray] | str | Path | None = None,
     settings: CalibrationSettings = CalibrationSettings(),
-    scheduler: Mapping[str, Any] | None = None,
     graphs: Sequence[str] = GRAPH_NAMES,
     progress: bool = False,
 ) -> CalibrationData:
-    """Run ``reference.upscale`` on ``frames`` and record the inputs each exported graph would get.
+    """Run ``reference.upscale`` on ``frames`` and keep the inputs each exported graph gets.
 
-    ``reference`` is a :class:`svsr.reference.StableVSRReference`; ``scheduler`` the manifest's
-    scheduler entry (``config`` + ``alphas_cumprod``), from which ``step_coeffs`` are computed with
-    :mod:`svsr.scheduler_math` exactly as the runtime does (default: from the loaded checkpoint).
+    ``reference`` is a :class:`svsr.reference.StableVSRReference`; its ``observer`` hands over every
+    graph's inputs as the run reaches them (the reference computes ``step_coeffs`` with
+    :mod:`svsr.contract.scheduler`, as the runtime does). This function only chooses which to keep.
     """
-    import torch
-
-    from svsr.noise import NumpyNoise
+    from svsr.contract.noise import NumpyNoise
 
     frames = default_frames() if frames is None else load_frames(frames)
-    if scheduler is None:
-        from svsr.export.exporter import scheduler_entry
-
-        scheduler = scheduler_entry(reference.components)
-    steps = step_coefficients(scheduler["config"], np.asarray(scheduler["alphas_cumprod"], np.float32), settings.num_inference_steps)
     wanted_steps = set(settings.steps_to_record())
     wanted = set(graphs)
     samples: dict[str, list[dict[str, np.ndarray]]] = {g: [] for g in GRAPH_NAMES}
-    trace: list = []
-    state: dict[str, Any] = {"guidance": None, "pending": None, "tcm_taken": {}}
+    tcm_taken: dict[int, int] = {}
+    timesteps: dict[int, int] = {}
 
-    original = {name: getattr(reference, name) for name in ("flows", "guidance", "predict", "ddpm_step", "decode_output")}
+    def keep(graph: str, inputs: Mapping[str, np.ndarray], call: Any) -> None:
+        if graph not in wanted:
+            return
+        if graph == "flow":
+            if len(samples["flow"]) < 2 * settings.flow_pairs:
+                samples["flow"].append(dict(inputs))
+        elif graph == "decode":
+            if len(samples["decode"]) < settings.max_decode:
+                samples["decode"].append(dict(inputs))
+        elif call.step in wanted_steps:
+            if call.uses_tcm and tcm_taken.get(call.step, 0) >= settings.tcm_calls_per_step:
+                return
+            if graph == "denoise":
+                timesteps[call.step] = int(inputs["timestep"][0])
+                if call.uses_tcm:
+                    tcm_taken[call.step] = tcm_taken.get(call.step, 0) + 1
+            samples[graph].append(dict(inputs))
 
-    def records(call) -> bool:
-        if call.step not in wanted_steps:
-            return False
-        if not call.uses_tcm:
-            return True
-        return state["tcm_taken"].get(call.step, 0) < settings.tcm_calls_per_step
-
-    def flows(lr):
-        if "flow" in wanted:
-            n = lr.shape[0]
-            for i in range(1, min(n, settings.flow_pairs + 1)):
-                # sampler.enqueue_flows: flow(frame i -> i-1) and flow(frame i-1 -> i)
-                samples["flow"].append({"frame": _numpy(lr[i : i + 1]), "previous": _numpy(lr[i - 1 : i])})
-                samples["flow"].append({"frame": _numpy(lr[i - 1 : i]), "previous": _numpy(lr[i : i + 1])})
-        return original["flows"](lr)
-
-    def guidance(x0_prev, flow):
-        out = original["guidance"](x0_prev, flow)
-        if "guide" in wanted and records(trace[-1]):
-            samples["guide"].append({"x0": _numpy(x0_prev), "flow": _numpy(flow)})
-        state["guidance"] = out
-        return out
-
-    def predict(z, lr, t, guide):
-        call = trace[-1]
-        if "denoise" in wanted and records(call):
-            if guide is not None:
-                state["tcm_taken"][call.step] = state["tcm_taken"].get(call.step, 0) + 1
-            # without TCM the runtime feeds whatever its guidance buffer holds (zeros before the first guide)
-            held = guide if guide is not None else state["guidance"]
-            guidance_in = _numpy(held) if held is not None else np.zeros((1, 3, 4 * z.shape[2], 4 * z.shape[3]), np.float32)
-            step = steps[call.step]
-            if int(t) != step.timestep:
-                raise RuntimeError(f"reference timestep {int(t)} differs from scheduler_math's {step.timestep} at step {call.step}")
-            state["pending"] = {
-                "z": _numpy(z),
-                "lr": _numpy(lr),
-                "guidance": guidance_in,
-                "tcm_scale": np.array([1.0 if guide is not None else 0.0], np.float32),
-                "timestep": np.array([step.timestep], np.float32),
-                "step_coeffs": step.coeffs.astype(np.float32),
-            }
-        return original["predict"](z, lr, t, guide)
-
-    def ddpm_step(model_output, t, sample, noise):
-        pending, state["pending"] = state["pending"], None
-        if pending is not None:
-            pending["noise"] = _numpy(noise) if noise is not None else np.zeros(tuple(sample.shape), np.float32)
-            samples["denoise"].append(pending)
-        return original["ddpm_step"](model_output, t, sample, noise)
-
-    def decode_output(z):
-        if "decode" in wanted and len(samples["decode"]) < settings.max_decode:
-            samples["decode"].append({"z": _numpy(z)})
-        return original["decode_output"](z)
-
-    wrappers: dict[str, Callable] = {
-        "flows": flows,
-        "guidance": guidance,
-        "predict": predict,
-        "ddpm_step": ddpm_step,
-        "decode_output": decode_output,
-    }
-    for name, fn in wrappers.items():
-        setattr(reference, name, fn)
-    try:
-        with torch.no_grad():
-            reference.upscale(
-                frames, num_inference_steps=settings.num_inference_steps, noise=NumpyNoise(settings.seed), progress=progress, trace=trace
-            )
-    finally:
-        for name in wrappers:
-            try:
-                delattr(reference, name)
-            except AttributeError:
-                pass
+    reference.upscale(frames, num_inference_steps=settings.num_inference_steps, noise=NumpyNoise(settings.seed), progress=progress, observer=keep)
 
     arrays: dict[str, dict[str, np.ndarray]] = {}
     counts: dict[str, int] = {}
@@ -296,6 +221,6 @@ def record_calibration(
         "frame_size": list(frames[0].shape[:2]),
         "steps": settings.num_inference_steps,
         "recorded_steps": sorted(wanted_steps),
-        "timesteps": [steps[s].timestep for s in sorted(wanted_steps)],
+        "timesteps": [timesteps[s] for s in sorted(wanted_steps) if s in timesteps],
     }
     return CalibrationData(arrays, counts, info)

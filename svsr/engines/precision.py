@@ -47,18 +47,15 @@ import numpy as np
 
 import svsr
 from svsr.engines.calibration import CALIBRATION_DIR, CalibrationData, CalibrationSettings, calibration_key, default_frames, load_frames
-from svsr.errors import InputError, MissingDependencyError, SvsrError
-from svsr.graphs import GRAPH_NAMES
-from svsr.manifest import check_graph_file, load_manifest, sha256_file, write_manifest
+from svsr.contract.errors import InputError, MissingDependencyError, SvsrError
+from svsr.contract.graphs import GRAPH_NAMES
+from svsr.contract.manifest import check_graph_file, load_manifest, sha256_file, write_manifest
+from svsr.contract.precision import LOW_PRECISIONS, Precision, PrecisionLike
+from svsr.export.onnx_files import needs_external_data, save_model
 
-PRECISIONS = ("fp32", "fp16", "bf16")
-LOW_PRECISIONS = ("fp16", "bf16")
-VAE_GRAPHS = ("guide", "decode")
 FP16_MAX = 65504.0
 DEFAULT_DATA_MAX = 512.0  # AutoCast's default: |I/O| above it keeps a node float32
 DEFAULT_FP16_HEADROOM = 2.0  # overflow guard at FP16_MAX / 2: calibration does not see every input
-PROTOBUF_LIMIT = 2**31 - 1
-EXTERNAL_MARGIN = 64 << 20
 EXTRA = "svsr[precision]"
 # bump when the conversion recipe changes, so typed graphs on disk are redone
 METHOD_VERSION = 3  # 3: data_max applied from our streamed ranges, AutoCast without its reference runner
@@ -69,64 +66,24 @@ class ConversionError(SvsrError):
     """AutoCast could not convert a graph."""
 
 
-# -- the plan ---------------------------------------------------------------------------------
+# -- the AutoCast thresholds (precision itself is svsr.contract.precision.Precision) ------------
 @dataclass(frozen=True)
-class PrecisionPlan:
-    """Precision per graph (fp32 | fp16 | bf16) and the range thresholds of the conversion."""
+class AutoCastSettings:
+    """The range thresholds of the conversion: which nodes stay float32 besides what the precision says."""
 
-    flow: str = "fp32"
-    denoise: str = "fp32"
-    guide: str = "fp32"
-    decode: str = "fp32"
     data_max: float = DEFAULT_DATA_MAX
     fp16_headroom: float = DEFAULT_FP16_HEADROOM
     keep_coordinates: bool = True  # pixel-coordinate arithmetic (warp/RAFT grids) stays float32
 
     def __post_init__(self) -> None:
-        for name in GRAPH_NAMES:
-            value = getattr(self, name)
-            if value not in PRECISIONS:
-                raise InputError(f"precision {value!r} for graph {name} is not one of {', '.join(PRECISIONS)}.")
         if not self.data_max > 0:
             raise InputError(f"data_max must be positive, got {self.data_max}.")
         if not self.fp16_headroom >= 1:
             raise InputError(f"fp16_headroom must be at least 1, got {self.fp16_headroom}.")
 
-    def of(self, graph: str) -> str:
-        if graph not in GRAPH_NAMES:
-            raise KeyError(graph)
-        return getattr(self, graph)
-
-    def as_dict(self) -> dict[str, str]:
-        """{graph: precision}, what ``OrtBackend(precision=...)`` takes."""
-        return {name: self.of(name) for name in GRAPH_NAMES}
-
-    def typed(self) -> dict[str, str]:
-        """The graphs that need a typed (non-fp32) file, with their precision."""
-        return {name: p for name, p in self.as_dict().items() if p != "fp32"}
-
     @property
     def overflow_limit(self) -> float:
         return FP16_MAX / self.fp16_headroom
-
-    def describe(self) -> str:
-        return ", ".join(f"{name} {p}" for name, p in self.as_dict().items())
-
-
-def parse_precision_args(
-    precision: str = "fp32", vae_precision: str | None = None, flow_precision: str | None = None, **thresholds: float
-) -> PrecisionPlan:
-    """``--precision`` for every graph, ``--vae-precision`` (guide + decode) and ``--flow-precision`` overriding it.
-
-    ``thresholds``: ``data_max`` and/or ``fp16_headroom`` (see :class:`PrecisionPlan`).
-    """
-    for flag, value in (("--precision", precision), ("--vae-precision", vae_precision), ("--flow-precision", flow_precision)):
-        if value is not None and value not in PRECISIONS:
-            raise InputError(f"{flag} {value!r} is not one of {', '.join(PRECISIONS)}.")
-    vae = vae_precision or precision
-    return PrecisionPlan(
-        flow=flow_precision or precision, denoise=precision, guide=vae, decode=vae, **thresholds
-    )
 
 
 # -- optional dependency ----------------------------------------------------------------------
@@ -326,24 +283,6 @@ def low_precision_nodes(model, precision: str, include_casts: bool = False) -> l
     return [n.name for n in model.graph.node if n.op_type not in skip and any(types.get(o) == wanted for o in n.output if o)]
 
 
-def _save(model, path: Path) -> str | None:
-    """Save a model; above the protobuf limit as one external data file ``<file>.data`` (returned)."""
-    import onnx
-
-    external = path.with_name(path.name + ".data")
-    size = sum(len(t.raw_data) for t in model.graph.initializer)
-    tmp = path.with_name(f".{path.name}.partial")
-    if size + EXTERNAL_MARGIN < PROTOBUF_LIMIT:
-        onnx.save_model(model, str(tmp))
-        os.replace(tmp, path)
-        if external.exists():
-            external.unlink()
-        return None
-    onnx.save_model(model, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True, location=external.name, size_threshold=1024)
-    os.replace(tmp, path)
-    return external.name
-
-
 # -- emulation for ONNX Runtime's CPU kernels ---------------------------------------------------
 def emulate_low_precision(model, precision: str = "bf16"):
     """Same graph with float32 arithmetic and every fp16/bf16 tensor rounded where it is produced
@@ -398,7 +337,7 @@ def emulate_low_precision(model, precision: str = "bf16"):
         if vi.type.tensor_type.elem_type == low:
             vi.type.tensor_type.elem_type = fp32
     del graph.value_info[:]
-    if sum(len(t.raw_data) for t in graph.initializer) + EXTERNAL_MARGIN < PROTOBUF_LIMIT:
+    if not needs_external_data(model):
         onnx.checker.check_model(model)
     return model
 
@@ -413,16 +352,16 @@ class TypedResult:
     reused: bool
 
 
-def typed_key(source_sha256: str, precision: str, plan: PrecisionPlan, calibration: Mapping[str, Any]) -> dict[str, Any]:
+def typed_key(source_sha256: str, precision: str, settings: AutoCastSettings, calibration: Mapping[str, Any]) -> dict[str, Any]:
     """Everything a typed graph depends on; equal keys mean the file on disk can be reused."""
     import onnx
 
     return {
         "source_sha256": source_sha256,
         "precision": precision,
-        "data_max": plan.data_max,
-        "overflow_limit": plan.overflow_limit if precision == "fp16" else None,
-        "keep_coordinates": plan.keep_coordinates,
+        "data_max": settings.data_max,
+        "overflow_limit": settings.overflow_limit if precision == "fp16" else None,
+        "keep_coordinates": settings.keep_coordinates,
         "keep_io_types": True,
         "calibration": dict(calibration),
         "modelopt": _modelopt_version(),
@@ -436,7 +375,7 @@ def convert_graph(
     source: str | Path,
     precision: str,
     samples: Sequence[Mapping[str, np.ndarray]],
-    plan: PrecisionPlan = PrecisionPlan(),
+    settings: AutoCastSettings = AutoCastSettings(),
     out: str | Path | None = None,
     ort_emulation: bool = True,
 ) -> dict[str, Any]:
@@ -451,9 +390,9 @@ def convert_graph(
     out = Path(out) if out is not None else source.with_name(f"{source.stem}.{precision}.onnx")
     start = time.perf_counter()
     absmax = calibrated_absmax(source, samples)
-    overflow = nodes_over(source, absmax, plan.overflow_limit) if precision == "fp16" else {}
-    large_data = nodes_over(source, absmax, plan.data_max)  # AutoCast's data_max rule, see module docstring
-    coordinates = _coordinate_nodes_of(source) if plan.keep_coordinates else []
+    overflow = nodes_over(source, absmax, settings.overflow_limit) if precision == "fp16" else {}
+    large_data = nodes_over(source, absmax, settings.data_max)  # AutoCast's data_max rule, see module docstring
+    coordinates = _coordinate_nodes_of(source) if settings.keep_coordinates else []
     exclude = [f"^{re.escape(name)}$" for name in sorted(set(overflow) | set(large_data) | set(coordinates))]
     try:
         with _quiet_autocast():
@@ -474,7 +413,7 @@ def convert_graph(
             f"{source.name}: nodes {still_fp16[:5]} exceed the fp16 range on the calibration data but were converted to fp16."
         )
     emulated = emulate_low_precision(model, precision) if ort_emulation else None  # before saving: saving may move tensors out
-    external = _save(model, out)
+    external = save_model(model, out)
     entry: dict[str, Any] = {
         "file": out.name,
         "sha256": sha256_file(out),
@@ -490,14 +429,14 @@ def convert_graph(
         "autocast": {
             "tool": "modelopt.onnx.autocast.convert_to_mixed_precision",
             "modelopt": _modelopt_version(),
-            "data_max": plan.data_max,
-            "overflow_limit": plan.overflow_limit if precision == "fp16" else None,
+            "data_max": settings.data_max,
+            "overflow_limit": settings.overflow_limit if precision == "fp16" else None,
             "keep_io_types": True,
         },
     }
     if emulated is not None:
         emu_path = out.with_name(f"{source.stem}.{precision}.ortcpu.onnx")
-        emu_external = _save(emulated, emu_path)
+        emu_external = save_model(emulated, emu_path)
         entry["ort_cpu_file"] = emu_path.name
         entry["ort_cpu_sha256"] = sha256_file(emu_path)
         entry["ort_cpu_external_data"] = emu_external
@@ -541,7 +480,7 @@ def _load_or_record_calibration(
     start = time.perf_counter()
     h, w = frames[0].shape[:2]
     report(f"  calibration: reference run on {len(frames)} frames {w}x{h}, {settings.num_inference_steps} steps")
-    data = record_calibration(StableVSRReference(components), frames, settings, scheduler=manifest["scheduler"], graphs=GRAPH_NAMES)
+    data = record_calibration(StableVSRReference(components), frames, settings, graphs=GRAPH_NAMES)
     data.info["key"] = dict(key)
     paths = data.save(folder)
     counts = ", ".join(f"{g} {n}" for g, n in data.counts.items())
@@ -552,14 +491,15 @@ def _load_or_record_calibration(
 def make_typed_graphs(
     build_dir: str | Path,
     components: Any,
-    plan: PrecisionPlan,
+    precision: PrecisionLike,
     calibration_frames: str | Path | Sequence[np.ndarray] | None = None,
     report: Callable[[str], None] = print,
     settings: CalibrationSettings = CalibrationSettings(),
     force: bool = False,
     ort_emulation: bool = True,
+    autocast: AutoCastSettings = AutoCastSettings(),
 ) -> dict[str, Any]:
-    """Make the typed graphs ``plan`` asks for beside the float32 graphs of ``build_dir``; return the manifest.
+    """Make the typed graphs ``precision`` asks for beside the float32 graphs of ``build_dir``; return the manifest.
 
     ``components``: the loaded checkpoint (:func:`svsr.reference.checkpoint.load_components`) the
     graphs were exported from; it drives the calibration run. ``calibration_frames``: a folder of
@@ -569,7 +509,7 @@ def make_typed_graphs(
     """
     build_dir = Path(build_dir)
     manifest = load_manifest(build_dir)
-    todo = plan.typed()
+    todo = Precision.parse(precision).typed()
     if not todo:
         return manifest
     require_autocast()
@@ -583,7 +523,7 @@ def make_typed_graphs(
     pending = []
     for name, precision in todo.items():
         entry = manifest["graphs"][name]
-        keys[name] = typed_key(entry["sha256"], precision, plan, cal_key) | {"ort_emulation": ort_emulation}
+        keys[name] = typed_key(entry["sha256"], precision, autocast, cal_key) | {"ort_emulation": ort_emulation}
         previous = entry.get("typed", {}).get(precision)
         if not force and _reusable(previous, build_dir, keys[name]):
             report(f"  {name:8s} {precision} reused   (unchanged graph, plan and calibration)")
@@ -596,7 +536,7 @@ def make_typed_graphs(
         for name, precision in pending:
             entry = manifest["graphs"][name]
             source = check_graph_file(build_dir, name, entry)
-            typed = convert_graph(source, precision, list(data.samples(name)), plan, ort_emulation=ort_emulation)
+            typed = convert_graph(source, precision, list(data.samples(name)), autocast, ort_emulation=ort_emulation)
             typed["source_sha256"] = entry["sha256"]
             typed["key"] = keys[name]
             entry.setdefault("typed", {})[precision] = typed

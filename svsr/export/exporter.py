@@ -26,15 +26,15 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import svsr
+from svsr.export.onnx_files import save_model
 from svsr.export.wrappers import build_wrapper
-from svsr.graphs import GRAPH_NAMES, GRAPHS, concrete_shape
-from svsr.manifest import MANIFEST_NAME, SCHEMA_VERSION, sha256_file, write_manifest
+from svsr.contract.graphs import GRAPH_NAMES, GRAPHS, concrete_shape, sample_graph_inputs
+from svsr.contract.manifest import MANIFEST_NAME, SCHEMA_VERSION, sha256_file, write_manifest
 from svsr.reference.checkpoint import Components
-from svsr.sizes import MIN_SIDE, PAD_MULTIPLE, SCALE
+from svsr.contract.sizes import MIN_SIDE, PAD_MULTIPLE, SCALE
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 17  # GroupNormalization-free patterns TensorRT 10 and 11 both parse
-PROTOBUF_LIMIT = 2**31 - 1
 # Trace size (LR): multiples of 4 but not of 8 or 16, see the module docstring.
 TRACE_HEIGHT, TRACE_WIDTH = 36, 44
 FLOPS_METHOD = "FlopCounterMode, math SDPA, fit at P and 4P"  # part of the reuse key
@@ -52,24 +52,9 @@ class GraphResult:
 
 
 def sample_inputs(name: str, height: int, width: int, batch: int = 1, seed: int = 0) -> tuple[torch.Tensor, ...]:
-    """Deterministic, plausible inputs for tracing and parity checks of graph ``name``."""
-    generator = torch.Generator().manual_seed(seed)
-    tensors = []
-    for spec in GRAPHS[name].inputs:
-        shape = concrete_shape(spec, batch, height, width)
-        if spec.name == "tcm_scale":
-            tensors.append(torch.ones(shape))
-        elif spec.name == "timestep":
-            tensors.append(torch.full(shape, 501.0))
-        elif spec.name == "step_coeffs":
-            tensors.append(torch.tensor([0.73, -0.68, 0.52, 0.47, 0.11, 3.0e38]))
-        elif spec.name in ("frame", "previous", "lr"):
-            tensors.append(torch.rand(shape, generator=generator) * 2 - 1)
-        elif spec.name == "flow":
-            tensors.append(torch.randn(shape, generator=generator) * 3)
-        else:
-            tensors.append(torch.randn(shape, generator=generator))
-    return tuple(tensors)
+    """:func:`svsr.contract.graphs.sample_graph_inputs` as torch tensors, in graph input order."""
+    feeds = sample_graph_inputs(name, height, width, batch, seed)
+    return tuple(torch.from_numpy(feeds[spec.name]) for spec in GRAPHS[name].inputs)
 
 
 def count_flops(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> int:
@@ -86,7 +71,7 @@ def flops_model(flops: int, flops_at_4x_pixels: int) -> dict[str, float]:
     """Fit FLOPs = linear * P + quadratic * P**2 (P = LR pixels) from counts at P and 4P.
 
     Convolutions grow with P, the VAE's full-resolution self-attention with P**2; the fit lets a
-    benchmark turn the manifest into FLOPs at any resolution (svsr.manifest.graph_flops).
+    benchmark turn the manifest into FLOPs at any resolution (svsr.contract.manifest.graph_flops).
     """
     pixels = TRACE_HEIGHT * TRACE_WIDTH
     # f1 = aP + bP^2, f4 = 4aP + 16bP^2  =>  b = (f4 - 4 f1) / (12 P^2), a = (f1 - b P^2) / P
@@ -129,7 +114,7 @@ def _trace(module: torch.nn.Module, name: str, path: Path, opset: int) -> None:
 
 
 def declare_io_shapes(model: onnx.ModelProto, name: str) -> None:
-    """Write the graph's I/O shapes exactly as svsr/graphs.py declares them.
+    """Write the graph's I/O shapes exactly as svsr/contract/graphs.py declares them.
 
     The tracer names some fixed dims symbolically (flow's 2 channels came out as 'Mulflow_dim_1');
     TensorRT profiles and C++ hosts read these declarations, so they must match the contract.
@@ -150,19 +135,9 @@ def declare_io_shapes(model: onnx.ModelProto, name: str) -> None:
 
 def _finalise_file(traced: Path, final: Path, name: str) -> str | None:
     """Declare the I/O shapes and save to ``final``; graphs over the protobuf limit get one external data file."""
-    external = final.with_name(final.name + ".data")
     model = onnx.load(str(traced), load_external_data=True)
     declare_io_shapes(model, name)
-    if external.exists():
-        external.unlink()
-    # sized from the weights: ByteSize() itself may fail on a message over the limit
-    weight_bytes = sum(len(t.raw_data) for t in model.graph.initializer)
-    if weight_bytes < PROTOBUF_LIMIT - 64 * 2**20:
-        onnx.save_model(model, str(final))
-        return None
-    onnx.save_model(model, str(final), save_as_external_data=True, all_tensors_to_one_file=True, location=external.name, size_threshold=1024)
-    external.chmod(0o644)
-    return external.name
+    return save_model(model, final)
 
 
 def tensor_entries(specs) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""Export-friendly modules: one per graph in svsr/graphs.py, built from the reference's components.
+"""Export-friendly modules: one per graph in svsr/contract/graphs.py, built from the reference's components.
 
 Each wrapper holds every operation of its part of the algorithm, so the runtime only moves
 buffers. Shapes are derived from tensors (never from Python ints) so one traced graph serves every

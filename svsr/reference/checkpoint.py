@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKL, ControlNetModel, DDPMScheduler, UNet2DConditionModel
 
-from svsr.errors import CheckpointError
+from svsr.contract.errors import CheckpointError
 
 REQUIRED_PARTS = ("unet", "controlnet", "vae", "scheduler")
 FLOW_ARCHS = ("raft_large", "raft_small")

@@ -6,22 +6,32 @@ It follows docs/stablevsr-algorithm.md to the letter; keep it plain rather than 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from svsr.errors import InputError
-from svsr.frames import pad_frame, validate_clip
-from svsr.noise import NoiseSource, TorchNoise
+from svsr.contract.errors import InputError
+from svsr.contract.frames import pad_frame, validate_clip
+from svsr.contract.noise import NoiseSource, TorchNoise
 from svsr.reference.checkpoint import Components, load_components
 from svsr.reference.flow import clip_flows, upscale_bicubic
 from svsr.reference.warp import warp
-from svsr.schedule import FrameCall, frame_calls
-from svsr.sizes import PaddingPlan
+from svsr.contract.scheduler import Step, step_coefficients
+from svsr.contract.sweeps import FrameCall, frame_calls
+from svsr.contract.sizes import PaddingPlan
 
 LATENT_CHANNELS = 4
+
+# observer(graph, inputs, call): the inputs the exported graph `graph` would receive at this point of
+# the run (float32 numpy arrays named as in svsr/contract/graphs.py); call is the FrameCall for
+# guide/denoise, None for flow/decode. Calibration of the typed graphs records through it.
+GraphObserver = Callable[[str, Mapping[str, np.ndarray], "FrameCall | None"], None]
+
+
+def _np(tensor: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(tensor.detach().cpu().numpy(), dtype=np.float32)
 
 
 def frames_to_tensor(frames: Sequence[np.ndarray], plan: PaddingPlan) -> torch.Tensor:
@@ -116,6 +126,30 @@ class StableVSRReference:
         """Final frames: ``clamp(vae.decode(z / scaling_factor) / 2 + 0.5, 0, 1)``."""
         return (self.decode_latent(z) / 2 + 0.5).clamp(0, 1)
 
+    # -- observing (calibration) -------------------------------------------------------------
+    def _step_coefficients(self, num_inference_steps: int) -> list:
+        """The denoise graph's per-step inputs, from the same scheduler tables the manifest records."""
+        scheduler = self.components.scheduler
+        steps = step_coefficients(dict(scheduler.config), scheduler.alphas_cumprod.numpy(), num_inference_steps)
+        if [s.timestep for s in steps] != [int(t) for t in scheduler.timesteps]:
+            raise RuntimeError("svsr.contract.scheduler timesteps differ from diffusers' for this scheduler config")
+        return steps
+
+    @staticmethod
+    def _observe_denoise(observer: GraphObserver, call: FrameCall, z: torch.Tensor, lr: torch.Tensor,
+                         guidance: torch.Tensor | None, step: Step, noise: torch.Tensor | None) -> None:
+        """The denoise graph's inputs: without the TCM its guidance input is zeros and tcm_scale 0."""
+        h, w = z.shape[2], z.shape[3]
+        observer("denoise", {
+            "z": _np(z),
+            "lr": _np(lr),
+            "guidance": _np(guidance) if guidance is not None else np.zeros((1, 3, 4 * h, 4 * w), np.float32),
+            "tcm_scale": np.array([1.0 if guidance is not None else 0.0], np.float32),
+            "timestep": np.array([step.timestep], np.float32),
+            "step_coeffs": step.coeffs.astype(np.float32),
+            "noise": _np(noise) if noise is not None else np.zeros(tuple(z.shape), np.float32),
+        }, call)
+
     # -- the whole clip -----------------------------------------------------------------------
     @torch.no_grad()
     def upscale(
@@ -126,12 +160,14 @@ class StableVSRReference:
         noise: NoiseSource | None = None,
         progress: bool | tqdm = True,
         trace: list[FrameCall] | None = None,
+        observer: GraphObserver | None = None,
     ) -> list[np.ndarray]:
         """Upscale a clip 4x. Returns 4Hx4Wx3 float32 frames in [0, 1].
 
         ``seed`` reproduces the original pipeline called with
         ``generator=torch.Generator("cpu").manual_seed(seed)``; ``noise`` overrides it with any
-        :class:`svsr.noise.NoiseSource`. ``trace`` (a list) receives every FrameCall in order.
+        :class:`svsr.contract.noise.NoiseSource`. ``trace`` (a list) receives every FrameCall in order;
+        ``observer`` is told each exported graph's inputs as the run reaches them (see GraphObserver).
         """
         if num_inference_steps < 1:
             raise InputError(f"num_inference_steps is {num_inference_steps}; use at least 1.")
@@ -141,6 +177,10 @@ class StableVSRReference:
         num_frames = len(frames)
 
         lr = frames_to_tensor(frames, plan)
+        if observer is not None:
+            for i in range(1, num_frames):  # the flow graph's calls: frame i -> i-1, then i-1 -> i
+                observer("flow", {"frame": _np(lr[i : i + 1]), "previous": _np(lr[i - 1 : i])}, None)
+                observer("flow", {"frame": _np(lr[i - 1 : i]), "previous": _np(lr[i : i + 1])}, None)
         fwd, bwd = self.flows(lr)
         flow_lists = {"fwd": fwd, "bwd": bwd}
         c.scheduler.set_timesteps(num_inference_steps)
@@ -148,6 +188,7 @@ class StableVSRReference:
         latent_shape = (1, LATENT_CHANNELS, plan.padded_height, plan.padded_width)
         sigma = c.scheduler.init_noise_sigma
         z = [torch.from_numpy(noise.initial_latent(k, latent_shape)) * sigma for k in range(num_frames)]
+        step_coeffs = self._step_coefficients(num_inference_steps) if observer is not None else None
 
         x0_prev: torch.Tensor | None = None
         own_bar = not hasattr(progress, "update")
@@ -159,9 +200,14 @@ class StableVSRReference:
                 k, t = call.frame, timesteps[call.step]
                 guidance = None
                 if call.uses_tcm:
-                    guidance = self.guidance(x0_prev, flow_lists[call.direction][call.flow_index])
-                model_output = self.predict(z[k], lr[k : k + 1], t, guidance)
+                    flow = flow_lists[call.direction][call.flow_index]
+                    if observer is not None:
+                        observer("guide", {"x0": _np(x0_prev), "flow": _np(flow)}, call)
+                    guidance = self.guidance(x0_prev, flow)
                 step_noise = torch.from_numpy(noise.step_noise(call.step, k, latent_shape)) if t > 0 else None
+                if observer is not None:
+                    self._observe_denoise(observer, call, z[k], lr[k : k + 1], guidance, step_coeffs[call.step], step_noise)
+                model_output = self.predict(z[k], lr[k : k + 1], t, guidance)
                 z[k], x0_prev = self.ddpm_step(model_output, t, z[k], step_noise)
                 bar.update(1)
         finally:
@@ -171,6 +217,8 @@ class StableVSRReference:
         out_h, out_w = plan.output_size
         results = []
         for k in range(num_frames):
+            if observer is not None:
+                observer("decode", {"z": _np(z[k])}, None)
             rgb = self.decode_output(z[k])[0, :, :out_h, :out_w]
             results.append(rgb.permute(1, 2, 0).numpy().astype(np.float32))
         return results

@@ -21,7 +21,7 @@ import torch
 from diffusers import AutoencoderKL, ControlNetModel, DDPMScheduler, UNet2DConditionModel
 from safetensors.torch import save_file
 
-from svsr.errors import InputError
+from svsr.contract.errors import InputError
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ class Backend(Protocol):
         """Copy a buffer back to the host."""
 
     def run(self, graph: str, inputs: Mapping[str, Buffer], outputs: Mapping[str, Buffer]) -> None:
-        """Run one graph reading ``inputs`` and writing ``outputs`` (names as in svsr/graphs.py)."""
+        """Run one graph reading ``inputs`` and writing ``outputs`` (names as in svsr/contract/graphs.py)."""
 
     def synchronize(self) -> None:
         """Wait for all queued work."""

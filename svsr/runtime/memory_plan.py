@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from svsr.errors import InputError
+from svsr.contract.errors import InputError
 
 ALIGNMENT = 512  # cudaMalloc hands out at least 256-byte aligned blocks; plan with a little slack
 DEFAULT_RESERVE = 256 * 1024**2  # CUDA graphs, streams, TensorRT's small allocations, fragmentation

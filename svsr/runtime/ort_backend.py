@@ -8,8 +8,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import onnxruntime as ort
 
-from svsr.errors import ManifestError
-from svsr.manifest import check_graph_file
+from svsr.contract.errors import ManifestError
+from svsr.contract.manifest import check_graph_file
+from svsr.contract.precision import Precision, PrecisionLike
 from svsr.runtime.backend import Buffer
 
 PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
@@ -50,7 +51,7 @@ class OrtBackend:
         build_dir: str | Path,
         manifest: Mapping[str, Any],
         device: str = "auto",
-        precision: str | Mapping[str, str] = "fp32",
+        precision: PrecisionLike = "fp32",
         graphs: Sequence[str] = ("flow", "denoise", "guide", "decode"),
         threads: int = 0,
     ) -> None:
@@ -63,11 +64,12 @@ class OrtBackend:
         build_dir = Path(build_dir)
         self.sessions: dict[str, ort.InferenceSession] = {}
         self.precisions: dict[str, str] = {}
+        # ONNX Runtime runs the exported float32 graphs unless a precision is asked for
+        self.precision = Precision.parse(precision).resolve(lambda graph, prec: prec == "fp32")
         for name in graphs:
-            precision_of = precision if isinstance(precision, str) else precision.get(name, "fp32")
-            path = graph_file(build_dir, manifest, name, precision_of, self.device)
+            path = graph_file(build_dir, manifest, name, self.precision.of(name), self.device)
             self.sessions[name] = ort.InferenceSession(str(path), options, providers=PROVIDERS[self.device])
-            self.precisions[name] = precision_of
+            self.precisions[name] = self.precision.of(name)
         self._input_types = {
             name: {i.name: i.type for i in s.get_inputs()} for name, s in self.sessions.items()
         }

@@ -1,28 +1,43 @@
-"""StableVSR's frame-wise bidirectional sampling over the exported graphs (torch-free).
+"""StableVSR's frame-wise bidirectional sampling over the exported graphs, streamed (torch-free).
 
-One implementation for every backend. All clip state (LR frames, flows, two latent buffers per
-frame, x0, guidance) is allocated once per clip and stays in backend buffers; per timestep the host
-uploads only the step's coefficients, timestep and each frame's noise (drawn in sweep order, the
-official draw order), then launches the sweep; decoded frames are downloaded once at the end. Latents ping-pong between two buffers per frame: forward sweeps
-(even steps) read A and write B, backward sweeps read B and write A, so each sweep direction always
-touches the same addresses (what a captured CUDA graph per direction needs).
+One implementation for every backend. Per-frame state lives in a host :class:`ClipStore` (RAM up to
+a budget, then files); the backend holds only a fixed set of slot buffers, so device memory does
+not depend on the number of frames and the output of an N-frame clip is the whole-clip result for
+every N (no chunks, no seams).
+
+Per frame-step (frame ``k`` at position ``j`` of the sweep of timestep index ``s``)::
+
+    upload  z[k] (plane s % 2), lr[k], flow of k onto the previous frame (j > 0), noise(s, k)  -> slot set j % 2
+    guide   (x0 of the previous frame, flow)                  -> guidance      (j > 0)
+    denoise (z, lr, guidance | zeros, tcm on | off, t, coeffs, noise) -> z_out, x0
+    download z_out -> z[k] (plane (s+1) % 2)
+
+Frame k+1 is uploaded into the other slot set while frame k computes (backends with a copy stream
+overlap the two); ``x0`` stays on the device between frames. Every graph call binds the same slot
+buffers every time, so backends can bind each execution context once and capture each frame-step
+program (per slot set and TCM on/off) once for every frame, step, clip and video of that size.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from svsr.frames import pad_frame, validate_clip
-from svsr.graphs import GRAPHS, concrete_shape
-from svsr.noise import NoiseSource, NumpyNoise
+from svsr.contract.frames import pad_frame, validate_clip
+from svsr.contract.graphs import GRAPHS, concrete_shape
+from svsr.contract.noise import NoiseSource, PhiloxNoise
+from svsr.contract.scheduler import Step, step_coefficients
+from svsr.contract.sizes import PaddingPlan
+from svsr.contract.sweeps import sweep_direction, sweep_order
 from svsr.runtime.backend import Backend, Buffer
-from svsr.scheduler_math import Step, step_coefficients
-from svsr.schedule import frame_calls, sweep_direction, sweep_order
-from svsr.sizes import PaddingPlan
+from svsr.runtime.clip_store import ClipStore, StoreLayout, default_host_memory
+
+Emit = Callable[[int, np.ndarray], None]  # (frame index, 4Hx4Wx3 float32 RGB in [0, 1])
 
 
 def to_model_input(frame: np.ndarray, plan: PaddingPlan) -> np.ndarray:
@@ -31,35 +46,51 @@ def to_model_input(frame: np.ndarray, plan: PaddingPlan) -> np.ndarray:
     return (padded.transpose(2, 0, 1)[None].astype(np.float32) / np.float32(255.0)) * np.float32(2.0) - np.float32(1.0)
 
 
-@dataclass
-class ClipBuffers:
-    """Every backend buffer one clip needs, allocated once."""
+def to_output_frame(rgb: np.ndarray, plan: PaddingPlan) -> np.ndarray:
+    """(1, 3, 4H', 4W') decode output -> 4Hx4Wx3 float32, cropped back to the unpadded size."""
+    out_h, out_w = plan.output_size
+    return np.ascontiguousarray(rgb[0, :, :out_h, :out_w].transpose(1, 2, 0), dtype=np.float32)
 
-    lr: list[Buffer]
-    latents: list[tuple[Buffer, Buffer]]  # (A, B) per frame
-    noise: list[Buffer]  # per frame, refilled once per step
-    fwd: list[Buffer]
-    bwd: list[Buffer]
-    x0: Buffer
+
+@dataclass(eq=False)
+class SlotSet:
+    """Device buffers one frame-step reads and writes; two sets alternate (double buffering)."""
+
+    index: int
+    z: Buffer
+    lr: Buffer
+    lr_previous: Buffer  # the previous frame's LR, when flows are computed per frame-step
+    flow: Buffer
+    noise: Buffer
     guidance: Buffer
+    z_out: Buffer
+
+
+@dataclass(eq=False)
+class DeviceSlots:
+    """Every device buffer the sampler uses for one LR size: constant in the number of frames."""
+
+    height: int
+    width: int
+    sets: tuple[SlotSet, SlotSet]
+    x0: Buffer
+    zero_guidance: Buffer
     tcm_off: Buffer
     tcm_on: Buffer
     timestep: Buffer
     coeffs: Buffer
-    rgb: Buffer
+    decode_z: tuple[Buffer, Buffer]
+    rgb: tuple[Buffer, Buffer]
+    extras: dict[str, Any] = field(default_factory=dict)
 
 
-def launch_sweep(backend: Backend, key: str, enqueue: Callable[[], None]) -> None:
-    """Run one sweep's graph launches; backends that capture (TensorRT + CUDA graphs) replay instead."""
-    launcher = getattr(backend, "launch_sweep", None)
-    if launcher is None:
-        enqueue()
-    else:
-        launcher(key, enqueue)
+def frame_step_key(slot_set: int, uses_tcm: bool, flow_per_step: bool) -> str:
+    """The frame-step program a backend may capture once and replay: one per slot set and TCM use."""
+    return f"step{slot_set}-{'tcm' if uses_tcm else 'first'}{'-flow' if flow_per_step and uses_tcm else ''}"
 
 
 class Sampler:
-    """Runs the schedule for one clip at a time on a backend, reading everything from the manifest."""
+    """Runs the schedule on a backend, reading the scheduler tables from the manifest."""
 
     def __init__(self, backend: Backend, manifest: Mapping[str, Any]) -> None:
         self.backend = backend
@@ -67,115 +98,213 @@ class Sampler:
         scheduler = manifest["scheduler"]
         self._scheduler_config = scheduler["config"]
         self._alphas_cumprod = np.asarray(scheduler["alphas_cumprod"], dtype=np.float32)
-        self._init_sigma = np.float32(scheduler.get("init_noise_sigma", 1.0))
+        self.init_sigma = np.float32(scheduler.get("init_noise_sigma", 1.0))
         self.latent_channels = int(manifest.get("latent_channels", 4))
+        self._slots: DeviceSlots | None = None
+
+    def close(self) -> None:
+        """Release the backend (sessions, buffers, device memory)."""
+        self._slots = None
+        self.backend.close()
 
     def steps(self, num_inference_steps: int) -> list[Step]:
         return step_coefficients(self._scheduler_config, self._alphas_cumprod, num_inference_steps)
 
-    def allocate(self, num_frames: int, height: int, width: int) -> ClipBuffers:
-        """All buffers of a clip of ``num_frames`` padded LR frames of ``height`` x ``width``."""
+    # -- device slots -----------------------------------------------------------------------------
+    def slots(self, height: int, width: int) -> DeviceSlots:
+        """The slot buffers for padded LR frames of ``height`` x ``width``; allocated once per size."""
+        if self._slots is not None and (self._slots.height, self._slots.width) == (height, width):
+            return self._slots
+        prepare = getattr(self.backend, "prepare_slots", None)
+        if prepare is not None:  # e.g. TensorRT: check the size against engine profiles and free memory
+            prepare(self.manifest, height, width)
         b = self.backend
 
         def alloc(label: str, graph: str, tensor: str) -> Buffer:
             spec = next(t for t in GRAPHS[graph].inputs + GRAPHS[graph].outputs if t.name == tensor)
             return b.allocate(label, concrete_shape(spec, 1, height, width), spec.dtype)
 
-        return ClipBuffers(
-            lr=[alloc(f"lr{k}", "denoise", "lr") for k in range(num_frames)],
-            latents=[(alloc(f"zA{k}", "denoise", "z"), alloc(f"zB{k}", "denoise", "z")) for k in range(num_frames)],
-            noise=[alloc(f"noise{k}", "denoise", "noise") for k in range(num_frames)],
-            fwd=[alloc(f"fwd{i}", "flow", "flow") for i in range(num_frames - 1)],
-            bwd=[alloc(f"bwd{i}", "flow", "flow") for i in range(num_frames - 1)],
+        def slot_set(i: int) -> SlotSet:
+            return SlotSet(
+                i,
+                z=alloc(f"z{i}", "denoise", "z"),
+                lr=alloc(f"lr{i}", "denoise", "lr"),
+                lr_previous=alloc(f"lr_previous{i}", "flow", "previous"),
+                flow=alloc(f"flow{i}", "flow", "flow"),
+                noise=alloc(f"noise{i}", "denoise", "noise"),
+                guidance=alloc(f"guidance{i}", "denoise", "guidance"),
+                z_out=alloc(f"z_out{i}", "denoise", "z_prev"),
+            )
+
+        slots = DeviceSlots(
+            height,
+            width,
+            sets=(slot_set(0), slot_set(1)),
             x0=alloc("x0", "denoise", "x0"),
-            guidance=alloc("guidance", "denoise", "guidance"),
+            zero_guidance=alloc("zero_guidance", "denoise", "guidance"),
             tcm_off=alloc("tcm_off", "denoise", "tcm_scale"),
             tcm_on=alloc("tcm_on", "denoise", "tcm_scale"),
             timestep=alloc("timestep", "denoise", "timestep"),
             coeffs=alloc("step_coeffs", "denoise", "step_coeffs"),
-            rgb=alloc("rgb", "decode", "rgb"),
+            decode_z=(alloc("decode_z0", "decode", "z"), alloc("decode_z1", "decode", "z")),
+            rgb=(alloc("rgb0", "decode", "rgb"), alloc("rgb1", "decode", "rgb")),
+        )
+        b.upload(slots.tcm_on, np.ones(1, np.float32))  # allocations are zero-filled: tcm_off and zero_guidance stay 0
+        self._slots = slots
+        return slots
+
+    # -- the phases of a clip -----------------------------------------------------------------------
+    def load_frames(self, store: ClipStore, frames: Sequence[np.ndarray], plan: PaddingPlan, start: int = 0) -> None:
+        """LR frames (uint8 HxWx3) into the store, converted to the graphs' input convention."""
+        for offset, frame in enumerate(frames):
+            store.lr.write(start + offset, to_model_input(frame, plan))
+
+    def compute_flows(self, store: ClipStore, slots: DeviceSlots, progress: Any = None) -> None:
+        """fwd[i-1] = flow(frame i -> i-1); bwd = reversed(bwd_pair), bwd_pair[i-1] = flow(frame i-1 -> i)."""
+        if not store.store_flows:
+            return
+        b, n = self.backend, store.layout.num_frames
+        s = slots.sets[0]
+        for i in range(1, n):
+            b.upload(s.lr, store.lr.read(i))
+            b.upload(s.lr_previous, store.lr.read(i - 1))
+            b.run("flow", {"frame": s.lr, "previous": s.lr_previous}, {"flow": s.flow})
+            store.fwd.write(i - 1, b.download(s.flow))
+            b.run("flow", {"frame": s.lr_previous, "previous": s.lr}, {"flow": s.flow})
+            store.bwd.write(n - 1 - i, b.download(s.flow))
+            if progress is not None:
+                progress(i, n - 1)
+
+    def initial_latents(self, store: ClipStore, noise: NoiseSource) -> None:
+        """Plane 0 gets every frame's initial latent, drawn in frame order (the official draw order)."""
+        shape = store.layout.latent_shape
+        for k in range(store.layout.num_frames):
+            initial = noise.initial_latent(k, shape)
+            store.latents[0].write(k, initial if self.init_sigma == 1 else initial * self.init_sigma)
+
+    def run_step(self, store: ClipStore, slots: DeviceSlots, step: Step, noise: NoiseSource, on_frame: Callable[[], None] | None = None) -> None:
+        """One sweep (timestep ``step``): reads latent plane ``s % 2``, writes plane ``(s + 1) % 2``."""
+        b, n = self.backend, store.layout.num_frames
+        read, write = store.latents[step.index % 2], store.latents[(step.index + 1) % 2]
+        direction = sweep_direction(step.index)
+        order = sweep_order(n, step.index)
+        shape = store.layout.latent_shape
+        b.upload(slots.timestep, np.array([step.timestep], np.float32))
+        b.upload(slots.coeffs, step.coeffs)
+        zeros = np.zeros(shape, np.float32)
+
+        def stage(position: int) -> None:
+            """Upload frame ``order[position]``'s state into its slot set (noise drawn in sweep order)."""
+            k, s = order[position], slots.sets[position % 2]
+            b.upload(s.z, read.read(k))
+            b.upload(s.lr, store.lr.read(k))
+            b.upload(s.noise, noise.step_noise(step.index, k, shape) if step.has_noise else zeros)
+            if position > 0:
+                if store.store_flows:
+                    b.upload(s.flow, store.flows(direction).read(position - 1))
+                else:
+                    b.upload(s.lr_previous, store.lr.read(order[position - 1]))
+
+        stage(0)
+        for position, k in enumerate(order):
+            s = slots.sets[position % 2]
+            uses_tcm = position > 0
+            launch(b, frame_step_key(s.index, uses_tcm, not store.store_flows), lambda: self.enqueue_frame_step(slots, s, uses_tcm, not store.store_flows))
+            if position + 1 < n:
+                stage(position + 1)  # overlaps this frame's compute on backends with a copy stream
+            write.write(k, b.download(s.z_out))
+            if on_frame is not None:
+                on_frame()
+
+    def enqueue_frame_step(self, slots: DeviceSlots, s: SlotSet, uses_tcm: bool, flow_per_step: bool) -> None:
+        """The graph launches of one frame-step, on fixed buffers: no host work, so it can be captured."""
+        b = self.backend
+        if uses_tcm:
+            if flow_per_step:
+                b.run("flow", {"frame": s.lr, "previous": s.lr_previous}, {"flow": s.flow})
+            b.run("guide", {"x0": slots.x0, "flow": s.flow}, {"guidance": s.guidance})
+        b.run(
+            "denoise",
+            {
+                "z": s.z,
+                "lr": s.lr,
+                "guidance": s.guidance if uses_tcm else slots.zero_guidance,
+                "tcm_scale": slots.tcm_on if uses_tcm else slots.tcm_off,
+                "timestep": slots.timestep,
+                "step_coeffs": slots.coeffs,
+                "noise": s.noise,
+            },
+            {"z_prev": s.z_out, "x0": slots.x0},
         )
 
-    def enqueue_flows(self, buf: ClipBuffers) -> None:
-        """fwd[i-1] = flow(frame i -> i-1); bwd = reversed(bwd_pair), bwd_pair[i-1] = flow(frame i-1 -> i)."""
-        n = len(buf.lr)
-        for i in range(1, n):
-            self.backend.run("flow", {"frame": buf.lr[i], "previous": buf.lr[i - 1]}, {"flow": buf.fwd[i - 1]})
-            self.backend.run("flow", {"frame": buf.lr[i - 1], "previous": buf.lr[i]}, {"flow": buf.bwd[n - 1 - i]})
+    def decode(self, store: ClipStore, slots: DeviceSlots, num_steps: int, plan: PaddingPlan, emit: Emit, start: int = 0) -> None:
+        """Final frames ``start..N-1`` in order to ``emit``; decoding frame k+1 is enqueued before frame k is fetched."""
+        b, n = self.backend, store.layout.num_frames
+        final = store.latents[num_steps % 2]
+        pending: tuple[int, Buffer] | None = None
+        for position, k in enumerate(range(start, n)):
+            z, rgb = slots.decode_z[position % 2], slots.rgb[position % 2]
+            b.upload(z, final.read(k))
+            b.run("decode", {"z": z}, {"rgb": rgb})
+            if pending is not None:
+                emit(pending[0], to_output_frame(b.download(pending[1]), plan))
+            pending = (k, rgb)
+        if pending is not None:
+            emit(pending[0], to_output_frame(b.download(pending[1]), plan))
+        b.synchronize()
 
-    def enqueue_sweep(self, buf: ClipBuffers, step: int) -> None:
-        """Every graph launch of the sweep at timestep index ``step``: no host work, so it can be captured.
-
-        Reads and writes depend only on the sweep direction (step parity), so two captured graphs
-        (forward, backward) serve every step.
-        """
-        flows = {"fwd": buf.fwd, "bwd": buf.bwd}
-        n = len(buf.lr)
-        for call in frame_calls(n, step + 1):
-            if call.step != step:
-                continue
-            k = call.frame
-            if call.uses_tcm:
-                self.backend.run("guide", {"x0": buf.x0, "flow": flows[call.direction][call.flow_index]}, {"guidance": buf.guidance})
-            self.backend.run(
-                "denoise",
-                {
-                    "z": buf.latents[k][step % 2],
-                    "lr": buf.lr[k],
-                    "guidance": buf.guidance,
-                    "tcm_scale": buf.tcm_on if call.uses_tcm else buf.tcm_off,
-                    "timestep": buf.timestep,
-                    "step_coeffs": buf.coeffs,
-                    "noise": buf.noise[k],
-                },
-                {"z_prev": buf.latents[k][(step + 1) % 2], "x0": buf.x0},
-            )
-
+    # -- one clip in memory -------------------------------------------------------------------------
     def upscale(
         self,
         frames: Sequence[np.ndarray],
         num_inference_steps: int = 50,
         noise: NoiseSource | None = None,
         progress: bool | Any = False,
+        *,
+        host_memory: int | None = None,
+        work_dir: str | Path | None = None,
     ) -> list[np.ndarray]:
-        """Upscale one clip 4x: HxWx3 uint8 frames -> 4Hx4Wx3 float32 in [0, 1]."""
+        """Upscale one clip 4x: HxWx3 uint8 frames -> 4Hx4Wx3 float32 in [0, 1].
+
+        The clip state is streamed through the store (``host_memory`` bytes of RAM, default half of
+        what is available; latents in a temporary work folder, or ``work_dir``); the returned list
+        holds every output frame, so for long videos use the video job, which encodes as it decodes.
+        """
         plan = validate_clip(frames)
         steps = self.steps(num_inference_steps)
-        noise = noise if noise is not None else NumpyNoise(0)
-        b, n = self.backend, len(frames)
-        h, w = plan.padded_height, plan.padded_width
-        buf = self.allocate(n, h, w)
-        latent_shape = (1, self.latent_channels, h, w)
+        noise = noise if noise is not None else PhiloxNoise(0)
+        layout = StoreLayout(len(frames), plan.padded_height, plan.padded_width)
+        budget = default_host_memory() if host_memory is None else host_memory
+        with tempfile.TemporaryDirectory(prefix="svsr-clip-", dir=work_dir) as folder:
+            store = ClipStore(layout, Path(folder), budget)
+            try:
+                slots = self.slots(layout.height, layout.width)
+                self.load_frames(store, frames, plan)
+                self.compute_flows(store, slots)
+                self.initial_latents(store, noise)
+                own_bar = not hasattr(progress, "update")
+                bar = tqdm(total=layout.num_frames * len(steps), desc=self.backend.name, unit="frame-step", disable=not progress) if own_bar else progress
+                try:
+                    for step in steps:
+                        self.run_step(store, slots, step, noise, on_frame=lambda: bar.update(1))
+                finally:
+                    if own_bar:
+                        bar.close()
+                results: list[np.ndarray] = [None] * layout.num_frames  # type: ignore[list-item]
 
-        for k, frame in enumerate(frames):
-            b.upload(buf.lr[k], to_model_input(frame, plan))
-        self.enqueue_flows(buf)
-        for k in range(n):
-            initial = noise.initial_latent(k, latent_shape)
-            b.upload(buf.latents[k][0], initial if self._init_sigma == 1 else initial * self._init_sigma)
-        b.upload(buf.tcm_on, np.ones(1, np.float32))
+                def keep(k: int, frame: np.ndarray) -> None:
+                    results[k] = frame
 
-        own_bar = not hasattr(progress, "update")
-        bar = tqdm(total=n * len(steps), desc=b.name, unit="frame-step", disable=not progress) if own_bar else progress
-        try:
-            for step in steps:
-                b.upload(buf.timestep, np.array([step.timestep], np.float32))
-                b.upload(buf.coeffs, step.coeffs)
-                if step.has_noise:  # drawn in sweep order: the official draw order
-                    for k in sweep_order(n, step.index):
-                        b.upload(buf.noise[k], noise.step_noise(step.index, k, latent_shape))
-                launch_sweep(b, sweep_direction(step.index), lambda: self.enqueue_sweep(buf, step.index))
-                bar.update(n)
-        finally:
-            if own_bar:
-                bar.close()
+                self.decode(store, slots, len(steps), plan, keep)
+                return results
+            finally:
+                store.close()
 
-        final = len(steps) % 2
-        out_h, out_w = plan.output_size
-        results = []
-        for k in range(n):
-            b.run("decode", {"z": buf.latents[k][final]}, {"rgb": buf.rgb})
-            rgb = b.download(buf.rgb)
-            results.append(np.ascontiguousarray(rgb[0, :, :out_h, :out_w].transpose(1, 2, 0), dtype=np.float32))
-        b.synchronize()
-        return results
+
+def launch(backend: Backend, key: str, enqueue: Callable[[], None]) -> None:
+    """Run one frame-step's launches; backends that capture (TensorRT + CUDA graphs) replay instead."""
+    launcher = getattr(backend, "launch", None)
+    if launcher is None:
+        enqueue()
+    else:
+        launcher(key, enqueue)

@@ -1,6 +1,6 @@
 """TensorRT backend: engines with user-managed scratch, clip state on the device, one CUDA graph per sweep.
 
-How it runs a clip (torch-free; CUDA through svsr/runtime/cuda_api.py):
+How it runs a clip (torch-free; CUDA through svsr/contract/cuda.py):
 
 * Engines are deserialised once; each gets an execution context created with
   ``ExecutionContextAllocationStrategy.USER_MANAGED`` and pointed (``set_device_memory``) at ONE
@@ -27,7 +27,6 @@ TRT_RUNTIME_API lists every TensorRT name used here; tests check each exists in 
 
 from __future__ import annotations
 
-import importlib
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,20 +34,21 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from svsr.engines.profiles import Profile, format_size
-from svsr.engines.records import (
+from svsr.contract.profiles import Profile, format_size
+from svsr.contract.engine_records import (
     BuildEnvironment,
     check_record,
     engine_key,
     onnx_entry,
-    precision_of,
     rebuild_command,
     validate_engines,
 )
-from svsr.errors import InputError, ManifestError, MissingDependencyError
-from svsr.graphs import GRAPH_NAMES, GRAPHS
-from svsr.manifest import sha256_file
-from svsr.runtime.cuda_api import CudaError
+from svsr.contract.errors import InputError, ManifestError, MissingDependencyError
+from svsr.contract.graphs import GRAPH_NAMES, GRAPHS
+from svsr.contract.manifest import sha256_file
+from svsr.contract.precision import Precision, PrecisionLike
+from svsr.contract.tensorrt import import_tensorrt
+from svsr.contract.cuda import CudaError
 from svsr.runtime.memory_plan import aligned, check_fits, clip_buffers, plan_memory
 from svsr.runtime.sampler import ClipBuffers, Sampler
 
@@ -72,7 +72,7 @@ TRT_RUNTIME_API: dict[str, tuple[str, ...]] = {
 }
 _DTYPES = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT32": "int32", "INT64": "int64"}
 STAGING_SLOTS = 2
-PRECISION_PREFERENCE = ("fp16", "bf16", "fp32")  # for precision="auto"
+
 
 
 class SweepAddressError(RuntimeError):
@@ -193,7 +193,7 @@ class TrtBackend:
 
     # -- loading --------------------------------------------------------------------------------
     def _check_io(self, graph: str, engine: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """The engine's input/output names in graph order, after checking names and dtypes against svsr/graphs.py."""
+        """The engine's input/output names in graph order, after checking names and dtypes against svsr/contract/graphs.py."""
         trt = self.trt
         found: dict[str, tuple[Any, str]] = {}
         for i in range(engine.num_io_tensors):
@@ -526,36 +526,16 @@ class TrtSampler(Sampler):
 
 
 # -- opening a build folder ----------------------------------------------------------------------
-def import_tensorrt_runtime() -> Any:
-    try:
-        return importlib.import_module("tensorrt")
-    except ImportError as exc:
-        raise MissingDependencyError(
-            f"--backend trt needs TensorRT ({exc}); install svsr[tensorrt] (README: TensorRT) or use --backend ort."
-        ) from None
-
-
-def _plan_arg(precisions: Mapping[str, str]) -> str | Mapping[str, str]:
-    """One precision when every graph has it, else the per-graph plan (for the rebuild command)."""
-    used = set(precisions.values())
-    return used.pop() if len(used) == 1 else precisions
-
-
-def choose_precisions(manifest: Mapping[str, Any], precision: Any, graphs: Sequence[str] = GRAPH_NAMES) -> dict[str, str]:
-    """Precision per graph: as given, or for ``"auto"`` the first of fp16, bf16, fp32 with an engine record."""
-    if precision != "auto":
-        return {g: precision_of(precision, g) for g in graphs}
+def choose_precision(manifest: Mapping[str, Any], precision: PrecisionLike) -> Precision:
+    """``precision`` resolved for TensorRT: ``auto`` takes, per graph, the fastest precision with a built engine."""
     engines = manifest.get("engines") or {}
-    chosen = {}
-    for g in graphs:
-        chosen[g] = next((p for p in PRECISION_PREFERENCE if engine_key(g, p) in engines), "fp32")
-    return chosen
+    return Precision.parse(precision).resolve(lambda graph, prec: engine_key(graph, prec) in engines)
 
 
 def open_trt_backend(
     build_dir: str | Path,
     manifest: Mapping[str, Any],
-    precision: Any = "auto",
+    precision: PrecisionLike = "auto",
     *,
     trt: Any = None,
     cuda: Any = None,
@@ -563,27 +543,27 @@ def open_trt_backend(
 ) -> TrtBackend:
     """Load the build folder's engines for ``precision`` after checking their records against this machine."""
     build_dir = Path(build_dir)
-    trt = trt if trt is not None else import_tensorrt_runtime()
+    trt = trt if trt is not None else import_tensorrt("--backend trt")
     if cuda is None:
-        from svsr.runtime.cuda_api import CudaApi
+        from svsr.contract.cuda import CudaApi
 
         cuda = CudaApi(0)
     env = BuildEnvironment(str(trt.__version__), cuda.device_name(), cuda.compute_capability())
     engines = validate_engines(manifest.get("engines") or {}, str(build_dir / "manifest.json"))
-    precisions = choose_precisions(manifest, precision)
+    chosen = choose_precision(manifest, precision)
     plans: dict[str, bytes] = {}
     profiles: dict[str, Profile] = {}
-    for graph, prec in precisions.items():
+    for graph, prec in chosen.per_graph().items():
         record = engines.get(engine_key(graph, prec))
         if record is None:
             raise ManifestError(
                 f"{build_dir} has no {prec} TensorRT engine for the {graph} graph; build it with: "
-                f"{rebuild_command(manifest, build_dir, _plan_arg(precisions))} (plus --resolution WxH or --min/--max)."
+                f"{rebuild_command(manifest, build_dir, chosen)} (plus --resolution WxH or --min/--max)."
             )
         onnx_sha = onnx_entry(manifest, graph, prec, build_dir)["sha256"]
-        check_record(record, env, manifest, build_dir, onnx_sha256=onnx_sha, precisions=_plan_arg(precisions))
+        check_record(record, env, manifest, build_dir, onnx_sha256=onnx_sha, precisions=chosen)
         profile = Profile.from_json(record["profile"])
-        command = rebuild_command(manifest, build_dir, _plan_arg(precisions), profile)
+        command = rebuild_command(manifest, build_dir, chosen, profile)
         path = build_dir / record["file"]
         if not path.exists():
             raise ManifestError(f"the {graph} {prec} engine {path} named in the manifest is missing; rebuild it with: {command}")
@@ -592,11 +572,11 @@ def open_trt_backend(
         plans[graph] = path.read_bytes()
         profiles[graph] = profile
     def rebuild(profile: Profile | None) -> str:
-        return rebuild_command(manifest, build_dir, _plan_arg(precisions), profile)
+        return rebuild_command(manifest, build_dir, chosen, profile)
 
     return TrtBackend(plans, trt=trt, cuda=cuda, profiles=profiles, cuda_graphs=cuda_graphs, rebuild=rebuild)
 
 
-def open_trt_sampler(build_dir: str | Path, manifest: Mapping[str, Any], precision: Any = "auto") -> Sampler:
+def open_trt_sampler(build_dir: str | Path, manifest: Mapping[str, Any], precision: PrecisionLike = "auto") -> Sampler:
     """What ``svsr-run --backend trt`` runs: a Sampler over this build folder's TensorRT engines."""
     return TrtSampler(open_trt_backend(build_dir, manifest, precision), manifest)

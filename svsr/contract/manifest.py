@@ -15,8 +15,8 @@ from typing import Any
 
 import jsonschema
 
-from svsr.errors import ManifestError
-from svsr.graphs import GRAPH_NAMES
+from svsr.contract.errors import ManifestError
+from svsr.contract.graphs import GRAPH_NAMES
 
 MANIFEST_NAME = "manifest.json"
 SCHEMA_VERSION = 1
@@ -121,7 +121,7 @@ MANIFEST_SCHEMA: dict[str, Any] = {
             },
         },
         "flow": {"type": "object"},
-        # one build record per "<graph>.<precision>"; svsr.engines.records validates the records
+        # one build record per "<graph>.<precision>"; svsr.contract.engine_records validates the records
         "engines": {
             "type": "object",
             "propertyNames": {"pattern": "^(flow|denoise|guide|decode)\\.(fp32|fp16|bf16)$"},

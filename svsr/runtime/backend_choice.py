@@ -1,37 +1,22 @@
-"""Open a build folder with the right backend: `auto` prefers TensorRT engines made for this GPU."""
+"""The backend chooser: open a build folder on ONNX Runtime or TensorRT (`auto` prefers engines made for this GPU)."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
-from svsr.errors import InputError, MissingDependencyError
-from svsr.manifest import load_manifest
+from svsr.contract.errors import InputError, MissingDependencyError
+from svsr.contract.manifest import load_manifest
+from svsr.contract.precision import PrecisionLike
+from svsr.contract.tensorrt import tensorrt_importable
 from svsr.runtime.sampler import Sampler
-
-
-def tensorrt_usable() -> bool:
-    """TensorRT and cuda-python import, so the trt backend can at least be tried.
-
-    Importing (not just finding) them matters: a TensorRT Python package without its libraries is
-    found but fails to import, and `auto` must then fall back to ONNX Runtime.
-    """
-    if any(importlib.util.find_spec(m) is None for m in ("tensorrt", "cuda")):
-        return False
-    try:
-        importlib.import_module("tensorrt")
-        importlib.import_module("cuda.bindings.runtime")
-    except Exception:  # noqa: BLE001 - any failure means the backend cannot run here
-        return False
-    return True
 
 
 def engines_match_this_machine(manifest: dict) -> bool:
     """Every graph has an engine record made with this machine's TensorRT version and GPU model."""
     import tensorrt as trt
 
-    from svsr.graphs import GRAPH_NAMES
-    from svsr.runtime.cuda_api import CudaApi
+    from svsr.contract.graphs import GRAPH_NAMES
+    from svsr.contract.cuda import CudaApi
 
     try:
         cuda = CudaApi(0)
@@ -46,7 +31,7 @@ def engines_match_this_machine(manifest: dict) -> bool:
     return matching >= set(GRAPH_NAMES)
 
 
-def open_sampler(build_dir: str | Path, backend: str = "auto", precision: str | dict[str, str] = "auto") -> tuple[Sampler, str]:
+def open_sampler(build_dir: str | Path, backend: str = "auto", precision: PrecisionLike = "auto", threads: int = 0) -> tuple[Sampler, str]:
     """A Sampler over ``build_dir`` on ``backend`` (auto|ort|trt) and a label for progress output.
 
     ``precision`` auto: TensorRT takes the lowest-precision engine built per graph (fp16 > bf16 >
@@ -57,9 +42,9 @@ def open_sampler(build_dir: str | Path, backend: str = "auto", precision: str | 
         raise InputError(f"--model {build_dir} is not a folder; run svsr-export --out {build_dir} first.")
     manifest = load_manifest(build_dir)
     if backend == "auto":
-        backend = "trt" if manifest.get("engines") and tensorrt_usable() and engines_match_this_machine(manifest) else "ort"
+        backend = "trt" if manifest.get("engines") and tensorrt_importable() and engines_match_this_machine(manifest) else "ort"
     if backend == "trt":
-        if not tensorrt_usable():
+        if not tensorrt_importable():
             raise MissingDependencyError(
                 "--backend trt needs TensorRT and cuda-python on a machine with an NVIDIA GPU; "
                 "install svsr[tensorrt] (README: TensorRT) or use --backend ort."
@@ -71,5 +56,5 @@ def open_sampler(build_dir: str | Path, backend: str = "auto", precision: str | 
         raise InputError(f"unknown backend {backend!r}; use auto, ort or trt.")
     from svsr.runtime.ort_backend import OrtBackend
 
-    ort_backend = OrtBackend(build_dir, manifest, precision="fp32" if precision == "auto" else precision)
+    ort_backend = OrtBackend(build_dir, manifest, precision=precision, threads=threads)
     return Sampler(ort_backend, manifest), f"ort-{ort_backend.device}"

@@ -6,9 +6,18 @@ from typing import Sequence
 
 import numpy as np
 
-from svsr.errors import InputError
-from svsr.sizes import PaddingPlan, padding_plan
+from svsr.contract.errors import InputError
+from svsr.contract.sizes import PaddingPlan, padding_plan
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+"""Frame-image suffixes svsr reads (lower case): frame folders to upscale and calibration frames.
+
+PNG and JPEG only: frame folders are written as PNG, Pillow reads both (8/16-bit PNG, EXIF
+orientation) fully, and every error sentence about a frame folder names PNG/JPEG. BMP and WebP would
+decode too but are refused so those sentences stay true; TIFF is refused because Pillow turns a
+float TIFF into RGB by clipping (a 0..1 image comes out black) and reads only a multi-page TIFF's
+first page.
+"""
 
 def validate_clip(frames: Sequence[np.ndarray]) -> PaddingPlan:
     """Check a clip of HxWx3 uint8 RGB frames of one size; return how it is padded."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from svsr.errors import InputError
+from svsr.contract.errors import InputError
 
 SCALE = 4
 MIN_SIDE = 32  # RAFT needs the 4x frames to be >= 128 px on each side

@@ -26,12 +26,12 @@ from typing import Any, Mapping
 
 import jsonschema
 
-from svsr.engines.profiles import Profile
-from svsr.errors import InputError, ManifestError
-from svsr.graphs import GRAPH_NAMES
+from svsr.contract.profiles import Profile
+from svsr.contract.errors import InputError, ManifestError
+from svsr.contract.graphs import GRAPH_NAMES
+from svsr.contract.precision import PRECISIONS, Precision, PrecisionLike
 
 CACHE_KEY_VERSION = 1
-PRECISIONS = ("fp32", "fp16", "bf16")
 ENGINE_DIR = "engines"
 
 _sha = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
@@ -196,24 +196,6 @@ def validate_engines(engines: Any, where: str = "manifest.json") -> dict[str, di
             )
     return dict(engines)
 
-def precision_of(plan: Any, graph: str) -> str:
-    """The precision a precision plan gives ``graph``.
-
-    ``plan`` is one precision for every graph (``"fp16"``), a mapping ``{graph: precision}``
-    (missing graphs are fp32), or an object with ``of(graph)`` such as
-    svsr.engines.precision.PrecisionPlan.
-    """
-    if isinstance(plan, str):
-        precision = plan
-    elif hasattr(plan, "of"):
-        precision = plan.of(graph)
-    else:
-        precision = plan.get(graph, "fp32")
-    if precision not in PRECISIONS:
-        raise InputError(f"precision {precision!r} for graph {graph} is not one of {', '.join(PRECISIONS)}.")
-    return precision
-
-
 def onnx_entry(manifest: Mapping[str, Any], graph: str, precision: str, build_dir: str | Path) -> dict[str, Any]:
     """The manifest entry (file, sha256) of the ONNX graph an engine of ``precision`` is built from."""
     entry = manifest["graphs"][graph]
@@ -228,26 +210,13 @@ def onnx_entry(manifest: Mapping[str, Any], graph: str, precision: str, build_di
 
 
 
-def precision_args(precision: Any) -> list[str]:
-    """svsr-export precision options for one precision or a per-graph plan (--precision, --vae-precision, --flow-precision)."""
-    if isinstance(precision, str):
-        return ["--precision", precision]
-    per = {g: precision_of(precision, g) for g in GRAPH_NAMES}
-    args = ["--precision", per["denoise"]]
-    if per["guide"] == per["decode"] != per["denoise"]:
-        args += ["--vae-precision", per["guide"]]
-    if per["flow"] != per["denoise"]:
-        args += ["--flow-precision", per["flow"]]
-    return args
-
-
-def rebuild_command(manifest: Mapping[str, Any], build_dir: str | Path, precision: Any, profile: Profile | None = None) -> str:
+def rebuild_command(manifest: Mapping[str, Any], build_dir: str | Path, precision: PrecisionLike, profile: Profile | None = None) -> str:
     """The svsr-export command line that rebuilds this build folder's engines on this machine.
 
-    ``precision``: one precision, or the per-graph plan in use (mapping or PrecisionPlan).
+    ``precision``: the precision in use (a Precision, or anything Precision.parse takes).
     """
     source = (manifest.get("checkpoint") or {}).get("source") or "CHECKPOINT"
-    args = ["svsr-export", "--weights", str(source), *precision_args(precision), "--out", str(build_dir)]
+    args = ["svsr-export", "--weights", str(source), *Precision.parse(precision).flags(), "--out", str(build_dir)]
     if profile is not None:
         args += profile.cli_args()
     args.append("--force")
@@ -260,7 +229,7 @@ def check_record(
     manifest: Mapping[str, Any],
     build_dir: str | Path,
     onnx_sha256: str | None = None,
-    precisions: Any = None,
+    precisions: PrecisionLike = None,
 ) -> None:
     """Refuse (ManifestError, one sentence) an engine built elsewhere or from another ONNX graph.
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 NUM_STEP_COEFFS = 6
-# Order of the per-step scheduler coefficients fed to `denoise` (see svsr/scheduler_math.py):
+# Order of the per-step scheduler coefficients fed to `denoise` (see svsr/contract/scheduler.py):
 STEP_COEFF_NAMES = ("x0_from_sample", "x0_from_output", "prev_from_x0", "prev_from_sample", "noise_std", "x0_clip")
 
 
@@ -77,3 +77,35 @@ def concrete_shape(spec: TensorSpec, batch: int, height: int, width: int) -> tup
     """Resolve a tensor's symbolic dims for one LR size (already padded to a multiple of 4)."""
     dims = {"batch": batch, "height": height, "width": width, "height4": 4 * height, "width4": 4 * width}
     return tuple(dims[d] if isinstance(d, str) else d for d in spec.shape)
+
+
+# representative per-step scheduler coefficients (a mid-schedule v-prediction step) for sample inputs
+SAMPLE_STEP_COEFFS = (0.73, -0.68, 0.52, 0.47, 0.11, 3.0e38)
+
+
+def sample_graph_inputs(name: str, height: int, width: int, batch: int = 1, seed: int = 0) -> dict[str, "np.ndarray"]:
+    """Deterministic, plausible float32 inputs of graph ``name`` (tracing, parity checks, benchmarks).
+
+    LR frames uniform in [-1, 1], flows ~ 3 px, latents and noise standard normal, the TCM on, a
+    mid-schedule timestep and step coefficients.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for spec in GRAPHS[name].inputs:
+        shape = concrete_shape(spec, batch, height, width)
+        if spec.name == "tcm_scale":
+            value = np.ones(shape, np.float32)
+        elif spec.name == "timestep":
+            value = np.full(shape, 501.0, np.float32)
+        elif spec.name == "step_coeffs":
+            value = np.array(SAMPLE_STEP_COEFFS, np.float32)
+        elif spec.name in ("frame", "previous", "lr"):
+            value = rng.uniform(-1.0, 1.0, shape).astype(np.float32)
+        elif spec.name == "flow":
+            value = (rng.standard_normal(shape) * 3.0).astype(np.float32)
+        else:
+            value = rng.standard_normal(shape).astype(np.float32)
+        feeds[spec.name] = value
+    return feeds

@@ -1,6 +1,6 @@
 """TensorRT optimisation profiles from target LR sizes (plain Python, no TensorRT needed).
 
-A profile says, for every graph input with symbolic dims (svsr/graphs.py), which min/opt/max shape
+A profile says, for every graph input with symbolic dims (svsr/contract/graphs.py), which min/opt/max shape
 the engine accepts. It is decided by LR frame sizes and a batch range:
 
 * ``--resolution 320x180``: one static size (min = opt = max), the fastest engines;
@@ -8,7 +8,7 @@ the engine accepts. It is decided by LR frame sizes and a batch range:
 * ``--batch 1`` or ``--batch 1:2:4``: the batch range (independent clips; the sampler uses 1).
 
 Sizes are written ``WxH`` (width first, like video tools) and stored as (height, width). Every LR
-side is padded up to a multiple of 4 first, exactly as the runtime pads frames (svsr/sizes.py), so
+side is padded up to a multiple of 4 first, exactly as the runtime pads frames (svsr/contract/sizes.py), so
 a profile built for 318x178 covers the 320x180 tensors that such frames become.
 """
 
@@ -18,9 +18,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from svsr.errors import InputError
-from svsr.graphs import GRAPHS, concrete_shape
-from svsr.sizes import MIN_SIDE, PAD_MULTIPLE
+from svsr.contract.errors import InputError
+from svsr.contract.graphs import GRAPHS, concrete_shape
+from svsr.contract.sizes import MIN_SIDE, PAD_MULTIPLE
 
 Shape = tuple[int, ...]
 Size = tuple[int, int]  # (height, width), padded to a multiple of 4

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from svsr.errors import SvsrError
+from svsr.contract.errors import SvsrError
 
 
 class CudaError(SvsrError):

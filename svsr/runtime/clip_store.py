@@ -1,0 +1,240 @@
+"""The host-side clip store: every frame's state between the device's fixed slots (torch-free).
+
+StableVSR is defined on a whole clip, so the sampler needs every frame's state at every timestep:
+the LR input, the latent of the last completed step and the one being written, and the two flows.
+The store holds them in RAM up to a byte budget (``--host-memory``) and beyond it in files of the
+work folder, so host memory is bounded whatever the clip length.
+
+Files are read and written with ``os.pread``/``os.pwrite`` rather than ``np.memmap``: pages of a
+memory map that were touched count towards the process's resident memory until the kernel
+reclaims them, so a mapped 3000-frame store would look like (and can become) a 3000-frame RSS;
+positioned reads go through the page cache instead and leave RSS flat.
+
+Latents are always in a file of the work folder: they are the resume checkpoint. Two latent
+planes ping-pong by step parity (step ``s`` reads plane ``s % 2`` and writes plane ``(s+1) % 2``),
+so a crash in the middle of a sweep never touches the last completed step.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from svsr.contract.errors import InputError
+
+FLOAT32 = np.dtype(np.float32)
+LATENT_CHANNELS = 4
+
+
+class FrameArray:
+    """``count`` float32 items of one shape, indexed by frame; in RAM."""
+
+    in_file = False
+
+    def __init__(self, count: int, item_shape: Sequence[int]) -> None:
+        self.count = count
+        self.item_shape = tuple(item_shape)
+        self._data = np.zeros((count, *self.item_shape), FLOAT32)
+
+    @property
+    def item_bytes(self) -> int:
+        return int(np.prod(self.item_shape)) * FLOAT32.itemsize
+
+    def read(self, index: int, out: np.ndarray | None = None) -> np.ndarray:
+        if out is None:
+            return self._data[index].copy()
+        out[...] = self._data[index]
+        return out
+
+    def write(self, index: int, value: np.ndarray) -> None:
+        self._data[index] = value.reshape(self.item_shape)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self._data = np.zeros((0, *self.item_shape), FLOAT32)
+
+
+class FileFrameArray(FrameArray):
+    """The same, in a file: item ``i`` at byte ``i * item_bytes``; survives the process (resume)."""
+
+    in_file = True
+
+    def __init__(self, path: Path, count: int, item_shape: Sequence[int], *, keep: bool = False) -> None:
+        self.count = count
+        self.item_shape = tuple(item_shape)
+        self.path = path
+        size = count * self.item_bytes
+        existed = path.exists() and path.stat().st_size == size
+        if not keep or not existed:
+            _reserve(path, size)
+        self._fd = os.open(path, os.O_RDWR)
+        self.reused = keep and existed
+
+    def read(self, index: int, out: np.ndarray | None = None) -> np.ndarray:
+        out = np.empty(self.item_shape, FLOAT32) if out is None else out
+        view = memoryview(out.reshape(-1).view(np.uint8))
+        got = os.preadv(self._fd, [view], index * self.item_bytes)
+        if got != self.item_bytes:
+            raise OSError(f"{self.path} is shorter than expected (read {got} of {self.item_bytes} bytes at item {index})")
+        return out
+
+    def write(self, index: int, value: np.ndarray) -> None:
+        data = np.ascontiguousarray(value, FLOAT32).reshape(-1).view(np.uint8)
+        written = os.pwrite(self._fd, memoryview(data), index * self.item_bytes)
+        if written != self.item_bytes:
+            raise OSError(f"could not write {self.item_bytes} bytes to {self.path}")
+
+    def flush(self) -> None:
+        os.fsync(self._fd)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def _reserve(path: Path, size: int) -> None:
+    """Create ``path`` with ``size`` bytes actually allocated, so a full disk fails now, in one sentence."""
+    tmp = path.with_name(f".{path.name}.partial")
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        try:
+            os.posix_fallocate(fd, 0, size) if size else None
+        except OSError as exc:
+            raise InputError(
+                f"the work folder {path.parent} has no room for {size / 2**20:.0f} MiB of clip state ({exc.strerror}); "
+                "free space there or choose another folder with --work-dir."
+            ) from None
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class StoreLayout:
+    """Sizes of one clip's per-frame state (LR size already padded to a multiple of 4)."""
+
+    num_frames: int
+    height: int
+    width: int
+
+    @property
+    def lr_shape(self) -> tuple[int, ...]:
+        return (1, 3, self.height, self.width)
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        return (1, LATENT_CHANNELS, self.height, self.width)
+
+    @property
+    def flow_shape(self) -> tuple[int, ...]:
+        return (1, 2, 4 * self.height, 4 * self.width)
+
+    def bytes_of(self, part: str) -> int:
+        n = self.num_frames
+        item = {"lr": self.lr_shape, "latents": self.latent_shape, "flows": self.flow_shape}[part]
+        count = {"lr": n, "latents": 2 * n, "flows": 2 * max(n - 1, 0)}[part]
+        return count * int(np.prod(item)) * FLOAT32.itemsize
+
+
+def parse_memory_size(text: str, option: str = "--host-memory") -> int:
+    """``512M``, ``8G``, ``1.5G``, ``65536`` (bytes) -> bytes; InputError naming ``option`` otherwise."""
+    units = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    raw = str(text).strip().upper().removesuffix("IB").removesuffix("B")
+    number, unit = (raw[:-1], raw[-1]) if raw and raw[-1] in units else (raw, "")
+    try:
+        value = float(number)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value != value or value == float("inf"):
+        raise InputError(f"{option} {text!r} is not a memory size; write it like 512M, 8G or 1.5G.")
+    return int(value * units[unit])
+
+
+def default_host_memory() -> int:
+    """Half of the memory available now (MemAvailable), at least 256 MiB."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return max(256 * 2**20, int(line.split()[1]) * 1024 // 2)
+    except OSError:
+        pass
+    pages = os.sysconf("SC_AVPHYS_PAGES") if hasattr(os, "sysconf") else 0
+    return max(256 * 2**20, pages * os.sysconf("SC_PAGE_SIZE") // 2) if pages else 4 * 2**30
+
+
+class ClipStore:
+    """LR frames, two latent planes and the forward/backward flows of one clip.
+
+    ``budget`` bytes of RAM are given to the LR frames first, then the flows; what does not fit goes
+    to files in ``folder``. Latents are always files in ``folder`` (see the module docstring).
+    ``resume=True`` keeps existing latent and flow files of the right size instead of clearing them.
+    ``lr``: LR frames already written (e.g. streamed from a decoder into a file); moved to RAM when
+    the budget allows.
+    """
+
+    def __init__(
+        self, layout: StoreLayout, folder: Path, budget: int, *, resume: bool = False, store_flows: bool = True, lr: FrameArray | None = None
+    ) -> None:
+        self.layout = layout
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        n = layout.num_frames
+        remaining = budget
+
+        def place(name: str, count: int, shape: tuple[int, ...], nbytes: int) -> FrameArray:
+            nonlocal remaining
+            if nbytes <= remaining:
+                remaining -= nbytes
+                return FrameArray(count, shape)
+            return FileFrameArray(folder / f"{name}.f32", count, shape, keep=resume)
+
+        if lr is None:
+            self.lr = place("lr", n, layout.lr_shape, layout.bytes_of("lr"))
+        elif lr.in_file and layout.bytes_of("lr") <= remaining:
+            self.lr = FrameArray(n, layout.lr_shape)
+            for k in range(n):
+                self.lr.write(k, lr.read(k))
+            lr.close()
+            remaining -= layout.bytes_of("lr")
+        else:
+            self.lr = lr
+        self.latents = [FileFrameArray(folder / f"latents{p}.f32", n, layout.latent_shape, keep=resume) for p in (0, 1)]
+        self.store_flows = store_flows
+        half = layout.bytes_of("flows") // 2
+        self.fwd = place("flows_fwd", n - 1, layout.flow_shape, half) if store_flows else None
+        self.bwd = place("flows_bwd", n - 1, layout.flow_shape, half) if store_flows else None
+
+    def flows(self, direction: str) -> FrameArray:
+        array = self.fwd if direction == "fwd" else self.bwd
+        if array is None:
+            raise RuntimeError("this store does not keep flows (they are recomputed per frame-step)")
+        return array
+
+    @property
+    def in_ram_bytes(self) -> int:
+        arrays = [self.lr, self.fwd, self.bwd]
+        return sum(a.count * a.item_bytes for a in arrays if a is not None and not a.in_file)
+
+    @property
+    def spilled(self) -> list[str]:
+        """Names of the parts kept in files beyond the latents (for progress output and tests)."""
+        names = {"lr": self.lr, "flows_fwd": self.fwd, "flows_bwd": self.bwd}
+        return [name for name, a in names.items() if a is not None and a.in_file]
+
+    def flush(self) -> None:
+        for array in (self.lr, *self.latents, self.fwd, self.bwd):
+            if array is not None:
+                array.flush()
+
+    def close(self) -> None:
+        for array in (self.lr, *self.latents, self.fwd, self.bwd):
+            if array is not None:
+                array.close()

@@ -1,0 +1,75 @@
+"""The one precision type: flags -> per graph -> flags, auto resolution, manifest round trip."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from svsr.contract.errors import InputError
+from svsr.contract.graphs import GRAPH_NAMES
+from svsr.contract.precision import PRECISIONS, Precision
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [(p, v, f) for p, v, f in itertools.product(PRECISIONS, (None, *PRECISIONS), (None, *PRECISIONS))],
+)
+def test_flags_to_per_graph_and_back(flags):
+    precision = Precision.from_flags(*flags)
+    default, vae, flow = flags
+    assert precision.per_graph() == {
+        "flow": flow or default,
+        "denoise": default,
+        "guide": vae or default,
+        "decode": vae or default,
+    }
+    args = precision.flags()
+    again = Precision.from_flags(*(args[args.index(f) + 1] if f in args else None for f in ("--precision", "--vae-precision", "--flow-precision")))
+    assert again == precision
+    assert Precision.from_manifest(precision.to_manifest()) == precision
+    assert Precision.parse(str(precision)) == precision
+
+
+def test_overrides_equal_to_the_default_collapse():
+    assert Precision.from_flags("fp16", "fp16", "fp16") == Precision("fp16")
+    assert Precision.from_flags("fp16", "fp16", "fp16").flags() == ["--precision", "fp16"]
+
+
+def test_typed_graphs_and_fp32():
+    assert Precision("fp32").is_fp32 and Precision("fp32").typed() == {}
+    assert Precision("fp16", vae="fp32").typed() == {"flow": "fp16", "denoise": "fp16"}
+    assert not Precision("auto").is_fp32
+
+
+def test_auto_resolves_per_graph_to_the_fastest_available():
+    built = {("denoise", "fp16"), ("denoise", "bf16"), ("guide", "bf16"), ("decode", "bf16"), ("flow", "fp32")}
+    chosen = Precision("auto").resolve(lambda g, p: (g, p) in built)
+    assert chosen.per_graph() == {"flow": "fp32", "denoise": "fp16", "guide": "bf16", "decode": "bf16"}
+    assert Precision("auto").resolve(lambda g, p: False) == Precision("fp32")
+    assert Precision("bf16").resolve(lambda g, p: False) == Precision("bf16")  # fixed stays fixed
+    with pytest.raises(ValueError, match="resolve"):
+        Precision("auto").of("denoise")
+
+
+def test_bad_values_are_one_sentence():
+    with pytest.raises(InputError, match="'int8' is not a precision"):
+        Precision.from_flags("fp16", vae_precision="int8")
+    with pytest.raises(InputError, match="override a fixed precision"):
+        Precision("auto", vae="fp32")
+    with pytest.raises(InputError, match="both VAE graphs run in one precision"):
+        Precision.parse({"guide": "fp16", "decode": "fp32"})
+    with pytest.raises(InputError, match="malformed"):
+        Precision.parse("fp16,unet=fp32")
+    with pytest.raises(InputError, match="unknown graph"):
+        Precision.parse({"unet": "fp16"})
+    with pytest.raises(KeyError):
+        Precision("fp16").of("unet")
+
+
+def test_parse_takes_every_form():
+    assert Precision.parse(None) == Precision("fp32")
+    assert Precision.parse("fp16,vae=fp32,flow=bf16") == Precision("fp16", vae="fp32", flow="bf16")
+    assert Precision.parse({g: "bf16" for g in GRAPH_NAMES}) == Precision("bf16")
+    p = Precision("fp16")
+    assert Precision.parse(p) is p
