@@ -57,7 +57,53 @@ def _frames(num_frames: int, height: int, width: int) -> list[np.ndarray]:
     return [np.ascontiguousarray(base[i : i + height, i : i + width]) for i in range(num_frames)]
 
 
-def bench_runtime(model: Path, backend: str, precision: str, height: int, width: int, frames: int, steps: int, warmup: int, repeats: int) -> dict[str, Any]:
+class GraphTimer:
+    """Wraps a backend and adds up the wall time spent inside graph runs (a synchronous backend's compute)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.graph_seconds = 0.0
+
+    def run(self, graph: str, inputs: Any, outputs: Any) -> None:
+        start = time.perf_counter()
+        self.inner.run(graph, inputs, outputs)
+        self.graph_seconds += time.perf_counter() - start
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def bench_long_clip(sampler: Any, frames: int, height: int, width: int, steps: int, host_memory: int) -> dict[str, Any]:
+    """A long clip through the clip store (spilled beyond ``host_memory``): frame-step time and host overhead.
+
+    Host overhead = wall time outside graph runs (uploads, downloads, store reads/writes and spills,
+    noise, scheduling) as a percentage of graph time. Only meaningful where runs are synchronous
+    (ONNX Runtime); an asynchronous backend's runs return before the work is done.
+    """
+    from svsr.contract.noise import PhiloxNoise
+
+    timer = GraphTimer(sampler.backend)
+    inner, sampler.backend = sampler.backend, timer
+    try:
+        start = time.perf_counter()
+        sampler.upscale(_frames(frames, height, width), num_inference_steps=steps, noise=PhiloxNoise(0), host_memory=host_memory)
+        total = time.perf_counter() - start
+    finally:
+        sampler.backend = inner
+    return {
+        "frames": frames,
+        "steps": steps,
+        "host_memory": host_memory,
+        "end_to_end_s": total,
+        "graph_s": timer.graph_seconds,
+        "frame_step_ms": 1e3 * total / (frames * steps),
+        "host_overhead_pct": 100.0 * (total - timer.graph_seconds) / timer.graph_seconds,
+        "synchronous": getattr(inner, "name", "") == "ort",
+    }
+
+
+def bench_runtime(model: Path, backend: str, precision: str, height: int, width: int, frames: int, steps: int, warmup: int, repeats: int,
+                  long_clip: int = 0, host_memory: int = 16 * 2**20) -> dict[str, Any]:
     """One runtime backend (ort or trt): per-graph latency on the backend's own buffers, then end to end."""
     from svsr.api import Upscaler
     from svsr.contract.noise import NumpyNoise
@@ -80,7 +126,11 @@ def bench_runtime(model: Path, backend: str, precision: str, height: int, width:
     start = time.perf_counter()
     sampler.upscale(clip, num_inference_steps=steps, noise=NumpyNoise(0))
     total = time.perf_counter() - start
-    return {"backend": label, "precision": precision, "graphs": graphs, "end_to_end_s": total, "peak_host_mib": _peak_host_mib(), "peak_device_mib": _device_peak_mib(b)}
+    long_row = bench_long_clip(sampler, long_clip, height, width, steps, host_memory) if long_clip else None
+    row = {"backend": label, "precision": precision, "graphs": graphs, "end_to_end_s": total, "long_clip": long_row,
+           "peak_host_mib": _peak_host_mib(), "peak_device_mib": _device_peak_mib(b)}
+    upscaler.close()
+    return row
 
 
 def _device_peak_mib(backend: Any) -> float | None:
@@ -157,6 +207,14 @@ def markdown(rows: list[dict[str, Any]], header: str) -> str:
         dev = f"{r['peak_device_mib']:.0f}" if r.get("peak_device_mib") else "-"
         tf = f"{g['denoise']['tflops']:.3f}/{g['guide']['tflops']:.3f}"
         lines.append(f"| {r['backend']} | {r['precision']} | " + " | ".join(cells) + f" | {fs} | {of} | {tf} | {r['peak_host_mib']:.0f} | {dev} | {speed} |")
+    long_rows = [r for r in rows if r.get("long_clip")]
+    if long_rows:
+        lines += ["", "| long clip | frames x steps | host memory | frame-step ms | graph time s | host overhead (% of graph time) |", "|---|---|---|---|---|---|"]
+        for r in long_rows:
+            c = r["long_clip"]
+            overhead = f"{c['host_overhead_pct']:.2f}%" if c["synchronous"] else "- (asynchronous backend)"
+            lines.append(f"| {r['backend']} {r['precision']} | {c['frames']} x {c['steps']} | {c['host_memory'] / 2**20:.0f} MiB | "
+                         f"{c['frame_step_ms']:.1f} | {c['graph_s']:.2f} | {overhead} |")
     return "\n".join(lines)
 
 
@@ -200,7 +258,8 @@ def _child_main(spec_json: str, out_path: str) -> int:
     spec = json.loads(spec_json)
     kind = spec.pop("backend")
     if kind in ("ort", "trt"):
-        row = bench_runtime(Path(spec["model"]), kind, spec["precision"], spec["height"], spec["width"], spec["frames"], spec["steps"], spec["warmup"], spec["repeats"])
+        row = bench_runtime(Path(spec["model"]), kind, spec["precision"], spec["height"], spec["width"], spec["frames"], spec["steps"], spec["warmup"], spec["repeats"],
+                            long_clip=spec.get("long_clip", 0), host_memory=spec.get("host_memory", 16 * 2**20))
     else:
         row = bench_reference(spec["weights"], spec["height"], spec["width"], spec["frames"], spec["steps"], spec["warmup"], spec["repeats"], device=spec.get("device", "cpu"), half=kind == "torch-fp16")
     Path(out_path).write_text(json.dumps(row))
@@ -215,12 +274,14 @@ def torch_cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def run_bench(model: Path, backends: list[str], precision: str, height: int, width: int, frames: int, steps: int, warmup: int, repeats: int, weights: str | None, report: Callable[[str], None] = print) -> tuple[list[dict[str, Any]], list[str]]:
+def run_bench(model: Path, backends: list[str], precision: str, height: int, width: int, frames: int, steps: int, warmup: int, repeats: int, weights: str | None,
+              report: Callable[[str], None] = print, long_clip: int = 0, host_memory: int = 16 * 2**20) -> tuple[list[dict[str, Any]], list[str]]:
     manifest = load_manifest(model)
     weights = weights or manifest["checkpoint"].get("source")
     rows, errors = [], []
     for backend in backends:
-        spec = {"backend": backend, "model": str(model), "precision": precision if backend in ("ort", "trt") else "fp32", "height": height, "width": width, "frames": frames, "steps": steps, "warmup": warmup, "repeats": repeats, "weights": weights}
+        spec = {"backend": backend, "model": str(model), "precision": precision if backend in ("ort", "trt") else "fp32", "height": height, "width": width, "frames": frames, "steps": steps, "warmup": warmup, "repeats": repeats, "weights": weights,
+                "long_clip": long_clip, "host_memory": host_memory}
         if backend == "torch-fp16":
             spec["device"] = "cuda"
         report(f"svsr-bench: measuring {backend} ...")

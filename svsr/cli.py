@@ -200,6 +200,9 @@ def bench_parser() -> argparse.ArgumentParser:
     p.add_argument("--resolution", default="64x48", help="LR frame size WxH (default 64x48)")
     p.add_argument("--frames", type=int, default=3, help="frames of the end-to-end clip (default 3)")
     p.add_argument("--steps", type=int, default=2, help="denoising steps end to end (default 2)")
+    p.add_argument("--long-clip", type=int, default=0, metavar="N",
+                   help="also run an N-frame clip through the clip store and report host overhead (default 0: skip)")
+    p.add_argument("--host-memory", default="16M", metavar="SIZE", help="clip-store RAM for --long-clip (default 16M, so it spills)")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--json", type=Path, help="write all rows as JSON")
@@ -229,7 +232,13 @@ def _bench(args: argparse.Namespace) -> int:
     if args.frames < 1 or args.steps < 1:
         raise InputError("--frames and --steps must be at least 1; raise them.")
     backends = args.backend or ["reference", "ort"] + (["trt"] if tensorrt_importable() else []) + (["torch-fp16"] if torch_cuda_available() else [])
-    rows, errors = run_bench(args.model, backends, args.precision, height, width, args.frames, args.steps, args.warmup, args.repeats, args.weights)
+    from svsr.runtime.clip_store import parse_memory_size
+
+    if args.long_clip < 0:
+        raise InputError(f"--long-clip is {args.long_clip}; give a frame count of 0 (skip) or more.")
+    host_memory = parse_memory_size(args.host_memory)
+    rows, errors = run_bench(args.model, backends, args.precision, height, width, args.frames, args.steps, args.warmup, args.repeats, args.weights,
+                             long_clip=args.long_clip, host_memory=host_memory)
     if not rows:
         raise SvsrError("no backend could be measured: " + "; ".join(errors))
     table = markdown(rows, f"svsr-bench: {args.model} at LR {width}x{height}, {args.frames} frames x {args.steps} steps")

@@ -13,7 +13,7 @@ def test_bench_reference_and_ort_side_by_side(tiny_checkpoint, tmp_path, capsys)
     out_json, out_png, out_md = tmp_path / "b.json", tmp_path / "b.png", tmp_path / "b.md"
     code = bench_main([
         "--model", str(build), "--backend", "reference", "--backend", "ort", "--resolution", "40x32",
-        "--frames", "2", "--steps", "1", "--warmup", "1", "--repeats", "2",
+        "--frames", "2", "--steps", "1", "--warmup", "1", "--repeats", "2", "--long-clip", "12", "--host-memory", "1M",
         "--json", str(out_json), "--plot", str(out_png), "--markdown", str(out_md),
     ])
     assert code == 0
@@ -29,6 +29,10 @@ def test_bench_reference_and_ort_side_by_side(tiny_checkpoint, tmp_path, capsys)
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = out_md.read_text()
     assert "| reference |" in table and "| ort-cpu |" in table and "x |" in table
+    long_clip = data["rows"][1]["long_clip"]
+    assert long_clip["frames"] == 12 and long_clip["synchronous"]
+    assert 0 < long_clip["graph_s"] < long_clip["end_to_end_s"] and long_clip["host_overhead_pct"] > 0
+    assert "| long clip |" in table and "| ort-cpu fp32 | 12 x 1 | 1 MiB |" in table
 
 
 def test_bench_rejects_bad_resolution(tmp_path, capsys):
