@@ -16,6 +16,7 @@ import json
 import os
 import time
 import warnings
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
@@ -207,6 +208,19 @@ def _build_engines(out: Path, manifest: dict[str, Any], precision: Precision, pr
 
 
 # -- upscaling ----------------------------------------------------------------------------------
+def _noise_per_shot(noise: str | NoiseSource, seed: int) -> Callable[[], NoiseSource]:
+    """Each shot starts from the same noise state: a fresh source by name, or the given one rewound."""
+    if isinstance(noise, str):
+        return lambda: make_noise(noise, seed)
+    start = noise.state()
+
+    def rewound() -> NoiseSource:
+        noise.restore(start)
+        return noise
+
+    return rewound
+
+
 def _noise_source(noise: str | NoiseSource, seed: int) -> NoiseSource:
     return make_noise(noise, seed) if isinstance(noise, str) else noise
 
@@ -314,6 +328,8 @@ class Upscaler:
         restart: bool = False,
         flows: Literal["store", "recompute"] = "store",
         fps: Fraction | int | float | None = None,
+        scene_split: bool = True,
+        scene_threshold: float = 27.0,
         progress: bool | Any = False,
         report: Report = _silent,
     ) -> Path:
@@ -325,10 +341,12 @@ class Upscaler:
         ``work_dir`` (default: beside the output). An interrupted run resumes from its last completed
         timestep when called again with the same arguments; ``restart`` discards that work instead.
         ``flows="recompute"`` runs the flow graph per frame-step instead of storing flows.
+        ``scene_split`` (default on) finds scene cuts (PySceneDetect's content detector, ``scene_threshold``)
+        and upscales each shot as its own exact clip; the shots' segments are stitched without re-encoding.
         """
         self._check_open()
         from svsr.runtime.clip_store import parse_memory_size
-        from svsr.runtime.job import JobOptions, VideoJob, check_input, resolve_output, upscale_whole_clip
+        from svsr.runtime.job import JobOptions, check_input, plan_input, resolve_output, run_input, upscale_whole_clip
 
         if num_inference_steps < 1:
             raise InputError(f"--steps is {num_inference_steps}; use at least 1.")
@@ -357,11 +375,13 @@ class Upscaler:
             options = JobOptions(
                 num_inference_steps=num_inference_steps, codec=codec, crf=crf, host_memory=budget,
                 work_dir=Path(work_dir) if work_dir is not None else None, restart=restart,
-                store_flows=flows == "store", fps=folder_fps,
+                store_flows=flows == "store", fps=folder_fps, scene_split=scene_split, scene_threshold=scene_threshold,
             )  # fmt: skip
-            job = VideoJob(self.pipeline, input_path, output_path, source, options, build_dir=self.build_dir,
-                           label=self.label, report=report, progress=bar)
-            return job.run()
+            plan = plan_input(input_path, output_path, options, report)
+            if bar is not None and hasattr(bar, "reset"):
+                bar.reset(total=plan.num_frames * num_inference_steps)
+            return run_input(self.pipeline, plan, _noise_per_shot(noise, seed), options, build_dir=self.build_dir,
+                             label=self.label, report=report, progress=bar)
         finally:
             if own_bar:
                 bar.close()
@@ -380,3 +400,172 @@ class Upscaler:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# -- many inputs --------------------------------------------------------------------------------
+@dataclass
+class InputResult:
+    """What happened to one input of :func:`upscale_videos` (one row of the summary and the report)."""
+
+    input: str
+    output: str | None
+    status: str  # done | skipped | failed
+    frames: int | None = None
+    fps: str | None = None
+    shots: list[list[int]] = field(default_factory=list)
+    seconds: float = 0.0
+    backend: str = ""
+    message: str = ""
+
+    @property
+    def seconds_per_frame(self) -> float | None:
+        return self.seconds / self.frames if self.frames and self.status == "done" else None
+
+
+def upscale_videos(
+    inputs: Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str] | None = None,
+    *,
+    output: str | os.PathLike[str] | None = None,
+    model: str | os.PathLike[str] | None = None,
+    backend: BackendName = "auto",
+    precision: PrecisionLike = "auto",
+    weights: str | os.PathLike[str] | None = None,
+    ray: str | None = None,
+    ray_workers: int | None = None,
+    num_inference_steps: int = 50,
+    seed: int = 0,
+    noise: str = DEFAULT_NOISE,
+    codec: str = "h264",
+    crf: int = 18,
+    host_memory: int | str | None = None,
+    work_dir: str | os.PathLike[str] | None = None,
+    restart: bool = False,
+    flows: Literal["store", "recompute"] = "store",
+    fps: Fraction | int | float | None = None,
+    scene_split: bool = True,
+    scene_threshold: float = 27.0,
+    skip_existing: bool = True,
+    raise_errors: bool = False,
+    progress: bool = False,
+    report: Report = _silent,
+) -> list[InputResult]:
+    """Upscale many videos / frame folders: one output per input in ``out_dir`` (``NAME_x4.EXT``).
+
+    Finished outputs are skipped (``skip_existing``), unfinished ones resume. Without ``ray`` the
+    shots run in this process; with ``ray`` (``local``, ``auto`` or a Ray address) the shots of all
+    inputs are spread over Ray workers (one per GPU for TensorRT, CPU workers for ONNX Runtime), and
+    each input is stitched when its shots are done. A failed input is reported and the others go on
+    (``raise_errors`` raises instead). Returns one :class:`InputResult` per input, in order.
+    """
+    from svsr.runtime.clip_store import parse_memory_size
+    from svsr.runtime.job import JobOptions, finish_input, plan_input, resolve_output
+    from svsr.runtime.video_probe import output_path_for
+
+    if num_inference_steps < 1:
+        raise InputError(f"--steps is {num_inference_steps}; use at least 1.")
+    paths = [Path(p) for p in inputs]
+    if not paths:
+        raise InputError("no input was given; name video files, frame folders or globs.")
+    if out_dir is not None:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+    folder_fps = Fraction(fps).limit_denominator(1_000_000) if fps is not None else None
+    budget = parse_memory_size(host_memory) if isinstance(host_memory, str) else host_memory
+    results: list[InputResult] = []
+    planned: list[tuple[InputResult, Any, Any]] = []
+    for path in paths:
+        target = Path(out_dir) / output_path_for(path).name if out_dir is not None else (Path(output) if output is not None else None)
+        result = InputResult(str(path), None, "failed", backend=backend)
+        results.append(result)
+        try:
+            target = resolve_output(path, target)
+            result.output = str(target)
+            if skip_existing and target.exists():
+                result.status, result.message = "skipped", "output exists"
+                report(f"svsr-run: {target} exists, skipped (delete it to upscale {path.name} again)")
+                continue
+            options = JobOptions(
+                num_inference_steps=num_inference_steps, codec=codec, crf=crf, host_memory=budget,
+                work_dir=(Path(work_dir) / f"{target.name}.svsr-work" if len(paths) > 1 else Path(work_dir)) if work_dir else None,
+                restart=restart, store_flows=flows == "store", fps=folder_fps, scene_split=scene_split, scene_threshold=scene_threshold,
+            )  # fmt: skip
+            if backend == "reference":
+                planned.append((result, None, options))
+                continue
+            plan = plan_input(path, target, options, report)
+            result.frames, result.fps = plan.num_frames, str(plan.info.fps)
+            result.shots = [shot.as_range() for shot in plan.shots]
+            planned.append((result, plan, options))
+        except SvsrError as exc:
+            if raise_errors:
+                raise
+            result.message = str(exc)
+            report(f"svsr-run: {path}: {exc}")
+    if not planned:
+        return results
+    if ray is None:
+        _run_in_process(planned, model, backend, precision, weights, num_inference_steps, seed, noise, codec, crf, folder_fps,
+                        raise_errors, progress, report)  # fmt: skip
+        return results
+    from svsr.runtime.farm import FarmSettings, run_shots_on_ray
+
+    if backend == "reference":
+        raise InputError("--ray runs the exported graphs; use --backend auto, ort or trt with it.")
+    if model is None:
+        raise InputError("svsr-run needs --model BUILD_DIR (made by svsr-export) for --ray.")
+    start = time.perf_counter()
+    plans = [plan for _, plan, _ in planned]
+    seconds: dict[str, float] = {}
+
+    def shot_done(record: dict[str, Any]) -> None:
+        seconds[record["input"]] = seconds.get(record["input"], 0.0) + record["seconds"]
+        report(f"svsr-run: {Path(record['input']).name} shot {record['shot'] + 1} done in {record['seconds']:.1f} s on {record['backend']} (pid {record['pid']})")
+
+    run_shots_on_ray(plans, build_dir=Path(model), backend=backend, precision=Precision.parse(precision), noise_kind=noise, seed=seed,
+                     options=planned[0][2], settings=FarmSettings(address=ray, workers=ray_workers), report=report, on_shot=shot_done)  # fmt: skip
+    for result, plan, _ in planned:
+        try:
+            finish_input(plan)
+            result.status, result.backend = "done", f"ray/{backend}"
+            result.seconds = seconds.get(str(plan.input), time.perf_counter() - start)
+        except SvsrError as exc:
+            if raise_errors:
+                raise
+            result.message = str(exc)
+    return results
+
+
+def _run_in_process(planned, model, backend, precision, weights, steps, seed, noise, codec, crf, fps, raise_errors, progress, report) -> None:
+    from svsr.runtime.job import Interrupted, run_input, upscale_whole_clip
+
+    with Upscaler.open(model, backend=backend, precision=precision, weights=weights) as upscaler:
+        for result, plan, options in planned:
+            start = time.perf_counter()
+            bar = None
+            try:
+                if plan is None:  # the reference: a whole clip in memory
+                    upscale_whole_clip(
+                        Path(result.input), Path(result.output),
+                        lambda frames: upscaler.pipeline.upscale(frames, num_inference_steps=steps, noise=make_noise(noise, seed), progress=progress),
+                        codec=codec, crf=crf, fps=fps,
+                    )  # fmt: skip
+                else:
+                    if progress:
+                        from tqdm.auto import tqdm
+
+                        bar = tqdm(total=plan.num_frames * steps, desc=f"svsr-run [{upscaler.label}] {plan.input.name}", unit="frame-step",
+                                   dynamic_ncols=True)  # fmt: skip
+                    run_input(upscaler.pipeline, plan, _noise_per_shot(noise, seed), options, build_dir=upscaler.build_dir,
+                              label=upscaler.label, report=report, progress=bar)  # fmt: skip
+                result.status, result.backend = "done", upscaler.label
+            except Interrupted:
+                raise
+            except SvsrError as exc:
+                if raise_errors:
+                    raise
+                result.message = str(exc)
+                report(f"svsr-run: {result.input}: {exc}")
+            finally:
+                if bar is not None:
+                    bar.close()
+                result.seconds = time.perf_counter() - start

@@ -10,12 +10,29 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Callable, Sequence
 
 from svsr.contract.errors import InputError, SvsrError
 from svsr.contract.noise import DEFAULT_NOISE, NOISE_KINDS
 from svsr.contract.precision import CHOICES, PRECISIONS, Precision
+from svsr.cli_options import (
+    MAX_STEPS,
+    OPSETS,
+    SEED_MAX,
+    SentenceParser,
+    batch_range,
+    bounded_float,
+    bounded_int,
+    check_codec,
+    check_steps_against_scheduler,
+    frame_rate,
+    lr_size,
+    memory_size,
+    ray_address,
+    trt_version,
+)
 
 
 def _fail(message: str, code: int = 2) -> int:
@@ -23,19 +40,37 @@ def _fail(message: str, code: int = 2) -> int:
     return code
 
 
+INTERNAL_ERROR = 3
+
+
 def _guarded(main: Callable[[argparse.Namespace], int], parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
-    args = parser.parse_args(argv)
+    """Run ``main``; every failure a user can reach is one sentence and a non-zero exit (``--debug``: tracebacks)."""
+    parser.add_argument("--debug", action="store_true", help="show the Python traceback of an unexpected error")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a bad option already printed as one sentence
+        return int(exc.code or 0)
     try:
         return main(args)
     except SvsrError as exc:
+        if args.debug:
+            traceback.print_exc()
         return _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
         return _fail("interrupted; no output was written (svsr-run keeps its work folder: rerun to resume).", 130)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: never a bare traceback
+        if args.debug:
+            traceback.print_exc()
+        what = " ".join(str(exc).split())[:300].rstrip(".") or "no message"
+        return _fail(
+            f"internal error ({type(exc).__name__}: {what}); rerun with --debug to see the traceback and please report it.",
+            INTERNAL_ERROR,
+        )
 
 
 # -- svsr-export --------------------------------------------------------------------------------
 def export_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = SentenceParser(
         prog="svsr-export",
         description="Export StableVSR's networks to ONNX graphs (flow, denoise, guide, decode) with manifest.json.",
     )
@@ -43,9 +78,9 @@ def export_parser() -> argparse.ArgumentParser:
     src.add_argument("--weights", help="StableVSR checkpoint folder (diffusers layout) or Hugging Face id")
     src.add_argument("--preset", choices=["tiny", "full"], help="write a random-weight checkpoint of this preset first")
     p.add_argument("--out", required=True, type=Path, help="build folder for graphs and manifest.json")
-    p.add_argument("--seed", type=int, default=0, help="seed of the preset's random weights (default 0)")
+    p.add_argument("--seed", type=bounded_int(0, 2**32 - 1), default=0, help="seed of the preset's random weights (default 0)")
     p.add_argument("--prompt", default="", help='prompt embedded once into the graphs (default "")')
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (17 or newer; default 17)")
+    p.add_argument("--opset", type=bounded_int(*OPSETS), default=17, help=f"ONNX opset ({OPSETS[0]} to {OPSETS[1]}; default 17)")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS,
                    help="precision of every graph (fp16/bf16: ModelOpt AutoCast, calibrated on real inputs; default fp32)")
     p.add_argument("--vae-precision", choices=PRECISIONS, help="override for the VAE graphs (guide, decode)")
@@ -53,14 +88,14 @@ def export_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration-frames", type=Path, help="folder of PNG/JPEG frames to calibrate with (default: the sample clip)")
     p.add_argument("--onnx-only", action="store_true", help="write ONNX graphs and manifest only (no TensorRT engines)")
     engines = p.add_argument_group("TensorRT engines (need TensorRT and an NVIDIA GPU)")
-    engines.add_argument("--resolution", help="LR frame size WxH for static engines (fastest), e.g. 320x180")
-    engines.add_argument("--min", dest="min_size", help="smallest LR size WxH of a dynamic profile")
-    engines.add_argument("--opt", dest="opt_size", help="LR size WxH TensorRT tunes for")
-    engines.add_argument("--max", dest="max_size", help="largest LR size WxH of a dynamic profile")
-    engines.add_argument("--batch", help="independent clips per call: N or MIN:OPT:MAX (default 1)")
+    engines.add_argument("--resolution", type=lr_size, help="LR frame size WxH for static engines (fastest), e.g. 320x180")
+    engines.add_argument("--min", dest="min_size", type=lr_size, help="smallest LR size WxH of a dynamic profile")
+    engines.add_argument("--opt", dest="opt_size", type=lr_size, help="LR size WxH TensorRT tunes for")
+    engines.add_argument("--max", dest="max_size", type=lr_size, help="largest LR size WxH of a dynamic profile")
+    engines.add_argument("--batch", type=batch_range, help="independent clips per call: N or MIN:OPT:MAX (default 1)")
     p.add_argument("--force", action="store_true", help="re-export even when the graphs on disk are up to date")
     p.add_argument("--check-trt", action="store_true", help="lint the graphs against TensorRT's ONNX operator support")
-    p.add_argument("--trt-version", default="11", help="TensorRT version for --check-trt (11, 10 or 10.N; default 11)")
+    p.add_argument("--trt-version", type=trt_version, default="11", help="TensorRT version for --check-trt (11, 10 or 10.N; default 11)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     return p
 
@@ -70,6 +105,8 @@ def _export(args: argparse.Namespace) -> int:
 
     report = (lambda _msg: None) if args.quiet else print
     precision = Precision.from_flags(args.precision, args.vae_precision, args.flow_precision)
+    if args.calibration_frames is not None and not args.calibration_frames.is_dir():
+        raise InputError(f"--calibration-frames {args.calibration_frames} is not a folder; give a folder of PNG/JPEG frames.")
     # bad sizes fail before any work
     profile = None if args.onnx_only else engine_profile(args.resolution, args.min_size, args.opt_size, args.max_size, args.batch)
     start = time.perf_counter()
@@ -98,12 +135,13 @@ def export_main(argv: Sequence[str] | None = None) -> int:
 
 # -- svsr-run -----------------------------------------------------------------------------------
 def run_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = SentenceParser(
         prog="svsr-run",
         description="Upscale a video (or a folder of PNG/JPEG frames) 4x with StableVSR.",
     )
-    p.add_argument("input", type=Path, help="video file (mp4, mkv, mov, webm, ...) or folder of frames")
-    p.add_argument("-o", "--output", type=Path, help="output video or folder (default: INPUT_x4.EXT)")
+    p.add_argument("input", type=Path, nargs="+", help="video files (mp4, mkv, mov, webm, ...), folders of frames or globs ('videos/*.mp4')")
+    p.add_argument("-o", "--output", type=Path,
+                   help="output video or folder (default: INPUT_x4.EXT); with several inputs the folder their outputs go to")
     p.add_argument("--model", type=Path, help="build folder written by svsr-export")
     p.add_argument("--backend", default="auto", choices=["auto", "ort", "trt", "reference"], help="default auto")
     p.add_argument("--weights", help="checkpoint folder for --backend reference")
@@ -111,27 +149,52 @@ def run_parser() -> argparse.ArgumentParser:
                    help="graph precision (default auto: trt picks fp16 > bf16 > fp32 engines, ort runs fp32)")
     p.add_argument("--vae-precision", choices=PRECISIONS, help="override --precision for guide + decode")
     p.add_argument("--flow-precision", choices=PRECISIONS, help="override --precision for flow")
-    p.add_argument("--steps", type=int, default=50, help="denoising steps (default 50)")
-    p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    p.add_argument("--steps", type=bounded_int(1, MAX_STEPS), default=50, help="denoising steps (default 50; at most the scheduler's training timesteps)")
+    p.add_argument("--seed", type=bounded_int(0, SEED_MAX), default=0, help="noise seed, 0 to 2**64-1 (default 0)")
     p.add_argument("--noise", default=DEFAULT_NOISE, choices=NOISE_KINDS,
                    help="noise source (default philox: a pure function of seed, step and frame; torch reproduces the reference)")
-    p.add_argument("--host-memory", metavar="SIZE",
+    p.add_argument("--host-memory", type=memory_size, metavar="SIZE",
                    help="RAM for the clip state, e.g. 512M or 8G (default: half of the available memory); beyond it the state goes to files in the work folder")
     p.add_argument("--work-dir", type=Path, help="folder for the clip state and checkpoints (default: beside the output, named after it)")
     p.add_argument("--restart", action="store_true", help="discard the checkpoint of an interrupted run instead of resuming it")
     p.add_argument("--flows", default="store", choices=["store", "recompute"],
                    help="store the optical flows (default) or recompute them each frame-step (less memory, more compute)")
-    p.add_argument("--fps", help="frame rate of a folder of frames (default 24), e.g. 30 or 30000/1001")
-    p.add_argument("--chunk", type=int, help=argparse.SUPPRESS)  # removed: refused with a sentence
+    p.add_argument("--fps", type=frame_rate, help="frame rate of a folder of frames (default 24), e.g. 30 or 30000/1001")
+    p.add_argument("--chunk", help=argparse.SUPPRESS)  # removed: refused with a sentence
+    p.add_argument("--no-scene-split", action="store_true", help="treat each input as one shot (default: split at scene cuts)")
+    p.add_argument("--scene-threshold", type=bounded_float(0, 255, low_open=True), default=27.0,
+                   help="PySceneDetect content-detector threshold for scene cuts (default 27; lower finds more cuts)")
+    p.add_argument("--report", type=Path, help="write per-input results (frames, fps, shots, seconds, backend, status) as JSON")
+    p.add_argument("--ray", type=ray_address, metavar="local|auto|ADDRESS",
+                   help="spread the shots of all inputs over a Ray cluster: local (start one here), auto (join the running one) or its address")
+    p.add_argument("--ray-workers", type=bounded_int(1, 4096), help="Ray workers (default: one per GPU for TensorRT, else one per CPU)")
     p.add_argument("--codec", default="h264", choices=["h264", "h265", "ffv1", "vp9"], help="video codec (default h264)")
-    p.add_argument("--crf", type=int, default=18, help="quality for h264/h265 (lower is better; default 18)")
+    p.add_argument("--crf", type=bounded_int(0, 63), default=18, help="quality for h264/h265 (0-51) and vp9 (0-63); lower is better (default 18)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
+def _expand_inputs(items: Sequence[Path]) -> tuple[list[Path], bool]:
+    """Files, frame folders and globs -> paths; True when a glob was used (a batch even if it matched one)."""
+    import glob
+
+    paths: list[Path] = []
+    globbed = False
+    for item in items:
+        text = str(item)
+        if glob.has_magic(text):
+            globbed = True
+            matches = sorted(glob.glob(text))
+            if not matches:
+                raise InputError(f"no file or folder matches {text!r}; check the pattern (quote it so the shell does not expand it).")
+            paths += [Path(m) for m in matches]
+        else:
+            paths.append(item)
+    return paths, globbed
+
+
 def _run(args: argparse.Namespace) -> int:
-    from svsr.api import Upscaler
-    from svsr.runtime.clip_store import parse_memory_size
+    from svsr.api import upscale_videos
     from svsr.runtime.job import resolve_output
     from svsr.runtime.video_probe import probe
 
@@ -141,44 +204,97 @@ def _run(args: argparse.Namespace) -> int:
         )
     if args.steps < 1:
         raise InputError(f"--steps is {args.steps}; use at least 1.")
-    host_memory = parse_memory_size(args.host_memory) if args.host_memory is not None else None
-    fps = _parse_fps(args.fps) if args.fps is not None else None
+    host_memory, fps = args.host_memory, args.fps
     precision = Precision.from_flags(args.precision, args.vae_precision, args.flow_precision)
-    probe(args.input, fps=fps)  # bad input fails here, before any model is loaded
-    output = resolve_output(args.input, args.output)
+    check_codec(args.codec, args.crf)
+    _check_steps(args)
+    inputs, globbed = _expand_inputs(args.input)
+    batch = len(inputs) > 1 or globbed
+    if batch and args.output is None:
+        raise InputError(f"{len(inputs)} inputs need an output folder; add -o OUTDIR (one output per input goes there).")
+    if batch and args.output.exists() and not args.output.is_dir():
+        raise InputError(f"-o {args.output} is a file, but several inputs need an output folder; give a folder.")
+    if not batch:  # bad input fails here, before any model is loaded
+        probe(inputs[0], fps=fps)
+        resolve_output(inputs[0], args.output)
     report = (lambda _m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
-    with Upscaler.open(args.model, backend=args.backend, precision=precision, weights=args.weights) as upscaler:
-        result = upscaler.upscale_video(
-            args.input,
-            output,
-            num_inference_steps=args.steps,
-            seed=args.seed,
-            noise=args.noise,
-            codec=args.codec,
-            crf=args.crf,
-            host_memory=host_memory,
-            work_dir=args.work_dir,
-            restart=args.restart,
-            flows=args.flows,
-            fps=fps,
-            progress=not args.quiet,
-            report=report,
-        )
-    if not args.quiet:
-        print(f"svsr-run: wrote {result}")
+    results = upscale_videos(
+        inputs,
+        args.output if batch else None,
+        output=None if batch else args.output,
+        model=args.model,
+        backend=args.backend,
+        precision=precision,
+        weights=args.weights,
+        ray=args.ray,
+        ray_workers=args.ray_workers,
+        num_inference_steps=args.steps,
+        seed=args.seed,
+        noise=args.noise,
+        codec=args.codec,
+        crf=args.crf,
+        host_memory=host_memory,
+        work_dir=args.work_dir,
+        restart=args.restart,
+        flows=args.flows,
+        fps=fps,
+        scene_split=not args.no_scene_split,
+        scene_threshold=args.scene_threshold,
+        skip_existing=batch,
+        raise_errors=not batch,
+        progress=not args.quiet,
+        report=report,
+    )
+    if args.report:
+        _write_report(args.report, results)
+    if batch and not args.quiet:
+        print(_summary(results), file=sys.stderr)
+    elif not args.quiet and results and results[0].output:
+        print(f"svsr-run: wrote {results[0].output}")
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        return _fail(f"{len(failed)} of {len(results)} inputs failed ({failed[0].input}: {failed[0].message.rstrip('.')}).")
     return 0
 
 
-def _parse_fps(text: str) -> "Fraction":
-    from fractions import Fraction
+def _summary(results) -> str:
+    lines = ["", f"{'input':40s} {'frames':>7s} {'shots':>6s} {'seconds':>9s} {'s/frame':>8s}  status"]
+    for r in results:
+        spf = f"{r.seconds_per_frame:.2f}" if r.seconds_per_frame is not None else "-"
+        frames = str(r.frames) if r.frames is not None else "-"
+        shots = str(len(r.shots)) if r.shots else "-"
+        status = r.status + (f": {r.message}" if r.message and r.status != "done" else "")
+        lines.append(f"{Path(r.input).name[:40]:40s} {frames:>7s} {shots:>6s} {r.seconds:9.1f} {spf:>8s}  {status}")
+    return "\n".join(lines)
 
-    try:
-        fps = Fraction(text).limit_denominator(1_000_000)
-    except (ValueError, ZeroDivisionError):
-        raise InputError(f"--fps {text!r} is not a frame rate; write it like 24, 29.97 or 30000/1001.") from None
-    if not 0 < fps <= 1000:
-        raise InputError(f"--fps {text} is outside 0..1000; give the folder's real frame rate, e.g. 24.")
-    return fps
+
+def _write_report(path: Path, results) -> None:
+    import json
+    import os
+
+    rows = [
+        {"path": r.input, "output": r.output, "frames": r.frames, "fps": r.fps, "shots": r.shots, "seconds": round(r.seconds, 3),
+         "backend": r.backend, "status": r.status, **({"message": r.message} if r.message else {})}
+        for r in results
+    ]
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(json.dumps({"inputs": rows}, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _check_steps(args: argparse.Namespace) -> None:
+    """--steps against the scheduler of the build folder (or of the reference's checkpoint), before any work."""
+    import json
+
+    from svsr.contract.manifest import load_manifest
+
+    if args.backend == "reference":
+        config = Path(args.weights or "") / "scheduler" / "scheduler_config.json"
+        if args.weights and config.is_file():
+            check_steps_against_scheduler(args.steps, json.loads(config.read_text()), str(args.weights))
+        return
+    if args.model is not None and (Path(args.model) / "manifest.json").is_file():
+        check_steps_against_scheduler(args.steps, load_manifest(args.model)["scheduler"]["config"], str(args.model))
 
 
 def run_main(argv: Sequence[str] | None = None) -> int:
@@ -187,7 +303,7 @@ def run_main(argv: Sequence[str] | None = None) -> int:
 
 # -- svsr-bench ---------------------------------------------------------------------------------
 def bench_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = SentenceParser(
         prog="svsr-bench",
         description="Latency per graph, per frame-step and per output frame; memory; TFLOP/s. "
         "Each backend runs in its own process; the eager PyTorch reference is the baseline.",
@@ -197,14 +313,14 @@ def bench_parser() -> argparse.ArgumentParser:
                    help="repeatable; default: reference, ort, and trt / torch-fp16 where available")
     p.add_argument("--weights", help="checkpoint for the reference rows (default: the manifest's source)")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="graph precision for ort/trt")
-    p.add_argument("--resolution", default="64x48", help="LR frame size WxH (default 64x48)")
-    p.add_argument("--frames", type=int, default=3, help="frames of the end-to-end clip (default 3)")
-    p.add_argument("--steps", type=int, default=2, help="denoising steps end to end (default 2)")
-    p.add_argument("--long-clip", type=int, default=0, metavar="N",
+    p.add_argument("--resolution", type=lr_size, default="64x48", help="LR frame size WxH (default 64x48)")
+    p.add_argument("--frames", type=bounded_int(1, 10_000), default=3, help="frames of the end-to-end clip (default 3)")
+    p.add_argument("--steps", type=bounded_int(1, MAX_STEPS), default=2, help="denoising steps end to end (default 2)")
+    p.add_argument("--long-clip", type=bounded_int(0, 1_000_000), default=0, metavar="N",
                    help="also run an N-frame clip through the clip store and report host overhead (default 0: skip)")
-    p.add_argument("--host-memory", default="16M", metavar="SIZE", help="clip-store RAM for --long-clip (default 16M, so it spills)")
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--host-memory", type=memory_size, default=16 * 2**20, metavar="SIZE", help="clip-store RAM for --long-clip (default 16M, so it spills)")
+    p.add_argument("--warmup", type=bounded_int(0, 1000), default=2, help="untimed calls per graph first (default 2)")
+    p.add_argument("--repeats", type=bounded_int(1, 10_000), default=5, help="timed calls per graph (default 5)")
     p.add_argument("--json", type=Path, help="write all rows as JSON")
     p.add_argument("--markdown", type=Path, help="also write the table to this file")
     p.add_argument("--plot", type=Path, help="write a PNG bar chart of per-graph latency")
@@ -229,14 +345,12 @@ def _bench(args: argparse.Namespace) -> int:
     from svsr.contract.tensorrt import tensorrt_importable
 
     width, height = _parse_resolution(args.resolution)
-    if args.frames < 1 or args.steps < 1:
-        raise InputError("--frames and --steps must be at least 1; raise them.")
     backends = args.backend or ["reference", "ort"] + (["trt"] if tensorrt_importable() else []) + (["torch-fp16"] if torch_cuda_available() else [])
-    from svsr.runtime.clip_store import parse_memory_size
+    from svsr.contract.manifest import load_manifest
 
-    if args.long_clip < 0:
-        raise InputError(f"--long-clip is {args.long_clip}; give a frame count of 0 (skip) or more.")
-    host_memory = parse_memory_size(args.host_memory)
+    if (Path(args.model) / "manifest.json").is_file():
+        check_steps_against_scheduler(args.steps, load_manifest(args.model)["scheduler"]["config"], str(args.model))
+    host_memory = args.host_memory
     rows, errors = run_bench(args.model, backends, args.precision, height, width, args.frames, args.steps, args.warmup, args.repeats, args.weights,
                              long_clip=args.long_clip, host_memory=host_memory)
     if not rows:

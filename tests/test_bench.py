@@ -37,4 +37,4 @@ def test_bench_reference_and_ort_side_by_side(tiny_checkpoint, tmp_path, capsys)
 
 def test_bench_rejects_bad_resolution(tmp_path, capsys):
     assert bench_main(["--model", str(tmp_path), "--resolution", "big"]) == 2
-    assert "WxH" in capsys.readouterr().err
+    assert "WIDTHxHEIGHT" in capsys.readouterr().err

@@ -1,16 +1,21 @@
 """TensorRT backend on a CPU: memory plan, and every call the backend makes, against a recording test double.
 
 RecordingTrtCudaDouble stands in for TensorRT and the CUDA runtime. It keeps a fake device and
-pinned memory in numpy arrays, runs tiny numpy "engines" when TensorRT would enqueue them, records
-captured work per stream and replays it on graph launch, so the schedule's results through the
-backend can be compared with the same numpy kernels run directly. The real TensorRT runtime API is
-checked separately against the `tensorrt_lean_bindings` wheel, which imports without a GPU.
+pinned memory in numpy arrays and runs tiny numpy "engines" when TensorRT would enqueue them. Each
+stream is a queue with CUDA's ordering rules (events, waits, captures replayed on graph launch);
+one stream runs its work as soon as it may and the other only when something forces it (a host
+wait, a stream waiting on its event, a free), so a missing wait between the copy stream and the
+compute stream changes the results. The schedule's results through the backend are compared with
+the same numpy kernels run directly. The real TensorRT runtime API is checked separately against
+the `tensorrt_lean_bindings` wheel, which imports without a GPU.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import inspect
+import json
+import os
 import re
 import types
 from pathlib import Path
@@ -19,27 +24,38 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 
-from svsr.contract.profiles import Profile
+from svsr.contract import cuda as cuda_api
+from svsr.contract.cuda import CudaApi, CudaError
 from svsr.contract.engine_records import BuildEnvironment, cache_key, make_record, plan_filename
 from svsr.contract.errors import InputError, ManifestError
+from svsr.contract.frames import validate_clip
 from svsr.contract.graphs import GRAPH_NAMES, GRAPHS, concrete_shape
 from svsr.contract.manifest import sha256_file, validate_manifest
 from svsr.contract.noise import NumpyNoise
-from svsr.contract import cuda as cuda_api
-from svsr.contract.cuda import CudaApi, CudaError
-from svsr.runtime.memory_plan import DeviceMemoryError, aligned, check_fits, clip_buffers, plan_memory
-from svsr.runtime.sampler import Sampler
-from svsr.runtime.trt_backend import (
-    TRT_RUNTIME_API,
-    SweepAddressError,
-    TrtBackend,
-    TrtSampler,
-    open_trt_backend,
+from svsr.contract.profiles import Profile
+from svsr.runtime import trt_backend as trt_backend_mod
+from svsr.runtime.clip_store import ClipStore, StoreLayout
+from svsr.runtime.memory_plan import (
+    BASE_RESERVE,
+    CONTEXT_ESTIMATE,
+    GIB,
+    GRAPH_ESTIMATE,
+    MIB,
+    DeviceMemoryError,
+    aligned,
+    binding_counts,
+    check_fits,
+    plan_memory,
+    slot_buffers,
 )
+from svsr.runtime.sampler import Sampler
+from svsr.runtime.trt_backend import TRT_RUNTIME_API, ProgramBindingError, TrtBackend, hash_sidecar, open_trt_backend
 from tests.conftest import random_frames
 
 H100 = BuildEnvironment("11.4.0.106", "NVIDIA H100 80GB HBM3", "9.0")
-SCRATCH = {"flow": 3000, "denoise": 5000, "guide": 4000, "decode": 1000}
+SCRATCH = {"flow": 3000, "denoise": 5000, "guide": 4000, "decode": 1000}  # the double's scratch need: this + NEED_PER_PIXEL * h * w
+NEED_PER_PIXEL = {"flow": 2, "denoise": 1, "guide": 3, "decode": 1}
+PROFILE_MAX_SCRATCH = 1 << 30  # what a context would need at the largest size of a dynamic profile (never asked for)
 
 
 # -- a manifest without files (the runtime only needs the scheduler and the graph list) -----------
@@ -137,21 +153,41 @@ class RecordingTrtCudaDouble:
 
     ``self.trt`` has the TensorRT runtime names the backend may use, ``self.cuda`` the methods of
     svsr.contract.cuda.CudaApi. Device and pinned memory are numpy byte arrays (fresh device
-    memory is filled with garbage, like cudaMalloc's); work enqueued on a capturing stream is kept
-    in the capture and runs on each graph launch; other work runs at once.
+    memory is filled with garbage, like cudaMalloc's). Work enqueued on a stream waits in that
+    stream's queue: streams in ``self.eager`` run it at once (as far as their event waits allow),
+    the others only when forced (event or stream synchronisation, another stream waiting on one of
+    their events, a free, which synchronises the device as cudaFree does). Work enqueued on a
+    capturing stream goes into the capture and runs on each graph launch. ``fail`` makes one stage
+    of a capture fail: "begin", "enqueue" (execute_async_v3 returns False while capturing), "end"
+    (cudaStreamEndCapture reports an error but hands back a graph), "instantiate".
     """
 
-    def __init__(self, free_bytes: int = 40 * 1024**3, scratch: dict[str, int] | None = None, dtypes: dict | None = None) -> None:
+    def __init__(
+        self, free_bytes: int = 40 * GIB, scratch: dict[str, int] | None = None, dtypes: dict | None = None,
+        context_bytes: int = 0, graph_bytes: int = 0,
+    ) -> None:
         self.calls: list[tuple] = []
         self.memory: dict[int, np.ndarray] = {}
+        self.device_sizes: dict[int, int] = {}
         self.free_bytes = free_bytes
+        self.initial_free = free_bytes
         self.scratch = scratch or SCRATCH
         self.dtypes = dtypes or {}
-        self.capturing: dict[int, list[Callable[[], None]]] = {}
-        self.graphs: dict[int, list[Callable[[], None]]] = {}
-        self.execs: dict[int, list[Callable[[], None]]] = {}
-        self.fail_capture = False
+        self.context_bytes, self.graph_bytes = context_bytes, graph_bytes
+        self.queues: dict[int, list[tuple[str, Any]]] = {}
+        self.eager: set[int] = set()
+        self.capturing: dict[int, list[tuple[str, Any]]] = {}
+        self.invalidated: set[int] = set()
+        self.graphs: dict[int, list[tuple[str, Any]]] = {}
+        self.execs: dict[int, list[tuple[str, Any]]] = {}
+        self.events: dict[int, int | None] = {}
+        self.token_stream: dict[int, int] = {}
+        self.done: set[int] = set()
+        self.streams: set[int] = set()
+        self.contexts: list[ContextRecord] = []
+        self.fail: str | None = None
         self.max_lr = (1 << 30, 1 << 30)
+        self._draining: set[int] = set()
         self._next = {"dev": 0x1000_0000, "host": 0x7000_0000, "handle": 1}
         self.trt = self._make_trt()
         self.cuda = _FakeCuda(self)
@@ -169,14 +205,44 @@ class RecordingTrtCudaDouble:
         self.memory[ptr] = np.full(nbytes, 0xAB, np.uint8)
         return ptr
 
-    def enqueue(self, stream: int, op: Callable[[], None]) -> None:
-        if stream in self.capturing:
-            self.capturing[stream].append(op)
-        else:
-            op()
-
     def array(self, ptr: int, shape, dtype="float32") -> np.ndarray:
         return self.memory[ptr].view(dtype).reshape(shape)
+
+    # -- streams: queues with CUDA's ordering rules ---------------------------------------------
+    def enqueue(self, stream: int, item: tuple[str, Any]) -> None:
+        if stream in self.capturing:
+            self.capturing[stream].append(item)
+            return
+        self.queues.setdefault(stream, []).append(item)
+        if stream in self.eager:
+            self.drain(stream)
+
+    def drain(self, stream: int, until: int | None = None) -> None:
+        assert stream not in self._draining, "streams wait on each other: a deadlock"
+        self._draining.add(stream)
+        try:
+            queue = self.queues.setdefault(stream, [])
+            while queue:
+                kind, payload = queue[0]
+                if kind == "wait":
+                    self.run_until(payload)
+                elif kind == "op":
+                    payload()
+                else:  # record
+                    self.done.add(payload)
+                queue.pop(0)
+                if kind == "record" and payload == until:
+                    return
+        finally:
+            self._draining.discard(stream)
+
+    def run_until(self, token: int) -> None:
+        if token not in self.done:
+            self.drain(self.token_stream[token], until=token)
+
+    def sync_device(self) -> None:
+        for stream in list(self.queues):
+            self.drain(stream)
 
     def _make_trt(self) -> Any:
         double = self
@@ -225,62 +291,100 @@ class FakeEngine:
     def get_tensor_dtype(self, name):
         return self._d.dtypes.get((self._graph, name), "FLOAT")
 
-    def get_device_memory_size_for_profile_v2(self, profile):
-        assert profile == 0
-        return self._d.scratch[self._graph]
-
     def create_execution_context(self, strategy):
-        self._d.log("engine.create_execution_context", self._graph, strategy)
-        return FakeContext(self._d, self._graph)
+        context = FakeContext(self._d, self._graph)
+        self._d.log("engine.create_execution_context", self._graph, strategy, context.id)
+        return context
+
+
+class ContextRecord(types.SimpleNamespace):
+    """What the double remembers of a context after it is gone: id, graph, alive, the methods called (log), addresses."""
 
 
 class FakeContext:
-    """IExecutionContext of the double: only the attributes listed in TRT_RUNTIME_API['IExecutionContext']."""
+    """IExecutionContext of the double: only the attributes listed in TRT_RUNTIME_API['IExecutionContext'].
+
+    ``self.rec`` (kept in ``double.contexts``, outliving the context) logs the names of the methods
+    called on this context, in order.
+    """
 
     def __init__(self, double: RecordingTrtCudaDouble, graph: str) -> None:
         self._d, self._graph = double, graph
+        self.id = double.handle()
+        self.rec = ContextRecord(id=self.id, graph=graph, alive=True, log=[], addresses={}, executed=False)
+        self.log = self.rec.log
         self._shapes: dict[str, tuple] = {}
-        self._addr: dict[str, int] = {}
+        self._addr = self.rec.addresses
         self.scratch: tuple[int, int] | None = None
+        double.free_bytes -= double.context_bytes
+        double.contexts.append(self.rec)
 
-    def set_device_memory(self, ptr, size):
-        self._d.log("ctx.set_device_memory", self._graph, ptr, size)
-        self.scratch = (ptr, size)
+    def __del__(self):
+        self.rec.alive = False
+        self._d.free_bytes += self._d.context_bytes
+        self._d.log("ctx.destroy", self._graph, self.id)
+
+    def _lr(self) -> tuple[int, int, int]:
+        spec = next(t for t in GRAPHS[self._graph].inputs if "height" in t.shape)
+        b, _, h, w = self._shapes[spec.name]
+        return b, h, w
 
     def set_input_shape(self, name, shape):
-        self._d.log("ctx.set_input_shape", self._graph, name, tuple(shape))
+        self.log.append("set_input_shape")
+        self._d.log("ctx.set_input_shape", self._graph, name, tuple(shape), self.id)
         if len(shape) == 4 and (shape[2] > self._d.max_lr[0] * 4 or shape[3] > self._d.max_lr[1] * 4):
             return False
         self._shapes[name] = tuple(shape)
         return True
 
     def get_tensor_shape(self, name):
-        self._d.log("ctx.get_tensor_shape", self._graph, name)
-        spec = next(t for t in GRAPHS[self._graph].inputs if "height" in t.shape)
-        b, _, h, w = self._shapes[spec.name]
+        self.log.append("get_tensor_shape")
+        self._d.log("ctx.get_tensor_shape", self._graph, name, self.id)
+        b, h, w = self._lr()
         out = next(t for t in GRAPHS[self._graph].outputs if t.name == name)
         return concrete_shape(out, b, h, w)
 
+    def update_device_memory_size_for_shapes(self):
+        self.log.append("update_device_memory_size_for_shapes")
+        self._d.log("ctx.update_device_memory_size_for_shapes", self._graph, self.id)
+        _, h, w = self._lr()
+        return self._need(h, w)
+
+    def _need(self, h, w):
+        return self._d.scratch[self._graph] + NEED_PER_PIXEL[self._graph] * h * w
+
+    def set_device_memory(self, ptr, size):
+        self.log.append("set_device_memory")
+        self._d.log("ctx.set_device_memory", self._graph, ptr, size, self.id)
+        self.scratch = (ptr, size)
+
     def set_tensor_address(self, name, ptr):
-        self._d.log("ctx.set_tensor_address", self._graph, name, ptr)
+        self.log.append("set_tensor_address")
+        self._d.log("ctx.set_tensor_address", self._graph, name, ptr, self.id)
         self._addr[name] = ptr
         return True
 
     def execute_async_v3(self, stream):
         d = self._d
-        d.log("ctx.execute_async_v3", self._graph, stream)
-        assert self.scratch is not None and self.scratch[1] >= d.scratch[self._graph], "scratch not set"
+        self.log.append("execute_async_v3")
+        d.log("ctx.execute_async_v3", self._graph, stream, self.id)
+        self.rec.executed = True
+        if d.fail == "enqueue" and stream in d.capturing:
+            return False
+        b, h, w = self._lr()
+        assert self.scratch is not None and self.scratch[1] >= self._need(h, w), "scratch not set or too small"
+        assert self.scratch[0] in d.memory and d.device_sizes[self.scratch[0]] >= self.scratch[1], "scratch freed"
         spec = GRAPHS[self._graph]
-        b, _, h, w = next(self._shapes[t.name] for t in spec.inputs if "height" in t.shape)
         ins = {t.name: (self._addr[t.name], concrete_shape(t, b, h, w)) for t in spec.inputs}
         outs = {t.name: (self._addr[t.name], concrete_shape(t, b, h, w)) for t in spec.outputs}
+        assert all(p in d.memory for p, _ in [*ins.values(), *outs.values()]), "a tensor address points at freed memory"
 
         def op():
             result = KERNELS[self._graph](**{n: d.array(p, s).copy() for n, (p, s) in ins.items()})
             for n, (p, s) in outs.items():
                 d.array(p, s)[...] = result[n]
 
-        d.enqueue(stream, op)
+        d.enqueue(stream, ("op", op))
         return True
 
 
@@ -298,16 +402,20 @@ class _FakeCuda:
 
     def mem_get_info(self):
         self.d.log("cuda.mem_get_info")
-        return self.d.free_bytes, 80 * 1024**3
+        return self.d.free_bytes, 80 * GIB
 
     def malloc(self, nbytes):
         ptr = self.d.alloc("dev", nbytes)
+        self.d.device_sizes[ptr] = nbytes
+        self.d.free_bytes -= aligned(nbytes, 512)
         self.d.log("cuda.malloc", nbytes, ptr)
         return ptr
 
     def free(self, ptr):
         self.d.log("cuda.free", ptr)
+        self.d.sync_device()  # cudaFree synchronises the device
         del self.d.memory[ptr]
+        self.d.free_bytes += aligned(self.d.device_sizes.pop(ptr), 512)
 
     def malloc_host(self, nbytes):
         ptr = self.d.alloc("host", nbytes)
@@ -316,6 +424,7 @@ class _FakeCuda:
 
     def free_host(self, ptr):
         self.d.log("cuda.free_host", ptr)
+        self.d.sync_device()
         del self.d.memory[ptr]
 
     def host_view(self, ptr, nbytes):
@@ -323,69 +432,100 @@ class _FakeCuda:
 
     def memset_async(self, ptr, value, nbytes, stream):
         self.d.log("cuda.memset_async", ptr, value, nbytes, stream)
-        self.d.enqueue(stream, lambda: self.d.memory[ptr][:nbytes].fill(value))
+        self.d.enqueue(stream, ("op", lambda: self.d.memory[ptr][:nbytes].fill(value)))
 
     def memcpy_htod_async(self, dst, src, nbytes, stream):
         self.d.log("cuda.memcpy_htod_async", dst, src, nbytes, stream)
-        self.d.enqueue(stream, lambda: self.d.memory[dst].__setitem__(slice(0, nbytes), self.d.memory[src][:nbytes]))
+        self.d.enqueue(stream, ("op", lambda: self.d.memory[dst].__setitem__(slice(0, nbytes), self.d.memory[src][:nbytes])))
 
     def memcpy_dtoh_async(self, dst, src, nbytes, stream):
         self.d.log("cuda.memcpy_dtoh_async", dst, src, nbytes, stream)
-        self.d.enqueue(stream, lambda: self.d.memory[dst].__setitem__(slice(0, nbytes), self.d.memory[src][:nbytes]))
+        self.d.enqueue(stream, ("op", lambda: self.d.memory[dst].__setitem__(slice(0, nbytes), self.d.memory[src][:nbytes])))
 
     def stream_create(self):
         s = self.d.handle()
+        self.d.streams.add(s)
         self.d.log("cuda.stream_create", s)
         return s
 
     def stream_destroy(self, stream):
         self.d.log("cuda.stream_destroy", stream)
+        self.d.drain(stream)
+        self.d.streams.remove(stream)
 
     def stream_synchronize(self, stream):
         self.d.log("cuda.stream_synchronize", stream)
+        if stream in self.d.capturing:  # not allowed while capturing: the capture is invalidated
+            self.d.invalidated.add(stream)
+            raise CudaError("CUDA call cudaStreamSynchronize failed with cudaErrorStreamCaptureUnsupported (test double).")
+        self.d.drain(stream)
 
     def event_create(self):
         e = self.d.handle()
+        self.d.events[e] = None
         self.d.log("cuda.event_create", e)
         return e
 
     def event_destroy(self, event):
         self.d.log("cuda.event_destroy", event)
+        del self.d.events[event]
 
     def event_record(self, event, stream):
         self.d.log("cuda.event_record", event, stream)
+        assert stream not in self.d.capturing, "the backend records events only outside captures"
+        token = self.d.handle()
+        self.d.events[event] = token
+        self.d.token_stream[token] = stream
+        self.d.enqueue(stream, ("record", token))
 
     def event_synchronize(self, event):
         self.d.log("cuda.event_synchronize", event)
+        token = self.d.events[event]
+        if token is not None:
+            self.d.run_until(token)
 
     def stream_wait_event(self, stream, event):
         self.d.log("cuda.stream_wait_event", stream, event)
+        if stream in self.d.capturing:  # an event from outside the capture: CUDA refuses it
+            raise CudaError("CUDA call cudaStreamWaitEvent failed with cudaErrorStreamCaptureIsolation (test double).")
+        token = self.d.events[event]
+        if token is not None:
+            self.d.enqueue(stream, ("wait", token))
 
     def begin_capture(self, stream):
         self.d.log("cuda.begin_capture", stream)
+        if self.d.fail == "begin":
+            raise CudaError("CUDA call cudaStreamBeginCapture failed with cudaErrorStreamCaptureUnsupported (test double).")
         assert stream not in self.d.capturing
         self.d.capturing[stream] = []
 
-    def end_capture(self, stream):
+    def try_end_capture(self, stream):
         ops = self.d.capturing.pop(stream)
-        if self.d.fail_capture:
-            self.d.log("cuda.end_capture", stream, None)
-            raise CudaError("CUDA call cudaStreamEndCapture failed with cudaErrorStreamCaptureUnsupported (test double).")
+        if stream in self.d.invalidated:
+            self.d.invalidated.discard(stream)
+            self.d.log("cuda.try_end_capture", stream, 0)
+            return 0, CudaError("CUDA call cudaStreamEndCapture failed with cudaErrorStreamCaptureInvalidated (test double).")
         g = self.d.handle()
         self.d.graphs[g] = ops
-        self.d.log("cuda.end_capture", stream, g)
-        return g
+        self.d.log("cuda.try_end_capture", stream, g)
+        if self.d.fail == "end":
+            return g, CudaError("CUDA call cudaStreamEndCapture failed with cudaErrorStreamCaptureUnjoined (test double).")
+        return g, None
 
     def graph_instantiate(self, graph):
+        if self.d.fail == "instantiate":
+            self.d.log("cuda.graph_instantiate", graph, None)
+            raise CudaError("CUDA call cudaGraphInstantiate failed with cudaErrorInvalidValue (test double).")
         x = self.d.handle()
         self.d.execs[x] = list(self.d.graphs[graph])
+        self.d.free_bytes -= self.d.graph_bytes
         self.d.log("cuda.graph_instantiate", graph, x)
         return x
 
     def graph_launch(self, graph_exec, stream):
         self.d.log("cuda.graph_launch", graph_exec, stream)
-        for op in self.d.execs[graph_exec]:
-            self.d.enqueue(stream, op)
+        for item in self.d.execs[graph_exec]:
+            self.d.enqueue(stream, item)
 
     def graph_destroy(self, graph):
         self.d.log("cuda.graph_destroy", graph)
@@ -394,260 +534,412 @@ class _FakeCuda:
     def graph_exec_destroy(self, graph_exec):
         self.d.log("cuda.graph_exec_destroy", graph_exec)
         del self.d.execs[graph_exec]
+        self.d.free_bytes += self.d.graph_bytes
 
 
-def make_backend(double: RecordingTrtCudaDouble | None = None, **kwargs) -> tuple[TrtBackend, RecordingTrtCudaDouble]:
+PLANS = {g: f"plan {g}".encode() for g in GRAPH_NAMES}
+
+
+def make_backend(double: RecordingTrtCudaDouble | None = None, *, first: str = "compute", **kwargs) -> tuple[TrtBackend, RecordingTrtCudaDouble]:
+    """A backend on the double; ``first``: which stream runs its work at once ("compute" or "copy"), the other lags."""
     double = double or RecordingTrtCudaDouble()
-    plans = {g: f"plan {g}".encode() for g in GRAPH_NAMES}
-    return TrtBackend(plans, trt=double.trt, cuda=double.cuda, **kwargs), double
+    backend = TrtBackend(PLANS, trt=double.trt, cuda=double.cuda, **kwargs)
+    double.eager = {backend.stream if first == "compute" else backend.copy_stream}
+    return backend, double
 
 
 def names(calls, *prefixes):
     return [c for c in calls if c[0].startswith(prefixes)]
 
 
-# -- memory plan ----------------------------------------------------------------------------------
-def test_clip_buffers_are_what_the_sampler_allocates():
-    manifest = synthetic_manifest()
-    bufs = clip_buffers(manifest, 3, 36, 44)
-    labels = [b.label for b in bufs]
-    assert labels[:3] == ["lr0", "lr1", "lr2"]
-    assert len(labels) == 3 + 6 + 3 + 2 + 2 + 7
-    by = {b.label: b for b in bufs}
-    assert by["zA1"].shape == (1, 4, 36, 44) and by["fwd1"].shape == (1, 2, 144, 176)
-    assert by["guidance"].nbytes == 3 * 144 * 176 * 4 and by["step_coeffs"].shape == (6,)
-
-
-def test_memory_plan_is_linear_in_frames_and_gives_the_largest_chunk():
-    manifest = synthetic_manifest()
-    h, w = 180, 320
-    plans = [plan_memory(manifest, n, h, w, scratch_bytes=3 << 30, engine_bytes=1 << 30) for n in (1, 2, 7)]
-    per = plans[1].total_bytes - plans[0].total_bytes
-    lr, latent, flow = 3 * h * w * 4, 4 * h * w * 4, 2 * 16 * h * w * 4
-    assert per == aligned(lr) + 3 * aligned(latent) + 2 * aligned(flow)  # lr, zA, zB, noise, fwd, bwd
-    assert plans[2].total_bytes == plans[0].total_bytes + 6 * per
-    assert plans[2].total_bytes == plans[2].fixed_bytes + 7 * plans[2].per_frame_bytes
-    assert plans[2].total_bytes == plans[2].clip_bytes + (3 << 30) + (1 << 30) + plans[2].reserve_bytes
-    assert plans[2].clip_bytes == sum(aligned(b.nbytes) for b in clip_buffers(manifest, 7, h, w))
-    available = plans[2].total_bytes - 1
-    chunk = plans[2].largest_chunk(available)
-    assert chunk == 6
-    assert plan_memory(manifest, chunk, h, w, 3 << 30, 1 << 30).total_bytes <= available
-    check_fits(plans[2], plans[2].total_bytes)  # exactly enough is enough
-
-
-def test_memory_plan_errors_name_the_largest_chunk():
-    manifest = synthetic_manifest()
-    plan = plan_memory(manifest, 64, 180, 320, scratch_bytes=2 << 30)
-    fits = plan_memory(manifest, 20, 180, 320, scratch_bytes=2 << 30).total_bytes
-    with pytest.raises(DeviceMemoryError, match=r"a clip of 64 frames at 320x180 .* GiB\) of GPU memory but only 2.* GiB is free; use --chunk 20 or fewer"):
-        check_fits(plan, fits)
-    with pytest.raises(DeviceMemoryError, match="not even for one frame"):
-        check_fits(plan, 1 << 30)
-    with pytest.raises(InputError):
-        plan_memory(manifest, 0, 180, 320, 0)
-
-
-# -- the backend against the recording double -----------------------------------------------------
-def test_engines_share_one_user_managed_scratch_area():
-    backend, d = make_backend()
-    assert [c[1:] for c in names(d.calls, "engine.create_execution_context")] == [(g, "USER_MANAGED") for g in GRAPH_NAMES]
-    scratch = aligned(max(SCRATCH.values()), 256)
-    assert backend.scratch_bytes == scratch
-    mallocs = names(d.calls, "cuda.malloc")
-    assert [m[1] for m in mallocs] == [scratch]  # nothing else is allocated up front
-    ptr = mallocs[0][2]
-    assert [c[1:] for c in names(d.calls, "ctx.set_device_memory")] == [(g, ptr, scratch) for g in GRAPH_NAMES]
-    backend.close()
-    assert ("cuda.free", ptr) in d.calls
-
-
 def run_clip(sampler: Sampler, frames, steps: int, seed: int = 3):
     return sampler.upscale(frames, num_inference_steps=steps, noise=NumpyNoise(seed))
 
 
-def test_results_equal_the_kernels_run_directly_across_clips():
-    manifest = synthetic_manifest()
-    backend, d = make_backend()
-    trt_sampler = TrtSampler(backend, manifest)
-    ref = Sampler(NumpyBackend(), manifest)
-    clips = [random_frames(3, 36, 44, seed=1), random_frames(3, 36, 44, seed=2), random_frames(2, 36, 44, seed=5)]
-    for i, frames in enumerate(clips):
-        got, want = run_clip(trt_sampler, frames, 4, seed=i), run_clip(ref, frames, 4, seed=i)
-        assert len(got) == len(want)
-        for g, w in zip(got, want):
-            np.testing.assert_array_equal(g, w)
-        if i == 1:  # a second clip of the same size reuses buffers and the captured graphs
-            assert len(names(d.calls, "cuda.graph_instantiate")) == 2
-            assert len(names(d.calls, "cuda.graph_launch")) == 2 + 4
-    # the 2-frame clip binds other sweeps: both directions were captured anew
-    assert len(names(d.calls, "cuda.graph_instantiate")) == 4
-    assert len(names(d.calls, "cuda.graph_exec_destroy")) == 2
-    backend.close()
-    assert not [p for p in d.memory if p < 0x7000_0000], "device memory left allocated"
-    assert not d.memory, "pinned memory left allocated"
+def run_clip_recomputing_flows(sampler: Sampler, frames, steps: int, folder: Path, seed: int = 3):
+    """Sampler.upscale with flows recomputed per frame-step instead of stored (the video job's --flows recompute)."""
+    plan = validate_clip(frames)
+    layout = StoreLayout(len(frames), plan.padded_height, plan.padded_width)
+    store = ClipStore(layout, folder, 1 << 30, store_flows=False)
+    noise = NumpyNoise(seed)
+    try:
+        slots = sampler.slots(layout.height, layout.width)
+        sampler.load_frames(store, frames, plan)
+        sampler.compute_flows(store, slots)
+        sampler.initial_latents(store, noise)
+        schedule = sampler.steps(steps)
+        for step in schedule:
+            sampler.run_step(store, slots, step, noise)
+        out: list = [None] * len(frames)
+        sampler.decode(store, slots, len(schedule), plan, out.__setitem__)
+        return out
+    finally:
+        store.close()
 
 
-def test_capture_and_replay_call_sequence_of_two_steps_of_a_three_frame_clip():
-    """Step 0 (fwd) and 1 (bwd) run eagerly then are captured; steps 2 and 3 replay with uploads only."""
+def assert_same(got, want):
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
+# -- memory plan ----------------------------------------------------------------------------------
+SLOT_LABELS = [
+    *(f"{n}{i}" for i in (0, 1) for n in ("z", "lr", "lr_previous", "flow", "noise", "guidance", "z_out")),
+    "x0", "zero_guidance", "tcm_off", "tcm_on", "timestep", "step_coeffs", "decode_z0", "decode_z1", "rgb0", "rgb1",
+]  # fmt: skip
+
+
+def test_slot_buffers_are_what_the_sampler_allocates():
+    bufs = slot_buffers(synthetic_manifest(), 36, 44)
+    assert [b.label for b in bufs] == SLOT_LABELS
+    by = {b.label: b for b in bufs}
+    assert by["z1"].shape == (1, 4, 36, 44) and by["flow0"].shape == (1, 2, 144, 176) and by["rgb1"].shape == (1, 3, 144, 176)
+    assert by["guidance0"].nbytes == 3 * 144 * 176 * 4 and by["step_coeffs"].shape == (6,)
+
+
+def test_memory_plan_is_constant_in_frames_and_reserves_contexts_and_graphs():
+    manifest = synthetic_manifest()
+    assert binding_counts(manifest) == (9, 3)  # contexts: flow 2, guide 2, denoise 3, decode 2; programs: step0-first, step1-tcm, step0-tcm
+    h, w = 180, 320
+    latent, lr, big3, flow = aligned(4 * h * w * 4), aligned(3 * h * w * 4), aligned(3 * 16 * h * w * 4), aligned(2 * 16 * h * w * 4)
+    scalars = 3 * aligned(4) + aligned(6 * 4)
+    slots = 2 * (3 * latent + 2 * lr + flow + big3) + latent + big3 + scalars + 2 * latent + 2 * big3
+    plan = plan_memory(manifest, h, w, scratch_bytes=3 << 30, engine_bytes=1 << 30)
+    assert plan.slot_bytes == slots == sum(aligned(b.nbytes) for b in slot_buffers(manifest, h, w))
+    assert plan.reserve_bytes == BASE_RESERVE + 9 * CONTEXT_ESTIMATE + 3 * GRAPH_ESTIMATE
+    assert plan.total_bytes == slots + (3 << 30) + (1 << 30) + plan.reserve_bytes
+    assert "9 execution contexts of 16 MiB (estimated), 3 CUDA graphs of 8 MiB (estimated)" in plan.describe()
+    measured = plan_memory(manifest, h, w, scratch_bytes=3 << 30, per_context_bytes=5 * MIB, per_program_bytes=2 * MIB)
+    assert measured.reserve_bytes == BASE_RESERVE + 9 * 5 * MIB + 3 * 2 * MIB
+    assert "of 5 MiB (measured)" in measured.describe() and "of 2 MiB (measured)" in measured.describe()
+    eager = plan_memory(manifest, h, w, scratch_bytes=0, cuda_graphs=False)
+    assert eager.programs == 0 and "CUDA graphs" not in eager.describe()
+
+
+def test_memory_plan_refusal_is_one_sentence_naming_the_size_the_need_and_the_free_memory():
+    plan = plan_memory(synthetic_manifest(), 180, 320, scratch_bytes=2 << 30)
+    check_fits(plan, plan.total_bytes)  # exactly enough is enough
+    with pytest.raises(DeviceMemoryError) as info:
+        check_fits(plan, 1 << 30)
+    message = str(info.value)
+    assert message.startswith(f"frames of 320x180 (padded LR size) need {plan.total_bytes / GIB:.2f} GiB (slot buffers ")
+    assert "of GPU memory but only 1.00 GiB is free; free GPU memory (other processes), or use smaller frames or fp16 engines." in message
+    assert "chunk" not in message and "\n" not in message and message.count(". ") == 0
+
+
+# -- the backend against the recording double -----------------------------------------------------
+def scratch_need(h: int, w: int) -> int:
+    return aligned(max(SCRATCH[g] + NEED_PER_PIXEL[g] * h * w for g in GRAPH_NAMES), 256)
+
+
+def test_engines_load_without_contexts_or_device_memory_until_a_size_is_prepared():
+    backend, d = make_backend()
+    assert [c[1] for c in names(d.calls, "runtime.deserialize_cuda_engine")] == list(GRAPH_NAMES)
+    assert not names(d.calls, "engine.create_execution_context", "cuda.malloc")
+    assert backend.scratch_bytes == 0 and backend.measured_overhead_bytes()["per_context"] is None
+
+
+@pytest.mark.parametrize("first", ["compute", "copy"])
+def test_results_equal_the_kernels_run_directly_for_clips_of_different_lengths_and_two_sizes(first):
+    manifest = synthetic_manifest()
+    backend, d = make_backend(first=first)
+    sampler, ref = Sampler(backend, manifest), Sampler(NumpyBackend(), manifest)
+    clips = [(1, 36, 44), (2, 36, 44), (5, 36, 44), (3, 40, 48), (4, 40, 48), (2, 36, 44)]
+    for i, (n, h, w) in enumerate(clips):
+        frames = random_frames(n, h, w, seed=i)
+        assert_same(run_clip(sampler, frames, 3, seed=i), run_clip(ref, frames, 3, seed=i))
+    sampler.close()
+    assert not d.memory, "device or pinned memory left allocated"
+
+
+def test_flows_recomputed_per_frame_step_give_the_same_results_with_the_same_bindings(tmp_path):
     manifest = synthetic_manifest()
     backend, d = make_backend()
-    sampler = TrtSampler(backend, manifest)
-    frames = random_frames(3, 36, 44, seed=9)
+    frames = random_frames(4, 36, 44, seed=8)
+    got = run_clip_recomputing_flows(Sampler(backend, manifest), frames, 3, tmp_path / "trt")
+    assert_same(got, run_clip_recomputing_flows(Sampler(NumpyBackend(), manifest), frames, 3, tmp_path / "np"))
+    assert_same(run_clip(Sampler(NumpyBackend(), manifest), frames, 3), got)  # recomputed flows = stored flows
+    overhead = backend.measured_overhead_bytes()
+    assert (overhead["contexts"], overhead["programs"]) == binding_counts(manifest)
+    assert sorted(backend._programs) == ["step0-first", "step0-tcm-flow", "step1-tcm-flow"]
+
+
+def test_each_context_is_bound_once_when_made_and_never_re_pointed():
+    manifest = synthetic_manifest()
+    backend, d = make_backend()
+    sampler = Sampler(backend, manifest)
+    run_clip(sampler, random_frames(3, 36, 44), 2)
+    first_size = [c for c in d.contexts if c.executed]
+    run_clip(sampler, random_frames(4, 36, 44), 3)
+    assert [c for c in d.contexts if c.executed] == first_size  # the second clip made no context
+    run_clip(sampler, random_frames(3, 40, 48), 2)
+    executed = [c for c in d.contexts if c.executed]
+    assert len(first_size) == 9 and len(executed) == 18
+    for c in executed:
+        first = c.log.index("execute_async_v3")
+        assert not {"set_tensor_address", "set_device_memory", "set_input_shape"} & set(c.log[first:]), c
+        assert c.log[:first].count("set_device_memory") == 1
+        assert c.log[:first].count("set_tensor_address") == len(GRAPHS[c.graph].inputs) + len(GRAPHS[c.graph].outputs)
+    bindings = [(c.graph, tuple(sorted(c.addresses.items()))) for c in executed]
+    assert len(set(bindings)) == len(bindings)  # one context per distinct binding
+    # the new size released the old slot buffers, and every context bound to them went with them
+    assert not any(c.alive for c in first_size)
+    assert all(c.alive for c in executed[9:])
+    probes = [c for c in d.contexts if not c.executed]
+    assert len(probes) == 8 and not any(c.alive for c in probes)  # 4 engines asked for their scratch need, per size
+    assert all(c.log == ["set_input_shape"] * c.log.count("set_input_shape") + ["update_device_memory_size_for_shapes"] for c in probes)
+
+
+def test_scratch_is_sized_by_the_contexts_need_for_the_shapes_in_use():
+    manifest = synthetic_manifest()
+    backend, d = make_backend()
+    sampler = Sampler(backend, manifest)
+    sizes = [(36, 44), (40, 48), (36, 44)]
+    for h, w in sizes:
+        mark = len(d.calls)
+        run_clip(sampler, random_frames(2, h, w), 2)
+        assert backend.scratch_bytes == scratch_need(h, w) < PROFILE_MAX_SCRATCH
+        calls = d.calls[mark:]
+        assert [c[1] for c in names(calls, "cuda.malloc") if c[1] == backend.scratch_bytes] == [backend.scratch_bytes]
+        assert {c[2:4] for c in names(calls, "ctx.set_device_memory")} == {(backend.scratch_ptr, backend.scratch_bytes)}
+    scratch_mallocs = [c[2] for c in names(d.calls, "cuda.malloc") if c[1] in {scratch_need(h, w) for h, w in sizes}]
+    assert [("cuda.free", p) in d.calls for p in scratch_mallocs] == [True, True, False]  # resized per size, the old area freed
+
+
+def test_a_run_at_a_size_never_prepared_grows_the_scratch_and_drops_the_older_contexts():
+    backend, d = make_backend()
+    z, rgb = backend.allocate("z", (1, 4, 36, 44)), backend.allocate("rgb", (1, 3, 144, 176))
+    lr, prev, flow = (backend.allocate(n, s) for n, s in (("frame", (1, 3, 36, 44)), ("previous", (1, 3, 36, 44)), ("flow", (1, 2, 144, 176))))
+    backend.run("decode", {"z": z}, {"rgb": rgb})
+    assert backend.scratch_bytes == aligned(SCRATCH["decode"] + 36 * 44, 256)
+    backend.run("flow", {"frame": lr, "previous": prev}, {"flow": flow})  # needs more: a new area, the decode context is dropped
+    assert backend.scratch_bytes == aligned(SCRATCH["flow"] + 2 * 36 * 44, 256)
+    decode, flow_ctx = [c for c in d.contexts if c.executed]
+    assert not decode.alive and flow_ctx.alive
+    backend.run("decode", {"z": z}, {"rgb": rgb})  # made again, on the new area
+    assert [c.graph for c in d.contexts if c.alive] == ["flow", "decode"]
+    np.testing.assert_array_equal(backend.download(rgb), k_decode(np.zeros((1, 4, 36, 44), np.float32))["rgb"])
+
+
+def test_captures_do_not_depend_on_the_number_of_frames_or_steps():
+    manifest = synthetic_manifest()
+    counts = []
+    for n, steps in ((3, 2), (6, 4)):
+        backend, d = make_backend()
+        sampler = Sampler(backend, manifest)
+        run_clip(sampler, random_frames(n, 36, 44, seed=n), steps)
+        counts.append((len(names(d.calls, "cuda.begin_capture")), len(names(d.calls, "cuda.graph_instantiate")), len(names(d.calls, "engine.create_execution_context"))))
+        assert len(names(d.calls, "cuda.graph_launch")) == n * steps - 3  # every frame-step after the three captures is a replay
+        # another clip of that size: replays only, nothing made or measured
+        mark = len(d.calls)
+        run_clip(sampler, random_frames(2, 36, 44), 2)
+        assert not names(d.calls[mark:], "cuda.begin_capture", "engine.create_execution_context", "ctx.set_", "cuda.malloc", "cuda.mem_get_info", "cuda.free")
+        assert len(names(d.calls[mark:], "cuda.graph_launch")) == 4
+    assert counts[0] == counts[1] == (3, 3, 4 + 9)  # 4 scratch probes + 9 bound contexts
+
+
+def frame_steps(calls, main):
+    """The calls between consecutive graph launches (one steady frame-step each)."""
+    launches = [i for i, c in enumerate(calls) if c[0] == "cuda.graph_launch"]
+    return [calls[a:b] for a, b in zip(launches, launches[1:])]
+
+
+def test_a_steady_frame_step_is_uploads_one_replay_and_one_download():
+    manifest = synthetic_manifest()
+    backend, d = make_backend()
+    sampler = Sampler(backend, manifest)
+    run_clip(sampler, random_frames(4, 36, 44), 2)
     mark = len(d.calls)
-    run_clip(sampler, frames, 4)
-    calls = d.calls[mark:]
-    label = {b.ptr: b.label for b in backend._buffers.values()}
+    run_clip(sampler, random_frames(4, 36, 44, seed=1), 2)
     main, copy = backend.stream, backend.copy_stream
+    steps = frame_steps(d.calls[mark:], main)
+    assert len(steps) == 7
+    for step in steps[:3]:  # inside the first sweep
+        kinds = {c[0] for c in step}
+        assert kinds <= {"cuda.graph_launch", "cuda.event_record", "cuda.stream_wait_event", "cuda.memcpy_htod_async", "cuda.memcpy_dtoh_async", "cuda.event_synchronize"}
+        assert [c[-1] for c in names(step, "cuda.memcpy")] == [copy] * 5  # z, lr, noise, flow of the next frame; z_out of this one
+        assert len(names(step, "cuda.event_synchronize")) == 1  # the host waits for this frame's z_out copy only
+        assert step[0] == ("cuda.graph_launch", step[0][1], main)
 
-    launches = [i for i, c in enumerate(calls) if c[0] in ("cuda.begin_capture", "cuda.graph_launch")]
-    sweep_ops = [
-        (c[0], c[1]) if c[0] == "ctx.execute_async_v3" else (c[0],)
-        for c in calls
-        if c[0] in ("ctx.execute_async_v3", "cuda.begin_capture", "cuda.end_capture", "cuda.graph_instantiate", "cuda.graph_launch")
-    ]
-    fwd = [("ctx.execute_async_v3", "denoise"), *[("ctx.execute_async_v3", "guide"), ("ctx.execute_async_v3", "denoise")] * 2]
-    capture = lambda sweep: [*sweep, ("cuda.begin_capture",), *sweep, ("cuda.end_capture",), ("cuda.graph_instantiate",)]  # noqa: E731
-    flows = [("ctx.execute_async_v3", "flow")] * 4
-    decode = [("ctx.execute_async_v3", "decode")] * 3
-    assert sweep_ops == flows + capture(fwd) + capture(fwd) + [("cuda.graph_launch",)] * 2 + decode
-    assert all(c[-1] == main for c in calls if c[0] in ("ctx.execute_async_v3", "cuda.begin_capture", "cuda.graph_launch"))
 
-    # what the captured forward sweep binds, frame by frame (addresses set only when they change)
-    begin = next(i for i, c in enumerate(calls) if c[0] == "cuda.begin_capture")
-    end = next(i for i, c in enumerate(calls) if c[0] == "cuda.end_capture")
-    inside = [c for c in calls[begin + 1 : end]]
-    assert {c[0] for c in inside} == {"ctx.set_tensor_address", "ctx.execute_async_v3"}
-    bound = [(c[1], c[2], label[c[3]]) for c in inside if c[0] == "ctx.set_tensor_address"]
-    assert ("denoise", "z", "zA0") in bound and ("denoise", "z_prev", "zB0") in bound and ("denoise", "tcm_scale", "tcm_off") in bound
-    assert ("guide", "flow", "fwd0") in bound and ("guide", "flow", "fwd1") in bound
-    assert bound.index(("guide", "flow", "fwd1")) > bound.index(("denoise", "z", "zA1"))
+def test_the_next_frames_upload_overlaps_this_frames_compute():
+    manifest = synthetic_manifest()
+    backend, d = make_backend()
+    sampler = Sampler(backend, manifest)
+    run_clip(sampler, random_frames(4, 36, 44), 2)
+    mark = len(d.calls)
+    run_clip(sampler, random_frames(4, 36, 44, seed=1), 2)
+    calls = d.calls[mark:]
+    main, copy = backend.stream, backend.copy_stream
+    used = {b.used: b.label for b in backend._buffers.values()}
+    copied = {b.copied: b.label for b in backend._buffers.values()}
+    ptr = {b.ptr: b.label for b in backend._buffers.values()}
+    launches = [i for i, c in enumerate(calls) if c[0] == "cuda.graph_launch"]
+    for position in (1, 2):  # frame-steps 1 and 2 of the first sweep: slot sets 1 and 0
+        s, other = position % 2, (position + 1) % 2
+        step = calls[launches[position] : launches[position + 1]]
+        launched_after = [used[c[1]] for c in step if c[0] == "cuda.event_record" and c[2] == main]
+        assert set(launched_after) >= {f"z{s}", f"z_out{s}", "x0", f"guidance{s}"}
+        uploads = [ptr[c[1]] for c in names(step, "cuda.memcpy_htod_async")]
+        assert uploads == [f"z{other}", f"lr{other}", f"noise{other}", f"flow{other}"]
+        # before overwriting the other slot set, the copy stream waits for the frame-step that last used it (the previous one), not this one
+        waits = [used[c[2]] for c in step if c[0] == "cuda.stream_wait_event" and c[1] == copy]
+        assert set(waits[:-1]) <= set(uploads) and f"z{other}" in waits  # (a buffer this sweep has not used needs no wait)
+        # then this frame's z_out comes back, after its own compute
+        assert waits[-1] == f"z_out{s}" and names(step, "cuda.memcpy_dtoh_async")[0][2] == backend._buffers[f"z_out{s}"].ptr
+        # and the next launch waits for exactly those uploads
+        assert sorted(copied[c[2]] for c in step if c[0] == "cuda.stream_wait_event" and c[1] == main) == sorted(uploads)
 
-    # the exact calls of the captured forward sweep, in buffer labels
-    def show(c):
-        return tuple(label.get(x, x) if isinstance(x, int) else x for x in c)
 
-    def sets(graph, *pairs):
-        return [("ctx.set_tensor_address", graph, name, buf) for name, buf in pairs]
-
-    ex = lambda graph: [("ctx.execute_async_v3", graph, main)]  # noqa: E731
-    assert [show(c) for c in inside] == [
-        *sets("denoise", ("z", "zA0"), ("lr", "lr0"), ("tcm_scale", "tcm_off"), ("noise", "noise0"), ("z_prev", "zB0")), *ex("denoise"),
-        *sets("guide", ("flow", "fwd0")), *ex("guide"),
-        *sets("denoise", ("z", "zA1"), ("lr", "lr1"), ("tcm_scale", "tcm_on"), ("noise", "noise1"), ("z_prev", "zB1")), *ex("denoise"),
-        *sets("guide", ("flow", "fwd1")), *ex("guide"),
-        *sets("denoise", ("z", "zA2"), ("lr", "lr2"), ("noise", "noise2"), ("z_prev", "zB2")), *ex("denoise"),
+def test_decoded_frames_come_back_while_the_next_decode_runs():
+    manifest = synthetic_manifest()
+    backend, d = make_backend()
+    sampler = Sampler(backend, manifest)
+    mark = len(d.calls)
+    run_clip(sampler, random_frames(3, 36, 44), 2)
+    calls = d.calls[mark:]
+    main, copy = backend.stream, backend.copy_stream
+    tail = calls[next(i for i, c in enumerate(calls) if c[:2] == ("ctx.execute_async_v3", "decode")) :]
+    buffers = backend._buffers
+    label = {**{b.used: b.label + ".used" for b in buffers.values()}, **{b.copied: b.label + ".copied" for b in buffers.values()}, **{b.ptr: b.label for b in buffers.values()}}
+    wanted = ("ctx.execute_async_v3", "cuda.memcpy_dtoh_async", "cuda.stream_wait_event", "cuda.event_synchronize", "cuda.stream_synchronize")
+    shown = [tuple(label.get(x, x) for x in c[:3]) for c in tail if c[0] in wanted and not (c[0] == "cuda.stream_wait_event" and c[1] == main)]
+    download = lambda k: [("cuda.stream_wait_event", copy, f"rgb{k}.used"), ("cuda.memcpy_dtoh_async", backend._buffers[f"rgb{k}"].host, f"rgb{k}"), ("cuda.event_synchronize", f"rgb{k}.copied")]  # noqa: E731
+    decode = ("ctx.execute_async_v3", "decode", main)
+    up = lambda k: [("cuda.stream_wait_event", copy, f"decode_z{k}.used")]  # noqa: E731
+    assert shown == [
+        decode, decode, *download(0), *up(0), decode, *download(1), *download(0),
+        ("cuda.stream_synchronize", main), ("cuda.stream_synchronize", copy),
     ]  # fmt: skip
 
-    # per step: timestep, coefficients, then noise in sweep order, each from pinned memory on the main stream
-    instantiated = [i for i, c in enumerate(calls) if c[0] == "cuda.graph_instantiate"]
-    step2 = calls[instantiated[1] + 1 : launches[2] + 1]
-    copies = [label[c[1]] for c in step2 if c[0] == "cuda.memcpy_htod_async"]
-    assert copies == ["timestep", "step_coeffs", "noise0", "noise1", "noise2"]
-    assert all(c[4] == main for c in step2 if c[0] == "cuda.memcpy_htod_async")
-    step3 = calls[launches[2] + 1 : launches[3] + 1]
-    assert [label[c[1]] for c in step3 if c[0] == "cuda.memcpy_htod_async"] == ["timestep", "step_coeffs", "noise2", "noise1", "noise0"]
-    for step in (step2, step3):
-        assert not names(step, "cuda.stream_synchronize", "ctx.", "cuda.malloc")
-        # the only host waits are for pinned slots whose copy was enqueued in an earlier step
-        for i, c in enumerate(step):
-            if c[0] == "cuda.event_synchronize":
-                assert ("cuda.event_record", c[1], main) not in step[:i]
 
-    # downloads: after an event on the main stream, on the copy stream, waiting only for that copy
-    tail = calls[launches[-1] + 1 :]
-    wanted = {"ctx.execute_async_v3", "cuda.event_record", "cuda.stream_wait_event", "cuda.memcpy_dtoh_async", "cuda.event_synchronize", "cuda.stream_synchronize"}
-    rgb = next(b for b in backend._buffers.values() if b.label == "rgb")
-    slot = names(tail, "cuda.memcpy_dtoh_async")[0][1]
-    ready, copied = backend._ready, backend._copied
-    one_frame = [
-        ("ctx.execute_async_v3", "decode", main),
-        ("cuda.event_record", ready, main),
-        ("cuda.stream_wait_event", copy, ready),
-        ("cuda.memcpy_dtoh_async", slot, rgb.ptr, rgb.nbytes, copy),
-        ("cuda.event_record", copied, copy),
-        ("cuda.stream_wait_event", main, copied),
-        ("cuda.event_synchronize", copied),
-    ]
-    assert [c for c in tail if c[0] in wanted] == one_frame * 3 + [("cuda.stream_synchronize", main), ("cuda.stream_synchronize", copy)]
-
-
-def test_new_buffers_are_zero_filled_and_reused_buffers_zeroed_again():
+def test_pinned_staging_is_made_with_each_buffer_and_never_inside_a_step():
+    manifest = synthetic_manifest()
     backend, d = make_backend()
-    a = backend.allocate("x", (1, 4, 8, 8))
-    np.testing.assert_array_equal(d.array(a.ptr, a.shape), 0)
-    backend.upload(a, np.ones((1, 4, 8, 8), np.float32))
-    backend.run("decode", {"z": a}, {"rgb": backend.allocate("rgb", (1, 3, 32, 32))})  # a launch: next allocate is a new clip
-    again = backend.allocate("x", (1, 4, 8, 8))
-    assert again is a and backend._clip == 1
-    np.testing.assert_array_equal(d.array(a.ptr, a.shape), 0)
-    bigger = backend.allocate("x", (1, 4, 8, 12))
-    assert bigger.ptr != a.ptr and ("cuda.free", a.ptr) in d.calls
-    with pytest.raises(ValueError, match="cannot upload"):
-        backend.upload(bigger, np.ones((1, 4, 8, 8), np.float32))
+    run_clip(Sampler(backend, manifest), random_frames(3, 36, 44), 3)
+    pinned = [i for i, c in enumerate(d.calls) if c[0] == "cuda.malloc_host"]
+    first_compute = next(i for i, c in enumerate(d.calls) if c[0] == "ctx.execute_async_v3")
+    assert len(pinned) == len(SLOT_LABELS) and max(pinned) < first_compute
+    assert sorted(c[1] for c in names(d.calls, "cuda.malloc_host")) == sorted(b.nbytes for b in backend._buffers.values())
 
 
-def test_uploads_use_two_pinned_slots_per_buffer_and_wait_only_on_reuse():
+@pytest.mark.parametrize("sabotage", ["compute_waits_for_uploads", "copies_wait_for_compute"])
+def test_the_double_catches_a_missing_wait(monkeypatch, sabotage):
+    """Without either event wait the results change: the double really checks the ordering."""
+    manifest = synthetic_manifest()
+    if sabotage == "compute_waits_for_uploads":
+        backend, d = make_backend(first="compute")
+        monkeypatch.setattr(backend, "_wait_uploads", lambda buffers: None)
+        frames = random_frames(3, 36, 44)
+        with pytest.raises(AssertionError):
+            assert_same(run_clip(Sampler(backend, manifest), frames, 2), run_clip(Sampler(NumpyBackend(), manifest), frames, 2))
+        return
+    backend, d = make_backend(first="copy")
+    z, rgb = backend.allocate("z", (1, 4, 36, 44)), backend.allocate("rgb", (1, 3, 144, 176))
+    backend.upload(z, np.full(z.shape, 0.25, np.float32))
+    backend.run("decode", {"z": z}, {"rgb": rgb})
+    monkeypatch.setattr(backend, "_copy_after_compute", lambda buf: None)
+    backend.upload(z, np.full(z.shape, -0.75, np.float32))  # lands before the decode read z
+    assert not np.array_equal(backend.download(rgb), k_decode(np.full(z.shape, 0.25, np.float32))["rgb"])
+
+
+def test_replaying_a_program_whose_enqueue_binds_other_buffers_is_an_error():
     backend, d = make_backend()
-    buf = backend.allocate("noise0", (1, 4, 8, 8))
-    mark = len(d.calls)
-    for i in range(3):
-        backend.upload(buf, np.full((1, 4, 8, 8), i, np.float32))
-    calls = d.calls[mark:]
-    assert len(names(calls, "cuda.malloc_host")) == 2
-    waits = names(calls, "cuda.event_synchronize")
-    records = names(calls, "cuda.event_record")
-    assert len(waits) == 1 and waits[0][1] == records[0][1]  # the third upload reuses the first slot
-    np.testing.assert_array_equal(backend.download(buf), 2)
-
-
-def test_replay_with_other_buffers_in_the_same_clip_is_an_error():
-    backend, d = make_backend()
-    z = [backend.allocate(f"z{i}", (1, 4, 8, 8)) for i in range(2)]
-    rgb = backend.allocate("rgb", (1, 3, 32, 32))
-    backend.launch_sweep("fwd", lambda: backend.run("decode", {"z": z[0]}, {"rgb": rgb}))
-    backend.launch_sweep("fwd", lambda: backend.run("decode", {"z": z[0]}, {"rgb": rgb}))
+    z = [backend.allocate(f"z{i}", (1, 4, 36, 44)) for i in range(2)]
+    rgb = backend.allocate("rgb", (1, 3, 144, 176))
+    backend.launch("decode-p", lambda: backend.run("decode", {"z": z[0]}, {"rgb": rgb}))
+    backend.launch("decode-p", lambda: backend.run("decode", {"z": z[0]}, {"rgb": rgb}))
     assert len(names(d.calls, "cuda.graph_launch")) == 1
-    with pytest.raises(SweepAddressError, match=r"the fwd sweep binds other buffers than when it was captured \(launch 0 \(decode\) binds z to z1 instead of z0\)"):
-        backend.launch_sweep("fwd", lambda: backend.run("decode", {"z": z[1]}, {"rgb": rgb}))
+    mark = len(d.calls)
+    with pytest.raises(ProgramBindingError, match=r"the decode-p program binds other buffers than when it was captured \(launch 0 \(decode\) binds z to z1 instead of z0\)"):
+        backend.launch("decode-p", lambda: backend.run("decode", {"z": z[1]}, {"rgb": rgb}))
+    assert not names(d.calls[mark:], "cuda.graph_launch", "ctx.execute_async_v3", "cuda.begin_capture")
+    # an enqueue that binds other buffers each time it is called cannot be captured either
+    calls = iter([0, 1, 0, 1])
+    with pytest.raises(ProgramBindingError, match=r"the flaky program's enqueue made launch 0 \(decode\) with other buffers than its dry run \(binds z to z1 instead of z0\)"):
+        backend.launch("flaky", lambda: backend.run("decode", {"z": z[next(calls)]}, {"rgb": rgb}))
+    assert not d.capturing and not d.graphs.keys() - {p.graph for p in backend._programs.values() if hasattr(p, "graph")}
+    with pytest.raises(RuntimeError, match="upload inside the nested frame-step program"):
+        backend.launch("nested", lambda: backend.upload(z[0], np.zeros(z[0].shape, np.float32)))
 
 
-def test_a_sweep_that_cannot_be_captured_runs_eagerly():
+@pytest.mark.parametrize("stage", ["begin", "enqueue", "end", "instantiate"])
+def test_a_failed_capture_destroys_its_graph_and_the_program_runs_eagerly(stage):
     manifest = synthetic_manifest()
     double = RecordingTrtCudaDouble()
-    double.fail_capture = True
+    double.fail = stage
     backend, d = make_backend(double)
     frames = random_frames(3, 36, 44, seed=4)
-    with pytest.warns(RuntimeWarning, match="could not be captured"):
-        got = run_clip(TrtSampler(backend, manifest), frames, 4)
-    want = run_clip(Sampler(NumpyBackend(), manifest), frames, 4)
-    for g, w in zip(got, want):
-        np.testing.assert_array_equal(g, w)
+    with pytest.warns(RuntimeWarning, match="frame-step could not be captured as a CUDA graph"):
+        got = run_clip(Sampler(backend, manifest), frames, 4)
+    assert_same(got, run_clip(Sampler(NumpyBackend(), manifest), frames, 4))
+    assert len(names(d.calls, "cuda.begin_capture")) == 3  # tried once per program, then eager
     assert not names(d.calls, "cuda.graph_launch")
-    assert len(names(d.calls, "cuda.begin_capture")) == 2  # tried once per direction, then eager
+    made = [c[2] for c in names(d.calls, "cuda.try_end_capture") if c[2]]
+    assert len(made) == (0 if stage == "begin" else 3)
+    assert [g for g in made if ("cuda.graph_destroy", g) not in d.calls] == []  # every graph a failed capture made is destroyed
+    assert not d.graphs and not d.execs and not d.capturing
+    assert backend.measured_overhead_bytes()["programs"] == 0
 
 
-def test_without_cuda_graphs_every_sweep_is_eager():
+def test_the_stream_is_synchronised_between_the_warm_up_and_the_capture():
+    manifest = synthetic_manifest()
+    backend, d = make_backend()
+    run_clip(Sampler(backend, manifest), random_frames(3, 36, 44), 2)
+    main = backend.stream
+    for i, c in enumerate(d.calls):
+        if c[0] == "cuda.begin_capture":
+            before = d.calls[:i]
+            last_execute = max(j for j, x in enumerate(before) if x[0] == "ctx.execute_async_v3")
+            assert ("cuda.stream_synchronize", main) in before[last_execute:]
+
+
+def test_without_cuda_graphs_every_frame_step_is_eager():
     manifest = synthetic_manifest()
     backend, d = make_backend(cuda_graphs=False)
-    frames = random_frames(2, 36, 44, seed=4)
-    got = run_clip(TrtSampler(backend, manifest), frames, 3)
-    want = run_clip(Sampler(NumpyBackend(), manifest), frames, 3)
-    for g, w in zip(got, want):
-        np.testing.assert_array_equal(g, w)
+    frames = random_frames(3, 36, 44, seed=4)
+    assert_same(run_clip(Sampler(backend, manifest), frames, 3), run_clip(Sampler(NumpyBackend(), manifest), frames, 3))
     assert not names(d.calls, "cuda.begin_capture")
+    assert backend.memory_plan(manifest, 36, 44).programs == 0
 
 
-def test_clip_that_does_not_fit_is_refused_before_allocation():
+def test_context_and_graph_memory_is_measured_and_replaces_the_estimates():
     manifest = synthetic_manifest()
-    double = RecordingTrtCudaDouble(free_bytes=0)
+    double = RecordingTrtCudaDouble(context_bytes=3 * MIB, graph_bytes=1 * MIB)
     backend, d = make_backend(double)
-    plan = plan_memory(manifest, 5, 36, 44, backend.scratch_bytes)
-    double.free_bytes = plan.total_bytes - backend.scratch_bytes - 1  # one byte short (scratch is already held)
+    sampler = Sampler(backend, manifest)
+    sampler.slots(36, 44)
+    first = backend.last_plan
+    assert first.per_context_bytes == 3 * MIB and first.measured_contexts  # the scratch probes measured one context each
+    assert first.per_program_bytes == GRAPH_ESTIMATE and not first.measured_programs
+    run_clip(sampler, random_frames(3, 36, 44), 2)
+    assert backend.measured_overhead_bytes() == {
+        "per_context": 3 * MIB, "per_program": 1 * MIB, "contexts": 9, "context_bytes": 27 * MIB, "programs": 3, "program_bytes": 3 * MIB,
+    }  # fmt: skip
+    plan = backend.memory_plan(manifest, 40, 48)
+    assert plan.reserve_bytes == BASE_RESERVE + 9 * 3 * MIB + 3 * 1 * MIB and plan.measured_programs
+
+
+def test_a_frame_size_that_does_not_fit_is_refused_before_allocation():
+    manifest = synthetic_manifest()
+    double = RecordingTrtCudaDouble(context_bytes=2 * MIB)
+    backend, d = make_backend(double)
+    plan = backend.memory_plan(manifest, 36, 44)
+    double.free_bytes = plan.total_bytes - 1
     mark = len(d.calls)
-    with pytest.raises(DeviceMemoryError, match="use --chunk 4 or fewer"):
-        TrtSampler(backend, manifest).upscale(random_frames(5, 36, 44), 2)
+    with pytest.raises(DeviceMemoryError, match=r"^frames of 44x36 \(padded LR size\) need 0\.\d\d GiB .* of GPU memory but only 0\.\d\d GiB is free; free GPU memory"):
+        Sampler(backend, manifest).upscale(random_frames(2, 36, 44), 2)
     assert not names(d.calls[mark:], "cuda.malloc")
+    double.free_bytes = plan.total_bytes  # exactly enough
+    run_clip(Sampler(backend, manifest), random_frames(2, 36, 44), 2)
+    # a second Sampler on the same size counts what the backend already holds (buffers, scratch, contexts, graphs) as available
+    again = backend.memory_plan(manifest, 36, 44)
+    double.free_bytes = again.total_bytes - backend._held_bytes() - 1
+    with pytest.raises(DeviceMemoryError):
+        Sampler(backend, manifest).slots(36, 44)
+    double.free_bytes += 1
+    run_clip(Sampler(backend, manifest), random_frames(2, 36, 44), 2)
 
 
 def test_frames_outside_the_engine_profile_are_refused_with_the_rebuild_command():
@@ -655,18 +947,56 @@ def test_frames_outside_the_engine_profile_are_refused_with_the_rebuild_command(
     profiles = {g: Profile.static(36, 44) for g in GRAPH_NAMES}
     backend, _ = make_backend(profiles=profiles)
     with pytest.raises(InputError, match=r"frames padded to 48x40 are outside the flow engine's profile 44x36 \(static\).*--resolution 48x40 --force"):
-        TrtSampler(backend, manifest).upscale(random_frames(2, 40, 48), 2)
+        Sampler(backend, manifest).upscale(random_frames(2, 40, 48), 2)
     double = RecordingTrtCudaDouble()
     double.max_lr = (36, 44)
     backend, _ = make_backend(double)  # no profile known: TensorRT's own refusal is turned into a sentence
     with pytest.raises(InputError, match="does not accept .* --resolution 48x40"):
-        TrtSampler(backend, manifest).upscale(random_frames(2, 40, 48), 2)
+        Sampler(backend, manifest).upscale(random_frames(2, 40, 48), 2)
 
 
 def test_engine_with_other_io_dtypes_is_refused():
     double = RecordingTrtCudaDouble(dtypes={("denoise", "z"): "HALF"})
     with pytest.raises(ManifestError, match="tensor z is float16, not float32 .* keep float32 inputs/outputs"):
         make_backend(double)
+
+
+def test_new_buffers_are_zero_filled_and_reused_buffers_zeroed_again():
+    backend, d = make_backend()
+    a = backend.allocate("x", (1, 4, 8, 8))
+    np.testing.assert_array_equal(backend.download(a), 0)
+    backend.upload(a, np.ones((1, 4, 8, 8), np.float32))
+    again = backend.allocate("x", (1, 4, 8, 8))
+    assert again is a
+    np.testing.assert_array_equal(backend.download(a), 0)
+    bigger = backend.allocate("x", (1, 4, 8, 12))
+    assert bigger.ptr != a.ptr and ("cuda.free", a.ptr) in d.calls and ("cuda.free_host", a.host) in d.calls
+    with pytest.raises(ValueError, match="cannot upload"):
+        backend.upload(bigger, np.ones((1, 4, 8, 8), np.float32))
+    with pytest.raises(RuntimeError, match="buffer x was released"):
+        backend.upload(a, np.ones((1, 4, 8, 8), np.float32))
+
+
+def test_close_is_idempotent_and_complete_and_a_reopened_backend_works():
+    manifest = synthetic_manifest()
+    double = RecordingTrtCudaDouble(context_bytes=MIB, graph_bytes=MIB)
+    frames = random_frames(3, 36, 44, seed=2)
+    want = run_clip(Sampler(NumpyBackend(), manifest), frames, 3)
+    for _ in range(2):  # open, run, close; then again in the same process
+        backend, d = make_backend(double)
+        sampler = Sampler(backend, manifest)
+        assert_same(run_clip(sampler, frames, 3), want)
+        sampler.close()  # what svsr-run and Upscaler.close() call
+        assert not d.memory and not d.graphs and not d.execs and not d.streams and not d.events
+        assert not any(c.alive for c in d.contexts)
+        assert d.free_bytes == d.initial_free
+        mark = len(d.calls)
+        backend.close()
+        assert d.calls[mark:] == []
+        with pytest.raises(RuntimeError, match="the TensorRT backend is closed"):
+            backend.allocate("x", (1,))
+        with pytest.raises(RuntimeError, match="the TensorRT backend is closed"):
+            backend.run("decode", {}, {})
 
 
 # -- opening a build folder: records checked against this machine ---------------------------------
@@ -692,9 +1022,11 @@ def test_open_build_folder_loads_checked_engines(tmp_path):
     backend = open_trt_backend(tmp_path, manifest, "auto", trt=double.trt, cuda=double.cuda)
     assert set(backend.engines) == set(GRAPH_NAMES)
     assert backend.profiles["denoise"] == Profile.static(36, 44)
-    got = run_clip(TrtSampler(backend, manifest), random_frames(2, 36, 44), 2)
+    double.eager = {backend.stream}
+    got = run_clip(Sampler(backend, manifest), random_frames(2, 36, 44), 2)
     want = run_clip(Sampler(NumpyBackend(), manifest), random_frames(2, 36, 44), 2)
-    np.testing.assert_array_equal(got[1], want[1])
+    assert_same(got, want)
+    backend.close()
 
 
 @pytest.mark.parametrize(
@@ -735,6 +1067,43 @@ def test_missing_changed_or_absent_engines_name_the_fix(tmp_path):
         open_trt_backend(tmp_path, manifest, "fp32", trt=double.trt, cuda=double.cuda)
 
 
+
+def test_plan_hashes_are_cached_and_a_changed_plan_is_hashed_again_and_refused(tmp_path, monkeypatch):
+    manifest = write_engines(tmp_path, synthetic_manifest(tmp_path))
+    hashed: list[str] = []
+
+    def counting_sha256(path):
+        hashed.append(Path(path).name)
+        return sha256_file(path)
+
+    monkeypatch.setattr(trt_backend_mod, "sha256_file", counting_sha256)
+    double = RecordingTrtCudaDouble()
+    open_trt_backend(tmp_path, manifest, "fp32", trt=double.trt, cuda=double.cuda).close()
+    assert len(hashed) == 4
+    plan = tmp_path / manifest["engines"]["guide.fp32"]["file"]
+    cached = json.loads(hash_sidecar(plan).read_text())
+    assert cached == {"file": plan.name, "size": plan.stat().st_size, "mtime_ns": plan.stat().st_mtime_ns, "sha256": manifest["engines"]["guide.fp32"]["sha256"]}
+    hashed.clear()
+    open_trt_backend(tmp_path, manifest, "fp32", trt=double.trt, cuda=double.cuda).close()
+    assert hashed == []  # unchanged plans: the cached hashes
+    plan.write_bytes(b"plan guide, changed")  # new size and mtime
+    with pytest.raises(ManifestError, match="guide fp32 engine .* does not match its recorded sha256; rebuild it with: svsr-export"):
+        open_trt_backend(tmp_path, manifest, "fp32", trt=double.trt, cuda=double.cuda)
+    assert hashed == [plan.name]
+    hashed.clear()
+    plan.write_bytes(b"plan guidX")  # same size as the recorded plan, other bytes; mtime moved on
+    st = plan.stat()
+    os.utime(plan, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    with pytest.raises(ManifestError, match="does not match its recorded sha256"):
+        open_trt_backend(tmp_path, manifest, "fp32", trt=double.trt, cuda=double.cuda)
+    assert hashed == [plan.name]
+    plan.write_bytes(b"plan guide")  # the recorded bytes again: hashed once more, accepted, cached
+    hash_sidecar(plan).write_text("not json")
+    hashed.clear()
+    open_trt_backend(tmp_path, manifest, "fp32", trt=double.trt, cuda=double.cuda).close()
+    assert hashed == [plan.name]
+
+
 # -- the double and the backend use only real TensorRT / cuda-python names ------------------------
 def _public(cls) -> set[str]:
     return {n for n in vars(cls) if not n.startswith("_")}
@@ -764,13 +1133,15 @@ def test_every_tensorrt_runtime_name_exists_in_the_real_lean_bindings():
     # set_device_memory takes (ptr, size) and create_execution_context a strategy, as the backend calls them
     assert "memory" in trt.IExecutionContext.set_device_memory.__doc__ and "size" in trt.IExecutionContext.set_device_memory.__doc__
     assert "ExecutionContextAllocationStrategy" in trt.ICudaEngine.create_execution_context.__doc__
+    # the scratch is sized by the context's need for the input shapes set on it
+    assert "current input shapes" in trt.IExecutionContext.update_device_memory_size_for_shapes.__doc__
 
 
 def test_cuda_api_calls_exist_in_cuda_python():
     runtime = pytest.importorskip("cuda.bindings.runtime", reason="cuda-python is not installed")
     source = inspect.getsource(cuda_api)
     called = set(re.findall(r"\brt\.(cuda\w+)", source))
-    assert {"cudaMalloc", "cudaMallocHost", "cudaMemcpyAsync", "cudaStreamBeginCapture", "cudaGraphLaunch"} <= called
+    assert {"cudaMalloc", "cudaMallocHost", "cudaMemcpyAsync", "cudaStreamBeginCapture", "cudaGraphLaunch", "cudaGetLastError"} <= called
     missing = sorted(n for n in called if not hasattr(runtime, n))
     assert not missing, f"not in cuda.bindings.runtime: {missing}"
 
@@ -793,3 +1164,29 @@ def test_host_view_writes_through_to_the_memory():
     view = CudaApi.host_view(None, ctypes.addressof(block), 16)  # type: ignore[arg-type]
     view[:] = np.arange(16, dtype=np.uint8)
     assert bytes(block) == bytes(range(16))
+
+
+def test_try_end_capture_hands_back_the_graph_and_the_error_and_clears_it():
+    """CudaApi.try_end_capture against a stand-in for cuda.bindings.runtime (no GPU needed)."""
+    calls: list[str] = []
+
+    class Err(int):
+        name = "cudaErrorStreamCaptureUnjoined"
+
+    class Graph(int):
+        pass
+
+    rt = types.SimpleNamespace(
+        cudaGetErrorString=lambda err: (0, b"capture unjoined"),
+        cudaGetLastError=lambda: calls.append("cudaGetLastError") or (0,),
+    )
+    api = CudaApi.__new__(CudaApi)
+    api.rt = rt
+    rt.cudaStreamEndCapture = lambda stream: (Err(900), Graph(77))
+    graph, error = api.try_end_capture(5)
+    assert graph == 77 and isinstance(error, CudaError) and calls == ["cudaGetLastError"]
+    assert str(error) == "CUDA call cudaStreamEndCapture failed with cudaErrorStreamCaptureUnjoined (capture unjoined)."
+    rt.cudaStreamEndCapture = lambda stream: (Err(901), None)  # an invalidated capture: no graph
+    assert api.try_end_capture(5)[0] == 0
+    rt.cudaStreamEndCapture = lambda stream: (0, Graph(78))
+    assert api.try_end_capture(5) == (78, None)

@@ -41,14 +41,17 @@ class CudaApi:
         self._check("cudaSetDevice", self.rt.cudaSetDevice(device))
 
     # -- errors ---------------------------------------------------------------------------------
+    def _error(self, call: str, err: Any) -> CudaError:
+        name = getattr(err, "name", str(err))
+        _, text = self.rt.cudaGetErrorString(err)
+        text = text.decode() if isinstance(text, bytes) else str(text)
+        return CudaError(f"CUDA call {call} failed with {name} ({text}).")
+
     def _check(self, call: str, result: Any) -> Any:
         """``result`` is cuda-python's (err, *values) tuple: raise on error, return the values."""
         err, *values = result if isinstance(result, tuple) else (result,)
         if int(err) != 0:
-            name = getattr(err, "name", str(err))
-            _, text = self.rt.cudaGetErrorString(err)
-            text = text.decode() if isinstance(text, bytes) else str(text)
-            raise CudaError(f"CUDA call {call} failed with {name} ({text}).")
+            raise self._error(call, err)
         if not values:
             return None
         return values[0] if len(values) == 1 else tuple(values)
@@ -135,6 +138,23 @@ class CudaApi:
 
     def end_capture(self, stream: int) -> int:
         return int(self._check("cudaStreamEndCapture", self.rt.cudaStreamEndCapture(stream)))
+
+    def try_end_capture(self, stream: int) -> tuple[int, CudaError | None]:
+        """End a capture whatever happened during it: (the graph or 0, the error or None); never raises.
+
+        What trtexec's endCaptureOnError does: after a failed capture the caller must still end it
+        (the stream stays in capture mode otherwise) and destroy any graph it returns; the error
+        is cleared from the runtime's last-error state so later calls do not report it again.
+        """
+        result = self.rt.cudaStreamEndCapture(stream)
+        err, *values = result if isinstance(result, tuple) else (result,)
+        graph = values[0] if values else None
+        handle = int(graph) if graph is not None else 0
+        if int(err) == 0:
+            return handle, None
+        error = self._error("cudaStreamEndCapture", err)
+        self.rt.cudaGetLastError()
+        return handle, error
 
     def graph_instantiate(self, graph: int) -> int:
         return int(self._check("cudaGraphInstantiate", self.rt.cudaGraphInstantiate(graph, 0)))

@@ -1,15 +1,18 @@
-"""Upscale one whole video or frame folder exactly, resumably: the video job (torch-free).
+"""Upscale videos or frame folders exactly and resumably: shots, the shot job, the video job (torch-free).
 
-The whole input is one clip (StableVSR is defined on a whole clip; no chunks, no seams):
+An input is split at scene cuts into shots (``svsr.runtime.shots``); each shot is one exact clip
+(StableVSR is defined on a whole clip: no chunks, no seams inside a shot, no guidance across a cut):
 
-1. decode: LR frames stream from the reader's thread into a file of the work folder, with their times;
-2. flows: the flow graph for every neighbour pair, into the clip store (RAM up to the budget, then files);
-3. steps: initial latents, then one sweep per timestep; a checkpoint after each completed timestep;
-4. decode + encode: final frames are decoded in order and handed to the encoder's thread with their
-   input frame's presentation time; the output is renamed into place only when complete.
+1. plan: one decoding pass counts the frames and finds the cuts (kept in ``plan.json`` of the work folder);
+2. per shot (in-process, or on Ray workers: ``svsr.runtime.farm``), the shot job:
+   decode its LR frames (with their times) into the work folder, compute flows into the clip store
+   (RAM up to the budget, then files), draw initial latents, one sweep per timestep with a checkpoint
+   after each, then decode the final frames in order into an output segment (absolute frame times);
+3. stitch: the segments are remuxed in order into the output, audio copied from the input.
 
-Interrupted at any point (crash, SIGKILL, Ctrl-C, reboot), the same command resumes from the last
-completed timestep and gives bit-identical output; the work folder is removed after success.
+Interrupted at any point (crash, SIGKILL, Ctrl-C, reboot, a lost Ray worker), the same command
+resumes: finished segments are kept, an unfinished shot continues from its last completed timestep
+and gives bit-identical output. The work folder is removed after success.
 """
 
 from __future__ import annotations
@@ -43,7 +46,8 @@ from svsr.runtime.resume import (
     save_checkpoint,
 )
 from svsr.runtime.sampler import Sampler, to_model_input
-from svsr.runtime.video_probe import VideoInfo, output_path_for, probe
+from svsr.runtime.shots import DEFAULT_THRESHOLD, CutDetector, Shot, shots_from_cuts
+from svsr.runtime.video_probe import VIDEO_SUFFIXES, VideoInfo, output_path_for, probe
 from svsr.runtime.video_read import FrameReader
 from svsr.runtime.video_write import FrameWriter
 
@@ -51,6 +55,8 @@ Report = Callable[[str], None]
 # upscale a whole clip at once (the PyTorch reference): LR uint8 frames -> [0, 1] float frames
 WholeClip = Callable[[Sequence[np.ndarray]], Sequence[np.ndarray]]
 CRASH_VARIABLE = "SVSR_TEST_CRASH_AT"  # test hook: SIGKILL this process at a named point (see _crash_point)
+CRASH_ONCE_VARIABLE = "SVSR_TEST_CRASH_ONCE"  # with it: a marker file, so a restarted worker does not crash again
+SEGMENT_OPTIONS: dict[str, Any] = {}  # FrameWriter options for segments that are stitched later
 
 
 class Interrupted(SvsrError):
@@ -73,9 +79,20 @@ def resolve_output(input_path: Path, output_path: str | os.PathLike[str] | None)
 
 
 def _crash_point(tag: str) -> None:
-    """Test hook: ``SVSR_TEST_CRASH_AT=flows:2`` (or ``step:1:3``, ``decode:2``) kills the process there."""
-    if os.environ.get(CRASH_VARIABLE) == tag:
-        os.kill(os.getpid(), signal.SIGKILL)
+    """Test hook: ``SVSR_TEST_CRASH_AT=flows:2`` (or ``step:1:3``, ``decode:2``) kills the process there.
+
+    With ``SVSR_TEST_CRASH_ONCE=FILE`` it crashes only while FILE does not exist (and creates it), which
+    stands in for a worker or node lost once.
+    """
+    if os.environ.get(CRASH_VARIABLE) != tag:
+        return
+    marker = os.environ.get(CRASH_ONCE_VARIABLE)
+    if marker:
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 class _ThreadedWriter:
@@ -123,17 +140,97 @@ class JobOptions:
     restart: bool = False  # discard a checkpoint instead of resuming
     store_flows: bool = True  # False: recompute each flow per frame-step instead of storing it
     fps: Fraction | None = None  # frame rate of a frame-folder input (default 24)
+    scene_split: bool = True  # split at scene cuts (PySceneDetect)
+    scene_threshold: float = DEFAULT_THRESHOLD
 
 
-class VideoJob:
-    """One input -> one output, through a Sampler with a clip store and checkpoints."""
+NoiseFactory = Callable[[], NoiseSource]
+
+
+@dataclass(frozen=True)
+class InputPlan:
+    """One input: its output, work folder, frame count, frame rate and shots."""
+
+    input: Path
+    output: Path
+    work: Path
+    info: VideoInfo
+    num_frames: int
+    shots: tuple[Shot, ...]
+
+    def segment_path(self, shot: Shot) -> Path:
+        """Where the shot's output segment goes: same container as the output (a folder for PNG output)."""
+        suffix = self.output.suffix if self.output.suffix.lower() in VIDEO_SUFFIXES else ""
+        return self.work / "segments" / f"shot{shot.index:05d}{suffix}"
+
+    def shot_work(self, shot: Shot) -> Path:
+        return self.work / f"shot{shot.index:05d}"
+
+
+def plan_input(input_path: Path, output_path: Path, options: JobOptions, report: Report = lambda _m: None) -> InputPlan:
+    """Probe, count frames and find the cuts in one decoding pass (reused from ``plan.json`` when unchanged)."""
+    import json
+
+    info = probe(input_path, fps=options.fps)
+    # the writer checks output folder, container and codec on creation (nothing is written yet)
+    FrameWriter(output_path, info.fps, codec=options.codec, crf=options.crf, audio_from=None if info.is_image_sequence else input_path)
+    work = options.work_dir or default_work_dir(output_path)
+    fresh = not work.exists()
+    prepare_work_dir(work, options.restart)
+    _remove_stale_partials(output_path)
+    key = {"input": input_path_fingerprint(input_path), "scene_split": options.scene_split, "threshold": options.scene_threshold,
+           "fps": str(options.fps)}
+    plan_file = work / "plan.json"
+    try:
+        cached = json.loads(plan_file.read_text()) if plan_file.exists() else None
+    except (OSError, ValueError):
+        cached = None
+    if cached is not None and cached.get("key") == key:
+        num_frames, cuts = int(cached["num_frames"]), [int(c) for c in cached["cuts"]]
+    else:
+        try:
+            num_frames, cuts = _count_and_cut(input_path, info, options)
+        except BaseException:
+            if fresh:
+                remove_work_dir(work)
+            raise
+        tmp = work / ".plan.json.partial"
+        tmp.write_text(json.dumps({"key": key, "num_frames": num_frames, "cuts": cuts}) + "\n")
+        os.replace(tmp, plan_file)
+    shots = tuple(shots_from_cuts(input_path, num_frames, cuts))
+    if len(shots) > 1:
+        report(f"svsr-run: {input_path.name}: {len(shots)} shots (scene cuts at frames {', '.join(map(str, cuts))})")
+    return InputPlan(input_path, output_path, work, info, num_frames, shots)
+
+
+def input_path_fingerprint(path: Path) -> str:
+    return input_fingerprint(path)
+
+
+def _count_and_cut(input_path: Path, info: VideoInfo, options: JobOptions) -> tuple[int, list[int]]:
+    detector = CutDetector(info.fps, options.scene_threshold) if options.scene_split else None
+    count = 0
+    with FrameReader(input_path, fps=options.fps) as reader:
+        for frame in reader:
+            if count == 0:
+                validate_clip([frame])
+            if detector is not None:
+                detector.add(frame)
+            count += 1
+    if count == 0:
+        raise InputError(f"{input_path} has no frames; give a video or folder with at least one frame.")
+    return count, detector.cuts() if detector is not None else []
+
+
+class ShotJob:
+    """One shot -> one output segment, through a Sampler with a clip store and checkpoints."""
 
     def __init__(
         self,
         sampler: Sampler,
-        input_path: Path,
-        output_path: Path,
-        noise: NoiseSource,
+        plan: InputPlan,
+        shot: Shot,
+        make_noise: NoiseFactory,
         options: JobOptions,
         *,
         build_dir: Path | None,
@@ -141,79 +238,87 @@ class VideoJob:
         report: Report = lambda _m: None,
         progress: Any = None,
     ) -> None:
-        self.sampler, self.input, self.output = sampler, input_path, output_path
-        self.noise, self.options, self.label = noise, options, label
+        self.sampler, self.plan, self.shot = sampler, plan, shot
+        self.noise = make_noise()
+        self.options, self.label = options, label
         self.build_dir = build_dir
         self.report, self.progress = report, progress
-        self.work = options.work_dir or default_work_dir(output_path)
+        self.work = plan.shot_work(shot)
+        self.segment = plan.segment_path(shot)
+        self.steps = sampler.steps(options.num_inference_steps)
 
-    def fingerprint(self, info: VideoInfo, num_frames: int, height: int, width: int) -> Checkpoint:
+    @property
+    def done(self) -> bool:
+        return self.segment.exists()
+
+    def fingerprint(self, height: int, width: int) -> Checkpoint:
         o = self.options
         return Checkpoint(
-            input=input_fingerprint(self.input),
+            input=f"{input_fingerprint(self.plan.input)}:{self.shot.first}-{self.shot.last}",
             build=build_fingerprint(self.build_dir, self.label.split("-")[0]),
             options=options_of({"steps": o.num_inference_steps, "noise": self.noise.kind, "fps": o.fps,
                                 "noise seed": _digest(self.noise.state())}),
-            num_frames=num_frames,
+            num_frames=self.shot.num_frames,
             height=height,
             width=width,
         )
 
     def run(self) -> Path:
-        o = self.options
-        steps = self.sampler.steps(o.num_inference_steps)
-        info = probe(self.input, fps=o.fps)
-        # the writer checks output folder, container and codec on creation (nothing is written yet)
-        FrameWriter(self.output, info.fps, codec=o.codec, crf=o.crf, audio_from=None if info.is_image_sequence else self.input)
+        """The shot's segment (kept from an earlier run when it exists)."""
+        if self.done:
+            return self.segment
+        self.segment.parent.mkdir(parents=True, exist_ok=True)
         fresh = not self.work.exists()
-        prepare_work_dir(self.work, o.restart)
-        _remove_stale_partials(self.output)
+        prepare_work_dir(self.work, self.options.restart)
         try:
-            return self._run(steps)
+            self._run()
         except SvsrError:
             if fresh and load_checkpoint(self.work) is None:  # refused before any work worth keeping
                 remove_work_dir(self.work)
             raise
         except KeyboardInterrupt:
             done = load_checkpoint(self.work)
-            where = f"step {done.steps_done} of {len(steps)}" if done else "the start"
-            raise Interrupted(f"interrupted; {self.work} keeps the work up to {where}: rerun the same command to resume.") from None
+            shot = f" of shot {self.shot.index + 1} of {len(self.plan.shots)}" if len(self.plan.shots) > 1 else ""
+            where = f"step {done.steps_done} of {len(self.steps)}{shot}" if done else "the start"
+            raise Interrupted(f"interrupted; {self.plan.work} keeps the work up to {where}: rerun the same command to resume.") from None
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise InputError(
-                    f"the disk of {self.work} or {self.output.parent} is full ({exc.strerror}); free space there "
-                    "(the clip store needs about the size of its latent and flow files) or choose --work-dir elsewhere; rerun to resume."
+                    f"the disk of {self.work} is full ({exc.strerror}); free space there (the clip store needs about the "
+                    "size of its latent and flow files) or choose --work-dir elsewhere, then rerun to resume."
                 ) from None
             raise
+        remove_work_dir(self.work)
+        return self.segment
 
-    def _run(self, steps: list) -> Path:
-        o = self.options
-        lr_file, times, info = self._read_input()
-        n = lr_file.count
-        plan = padding_plan(info.height, info.width)
-        layout = StoreLayout(n, plan.padded_height, plan.padded_width)
-        wanted = self.fingerprint(info, n, layout.height, layout.width)
+    def _run(self) -> None:
+        o, steps = self.options, self.steps
+        lr_file, times = self._read_frames()
+        plan = padding_plan(self.plan.info.height, self.plan.info.width)
+        layout = StoreLayout(lr_file.count, plan.padded_height, plan.padded_width)
+        wanted = self.fingerprint(layout.height, layout.width)
         checkpoint = load_checkpoint(self.work)
         if checkpoint is not None:
             differences = checkpoint.differences(wanted)
             if differences:
                 raise InputError(
-                    f"{self.work} holds an interrupted run of another job (different {', '.join(differences)}); "
+                    f"{self.plan.work} holds an interrupted run of another job (different {', '.join(differences)}); "
                     "rerun with --restart to discard it, or choose another --work-dir."
                 )
-            self.report(f"svsr-run: resuming from step {checkpoint.steps_done} of {len(steps)}")
+            shot = f" (shot {self.shot.index + 1} of {len(self.plan.shots)})" if len(self.plan.shots) > 1 else ""
+            self.report(f"svsr-run: resuming from step {checkpoint.steps_done} of {len(steps)}{shot}")
         budget = default_host_memory() if o.host_memory is None else o.host_memory
         store = ClipStore(layout, self.work, budget, resume=checkpoint is not None, store_flows=o.store_flows, lr=lr_file)
         try:
             if store.spilled:
                 self.report(f"svsr-run: clip state beyond --host-memory goes to {self.work} ({', '.join(store.spilled)})")
             slots = self.sampler.slots(layout.height, layout.width)
-            flows_kept = checkpoint is not None and checkpoint.flows_done and store.fwd is not None and store.fwd.in_file and store.bwd.in_file
-            if not flows_kept:
+            in_files = store.store_flows and store.fwd is not None and store.fwd.in_file and store.bwd.in_file
+            if not (checkpoint is not None and checkpoint.flows_done and in_files):
                 self.sampler.compute_flows(store, slots, progress=lambda i, total: _crash_point(f"flows:{i}"))
                 store.flush()
             state = checkpoint or wanted
-            state.flows_done = bool(store.store_flows and store.fwd is not None and store.fwd.in_file and store.bwd.in_file)
+            state.flows_done = bool(in_files)
             if checkpoint is None:
                 self.sampler.initial_latents(store, self.noise)
                 store.flush()
@@ -221,68 +326,93 @@ class VideoJob:
                 save_checkpoint(self.work, state)
             else:
                 self.noise.restore(checkpoint.noise_state)
+                if self.progress is not None:
+                    self.progress.update(checkpoint.steps_done * layout.num_frames)
             self._steps(store, slots, steps, state)
-            self._decode(store, slots, len(steps), plan, times, info)
+            self._decode(store, slots, len(steps), plan, times)
         finally:
             store.close()
-        remove_work_dir(self.work)
-        return self.output
 
-    def _read_input(self) -> tuple[FileFrameArray, list[Fraction], VideoInfo]:
-        """Stream the input's frames into ``lr.f32`` of the work folder; their times into a list."""
+    def _read_frames(self) -> tuple[FileFrameArray, list[Fraction]]:
+        """Stream the shot's frames into ``lr.f32`` of its work folder; their times into a list."""
         times: list[Fraction] = []
-        with FrameReader(self.input, fps=self.options.fps) as reader:
-            info = reader.info
-            plan = padding_plan(info.height, info.width)
-            lr = FileFrameArray(self.work / "lr.f32", 0, (1, 3, plan.padded_height, plan.padded_width))
-            try:
+        info = self.plan.info
+        plan = padding_plan(info.height, info.width)
+        lr = FileFrameArray(self.work / "lr.f32", 0, (1, 3, plan.padded_height, plan.padded_width))
+        try:
+            with FrameReader(self.plan.input, start=self.shot.first, count=self.shot.num_frames, fps=self.options.fps) as reader:
                 for index, (frame, time) in enumerate(reader.timed()):
-                    if index == 0:
-                        validate_clip([frame])
+                    if frame.shape[:2] != (info.height, info.width):
+                        validate_clip([np.zeros((info.height, info.width, 3), np.uint8), frame])
                     lr.count = index + 1
                     lr.write(index, to_model_input(frame, plan))
                     times.append(time)
-            except BaseException:
-                lr.close()
-                raise
-        if not times:
+        except BaseException:
             lr.close()
-            raise InputError(f"{self.input} has no frames; give a video or folder with at least one frame.")
-        return lr, times, info
+            raise
+        if len(times) != self.shot.num_frames:
+            lr.close()
+            raise InputError(
+                f"{self.plan.input} gave {len(times)} frames for frames {self.shot.first}..{self.shot.last}, "
+                f"{self.shot.num_frames} were counted before; it changed or decodes differently each time: rerun with --restart."
+            )
+        return lr, times
 
     def _steps(self, store: ClipStore, slots: Any, steps: list, state: Checkpoint) -> None:
-        n = store.layout.num_frames
-        bar = self.progress
-        if bar is not None and hasattr(bar, "reset"):
-            bar.reset(total=n * len(steps))
-            bar.update(state.steps_done * n)
         for step in steps[state.steps_done:]:
             counter = {"frames": 0}
 
             def one_frame(step_index: int = step.index) -> None:
                 counter["frames"] += 1
                 _crash_point(f"step:{step_index}:{counter['frames']}")
-                if bar is not None:
-                    bar.update(1)
+                if self.progress is not None:
+                    self.progress.update(1)
 
             self.sampler.run_step(store, slots, step, self.noise, on_frame=one_frame)
             store.latents[(step.index + 1) % 2].flush()
             state.steps_done, state.noise_state = step.index + 1, self.noise.state()
             save_checkpoint(self.work, state)
 
-    def _decode(self, store: ClipStore, slots: Any, num_steps: int, plan: Any, times: list[Fraction], info: VideoInfo) -> None:
-        o = self.options
-        audio = self.input if not info.is_image_sequence else None
-        with FrameWriter(self.output, info.fps, codec=o.codec, crf=o.crf, audio_from=audio, time_base=info.time_base) as writer:
+    def _decode(self, store: ClipStore, slots: Any, num_steps: int, plan: Any, times: list[Fraction]) -> None:
+        o, info = self.options, self.plan.info
+        with FrameWriter(self.segment, info.fps, codec=o.codec, crf=o.crf, time_base=info.time_base, **SEGMENT_OPTIONS) as writer:
             threaded = _ThreadedWriter(writer)
             try:
                 def emit(k: int, frame: np.ndarray) -> None:
                     threaded.write(to_uint8(frame), times[k])
-                    _crash_point(f"decode:{k + 1}")
+                    _crash_point(f"decode:{self.shot.first + k + 1}")
 
                 self.sampler.decode(store, slots, num_steps, plan, emit)
             finally:
                 threaded.finish()
+
+
+def finish_input(plan: InputPlan) -> Path:
+    """Stitch the shots' segments in order into the output (audio copied from the input); drop the work folder."""
+    from svsr.runtime.stitch import stitch_segments
+
+    segments = [plan.segment_path(shot) for shot in plan.shots]
+    audio = None if plan.info.is_image_sequence else plan.input
+    stitch_segments(segments, plan.output, audio_from=audio, fps=plan.info.fps)
+    remove_work_dir(plan.work)
+    return plan.output
+
+
+def run_input(
+    sampler: Sampler,
+    plan: InputPlan,
+    make_noise: NoiseFactory,
+    options: JobOptions,
+    *,
+    build_dir: Path | None,
+    label: str,
+    report: Report = lambda _m: None,
+    progress: Any = None,
+) -> Path:
+    """Every shot of one input in this process, then the stitch."""
+    for shot in plan.shots:
+        ShotJob(sampler, plan, shot, make_noise, options, build_dir=build_dir, label=label, report=report, progress=progress).run()
+    return finish_input(plan)
 
 
 def _digest(state: Any) -> str:
@@ -295,10 +425,10 @@ def _digest(state: Any) -> str:
 
 def _remove_stale_partials(output: Path) -> None:
     """Hidden partial outputs a killed run left beside the output (FrameWriter's temporary names)."""
+    import shutil
+
     for stale in output.parent.glob(f".{output.name}.partial-*"):
         if stale.is_dir():
-            import shutil
-
             shutil.rmtree(stale, ignore_errors=True)
         else:
             stale.unlink(missing_ok=True)

@@ -1,29 +1,42 @@
-"""Device memory of one clip on the TensorRT backend, decided before anything is allocated (plain Python).
+"""Device memory of one frame size on the TensorRT backend, decided before anything is allocated (plain Python).
 
-The clip state is exactly the buffers ``Sampler.allocate`` asks for (found by running it against a
-shape-recording stand-in, so this plan cannot drift from the schedule), each rounded up to the
-allocation granularity, plus one TensorRT scratch area shared by all engines (they never run
-concurrently), plus the engines' weights when they are not loaded yet, plus a fixed reserve for the
-CUDA context's own needs (graphs, streams, kernels). Per-frame buffers make the total linear in the
-number of frames, which gives the largest chunk that fits.
+The sampler keeps a fixed set of slot buffers per LR size (``Sampler.slots``), so the device memory
+does not depend on the number of frames. The plan is:
+
+* the slot buffers, exactly as ``Sampler.slots`` asks for them (found by running it against a
+  shape-recording stand-in, so the plan cannot drift from the schedule), each rounded up to the
+  allocation granularity;
+* one TensorRT scratch area shared by every execution context (they run one after another on one
+  stream), sized by the contexts' own need for the shapes in use;
+* the engines' weights when they are not loaded yet;
+* a reserve: a base for the CUDA context's own small allocations and fragmentation, plus every
+  execution context and every instantiated CUDA graph the schedule makes. How many there are is
+  found by running the sampler on a tiny clip against the same stand-in (one context per distinct
+  binding, one graph per frame-step program); what each costs is an estimate
+  (``CONTEXT_ESTIMATE``, ``GRAPH_ESTIMATE``) until the backend has measured it (``cudaMemGetInfo``
+  around creating contexts and instantiating graphs), then the measured value.
 """
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from svsr.contract.errors import InputError
 
 ALIGNMENT = 512  # cudaMalloc hands out at least 256-byte aligned blocks; plan with a little slack
-DEFAULT_RESERVE = 256 * 1024**2  # CUDA graphs, streams, TensorRT's small allocations, fragmentation
+BASE_RESERVE = 128 * 1024**2  # CUDA context odds and ends (streams, events, TensorRT's small allocations), fragmentation
+CONTEXT_ESTIMATE = 16 * 1024**2  # device memory of one TensorRT execution context (user-managed scratch), before measuring
+GRAPH_ESTIMATE = 8 * 1024**2  # device memory of one instantiated CUDA graph of a frame-step, before measuring
 GIB = 1024**3
+MIB = 1024**2
 
 
 class DeviceMemoryError(InputError):
-    """A clip does not fit in the GPU's free memory."""
+    """A frame size does not fit in the GPU's free memory."""
 
 
 @dataclass(frozen=True)
@@ -42,102 +55,152 @@ def aligned(nbytes: int, alignment: int = ALIGNMENT) -> int:
 
 
 class _ShapeRecorder:
-    """Stands in for a backend while Sampler.allocate runs: records every buffer, allocates nothing."""
+    """Stands in for a backend while the sampler runs: records buffers, bindings and programs; computes nothing."""
 
     name = "shape-recorder"
 
     def __init__(self) -> None:
         self.buffers: list[BufferSpec] = []
+        self.bindings: set[tuple[Any, ...]] = set()
+        self.programs: set[str] = set()
 
     def allocate(self, label: str, shape: Sequence[int], dtype: str = "float32") -> BufferSpec:
         spec = BufferSpec(label, tuple(int(s) for s in shape), dtype)
         self.buffers.append(spec)
         return spec
 
+    def upload(self, buffer: BufferSpec, array: np.ndarray) -> None:
+        pass
 
-def clip_buffers(manifest: Mapping[str, Any], num_frames: int, height: int, width: int) -> list[BufferSpec]:
-    """Every buffer the sampler allocates for ``num_frames`` padded LR frames of ``height`` x ``width``."""
+    def download(self, buffer: BufferSpec) -> np.ndarray:
+        return np.zeros(buffer.shape, buffer.dtype)
+
+    def run(self, graph: str, inputs: Mapping[str, BufferSpec], outputs: Mapping[str, BufferSpec]) -> None:
+        self.bindings.add((graph, tuple(sorted((n, b.label) for n, b in {**inputs, **outputs}.items()))))
+
+    def launch(self, key: str, enqueue: Callable[[], None]) -> None:
+        self.programs.add(key)
+        enqueue()
+
+    def synchronize(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def slot_buffers(manifest: Mapping[str, Any], height: int, width: int) -> list[BufferSpec]:
+    """Every buffer ``Sampler.slots`` allocates for padded LR frames of ``height`` x ``width``."""
     from svsr.runtime.sampler import Sampler
 
     recorder = _ShapeRecorder()
-    Sampler(recorder, manifest).allocate(num_frames, height, width)  # type: ignore[arg-type]
+    Sampler(recorder, manifest).slots(height, width)  # type: ignore[arg-type]
     return recorder.buffers
+
+
+_BINDINGS: tuple[int, int] | None = None
+
+
+def binding_counts(manifest: Mapping[str, Any]) -> tuple[int, int]:
+    """(distinct graph bindings, distinct frame-step programs) the sampler uses for one frame size.
+
+    Found by upscaling a 3-frame, 2-step clip of the smallest size on the shape recorder (every
+    binding and program appears from the third frame on; more frames or steps reuse them). The
+    counts depend on the schedule only, so they are computed once per process.
+    """
+    global _BINDINGS
+    if _BINDINGS is None:
+        from svsr.contract.noise import NumpyNoise
+        from svsr.contract.sizes import MIN_SIDE
+        from svsr.runtime.sampler import Sampler
+
+        recorder = _ShapeRecorder()
+        frames = [np.zeros((MIN_SIDE, MIN_SIDE, 3), np.uint8)] * 3
+        with tempfile.TemporaryDirectory(prefix="svsr-plan-") as folder:
+            Sampler(recorder, manifest).upscale(frames, num_inference_steps=2, noise=NumpyNoise(0), host_memory=1 << 30, work_dir=folder)  # type: ignore[arg-type]
+        _BINDINGS = (len(recorder.bindings), len(recorder.programs))
+    return _BINDINGS
 
 
 @dataclass(frozen=True)
 class MemoryPlan:
-    num_frames: int
     height: int  # padded LR size
     width: int
-    clip_bytes: int  # all clip buffers, aligned
-    scratch_bytes: int  # one TensorRT scratch area shared by every engine
+    slot_bytes: int  # all slot buffers, aligned
+    scratch_bytes: int  # one TensorRT scratch area shared by every context
     engine_bytes: int  # engine weights still to be loaded (0 when already on the device)
-    reserve_bytes: int
-    per_frame_bytes: int  # what one more frame adds
-    fixed_bytes: int  # the rest: total = fixed + per_frame * num_frames
+    base_reserve_bytes: int
+    contexts: int
+    per_context_bytes: int
+    programs: int  # CUDA graphs (0 without CUDA graphs)
+    per_program_bytes: int
+    measured_contexts: bool = False  # per-context bytes measured on this device (else the estimate)
+    measured_programs: bool = False
+
+    @property
+    def reserve_bytes(self) -> int:
+        return self.base_reserve_bytes + self.contexts * self.per_context_bytes + self.programs * self.per_program_bytes
 
     @property
     def total_bytes(self) -> int:
-        return self.clip_bytes + self.scratch_bytes + self.engine_bytes + self.reserve_bytes
-
-    def largest_chunk(self, available_bytes: int) -> int:
-        """The most frames that fit in ``available_bytes`` (0 when not even one does)."""
-        room = available_bytes - self.fixed_bytes
-        return max(0, room // self.per_frame_bytes) if self.per_frame_bytes else 0
+        return self.slot_bytes + self.scratch_bytes + self.engine_bytes + self.reserve_bytes
 
     def describe(self) -> str:
-        parts = [f"clip state {self.clip_bytes / GIB:.2f} GiB", f"TensorRT scratch {self.scratch_bytes / GIB:.2f} GiB"]
+        parts = [f"slot buffers {self.slot_bytes / GIB:.2f} GiB", f"TensorRT scratch {self.scratch_bytes / GIB:.2f} GiB"]
         if self.engine_bytes:
             parts.append(f"engines {self.engine_bytes / GIB:.2f} GiB")
-        parts.append(f"reserve {self.reserve_bytes / GIB:.2f} GiB")
+        how = lambda measured: "measured" if measured else "estimated"  # noqa: E731
+        reserve = (
+            f"reserve {self.reserve_bytes / GIB:.2f} GiB for {self.contexts} execution contexts "
+            f"of {self.per_context_bytes / MIB:.0f} MiB ({how(self.measured_contexts)})"
+        )
+        if self.programs:
+            reserve += f", {self.programs} CUDA graphs of {self.per_program_bytes / MIB:.0f} MiB ({how(self.measured_programs)})"
+        parts.append(reserve + f" and {self.base_reserve_bytes / MIB:.0f} MiB more")
         return f"{self.total_bytes / GIB:.2f} GiB ({' + '.join(parts)})"
 
 
 def plan_memory(
     manifest: Mapping[str, Any],
-    num_frames: int,
     height: int,
     width: int,
     scratch_bytes: int,
     engine_bytes: int = 0,
-    reserve_bytes: int = DEFAULT_RESERVE,
+    *,
+    per_context_bytes: int | None = None,
+    per_program_bytes: int | None = None,
+    cuda_graphs: bool = True,
+    base_reserve_bytes: int = BASE_RESERVE,
 ) -> MemoryPlan:
-    """Device bytes for a clip of ``num_frames`` padded LR frames of ``height`` x ``width``.
+    """Device bytes for padded LR frames of ``height`` x ``width``, whatever the number of frames.
 
-    Computed from the buffers of 1- and 2-frame clips (the state is linear in the frame count), so
-    asking about a huge clip costs nothing.
+    ``per_context_bytes`` / ``per_program_bytes``: measured costs of one execution context / one
+    instantiated CUDA graph (None: the estimates ``CONTEXT_ESTIMATE`` / ``GRAPH_ESTIMATE``).
     """
-    if num_frames < 1:
-        raise InputError(f"a clip needs at least one frame, not {num_frames}.")
-    one = sum(aligned(b.nbytes) for b in clip_buffers(manifest, 1, height, width))
-    two = sum(aligned(b.nbytes) for b in clip_buffers(manifest, 2, height, width))
-    per_frame = two - one
-    overhead = scratch_bytes + engine_bytes + reserve_bytes
+    if height < 1 or width < 1:
+        raise InputError(f"a frame size needs positive sides, not {width}x{height}.")
+    contexts, programs = binding_counts(manifest)
     return MemoryPlan(
-        num_frames=num_frames,
         height=height,
         width=width,
-        clip_bytes=one + (num_frames - 1) * per_frame,
+        slot_bytes=sum(aligned(b.nbytes) for b in slot_buffers(manifest, height, width)),
         scratch_bytes=int(scratch_bytes),
         engine_bytes=int(engine_bytes),
-        reserve_bytes=int(reserve_bytes),
-        per_frame_bytes=per_frame,
-        fixed_bytes=one - per_frame + overhead,
+        base_reserve_bytes=int(base_reserve_bytes),
+        contexts=contexts,
+        per_context_bytes=int(CONTEXT_ESTIMATE if per_context_bytes is None else per_context_bytes),
+        programs=programs if cuda_graphs else 0,
+        per_program_bytes=int(GRAPH_ESTIMATE if per_program_bytes is None else per_program_bytes),
+        measured_contexts=per_context_bytes is not None,
+        measured_programs=per_program_bytes is not None,
     )
 
 
 def check_fits(plan: MemoryPlan, available_bytes: int) -> None:
-    """Raise DeviceMemoryError (one sentence, with the largest chunk that fits) when ``plan`` does not fit."""
+    """Raise DeviceMemoryError (one sentence: the size, the need, the free memory) when ``plan`` does not fit."""
     if plan.total_bytes <= available_bytes:
         return
-    size = f"{plan.width}x{plan.height}"
-    head = (
-        f"a clip of {plan.num_frames} frames at {size} (padded LR size) needs {plan.describe()} of GPU memory "
-        f"but only {available_bytes / GIB:.2f} GiB is free"
-    )
-    chunk = plan.largest_chunk(available_bytes)
-    if chunk >= 1:
-        raise DeviceMemoryError(f"{head}; use --chunk {chunk} or fewer frames per chunk.")
     raise DeviceMemoryError(
-        f"{head}, not even for one frame; free GPU memory (other processes), or use smaller frames or fp16 engines."
+        f"frames of {plan.width}x{plan.height} (padded LR size) need {plan.describe()} of GPU memory "
+        f"but only {available_bytes / GIB:.2f} GiB is free; free GPU memory (other processes), or use smaller frames or fp16 engines."
     )

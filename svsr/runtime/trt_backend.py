@@ -1,25 +1,48 @@
-"""TensorRT backend: engines with user-managed scratch, clip state on the device, one CUDA graph per sweep.
+"""TensorRT backend on the sampler's fixed slot buffers: contexts bound once, one CUDA graph per frame-step program.
 
-How it runs a clip (torch-free; CUDA through svsr/contract/cuda.py):
+How it runs (torch-free; CUDA through svsr/contract/cuda.py):
 
-* Engines are deserialised once; each gets an execution context created with
-  ``ExecutionContextAllocationStrategy.USER_MANAGED`` and pointed (``set_device_memory``) at ONE
-  scratch area sized to the largest ``get_device_memory_size_for_profile_v2(0)``: the graphs run
-  one after another on one stream, never concurrently.
-* ``allocate`` hands out device buffers by label; the next clip asking for the same label, shape
-  and dtype gets the same memory back (zero-filled again), so chunk after chunk of a video binds
-  the same addresses and the captured sweeps stay valid.
-* ``upload`` copies into a pinned staging slot (two per buffer, each guarded by an event) and
-  enqueues an async copy on the compute stream: no host synchronisation inside a step; the host
-  waits only when a slot's previous copy, two uploads back, has not run yet.
-* ``launch_sweep(key, enqueue)``: the first call for a key runs ``enqueue()`` eagerly (that is this
-  step's real work, and lets TensorRT settle its shape-dependent state, as it needs before a
-  capture), then captures ``enqueue()`` into a CUDA graph and instantiates it. Later calls replay
-  that graph. Before every replay a dry run of ``enqueue()`` (nothing launched) checks that the
-  sweep binds exactly the buffers it bound when captured; within a clip a difference is an error,
-  for a new clip it means recapture.
-* ``download`` copies on a second stream after an event from the compute stream, through pinned
-  memory, then waits for that copy only.
+* Engines are deserialised once. Execution contexts are made lazily, one per distinct binding (a
+  graph and the buffers of all its tensors), at the first ``run`` with that binding:
+  ``create_execution_context(USER_MANAGED)``, the input shapes,
+  ``update_device_memory_size_for_shapes()`` (the scratch the context needs for those shapes),
+  ``set_device_memory`` and every ``set_tensor_address``. After that a context only ever gets
+  ``execute_async_v3``: it is never re-pointed. All contexts share one scratch area (they run one
+  after another on one stream).
+* ``prepare_slots(manifest, h, w)``, which the sampler calls before allocating the slots of a frame
+  size: checks the size against the engines' profiles; asks a temporary context per engine for its
+  scratch need at this size; releases the buffers the new size does not reuse, and with them the
+  contexts and CUDA graphs bound to them (no context is left pointing at freed memory); refuses,
+  in one sentence, a size whose memory plan (svsr/runtime/memory_plan.py) does not fit the free
+  memory; and sizes the scratch for this size (when it must grow at another time, every context
+  and graph is dropped first and made again on next use).
+* ``allocate(label, shape, dtype)``: a zero-filled device buffer per label (the same label, shape
+  and dtype gets the same memory back, zero-filled again), made together with its pinned staging
+  area and its two events, never inside a step.
+* Two streams and per-buffer events. Uploads (and the zero fill) copy through the buffer's pinned
+  staging on the copy stream, after the copy stream has waited for the buffer's ``used`` event
+  (the compute that last read or wrote it), and record the buffer's ``copied`` event. Compute
+  (``run``, ``launch``) first waits for the ``copied`` event of each buffer it touches that has an
+  upload it has not waited for, and records each touched buffer's ``used`` event after. So frame
+  k+1's upload, into the other slot set, overlaps frame k's compute. ``download`` copies on the copy
+  stream after the buffer's ``used`` event and waits for that copy only: frame k's decoded image
+  comes back while decode k+1 runs.
+* ``launch(key, enqueue)``: each call first runs ``enqueue()`` dry (nothing is launched) to learn
+  the bindings it makes. The first call for a key makes the contexts it needs, runs it eagerly
+  (this frame-step's real work), synchronises the stream (as trtexec does between warm-up and
+  capture), captures ``enqueue()`` into a CUDA graph and instantiates it. Later calls replay that
+  graph: one capture per program for every frame, step, clip and video of a frame size. A replay
+  whose dry run binds other buffers than the capture is an error (ProgramBindingError). A capture
+  that fails (in the enqueue, cudaStreamEndCapture or cudaGraphInstantiate) destroys whatever
+  graph it made, and that key runs eagerly, with a warning, from then on.
+* The device memory of each context and CUDA graph is measured (cudaMemGetInfo around making it);
+  ``measured_overhead_bytes()`` reports it and the next memory plan uses it instead of the
+  estimates.
+* ``close()`` releases everything (graph execs, graphs, contexts, engines, scratch, buffers, pinned
+  memory, events, streams), once; later calls do nothing.
+* Opening a build folder checks each plan file's sha256 against its record. The hash is cached
+  next to the plan (``<plan>.sha256.json``, keyed by file name, size and mtime), so a multi-GB plan
+  is hashed again only when it changed.
 
 TRT_RUNTIME_API lists every TensorRT name used here; tests check each exists in the real
 ``tensorrt_lean_bindings`` module and run this backend against a recording test double.
@@ -27,14 +50,16 @@ TRT_RUNTIME_API lists every TensorRT name used here; tests check each exists in 
 
 from __future__ import annotations
 
+import json
+import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from svsr.contract.profiles import Profile, format_size
+from svsr.contract.cuda import CudaError
 from svsr.contract.engine_records import (
     BuildEnvironment,
     check_record,
@@ -43,14 +68,14 @@ from svsr.contract.engine_records import (
     rebuild_command,
     validate_engines,
 )
-from svsr.contract.errors import InputError, ManifestError, MissingDependencyError
-from svsr.contract.graphs import GRAPH_NAMES, GRAPHS
+from svsr.contract.errors import InputError, ManifestError
+from svsr.contract.graphs import GRAPHS, concrete_shape
 from svsr.contract.manifest import sha256_file
 from svsr.contract.precision import Precision, PrecisionLike
+from svsr.contract.profiles import Profile, format_size
 from svsr.contract.tensorrt import import_tensorrt
-from svsr.contract.cuda import CudaError
-from svsr.runtime.memory_plan import aligned, check_fits, clip_buffers, plan_memory
-from svsr.runtime.sampler import ClipBuffers, Sampler
+from svsr.runtime.memory_plan import MemoryPlan, aligned, check_fits, plan_memory, slot_buffers
+from svsr.runtime.sampler import Sampler
 
 # Every TensorRT name this module uses, by owner (checked against tensorrt_lean_bindings in tests).
 TRT_RUNTIME_API: dict[str, tuple[str, ...]] = {
@@ -60,23 +85,22 @@ TRT_RUNTIME_API: dict[str, tuple[str, ...]] = {
     "ExecutionContextAllocationStrategy": ("USER_MANAGED",),
     "TensorIOMode": ("INPUT", "OUTPUT"),
     "DataType": ("FLOAT", "HALF", "BF16", "INT32", "INT64"),
-    "ICudaEngine": (
-        "num_io_tensors",
-        "get_tensor_name",
-        "get_tensor_mode",
-        "get_tensor_dtype",
-        "get_device_memory_size_for_profile_v2",
-        "create_execution_context",
+    "ICudaEngine": ("num_io_tensors", "get_tensor_name", "get_tensor_mode", "get_tensor_dtype", "create_execution_context"),
+    "IExecutionContext": (
+        "set_input_shape",
+        "get_tensor_shape",
+        "update_device_memory_size_for_shapes",
+        "set_device_memory",
+        "set_tensor_address",
+        "execute_async_v3",
     ),
-    "IExecutionContext": ("set_device_memory", "set_input_shape", "get_tensor_shape", "set_tensor_address", "execute_async_v3"),
 }
 _DTYPES = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT32": "int32", "INT64": "int64"}
-STAGING_SLOTS = 2
+SCRATCH_ALIGNMENT = 256  # set_device_memory wants 256-byte aligned memory; cudaMalloc gives that
 
 
-
-class SweepAddressError(RuntimeError):
-    """A captured sweep would replay with other buffers than it was captured with (a schedule bug)."""
+class ProgramBindingError(RuntimeError):
+    """A captured frame-step program would replay with other buffers than it was captured with (a schedule bug)."""
 
 
 class TensorRTError(RuntimeError):
@@ -85,51 +109,58 @@ class TensorRTError(RuntimeError):
 
 @dataclass(eq=False)
 class DeviceBuffer:
-    """A device allocation of one tensor (the backend's Buffer)."""
+    """A device allocation of one tensor (the backend's Buffer), with its pinned staging and events."""
 
     label: str
     shape: tuple[int, ...]
     dtype: str
     ptr: int
     nbytes: int
-
-
-@dataclass(eq=False)
-class _PinnedSlot:
-    ptr: int
-    view: np.ndarray
-    event: int
-    pending: bool = False
-
-
-@dataclass(eq=False)
-class _Staging:
-    nbytes: int
-    slots: list[_PinnedSlot]
-    next: int = 0
-
-
-@dataclass(eq=False)
-class _Sweep:
-    graph: int
-    graph_exec: int
-    trace: list[tuple[Any, ...]]
-    clip: int
-
-
-_EAGER = object()  # a sweep that could not be captured: it runs eagerly from then on
+    host: int  # pinned staging area of nbytes, for uploads and downloads
+    view: np.ndarray  # uint8 view of the staging area
+    copied: int  # event recorded on the copy stream after each copy (upload, zero fill, download)
+    used: int  # event recorded on the compute stream after each run or launch that touched it
+    upload_pending: bool = False  # the compute stream has not waited for the last upload yet
+    compute_pending: bool = False  # the copy stream has not waited for the last compute use yet
+    staging_busy: bool = False  # an upload from the staging area may still be in flight
+    released: bool = False
 
 
 @dataclass(eq=False)
 class _Engine:
     name: str
     engine: Any
-    context: Any
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
-    scratch_bytes: int
-    shapes: tuple[tuple[int, ...], ...] | None = None
-    bound: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.inputs + self.outputs
+
+
+Binding = tuple[str, tuple[int, ...], tuple[tuple[int, ...], ...]]  # (graph, pointers of all tensors, input shapes)
+
+
+@dataclass(eq=False)
+class _Context:
+    binding: Binding
+    context: Any
+    buffers: tuple[DeviceBuffer, ...]  # in the engine's tensor order
+    overhead: int  # measured device bytes of making it
+    enqueued: bool = False
+
+
+@dataclass(eq=False)
+class _Program:
+    key: str
+    graph: int
+    graph_exec: int
+    trace: tuple[Binding, ...]
+    overhead: int  # measured device bytes of instantiating it
+
+
+_EAGER = object()  # a program that could not be captured: it runs eagerly from then on
+_Trace = list[tuple[Binding, tuple[DeviceBuffer, ...]]]
 
 
 class TrtBackend:
@@ -145,25 +176,28 @@ class TrtBackend:
         cuda: Any,
         profiles: Mapping[str, Profile] | None = None,
         cuda_graphs: bool = True,
-        verify_replay: bool = True,
         rebuild: Callable[[Profile | None], str] | None = None,
     ) -> None:
         self.trt, self.cuda = trt, cuda
         self.profiles = dict(profiles or {})
         self.cuda_graphs = cuda_graphs
-        self.verify_replay = verify_replay
         self._rebuild = rebuild or _default_rebuild
         self._buffers: dict[str, DeviceBuffer] = {}
-        self._staging: dict[str, _Staging] = {}
-        self._download: dict[str, _Staging] = {}
-        self._sweeps: dict[str, Any] = {}
-        self._mode = "eager"  # eager | capture | dry
-        self._trace: list[tuple[Any, ...]] | None = None
-        self._clip = 0
-        self._launched = False
+        self._contexts: dict[Binding, _Context] = {}
+        self._programs: dict[str, Any] = {}
+        self._needs: dict[tuple[int, int], int] = {}
+        self._context_samples: list[int] = []
+        self._program_samples: list[int] = []
+        self._mode = "idle"  # idle | dry | launch | capture
+        self._key = ""
+        self._trace: _Trace = []
+        self._index = 0
         self._closed = False
-        self.scratch_ptr = 0
         self._peak_bytes = 0
+        self.scratch_ptr = 0
+        self.scratch_bytes = 0
+        self.last_plan: MemoryPlan | None = None
+        self.stream = self.copy_stream = 0
 
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
@@ -175,21 +209,9 @@ class TrtBackend:
                     f"TensorRT could not load the {graph} engine (see its message above); rebuild it with: {self._rebuild(self.profiles.get(graph))}"
                 )
             inputs, outputs = self._check_io(graph, engine)
-            context = engine.create_execution_context(trt.ExecutionContextAllocationStrategy.USER_MANAGED)
-            if context is None:
-                raise TensorRTError(f"TensorRT could not create an execution context for the {graph} engine.")
-            scratch = int(engine.get_device_memory_size_for_profile_v2(0))
-            self.engines[graph] = _Engine(graph, engine, context, inputs, outputs, scratch)
-
-        self.scratch_bytes = aligned(max((e.scratch_bytes for e in self.engines.values()), default=0), 256)
-        self.stream = cuda.stream_create()
-        self.copy_stream = cuda.stream_create()
-        self._ready = cuda.event_create()
-        self._copied = cuda.event_create()
-        if self.scratch_bytes:
-            self.scratch_ptr = cuda.malloc(self.scratch_bytes)
-        for e in self.engines.values():  # one scratch area for all: they never run concurrently
-            e.context.set_device_memory(self.scratch_ptr, self.scratch_bytes)
+            self.engines[graph] = _Engine(graph, engine, inputs, outputs)
+        self.stream = cuda.stream_create()  # compute
+        self.copy_stream = cuda.stream_create()  # uploads, zero fills, downloads
 
     # -- loading --------------------------------------------------------------------------------
     def _check_io(self, graph: str, engine: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -213,274 +235,437 @@ class TrtBackend:
                 )
         return tuple(t.name for t in spec.inputs), tuple(t.name for t in spec.outputs)
 
+    # -- what it holds ----------------------------------------------------------------------------
     def peak_device_bytes(self) -> int:
-        """Most device memory this backend held at once for scratch and clip buffers (engines excluded)."""
-        return max(self._peak_bytes, self.scratch_bytes)
+        """Most device memory this backend held at once for scratch and buffers (engines, contexts and graphs excluded)."""
+        return self._peak_bytes
 
-    # -- Backend protocol -----------------------------------------------------------------------
-    def allocate(self, label: str, shape: Sequence[int], dtype: str = "float32") -> DeviceBuffer:
-        if self._launched:  # the first allocation after launches starts a new clip
-            self._clip += 1
-            self._launched = False
-        shape = tuple(int(s) for s in shape)
-        nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
-        buf = self._buffers.get(label)
-        if buf is None or buf.shape != shape or buf.dtype != dtype:
-            if buf is not None:
-                self._release(label)
-            buf = DeviceBuffer(label, shape, dtype, self.cuda.malloc(nbytes), nbytes)
-            self._buffers[label] = buf
-            self._peak_bytes = max(self._peak_bytes, self.scratch_bytes + sum(b.nbytes for b in self._buffers.values()))
-        self.cuda.memset_async(buf.ptr, 0, nbytes, self.stream)
-        return buf
+    def measured_overhead_bytes(self) -> dict[str, Any]:
+        """Device memory of execution contexts and CUDA graphs, measured with cudaMemGetInfo when each was made.
 
-    def upload(self, buffer: DeviceBuffer, array: np.ndarray) -> None:
-        if self._mode != "eager":
-            raise RuntimeError("upload inside a sweep: per-step uploads must come before launch_sweep.")
-        data = np.ascontiguousarray(array, dtype=buffer.dtype)
-        if data.nbytes != buffer.nbytes:
-            raise ValueError(f"cannot upload an array of shape {data.shape} into buffer {buffer.label} of shape {buffer.shape}.")
-        slot = self._slot(self._staging, buffer, STAGING_SLOTS)
-        if slot.pending:  # that slot's copy (two uploads back) must have read it before we overwrite it
-            self.cuda.event_synchronize(slot.event)
-        slot.view[: buffer.nbytes] = data.reshape(-1).view(np.uint8)
-        self.cuda.memcpy_htod_async(buffer.ptr, slot.ptr, buffer.nbytes, self.stream)
-        self.cuda.event_record(slot.event, self.stream)
-        slot.pending = True
-
-    def download(self, buffer: DeviceBuffer) -> np.ndarray:
-        if self._mode != "eager":
-            raise RuntimeError("download inside a sweep is not allowed.")
-        slot = self._slot(self._download, buffer, 1)
-        self.cuda.event_record(self._ready, self.stream)
-        self.cuda.stream_wait_event(self.copy_stream, self._ready)
-        self.cuda.memcpy_dtoh_async(slot.ptr, buffer.ptr, buffer.nbytes, self.copy_stream)
-        self.cuda.event_record(self._copied, self.copy_stream)
-        self.cuda.stream_wait_event(self.stream, self._copied)  # later writes to the buffer wait for the copy
-        self.cuda.event_synchronize(self._copied)
-        return slot.view[: buffer.nbytes].view(buffer.dtype).reshape(buffer.shape).copy()
-
-    def run(self, graph: str, inputs: Mapping[str, DeviceBuffer], outputs: Mapping[str, DeviceBuffer]) -> None:
-        e = self.engines[graph]
-        bound = {**inputs, **outputs}
-        if set(bound) != set(e.inputs) | set(e.outputs):
-            raise ValueError(f"run({graph!r}) binds {sorted(bound)}; the engine needs {sorted(e.inputs + e.outputs)}.")
-        shapes = tuple(bound[n].shape for n in e.inputs)
-        if shapes != e.shapes:
-            if self._mode == "capture":
-                raise SweepAddressError(f"the {graph} input shapes changed inside a captured sweep.")
-            self._set_shapes(e, bound, shapes)
-        names = e.inputs + e.outputs
-        entry = (graph, shapes, tuple(bound[n].ptr for n in names), names)
-        if self._mode == "dry":
-            self._trace.append(entry)  # type: ignore[union-attr]
-            return
-        for name in names:
-            ptr = bound[name].ptr
-            if e.bound.get(name) != ptr:
-                if not e.context.set_tensor_address(name, ptr):
-                    raise TensorRTError(f"TensorRT refused the address of {graph}.{name}.")
-                e.bound[name] = ptr
-        if not e.context.execute_async_v3(self.stream):
-            raise TensorRTError(f"TensorRT could not enqueue the {graph} engine (see its message above).")
-        if self._trace is not None:
-            self._trace.append(entry)
-        self._launched = True
-
-    def _set_shapes(self, e: _Engine, bound: Mapping[str, DeviceBuffer], shapes: tuple[tuple[int, ...], ...]) -> None:
-        for spec in GRAPHS[e.name].inputs:
-            name = spec.name
-            if not any(isinstance(d, str) for d in spec.shape):  # fixed in the graph: nothing to set
-                if bound[name].shape != spec.shape:
-                    raise ValueError(f"{e.name}.{name} has fixed shape {spec.shape}, not {bound[name].shape}.")
-                continue
-            if not e.context.set_input_shape(name, bound[name].shape):
-                profile = self.profiles.get(e.name)
-                where = f" (the engine's profile is {profile.describe()})" if profile else ""
-                raise InputError(
-                    f"the {e.name} engine does not accept {name} of shape {bound[name].shape}{where}; "
-                    f"rebuild the engines for this size with: {self._rebuild(_lr_profile(e.name, name, bound[name].shape))}"
-                )
-        for name in e.outputs:
-            got = tuple(e.context.get_tensor_shape(name))
-            if got != bound[name].shape:
-                raise ValueError(f"the {e.name} engine makes {name} of shape {got}, but its buffer has shape {bound[name].shape}.")
-        e.shapes = shapes
-
-    def launch_sweep(self, key: str, enqueue: Callable[[], None]) -> None:
-        """Capture ``enqueue()`` into a CUDA graph on first use of ``key``; replay it afterwards."""
-        if self._mode != "eager":
-            raise RuntimeError("launch_sweep cannot be nested.")
-        self._launched = True
-        sweep = self._sweeps.get(key)
-        if not self.cuda_graphs or sweep is _EAGER:
-            enqueue()
-            return
-        if sweep is not None:
-            if not self.verify_replay and sweep.clip == self._clip:
-                self.cuda.graph_launch(sweep.graph_exec, self.stream)
-                return
-            trace = self._traced(enqueue, "dry")
-            if trace == sweep.trace:
-                sweep.clip = self._clip
-                self.cuda.graph_launch(sweep.graph_exec, self.stream)
-                return
-            if sweep.clip == self._clip:
-                raise SweepAddressError(
-                    f"the {key} sweep binds other buffers than when it was captured ({_first_difference(sweep.trace, trace, self._labels())}); "
-                    "within a clip each sweep direction must reuse the same buffers."
-                )
-            self._destroy_sweep(sweep)  # a new clip with other buffers or frames: capture anew
-            del self._sweeps[key]
-        trace = self._traced(enqueue, "eager")
-        self._sweeps[key] = self._capture(key, enqueue, trace)
-
-    def _traced(self, enqueue: Callable[[], None], mode: str) -> list[tuple[Any, ...]]:
-        self._mode, self._trace = mode, []
-        try:
-            enqueue()
-            return self._trace
-        finally:
-            self._mode, self._trace = "eager", None
-
-    def _capture(self, key: str, enqueue: Callable[[], None], trace: list[tuple[Any, ...]]) -> Any:
-        cuda = self.cuda
-        try:
-            cuda.begin_capture(self.stream)
-        except CudaError as exc:
-            return self._capture_failed(key, exc)
-        graph = None
-        try:
-            captured = self._traced(enqueue, "capture")
-        except (CudaError, TensorRTError) as exc:
-            try:
-                cuda.end_capture(self.stream)
-            except CudaError:
-                pass
-            return self._capture_failed(key, exc)
-        except BaseException:
-            try:
-                cuda.end_capture(self.stream)
-            except CudaError:
-                pass
-            raise
-        try:
-            graph = cuda.end_capture(self.stream)
-            graph_exec = cuda.graph_instantiate(graph)
-        except CudaError as exc:
-            if graph is not None:
-                cuda.graph_destroy(graph)
-            return self._capture_failed(key, exc)
-        if captured != trace:
-            cuda.graph_exec_destroy(graph_exec)
-            cuda.graph_destroy(graph)
-            raise SweepAddressError(
-                f"the {key} sweep bound other buffers while captured than when run ({_first_difference(trace, captured, self._labels())})."
-            )
-        return _Sweep(graph, graph_exec, captured, self._clip)
-
-    def _capture_failed(self, key: str, exc: Exception) -> Any:
-        # This step's work was already done by the eager run, so falling back loses nothing but speed.
-        warnings.warn(f"svsr: the {key} sweep could not be captured as a CUDA graph ({exc}); it runs without one.", RuntimeWarning, stacklevel=3)
-        return _EAGER
-
-    def synchronize(self) -> None:
-        self.cuda.stream_synchronize(self.stream)
-        self.cuda.stream_synchronize(self.copy_stream)
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        cuda = self.cuda
-        self.synchronize()
-        for sweep in self._sweeps.values():
-            if sweep is not _EAGER:
-                self._destroy_sweep(sweep)
-        self._sweeps.clear()
-        for e in self.engines.values():  # contexts before engines before the scratch they use
-            e.context = None
-        self.engines.clear()
-        self._runtime = None
-        if self.scratch_ptr:
-            cuda.free(self.scratch_ptr)
-            self.scratch_ptr = 0
-        for label in list(self._buffers):
-            self._release(label, synchronize=False)
-        for event in (self._ready, self._copied):
-            cuda.event_destroy(event)
-        for stream in (self.stream, self.copy_stream):
-            cuda.stream_destroy(stream)
-
-    # -- clip preparation (memory plan) ---------------------------------------------------------
-    def prepare_clip(self, manifest: Mapping[str, Any], num_frames: int, height: int, width: int) -> None:
-        """Before a clip's buffers are allocated: check the size against the engines' profiles and the free memory.
-
-        Held buffers the clip will not reuse are released first; raises DeviceMemoryError with the
-        largest chunk that fits when the clip does not.
+        ``per_context`` / ``per_program``: the mean over every one made so far (None before the
+        first); ``contexts`` / ``programs``: how many are alive; ``context_bytes`` /
+        ``program_bytes``: what those alive took.
         """
+        mean = lambda samples: sum(samples) // len(samples) if samples else None  # noqa: E731
+        programs = [p for p in self._programs.values() if isinstance(p, _Program)]
+        return {
+            "per_context": mean(self._context_samples),
+            "per_program": mean(self._program_samples),
+            "contexts": len(self._contexts),
+            "context_bytes": sum(c.overhead for c in self._contexts.values()),
+            "programs": len(programs),
+            "program_bytes": sum(p.overhead for p in programs),
+        }
+
+    def memory_plan(self, manifest: Mapping[str, Any], height: int, width: int) -> MemoryPlan:
+        """The device memory padded LR frames of ``height`` x ``width`` need here (engines are loaded already)."""
+        scratch = aligned(self._scratch_need(height, width), SCRATCH_ALIGNMENT)  # first: its probe contexts are measured too
+        measured = self.measured_overhead_bytes()
+        return plan_memory(
+            manifest,
+            height,
+            width,
+            scratch_bytes=scratch,
+            per_context_bytes=measured["per_context"],
+            per_program_bytes=measured["per_program"],
+            cuda_graphs=self.cuda_graphs,
+        )
+
+    # -- a frame size -----------------------------------------------------------------------------
+    def prepare_slots(self, manifest: Mapping[str, Any], height: int, width: int) -> None:
+        """Before the slot buffers of a frame size are allocated: profile check, scratch size, memory check.
+
+        Held buffers the new size does not reuse are released first (with the contexts and graphs
+        bound to them); raises DeviceMemoryError when the size does not fit the free memory.
+        """
+        self._check_idle("prepare_slots")
         for graph, profile in self.profiles.items():
             if not profile.covers(1, height, width):
                 raise InputError(
                     f"frames padded to {format_size((height, width))} are outside the {graph} engine's profile "
                     f"{profile.describe()}; rebuild the engines for this size with: {self._rebuild(Profile.static(height, width))}"
                 )
-        plan = plan_memory(manifest, num_frames, height, width, scratch_bytes=self.scratch_bytes)
-        free, _total = self.cuda.mem_get_info()
-        held = sum(aligned(b.nbytes) for b in self._buffers.values())
-        check_fits(plan, free + held + self.scratch_bytes)  # cannot fit even reusing every held buffer
-        wanted = {b.label: (b.shape, b.dtype) for b in clip_buffers(manifest, num_frames, height, width)}
-        reused = 0
+        plan = self.memory_plan(manifest, height, width)  # also probes the scratch need
+        wanted = {b.label: (b.shape, b.dtype) for b in slot_buffers(manifest, height, width)}
         for label, buf in list(self._buffers.items()):
-            if wanted.get(label) == (buf.shape, buf.dtype):
-                reused += aligned(buf.nbytes)
-            else:
+            if wanted.get(label) != (buf.shape, buf.dtype):
                 self._release(label)
-        if reused != held:
-            free, _total = self.cuda.mem_get_info()
-        check_fits(plan, free + reused + self.scratch_bytes)
+        if not self._contexts and self.scratch_bytes not in (0, plan.scratch_bytes):
+            self._set_scratch(0)  # sized again for this size below, once the plan is known to fit
+        free, _total = self.cuda.mem_get_info()
+        check_fits(plan, free + self._held_bytes())
+        if plan.scratch_bytes > self.scratch_bytes:
+            self._set_scratch(plan.scratch_bytes)
+        self.last_plan = plan
+
+    def _held_bytes(self) -> int:
+        """Device memory this backend holds now that a plan for its current size counts again."""
+        measured = self.measured_overhead_bytes()
+        buffers = sum(aligned(b.nbytes) for b in self._buffers.values())
+        return buffers + self.scratch_bytes + measured["context_bytes"] + measured["program_bytes"]
+
+    def _scratch_need(self, height: int, width: int) -> int:
+        """The most scratch any engine's context needs for frames of this size (temporary contexts ask TensorRT)."""
+        need = self._needs.get((height, width))
+        if need is None:
+            need = 0
+            for e in self.engines.values():
+                context, _overhead = self._new_context(e, {t.name: concrete_shape(t, 1, height, width) for t in GRAPHS[e.name].inputs})
+                need = max(need, int(context.update_device_memory_size_for_shapes()))
+                del context
+            self._needs[(height, width)] = need
+        return need
+
+    def _set_scratch(self, nbytes: int) -> None:
+        """Replace the scratch area; every context (and graph) pointing at the old one is dropped first."""
+        self._drop_contexts(lambda c: True)
+        self._synchronize_streams()
+        if self.scratch_ptr:
+            self.cuda.free(self.scratch_ptr)
+            self.scratch_ptr, self.scratch_bytes = 0, 0
+        if nbytes:
+            self.scratch_ptr = self.cuda.malloc(nbytes)
+            self.scratch_bytes = nbytes
+            self._note_peak()
+
+    # -- Backend protocol -----------------------------------------------------------------------
+    def allocate(self, label: str, shape: Sequence[int], dtype: str = "float32") -> DeviceBuffer:
+        self._check_idle("allocate")
+        shape = tuple(int(s) for s in shape)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        buf = self._buffers.get(label)
+        if buf is not None and (buf.shape, buf.dtype) != (shape, dtype):
+            self._release(label)
+            buf = None
+        if buf is None:
+            buf = self._new_buffer(label, shape, dtype, nbytes)
+            self._buffers[label] = buf
+            self._note_peak()
+        self._copy_after_compute(buf)
+        self.cuda.memset_async(buf.ptr, 0, nbytes, self.copy_stream)
+        self.cuda.event_record(buf.copied, self.copy_stream)
+        buf.upload_pending = True
+        return buf
+
+    def _new_buffer(self, label: str, shape: tuple[int, ...], dtype: str, nbytes: int) -> DeviceBuffer:
+        cuda, made = self.cuda, []
+        try:
+            ptr = cuda.malloc(nbytes)
+            made.append((cuda.free, ptr))
+            host = cuda.malloc_host(nbytes)  # the pinned staging, now: never inside a step
+            made.append((cuda.free_host, host))
+            copied = cuda.event_create()
+            made.append((cuda.event_destroy, copied))
+            used = cuda.event_create()
+        except BaseException:
+            for undo, handle in reversed(made):
+                undo(handle)
+            raise
+        return DeviceBuffer(label, shape, dtype, ptr, nbytes, host, cuda.host_view(host, nbytes), copied, used)
+
+    def upload(self, buffer: DeviceBuffer, array: np.ndarray) -> None:
+        self._check_idle("upload", buffer)
+        data = np.ascontiguousarray(array, dtype=buffer.dtype)
+        if data.nbytes != buffer.nbytes:
+            raise ValueError(f"cannot upload an array of shape {data.shape} into buffer {buffer.label} of shape {buffer.shape}.")
+        if buffer.staging_busy:  # the previous upload through this staging area must have read it
+            self.cuda.event_synchronize(buffer.copied)
+            buffer.staging_busy = False
+        buffer.view[:] = data.reshape(-1).view(np.uint8)
+        self._copy_after_compute(buffer)
+        self.cuda.memcpy_htod_async(buffer.ptr, buffer.host, buffer.nbytes, self.copy_stream)
+        self.cuda.event_record(buffer.copied, self.copy_stream)
+        buffer.staging_busy = buffer.upload_pending = True
+
+    def download(self, buffer: DeviceBuffer) -> np.ndarray:
+        self._check_idle("download", buffer)
+        self._copy_after_compute(buffer)
+        self.cuda.memcpy_dtoh_async(buffer.host, buffer.ptr, buffer.nbytes, self.copy_stream)
+        self.cuda.event_record(buffer.copied, self.copy_stream)
+        self.cuda.event_synchronize(buffer.copied)  # this copy only: the compute stream keeps running
+        for buf in self._buffers.values():  # the copy stream runs in order: every earlier upload has read its staging
+            buf.staging_busy = False
+        return buffer.view.view(buffer.dtype).reshape(buffer.shape).copy()
+
+    def run(self, graph: str, inputs: Mapping[str, DeviceBuffer], outputs: Mapping[str, DeviceBuffer]) -> None:
+        self._check_open()
+        e = self.engines.get(graph)
+        if e is None:
+            raise ValueError(f"there is no {graph!r} engine; this backend has {sorted(self.engines)}.")
+        bound = {**inputs, **outputs}
+        if set(bound) != set(e.names):
+            raise ValueError(f"run({graph!r}) binds {sorted(bound)}; the engine needs {sorted(e.names)}.")
+        buffers = tuple(bound[n] for n in e.names)
+        for buf in buffers:
+            self._check_live(buf)
+        binding: Binding = (graph, tuple(b.ptr for b in buffers), tuple(b.shape for b in buffers[: len(e.inputs)]))
+        if self._mode == "dry":
+            self._trace.append((binding, buffers))
+            return
+        if self._mode != "idle":  # inside launch: the same launches as the dry run, in order
+            expected = self._trace[self._index][0] if self._index < len(self._trace) else None
+            if expected != binding:
+                raise ProgramBindingError(
+                    f"the {self._key} program's enqueue made launch {self._index} ({graph}) with other buffers than its dry run "
+                    f"({_difference(expected, binding, self._labels())}); a frame-step must bind the same buffers every time."
+                )
+            self._index += 1
+        context = self._contexts.get(binding)
+        if context is None:
+            if self._mode != "idle":
+                raise ProgramBindingError(f"the {self._key} program needs a new {graph} context while it runs; contexts are made before.")
+            context = self._make_context(e, binding, buffers)
+        if self._mode == "idle":
+            self._wait_uploads(buffers)
+        if not context.context.execute_async_v3(self.stream):
+            raise TensorRTError(f"TensorRT could not enqueue the {graph} engine (see its message above).")
+        context.enqueued = True
+        if self._mode == "idle":
+            self._mark_used(buffers)
+
+    def launch(self, key: str, enqueue: Callable[[], None]) -> None:
+        """One frame-step program: captured into a CUDA graph on first use of ``key``, replayed afterwards."""
+        self._check_idle("launch")
+        trace = self._run_mode("dry", key, enqueue, [])
+        self._make_contexts(trace)  # may drop graphs when the scratch must grow
+        program = self._programs.get(key)
+        bindings = tuple(b for b, _ in trace)
+        if isinstance(program, _Program) and program.trace != bindings:
+            raise ProgramBindingError(
+                f"the {key} program binds other buffers than when it was captured "
+                f"({_first_difference(program.trace, bindings, self._labels())}); a frame-step program must reuse the same slot buffers."
+            )
+        touched = list({id(b): b for _, buffers in trace for b in buffers}.values())
+        self._wait_uploads(touched)
+        if isinstance(program, _Program):
+            self.cuda.graph_launch(program.graph_exec, self.stream)
+        else:
+            self._run_mode("launch", key, enqueue, trace)
+            if self.cuda_graphs and program is None:
+                self._programs[key] = self._capture(key, enqueue, trace)
+        self._mark_used(touched)
+
+    def synchronize(self) -> None:
+        self._check_open()
+        self._synchronize_streams()
+
+    def close(self) -> None:
+        """Release everything this backend holds; a second call does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        cuda, errors = self.cuda, []
+
+        def attempt(call: Callable[..., Any], *args: Any) -> None:
+            try:
+                call(*args)
+            except Exception as exc:  # noqa: BLE001 - release the rest, then report the first failure
+                errors.append(exc)
+
+        attempt(self._synchronize_streams)
+        for program in self._programs.values():
+            if isinstance(program, _Program):
+                attempt(cuda.graph_exec_destroy, program.graph_exec)
+                attempt(cuda.graph_destroy, program.graph)
+        self._programs.clear()
+        self._contexts.clear()  # contexts before engines before the runtime, and before the memory they point at
+        self.engines.clear()
+        self._runtime = None
+        if self.scratch_ptr:
+            attempt(cuda.free, self.scratch_ptr)
+            self.scratch_ptr, self.scratch_bytes = 0, 0
+        for buf in self._buffers.values():
+            buf.released = True
+            attempt(cuda.free, buf.ptr)
+            attempt(cuda.free_host, buf.host)
+            attempt(cuda.event_destroy, buf.copied)
+            attempt(cuda.event_destroy, buf.used)
+        self._buffers.clear()
+        for stream in (self.stream, self.copy_stream):
+            if stream:
+                attempt(cuda.stream_destroy, stream)
+        self.stream = self.copy_stream = 0
+        if errors:
+            raise errors[0]
+
+    # -- contexts ---------------------------------------------------------------------------------
+    def _new_context(self, e: _Engine, shapes: Mapping[str, tuple[int, ...]]) -> tuple[Any, int]:
+        """A user-managed context with the input shapes set, and the device bytes making it took."""
+        free_before, _ = self.cuda.mem_get_info()
+        context = e.engine.create_execution_context(self.trt.ExecutionContextAllocationStrategy.USER_MANAGED)
+        if context is None:
+            raise TensorRTError(f"TensorRT could not create an execution context for the {e.name} engine.")
+        for spec in GRAPHS[e.name].inputs:
+            shape = tuple(shapes[spec.name])
+            if not any(isinstance(d, str) for d in spec.shape):  # fixed in the graph: nothing to set
+                if shape != spec.shape:
+                    raise ValueError(f"{e.name}.{spec.name} has fixed shape {spec.shape}, not {shape}.")
+                continue
+            if not context.set_input_shape(spec.name, shape):
+                profile = self.profiles.get(e.name)
+                where = f" (the engine's profile is {profile.describe()})" if profile else ""
+                raise InputError(
+                    f"the {e.name} engine does not accept {spec.name} of shape {shape}{where}; "
+                    f"rebuild the engines for this size with: {self._rebuild(_lr_profile(e.name, spec.name, shape))}"
+                )
+        free_after, _ = self.cuda.mem_get_info()
+        overhead = max(0, free_before - free_after)
+        self._context_samples.append(overhead)
+        return context, overhead
+
+    def _make_context(self, e: _Engine, binding: Binding, buffers: tuple[DeviceBuffer, ...]) -> _Context:
+        """The context of one binding: shapes, scratch and every tensor address set now, never again."""
+        context, overhead = self._new_context(e, {n: b.shape for n, b in zip(e.inputs, buffers)})
+        for name, buf in zip(e.outputs, buffers[len(e.inputs) :]):
+            got = tuple(context.get_tensor_shape(name))
+            if got != buf.shape:
+                raise ValueError(f"the {e.name} engine makes {name} of shape {got}, but its buffer {buf.label} has shape {buf.shape}.")
+        need = aligned(int(context.update_device_memory_size_for_shapes()), SCRATCH_ALIGNMENT)
+        if need > self.scratch_bytes:  # a size prepare_slots did not see: every other context is dropped
+            self._set_scratch(need)
+        if self.scratch_bytes:
+            context.set_device_memory(self.scratch_ptr, self.scratch_bytes)
+        for name, buf in zip(e.names, buffers):
+            if not context.set_tensor_address(name, buf.ptr):
+                raise TensorRTError(f"TensorRT refused the address of {e.name}.{name} (buffer {buf.label}).")
+        made = self._contexts[binding] = _Context(binding, context, buffers, overhead)
+        return made
+
+    def _make_contexts(self, trace: _Trace) -> None:
+        """Every context a program needs, before anything of it runs (a scratch growth restarts the list)."""
+        for _ in range(len(trace) + 1):
+            missing = [(binding, buffers) for binding, buffers in trace if binding not in self._contexts]
+            if not missing:
+                return
+            binding, buffers = missing[0]
+            self._make_context(self.engines[binding[0]], binding, buffers)
+        raise TensorRTError("the execution contexts of a frame-step program kept needing more scratch.")  # pragma: no cover
+
+    def _drop_contexts(self, doomed: Callable[[_Context], bool]) -> None:
+        """Drop contexts (after the work that may use them) and every captured program that used one."""
+        keys = [k for k, c in self._contexts.items() if doomed(c)]
+        if not keys:
+            return
+        self._synchronize_streams()
+        gone = set(keys)
+        for key, program in list(self._programs.items()):
+            if isinstance(program, _Program) and gone.intersection(program.trace):
+                self._destroy_program(program)
+                del self._programs[key]
+        for key in keys:
+            del self._contexts[key]
+
+    # -- launches ---------------------------------------------------------------------------------
+    def _run_mode(self, mode: str, key: str, enqueue: Callable[[], None], trace: _Trace) -> _Trace:
+        self._mode, self._key, self._trace, self._index = mode, key, trace, 0
+        try:
+            enqueue()
+            if mode != "dry" and self._index != len(trace):
+                raise ProgramBindingError(f"the {key} program's enqueue made {self._index} launches; its dry run made {len(trace)}.")
+            return self._trace
+        finally:
+            self._mode, self._key, self._trace, self._index = "idle", "", [], 0
+
+    def _capture(self, key: str, enqueue: Callable[[], None], trace: _Trace) -> Any:
+        cuda = self.cuda
+        cuda.stream_synchronize(self.stream)  # the eager warm-up has finished before the capture starts (as trtexec)
+        free_before, _ = cuda.mem_get_info()
+        try:
+            cuda.begin_capture(self.stream)
+        except CudaError as exc:
+            return self._capture_failed(key, exc)
+        try:
+            self._run_mode("capture", key, enqueue, trace)
+        except BaseException as exc:
+            graph, _error = cuda.try_end_capture(self.stream)
+            if graph:
+                cuda.graph_destroy(graph)
+            if isinstance(exc, (CudaError, TensorRTError)):
+                return self._capture_failed(key, exc)
+            raise
+        graph, error = cuda.try_end_capture(self.stream)
+        if error is not None:
+            if graph:
+                cuda.graph_destroy(graph)
+            return self._capture_failed(key, error)
+        try:
+            graph_exec = cuda.graph_instantiate(graph)
+        except CudaError as exc:
+            cuda.graph_destroy(graph)
+            return self._capture_failed(key, exc)
+        free_after, _ = cuda.mem_get_info()
+        overhead = max(0, free_before - free_after)
+        self._program_samples.append(overhead)
+        return _Program(key, graph, graph_exec, tuple(b for b, _ in trace), overhead)
+
+    def _capture_failed(self, key: str, exc: BaseException) -> Any:
+        # This frame-step's work was already done by the eager run, so running eagerly loses nothing but speed.
+        warnings.warn(f"svsr: the {key} frame-step could not be captured as a CUDA graph ({exc}); it runs without one.", RuntimeWarning, stacklevel=4)
+        return _EAGER
+
+    def _destroy_program(self, program: _Program) -> None:
+        self.cuda.graph_exec_destroy(program.graph_exec)
+        self.cuda.graph_destroy(program.graph)
+
+    # -- streams and events -----------------------------------------------------------------------
+    def _wait_uploads(self, buffers: Sequence[DeviceBuffer]) -> None:
+        """The compute stream waits for the uploads (and zero fills) of these buffers it has not waited for."""
+        for buf in buffers:
+            if buf.upload_pending:
+                self.cuda.stream_wait_event(self.stream, buf.copied)
+                buf.upload_pending = False
+
+    def _mark_used(self, buffers: Sequence[DeviceBuffer]) -> None:
+        for buf in buffers:
+            self.cuda.event_record(buf.used, self.stream)
+            buf.compute_pending = True
+
+    def _copy_after_compute(self, buf: DeviceBuffer) -> None:
+        """The copy stream waits for the compute that last used ``buf`` before copying into or out of it."""
+        if buf.compute_pending:
+            self.cuda.stream_wait_event(self.copy_stream, buf.used)
+            buf.compute_pending = False
+
+    def _synchronize_streams(self) -> None:
+        if self.stream:
+            self.cuda.stream_synchronize(self.stream)
+        if self.copy_stream:
+            self.cuda.stream_synchronize(self.copy_stream)
 
     # -- helpers ----------------------------------------------------------------------------------
-    def _slot(self, table: dict[str, _Staging], buffer: DeviceBuffer, count: int) -> _PinnedSlot:
-        staging = table.get(buffer.label)
-        if staging is None or staging.nbytes < buffer.nbytes:
-            if staging is not None:
-                self._free_staging(staging)
-            slots = []
-            for _ in range(count):
-                ptr = self.cuda.malloc_host(buffer.nbytes)
-                slots.append(_PinnedSlot(ptr, self.cuda.host_view(ptr, buffer.nbytes), self.cuda.event_create()))
-            staging = table[buffer.label] = _Staging(buffer.nbytes, slots)
-        slot = staging.slots[staging.next]
-        staging.next = (staging.next + 1) % len(staging.slots)
-        return slot
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the TensorRT backend is closed; open a new one.")
 
-    def _free_staging(self, staging: _Staging) -> None:
-        for slot in staging.slots:
-            if slot.pending:
-                self.cuda.event_synchronize(slot.event)
-            self.cuda.event_destroy(slot.event)
-            self.cuda.free_host(slot.ptr)
+    def _check_idle(self, what: str, buf: DeviceBuffer | None = None) -> None:
+        self._check_open()
+        if self._mode != "idle":
+            raise RuntimeError(f"{what} inside the {self._key} frame-step program: a program only launches graphs on fixed buffers.")
+        if buf is not None:
+            self._check_live(buf)
 
-    def _release(self, label: str, synchronize: bool = True) -> None:
-        """Free a held buffer (after the work that may use it) and its staging."""
-        if synchronize:
-            self.synchronize()
+    @staticmethod
+    def _check_live(buf: DeviceBuffer) -> None:
+        if buf.released:
+            raise RuntimeError(f"buffer {buf.label} was released (the backend moved to another frame size or closed); allocate it again.")
+
+    def _release(self, label: str) -> None:
+        """Free a held buffer, its staging and events, and drop the contexts and graphs bound to it."""
         buf = self._buffers.pop(label)
-        for table in (self._staging, self._download):
-            staging = table.pop(label, None)
-            if staging is not None:
-                self._free_staging(staging)
-        for e in self.engines.values():  # never leave a context pointing at freed memory
-            e.bound = {n: p for n, p in e.bound.items() if p != buf.ptr}
+        self._drop_contexts(lambda c: any(b is buf for b in c.buffers))  # never leave a context pointing at freed memory
+        self._synchronize_streams()
+        buf.released = True
         self.cuda.free(buf.ptr)
+        self.cuda.free_host(buf.host)
+        self.cuda.event_destroy(buf.copied)
+        self.cuda.event_destroy(buf.used)
+
+    def _note_peak(self) -> None:
+        self._peak_bytes = max(self._peak_bytes, self.scratch_bytes + sum(b.nbytes for b in self._buffers.values()))
 
     def _labels(self) -> dict[int, str]:
         return {b.ptr: b.label for b in self._buffers.values()}
-
-    def _destroy_sweep(self, sweep: _Sweep) -> None:
-        self.cuda.graph_exec_destroy(sweep.graph_exec)
-        self.cuda.graph_destroy(sweep.graph)
 
 
 def _lr_profile(graph: str, tensor: str, shape: tuple[int, ...]) -> Profile | None:
@@ -499,30 +684,23 @@ def _default_rebuild(profile: Profile | None) -> str:
     return " ".join(["svsr-export --weights CHECKPOINT --out BUILD", *(profile.cli_args() if profile else []), "--force"])
 
 
-def _first_difference(a: Sequence[Any], b: Sequence[Any], labels: Mapping[int, str]) -> str:
-    """Where two sweep traces first differ, in buffer labels."""
+def _difference(a: Binding | None, b: Binding, labels: Mapping[int, str]) -> str:
+    """How two bindings differ, in buffer labels."""
+    if a is None:
+        return f"the dry run made no launch {b[0]}"
+    if a[0] != b[0] or a[2] != b[2]:
+        return f"was {a[0]} with input shapes {a[2]} and is now {b[0]} with {b[2]}"
+    tensors = GRAPHS[a[0]].inputs + GRAPHS[a[0]].outputs
+    changed = [f"{t.name} to {labels.get(q, hex(q))} instead of {labels.get(p, hex(p))}" for t, p, q in zip(tensors, a[1], b[1]) if p != q]
+    return "binds " + ", ".join(changed)
+
+
+def _first_difference(a: Sequence[Binding], b: Sequence[Binding], labels: Mapping[int, str]) -> str:
+    """Where two program traces first differ, in buffer labels."""
     for i, (x, y) in enumerate(zip(a, b)):
-        if x == y:
-            continue
-        if x[0] != y[0] or x[1] != y[1]:
-            return f"launch {i} was {x[0]} with input shapes {x[1]} and is now {y[0]} with {y[1]}"
-        changed = [
-            f"{name} to {labels.get(q, hex(q))} instead of {labels.get(p, hex(p))}"
-            for name, p, q in zip(x[3], x[2], y[2])
-            if p != q
-        ]
-        return f"launch {i} ({x[0]}) binds " + ", ".join(changed)
+        if x != y:
+            return f"launch {i} ({x[0]}) {_difference(x, y, labels)}"
     return f"{len(a)} launches were captured, {len(b)} are asked for"
-
-
-class TrtSampler(Sampler):
-    """The Sampler, with the memory plan and profile check run before a clip's buffers are allocated."""
-
-    backend: TrtBackend
-
-    def allocate(self, num_frames: int, height: int, width: int) -> ClipBuffers:
-        self.backend.prepare_clip(self.manifest, num_frames, height, width)
-        return super().allocate(num_frames, height, width)
 
 
 # -- opening a build folder ----------------------------------------------------------------------
@@ -530,6 +708,37 @@ def choose_precision(manifest: Mapping[str, Any], precision: PrecisionLike) -> P
     """``precision`` resolved for TensorRT: ``auto`` takes, per graph, the fastest precision with a built engine."""
     engines = manifest.get("engines") or {}
     return Precision.parse(precision).resolve(lambda graph, prec: engine_key(graph, prec) in engines)
+
+
+def hash_sidecar(path: Path) -> Path:
+    """Where the verified sha256 of a plan file is cached: ``<plan>.sha256.json`` next to it."""
+    return path.with_name(path.name + ".sha256.json")
+
+
+def cached_sha256(path: str | Path) -> str:
+    """The sha256 of ``path``, hashed only when the file changed since the cached hash was made.
+
+    The cache is keyed by the file's name, size and modification time (ns); a missing, stale or
+    unreadable sidecar means hashing the file again and rewriting it (when the folder is writable).
+    """
+    path = Path(path)
+    st = path.stat()
+    key = {"file": path.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    sidecar = hash_sidecar(path)
+    try:
+        cached = json.loads(sidecar.read_text())
+        if isinstance(cached, dict) and all(cached.get(k) == v for k, v in key.items()) and isinstance(cached.get("sha256"), str):
+            return cached["sha256"]
+    except (OSError, ValueError):
+        pass
+    digest = sha256_file(path)
+    tmp = sidecar.with_name(f"{sidecar.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps({**key, "sha256": digest}))
+        os.replace(tmp, sidecar)
+    except OSError:  # a read-only build folder: hash again next time
+        tmp.unlink(missing_ok=True)
+    return digest
 
 
 def open_trt_backend(
@@ -567,10 +776,11 @@ def open_trt_backend(
         path = build_dir / record["file"]
         if not path.exists():
             raise ManifestError(f"the {graph} {prec} engine {path} named in the manifest is missing; rebuild it with: {command}")
-        if sha256_file(path) != record["sha256"]:
+        if cached_sha256(path) != record["sha256"]:
             raise ManifestError(f"the {graph} {prec} engine {path} does not match its recorded sha256; rebuild it with: {command}")
         plans[graph] = path.read_bytes()
         profiles[graph] = profile
+
     def rebuild(profile: Profile | None) -> str:
         return rebuild_command(manifest, build_dir, chosen, profile)
 
@@ -579,4 +789,4 @@ def open_trt_backend(
 
 def open_trt_sampler(build_dir: str | Path, manifest: Mapping[str, Any], precision: PrecisionLike = "auto") -> Sampler:
     """What ``svsr-run --backend trt`` runs: a Sampler over this build folder's TensorRT engines."""
-    return TrtSampler(open_trt_backend(build_dir, manifest, precision), manifest)
+    return Sampler(open_trt_backend(build_dir, manifest, precision), manifest)

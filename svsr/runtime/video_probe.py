@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import struct
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -20,7 +21,7 @@ from typing import Any
 
 import av
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from svsr.contract.errors import InputError
 from svsr.contract.frames import IMAGE_SUFFIXES
@@ -175,16 +176,25 @@ _EXIF_TRANSPOSE = {
 
 
 def _exif_orientation(image: Image.Image) -> int:
-    """EXIF orientation tag (1 = upright) read from the header only."""
-    if image.format == "PNG":
-        # Pillow's PNG getexif() decodes the whole image; the eXIf chunk before IDAT is already parsed.
-        raw = image.info.get("exif")
-        if not raw:
-            return 1
-        exif = Image.Exif()
-        exif.load(raw)
-        return int(exif.get(_EXIF_ORIENTATION, 1))
-    return int(image.getexif().get(_EXIF_ORIENTATION, 1))
+    """EXIF orientation tag (1 = upright) read from the header only.
+
+    A damaged EXIF block, or an orientation that is not one of the eight defined values, counts as
+    upright: the orientation is a hint, and the pixels themselves may still be fine.
+    """
+    try:
+        if image.format == "PNG":
+            # Pillow's PNG getexif() decodes the whole image; the eXIf chunk before IDAT is already parsed.
+            raw = image.info.get("exif")
+            if not raw:
+                return 1
+            exif = Image.Exif()
+            exif.load(raw)
+        else:
+            exif = image.getexif()
+        value = exif.get(_EXIF_ORIENTATION, 1)
+    except _IMAGE_ERRORS:
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 def _oriented_size(image: Image.Image) -> tuple[int, int]:
@@ -194,7 +204,29 @@ def _oriented_size(image: Image.Image) -> tuple[int, int]:
     return width, height
 
 
-def _unreadable_image(path: Path) -> InputError:
+# What Pillow raises for damaged files: the exceptions its own fuzz tests accept (OSError, which
+# includes UnidentifiedImageError and "image file is truncated", SyntaxError from chunk checks,
+# ValueError, EOFError, NotImplementedError, OverflowError, DecompressionBombError for absurd sizes),
+# plus struct.error and IndexError from short header fields.
+_IMAGE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    NotImplementedError,
+    OverflowError,
+    IndexError,
+    struct.error,
+    Image.DecompressionBombError,
+)
+
+
+def _unreadable_image(path: Path, exc: BaseException | None = None) -> InputError:
+    if isinstance(exc, Image.DecompressionBombError):
+        return InputError(
+            f"{path} claims an image size far beyond any video frame (Pillow refuses it as a possible "
+            "decompression bomb), so it is damaged; re-export it or remove it from the folder."
+        )
     return InputError(f"{path} is not a readable PNG/JPEG image; re-export it or remove it from the folder.")
 
 
@@ -202,8 +234,8 @@ def _image_size(path: Path) -> tuple[int, int]:
     try:
         with Image.open(path) as image:
             return _oriented_size(image)
-    except (UnidentifiedImageError, OSError) as exc:
-        raise _unreadable_image(path) from exc
+    except _IMAGE_ERRORS as exc:
+        raise _unreadable_image(path, exc) from exc
 
 
 def _check_min_side(path: Path, width: int, height: int) -> None:
@@ -245,7 +277,8 @@ def _open_container(path: Path) -> av.container.InputContainer:
     if path.stat().st_size == 0:
         raise InputError(f"{path} is empty (0 bytes); re-export or re-download it.")
     try:
-        container = av.open(str(path), "r")
+        # A damaged header can hold metadata that is not UTF-8: replace those bytes instead of raising.
+        container = av.open(str(path), "r", metadata_errors="replace")
     except av.FFmpegError as exc:
         raise InputError(
             f"{path} is not a video file PyAV can decode (it may be corrupt or truncated); {_ACCEPTS}."

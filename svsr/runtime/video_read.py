@@ -21,11 +21,12 @@ from typing import Any
 
 import av
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from svsr.contract.errors import InputError
 from svsr.runtime.video_probe import (
     _EXIF_TRANSPOSE,
+    _IMAGE_ERRORS,
     VideoInfo,
     _corrupt_before_first,
     _decode_frames,
@@ -181,8 +182,8 @@ class _Decoder:
                     method = _EXIF_TRANSPOSE.get(_exif_orientation(image))
                     image.load()
                     array = _pil_to_rgb(image.transpose(method) if method is not None else image)
-            except (UnidentifiedImageError, OSError) as exc:
-                raise _unreadable_image(path) from exc
+            except _IMAGE_ERRORS as exc:
+                raise _unreadable_image(path, exc) from exc
             if (array.shape[1], array.shape[0]) != expected:
                 raise InputError(
                     f"{path} is {array.shape[1]}x{array.shape[0]} but the first frame is "

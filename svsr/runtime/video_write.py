@@ -3,8 +3,10 @@
 Frames are HxWx3 ``uint8`` RGB numpy arrays. Output goes to a hidden temporary name next to the
 target and is renamed into place only when everything succeeded. Frames are written at a constant
 rate, or at the presentation times passed with them (variable frame rate; see
-:meth:`FrameWriter.write`). Only :mod:`svsr.runtime.video_probe` is imported from the other video
-modules.
+:meth:`FrameWriter.write`). ``segment=True`` writes one shot of a longer output, to be joined later
+without re-encoding by :func:`svsr.runtime.stitch.stitch_segments`, which shares this module's
+output checks, temporary names and audio copy. Only :mod:`svsr.runtime.video_probe` is imported
+from the other video modules.
 """
 
 from __future__ import annotations
@@ -63,6 +65,114 @@ def _timed_time_base(suffix: str, requested: Fraction | None) -> Fraction:
     return Fraction(1, den)
 
 
+def _is_video_path(raw: str) -> bool:
+    """Whether an output path names a video file (a known suffix, no trailing '/') or a PNG folder."""
+    return Path(raw).suffix.lower() in VIDEO_SUFFIXES and not raw.endswith(("/", os.sep))
+
+
+def _temp_name(path: Path) -> Path:
+    """The hidden name an output is written under until it is complete."""
+    return path.parent / f".{path.name}.partial-{secrets.token_hex(4)}"
+
+
+def _check_output(path: Path, is_video: bool, audio_from: Path | None) -> None:
+    """Refuse an output that is the input, has no writable folder, or would overwrite the wrong thing."""
+    if audio_from is not None and path.resolve() == audio_from.resolve():
+        raise InputError(
+            f"the output {path} is the input file itself; choose another output name such as "
+            f"{output_path_for(audio_from)}."
+        )
+    parent = path.resolve().parent
+    if not parent.is_dir():
+        raise InputError(f"the output folder {parent} does not exist or is not a folder; create it first.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(
+            f"the output folder {parent} is not writable; choose an output path in a writable folder."
+        )
+    if is_video and path.is_dir():
+        raise InputError(f"{path} is an existing folder; choose a file name for the output video.")
+    if not is_video:
+        if path.exists() and not path.is_dir():
+            raise InputError(
+                f"{path} is an existing file but a frame folder was requested; "
+                "choose a folder name or a video suffix such as .mp4."
+            )
+        if path.is_dir() and any(path.iterdir()):
+            raise InputError(
+                f"the output folder {path} is not empty; remove it or choose another output path."
+            )
+
+
+def _open_audio_source(audio_from: Path | None) -> av.audio.stream.AudioStream | None:
+    """The first audio stream of ``audio_from`` in a container opened for it, or None if it has none."""
+    if audio_from is None or audio_from.is_dir():
+        return None
+    info_container = _open_container(audio_from)
+    if not info_container.streams.audio:
+        info_container.close()
+        return None
+    return info_container.streams.audio[0]
+
+
+def _drop_audio_message(path: Path, audio: Any, audio_from: Path | None) -> str:
+    return (
+        f"{path.suffix} files cannot hold the {audio.codec_context.name} audio of {audio_from}, "
+        "so the output has no sound; use an .mkv output to keep it."
+    )
+
+
+def _add_audio(
+    container: Any, audio: Any, path: Path, audio_from: Path | None, stacklevel: int
+) -> _AudioCopier | None:
+    """Add a copy of ``audio`` to an output not yet started; warn and return None if it cannot hold it.
+
+    ``stacklevel`` is the warning's, counted from the caller of this function.
+    """
+    try:
+        out_audio = container.add_stream_from_template(audio)
+    except ValueError:  # PyAV checks avformat_query_codec here
+        warnings.warn(_drop_audio_message(path, audio, audio_from), stacklevel=stacklevel + 1)
+        audio.container.close()
+        return None
+    return _AudioCopier(audio, out_audio, container)
+
+
+def _start_with_audio(
+    container: Any,
+    copier: _AudioCopier | None,
+    path: Path,
+    audio: Any,
+    audio_from: Path | None,
+    stacklevel: int,
+) -> bool:
+    """Write the output's header; False (after a warning) if the muxer refused the copied audio.
+
+    On False the copier and the container are closed: open the output again without audio.
+    """
+    try:
+        container.start_encoding()
+    except av.FFmpegError:
+        if copier is None:
+            raise
+        warnings.warn(_drop_audio_message(path, audio, audio_from), stacklevel=stacklevel + 1)
+        copier.close()
+        container.close()
+        return False
+    return True
+
+
+def _warn_audio_not_in_folder(audio_from: Path | None, stacklevel: int) -> None:
+    """Warn when an output folder of PNG frames drops the audio ``audio_from`` has."""
+    audio = _open_audio_source(audio_from)
+    if audio is not None:
+        audio.container.close()
+        warnings.warn(
+            f"a PNG folder cannot hold the audio of {audio_from}, so it is not copied; "
+            "write a video file such as .mkv to keep it.",
+            stacklevel=stacklevel + 1,
+        )
+
+
 class FrameWriter:
     """Write HxWx3 uint8 RGB frames to a video file or to a folder of PNG frames.
 
@@ -75,6 +185,15 @@ class FrameWriter:
 
     Frames are written at the constant rate ``fps`` (frame ``i`` at ``i / fps``; ``time_base``, if
     given, is the stream's time base), unless they come with presentation times: see :meth:`write`.
+
+    ``segment=True`` writes one shot of a longer output, to be joined with the others by
+    :func:`svsr.runtime.stitch.stitch_segments` without re-encoding: no audio (``audio_from`` must
+    be None; the stitch copies it), and frames are encoded without reordering, so the segment
+    starts on a keyframe and every packet's decode time equals its presentation time (libx264
+    ``bf=0``, libx265 ``bframes=0``; vp9 and ffv1 never reorder). Pass each frame's absolute time
+    (its time in the whole input) and the same ``codec``, ``crf`` and ``time_base`` for every
+    segment of one output. Without B-frames h264/h265 files come out a little larger at the same
+    ``crf``. AVI and PNG segments hold no times; they are joined in order.
     """
 
     def __init__(
@@ -86,6 +205,7 @@ class FrameWriter:
         crf: int = 18,
         audio_from: str | os.PathLike[str] | None = None,
         time_base: Fraction | None = None,
+        segment: bool = False,
     ) -> None:
         raw = os.fspath(output_path)
         self.path = Path(raw)
@@ -97,9 +217,14 @@ class FrameWriter:
         self.codec = codec
         self.crf = crf
         self.time_base = time_base
+        self.segment = segment
+        if segment and audio_from is not None:
+            raise ValueError(
+                "a segment holds no audio (stitch_segments copies it from the input); pass audio_from=None"
+            )
         self.audio_from = Path(audio_from) if audio_from is not None else None
         suffix = self.path.suffix.lower()
-        self.is_video = suffix in VIDEO_SUFFIXES and not raw.endswith(("/", os.sep))
+        self.is_video = _is_video_path(raw)
         self.frames_written = 0
         self.timed: bool | None = None
         """Whether frames carry their own times; fixed by the first :meth:`write`."""
@@ -107,6 +232,7 @@ class FrameWriter:
         self._last_pts: int | None = None  # in ticks
         self._last_time: Fraction | None = None
         self._max_drift = Fraction(0)  # untimed containers: worst |time - i / fps| seen
+        self._first_time: Fraction | None = None  # untimed containers: where frame 0 is meant to be
         self._tmp: Path | None = None
         self._size: tuple[int, int] | None = None
         self._container: Any = None
@@ -120,32 +246,7 @@ class FrameWriter:
             self._check_codec(suffix)
 
     def _check_paths(self) -> None:
-        if self.audio_from is not None and self.path.resolve() == self.audio_from.resolve():
-            raise InputError(
-                f"the output {self.path} is the input file itself; choose another output name such as "
-                f"{output_path_for(self.audio_from)}."
-            )
-        parent = self.path.resolve().parent
-        if not parent.is_dir():
-            raise InputError(
-                f"the output folder {parent} does not exist or is not a folder; create it first."
-            )
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise InputError(
-                f"the output folder {parent} is not writable; choose an output path in a writable folder."
-            )
-        if self.is_video and self.path.is_dir():
-            raise InputError(f"{self.path} is an existing folder; choose a file name for the output video.")
-        if not self.is_video:
-            if self.path.exists() and not self.path.is_dir():
-                raise InputError(
-                    f"{self.path} is an existing file but a frame folder was requested; "
-                    "choose a folder name or a video suffix such as .mp4."
-                )
-            if self.path.is_dir() and any(self.path.iterdir()):
-                raise InputError(
-                    f"the output folder {self.path} is not empty; remove it or choose another output path."
-                )
+        _check_output(self.path, self.is_video, self.audio_from)
 
     def _check_codec(self, suffix: str) -> None:
         if self.codec not in _CODECS:
@@ -195,6 +296,8 @@ class FrameWriter:
 
         AVI and PNG folders hold no per-frame times, so there timed frames still go at ``i / fps``
         and :meth:`close` warns if that puts any frame more than half a frame away from its time.
+        A ``segment=True`` output of that kind will follow other segments in the joined output, so
+        there frame ``i`` is compared with the segment's first time plus ``i / fps`` instead.
         """
         if self._closed:
             raise ValueError("FrameWriter is closed")
@@ -235,7 +338,10 @@ class FrameWriter:
         if time is not None:
             self._last_time = time
             if self._tick is None:  # a constant-rate output: note how far this frame is off
-                self._max_drift = max(self._max_drift, abs(time - self.frames_written / self.fps))
+                if self._first_time is None:
+                    self._first_time = time if self.segment else Fraction(0)
+                slot = self._first_time + self.frames_written / self.fps
+                self._max_drift = max(self._max_drift, abs(time - slot))
         self.frames_written += 1
 
     @property
@@ -303,7 +409,7 @@ class FrameWriter:
             self._tmp = None
 
     def _temp_name(self) -> Path:
-        return self.path.parent / f".{self.path.name}.partial-{secrets.token_hex(4)}"
+        return _temp_name(self.path)
 
     def _start(self, width: int, height: int) -> None:
         if self.is_video:
@@ -341,14 +447,7 @@ class FrameWriter:
             raise
 
     def _warn_if_audio_is_lost(self) -> None:
-        audio = self._audio_source()
-        if audio is not None:
-            audio.container.close()
-            warnings.warn(
-                f"a PNG folder cannot hold the audio of {self.audio_from}, so it is not copied; "
-                "write a video file such as .mkv to keep it.",
-                stacklevel=5,
-            )
+        _warn_audio_not_in_folder(self.audio_from, stacklevel=5)
 
     def _open_video(self, width: int, height: int) -> None:
         audio = self._audio_source()
@@ -357,20 +456,7 @@ class FrameWriter:
             self._container, self._stream, self._audio = self._open_output(width, height, None)
 
     def _audio_source(self) -> av.audio.stream.AudioStream | None:
-        if self.audio_from is None or self.audio_from.is_dir():
-            return None
-        info_container = _open_container(self.audio_from)
-        if not info_container.streams.audio:
-            info_container.close()
-            return None
-        return info_container.streams.audio[0]
-
-    def _drop_audio_message(self, audio: Any) -> str:
-        return (
-            f"{self.path.suffix} files cannot hold the {audio.codec_context.name} audio of "
-            f"{self.audio_from}, "
-            "so the output has no sound; use an .mkv output to keep it."
-        )
+        return _open_audio_source(self.audio_from)
 
     def _open_output(self, width: int, height: int, audio: Any) -> tuple[Any, Any, _AudioCopier | None]:
         encoder, pix_fmt, _ = _CODECS[self.codec]
@@ -382,7 +468,10 @@ class FrameWriter:
             if self.codec in ("h264", "h265"):
                 options["crf"] = str(self.crf)
             if self.codec == "h265":
-                options["x265-params"] = "log-level=error"  # x265 prints its banner straight to stderr
+                # x265 prints its banner straight to stderr
+                options["x265-params"] = "log-level=error" + (":bframes=0" if self.segment else "")
+            elif self.codec == "h264" and self.segment:
+                options["bf"] = "0"  # no reordering: dts == pts, so segments join without overlap
             if self.codec == "vp9":
                 options.update({"crf": str(self.crf), "b": "0", "row-mt": "1"})
             stream = container.add_stream(encoder, rate=self.fps, options=options)
@@ -409,22 +498,8 @@ class FrameWriter:
             elif self.time_base is not None:
                 stream.time_base = Fraction(self.time_base)
             if audio is not None:
-                try:
-                    out_audio = container.add_stream_from_template(audio)
-                except ValueError:  # PyAV checks avformat_query_codec here
-                    warnings.warn(self._drop_audio_message(audio), stacklevel=5)
-                    audio.container.close()
-                    audio = None
-                else:
-                    copier = _AudioCopier(audio, out_audio, container)
-            try:
-                container.start_encoding()
-            except av.FFmpegError:
-                if copier is None:
-                    raise
-                warnings.warn(self._drop_audio_message(audio), stacklevel=5)
-                copier.close()
-                container.close()
+                copier = _add_audio(container, audio, self.path, self.audio_from, stacklevel=5)
+            if not _start_with_audio(container, copier, self.path, audio, self.audio_from, stacklevel=5):
                 return None, None, None
             if self.timed and suffix in _TIMED_SUFFIXES:
                 self._tick = Fraction(stream.time_base)  # what the muxer settled on in its header

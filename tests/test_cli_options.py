@@ -1,0 +1,159 @@
+"""Every option of every CLI is bounded at the door, and no user-reachable failure is a traceback."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from svsr import cli
+
+PARSERS = {"svsr-export": (cli.export_parser, cli.export_main), "svsr-run": (cli.run_parser, cli.run_main), "svsr-bench": (cli.bench_parser, cli.bench_main)}
+
+# per option: malformed and out-of-range values, each refused in one sentence before any work
+BAD_VALUES = {
+    "svsr-export": {
+        "--seed": ["-1", "x", "4294967296", "1.5"],
+        "--opset": ["16", "99", "seventeen"],
+        "--precision": ["fp8", ""],
+        "--vae-precision": ["int8"],
+        "--flow-precision": ["auto"],
+        "--preset": ["huge"],
+        "--resolution": ["320", "16x16", "axb", "-320x180"],
+        "--min": ["0x0"],
+        "--opt": ["320x"],
+        "--max": ["1e3x2"],
+        "--batch": ["0", "4:2:1", "a:b:c"],
+        "--trt-version": ["9", "eleven", "12.0"],
+        "--calibration-frames": ["/no/such/folder"],
+    },
+    "svsr-run": {
+        "--steps": ["0", "-3", "many", "10001", "1e3"],
+        "--seed": ["-1", "18446744073709551616", "0x10"],
+        "--noise": ["gauss"],
+        "--backend": ["cuda"],
+        "--precision": ["int4"],
+        "--vae-precision": ["auto"],
+        "--flow-precision": ["fp64"],
+        "--host-memory": ["0", "lots", "-1G", "512K", "nanG"],
+        "--flows": ["cache"],
+        "--fps": ["0", "-24", "abc", "1/0", "5000"],
+        "--scene-threshold": ["0", "-5", "nan", "300", "inf"],
+        "--ray": ["somewhere", "10.0.0.1"],
+        "--ray-workers": ["0", "-2", "two"],
+        "--codec": ["av1", "H264"],
+        "--crf": ["-1", "64", "best"],
+        "--chunk": ["8"],
+    },
+    "svsr-bench": {
+        "--backend": ["onnx"],
+        "--precision": ["fp8"],
+        "--resolution": ["big", "8x8"],
+        "--frames": ["0", "x"],
+        "--steps": ["0", "100000"],
+        "--long-clip": ["-1", "lots"],
+        "--host-memory": ["1K", "x"],
+        "--warmup": ["-1", "y"],
+        "--repeats": ["0", "z"],
+    },
+}
+# options whose values are free text or paths checked where they are used (covered by other tests)
+FREE = {
+    "svsr-export": {"--weights", "--out", "--prompt"},
+    "svsr-run": {"--output", "--model", "--weights", "--work-dir", "--report"},
+    "svsr-bench": {"--model", "--weights", "--json", "--markdown", "--plot"},
+}
+
+
+def value_options(parser: argparse.ArgumentParser) -> set[str]:
+    """Long option strings of every option that takes a value (flags and --help excluded)."""
+    found = set()
+    for action in parser._actions:
+        if not action.option_strings or action.nargs == 0:
+            continue
+        found.add(max(action.option_strings, key=len))
+    return found
+
+
+@pytest.mark.parametrize("prog", sorted(PARSERS))
+def test_every_value_option_has_bad_values_listed(prog):
+    make, _ = PARSERS[prog]
+    options = value_options(make())
+    assert options == set(BAD_VALUES[prog]) | FREE[prog], "add the new option's bad values to BAD_VALUES (or to FREE)"
+
+
+@pytest.fixture(scope="module")
+def small_input(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("options") / "frames"
+    folder.mkdir()
+    for i in range(2):
+        Image.fromarray(np.full((32, 32, 3), 40 * i, np.uint8)).save(folder / f"{i}.png")
+    return folder
+
+
+def base_argv(prog: str, tiny_build, small_input, tmp_path) -> list[str]:
+    if prog == "svsr-export":
+        return ["--preset", "tiny", "--out", str(tmp_path / "build"), "--onnx-only", "--quiet"]
+    if prog == "svsr-run":
+        return [str(small_input), "-o", str(tmp_path / "out"), "--model", str(tiny_build), "--quiet"]
+    return ["--model", str(tiny_build)]
+
+
+CASES = [(prog, option, value) for prog, table in sorted(BAD_VALUES.items()) for option, values in table.items() for value in values]
+
+
+@pytest.mark.parametrize("prog, option, value", CASES, ids=[f"{p}{o}={v}" for p, o, v in CASES])
+def test_bad_values_are_refused_in_one_sentence_before_any_work(prog, option, value, tiny_build, small_input, tmp_path, capsys, monkeypatch):
+    def no_work(*args, **kwargs):
+        raise AssertionError("work started despite a bad option value")
+
+    import svsr.api
+
+    for name in ("export_model", "upscale_videos"):  # test doubles: any call means the door let the value in
+        monkeypatch.setattr(svsr.api, name, no_work)
+    monkeypatch.setattr("svsr.bench.run_bench", no_work)
+    _, main = PARSERS[prog]
+    argv = base_argv(prog, tiny_build, small_input, tmp_path)
+    if prog == "svsr-export" and option == "--preset":
+        argv = argv[2:]
+    code = main([*argv, option, value])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("svsr: error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert option in err or option.lstrip("-") in err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "build").exists()
+
+
+def test_steps_above_the_schedulers_training_timesteps_name_the_range(tiny_build, small_input, tmp_path, capsys):
+    code = cli.run_main([str(small_input), "-o", str(tmp_path / "out"), "--model", str(tiny_build), "--steps", "1001", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--steps 1001 is more than the 1000 training timesteps" in err and "use 1 to 1000" in err
+
+
+def test_crf_is_bounded_per_codec(tiny_build, small_input, tmp_path, capsys):
+    code = cli.run_main([str(small_input), "-o", str(tmp_path / "o.mp4"), "--model", str(tiny_build), "--crf", "60", "--quiet"])
+    assert code == 2 and "--crf 60 is outside 0..51 for h264" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("prog", sorted(PARSERS))
+def test_an_internal_error_is_one_sentence_with_a_pointer_to_debug(prog, tiny_build, small_input, tmp_path, capsys, monkeypatch):
+    """A test double makes the work fail unexpectedly: the user sees one sentence, --debug shows the traceback."""
+
+    def broken(*args, **kwargs):
+        raise KeyError("an unexpected internal failure (test double)")
+
+    import svsr.api
+
+    monkeypatch.setattr(svsr.api, "export_model", broken)
+    monkeypatch.setattr(svsr.api, "upscale_videos", broken)
+    monkeypatch.setattr("svsr.bench.run_bench", broken)
+    _, main = PARSERS[prog]
+    argv = base_argv(prog, tiny_build, small_input, tmp_path)
+    assert main(argv) == cli.INTERNAL_ERROR
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("svsr: error: internal error (KeyError:") and "rerun with --debug" in err
+    assert main([*argv, "--debug"]) == cli.INTERNAL_ERROR
+    assert "Traceback (most recent call last)" in capsys.readouterr().err
