@@ -17,7 +17,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # pytest exits 5 when it collected no test: that must fail CI, not pass it.
+# The C++ host is built (without TensorRT) and its ctest runs first; pytest then includes its ctypes test.
 test: $(STAMP)
+	$(MAKE) cpp && cd $(CPP_BUILD) && ctest --output-on-failure
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
@@ -30,3 +32,25 @@ demo: $(STAMP)
 
 clean:
 	rm -rf $(BUILD) $(VENV)
+
+# The C++ host (cpp/README.md): configure + build in cpp/build (Release). Installs nlohmann-json3-dev
+# when it is missing and we are root on Debian. CPP_CMAKE_ARGS passes options, e.g. TensorRT paths.
+CPP_BUILD := cpp/build
+CPP_JOBS ?= 2
+.PHONY: cpp cpp-test
+
+cpp:
+	@missing=""; for pkg in nlohmann-json3-dev cmake g++; do \
+	  command -v dpkg >/dev/null 2>&1 && ! dpkg -s $$pkg >/dev/null 2>&1 && missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing$$missing"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; }; \
+	fi
+	cmake -S cpp -B $(CPP_BUILD) -DCMAKE_BUILD_TYPE=Release $(CPP_CMAKE_ARGS)
+	cmake --build $(CPP_BUILD) -j$(CPP_JOBS)
+
+# ctest (C++ unit tests, goldens from the Python contracts), then the end-to-end pytest through the C ABI.
+cpp-test: cpp $(STAMP)
+	cd $(CPP_BUILD) && ctest --output-on-failure
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests/test_cpp_host.py

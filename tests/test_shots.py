@@ -146,7 +146,7 @@ def svsr_run(*args: str, env: dict | None = None, timeout: float = 600) -> subpr
 @pytest.fixture(scope="module")
 def three_inputs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("inputs")
-    write_video(folder / "a.mkv", two_scene_frames(8, 6))
+    write_video(folder / "a.mkv", two_scene_frames(16, 4))  # PySceneDetect keeps shots of at least 15 frames
     write_video(folder / "b.mkv", scene(5, 7))
     frames = folder / "c_frames"
     frames.mkdir()
@@ -175,12 +175,12 @@ def test_many_inputs_one_output_each_with_a_summary_and_a_report(batch_outputs):
     assert "input" in done.stderr and "s/frame" in done.stderr and done.stderr.count(" done") >= 3
     rows = json.loads(report.read_text())["inputs"]
     assert [Path(r["path"]).name for r in rows] == ["a.mkv", "b.mkv", "c_frames"]
-    assert [r["frames"] for r in rows] == [14, 7, 5]
-    assert rows[0]["shots"] == [[0, 7], [8, 13]] and rows[1]["shots"] == [[0, 6]]
+    assert [r["frames"] for r in rows] == [20, 7, 5]
+    assert rows[0]["shots"] == [[0, 15], [16, 19]] and rows[1]["shots"] == [[0, 6]]
     assert rows[0]["fps"] == "12" and rows[2]["fps"] == "24"
     assert all(r["status"] == "done" and r["backend"].startswith("ort") and r["seconds"] > 0 for r in rows)
     got = outputs_of(out)
-    assert [len(v) for v in got.values()] == [14, 7, 5]
+    assert [len(v) for v in got.values()] == [20, 7, 5]
 
 
 def test_a_rerun_skips_finished_inputs(batch_outputs, tiny_build, three_inputs):
@@ -194,7 +194,7 @@ def test_a_rerun_skips_finished_inputs(batch_outputs, tiny_build, three_inputs):
 def test_a_killed_batch_resumes_the_unfinished_input(batch_outputs, tiny_build, three_inputs, tmp_path):
     out = tmp_path / "out"
     args = [str(three_inputs / "*.mkv"), str(three_inputs / "c_frames"), "-o", str(out), "--model", str(tiny_build), "--steps", "2", "--codec", "ffv1"]
-    killed = svsr_run(*args, env={"SVSR_TEST_CRASH_AT": "step:1:3"})  # the first input's second shot, mid-sweep
+    killed = svsr_run(*args, env={"SVSR_TEST_CRASH_AT": "step:1:3"})  # the first input's first shot, mid-sweep
     assert killed.returncode == -signal.SIGKILL
     resumed = svsr_run(*args)
     assert resumed.returncode == 0, resumed.stderr

@@ -1,0 +1,248 @@
+// svsr/host.hpp: the C++ API of the svsr host library (svsr_host).
+//
+// Everything a host needs to run StableVSR from a build folder's manifest.json, mirroring the
+// Python contracts in svsr/contract/: the manifest (manifest.py), the step coefficients
+// (scheduler.py, float32 exactly as numpy computes them), the sweep order (sweeps.py), the philox
+// noise (noise.py, docs/noise.md), padding and pixel conversions (sizes.py, frames.py), and the
+// schedule itself (svsr/runtime/sampler.py) over an abstract Runner.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace svsr {
+
+// ---------------------------------------------------------------------------------------------
+// errors: one sentence naming the problem and the fix; the status maps onto svsr_status (svsr.h)
+enum class Status : int {
+    ok = 0,
+    invalid_argument = 1,
+    manifest = 2,
+    input = 3,
+    unsupported = 4,
+    runner = 5,
+    out_of_memory = 6,
+    cancelled = 7,
+    internal = 8,
+};
+
+class Error : public std::runtime_error {
+public:
+    Error(Status status, const std::string& message) : std::runtime_error(message), status_(status) {}
+    Status status() const noexcept { return status_; }
+
+private:
+    Status status_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// scheduler (svsr/contract/scheduler.py)
+constexpr int kNumStepCoeffs = 6;  // x0_from_sample, x0_from_output, prev_from_x0, prev_from_sample, noise_std, x0_clip
+constexpr float kNoClip = 3.0e38f;
+
+struct SchedulerConfig {
+    int64_t num_train_timesteps = 1000;
+    std::string prediction_type = "epsilon";  // epsilon | v_prediction | sample
+    std::string variance_type = "fixed_small";  // fixed_small | fixed_small_log | fixed_large
+    std::string timestep_spacing = "leading";  // leading | linspace | trailing
+    int64_t steps_offset = 0;
+    bool clip_sample = false;
+    double clip_sample_range = 1.0;
+    bool thresholding = false;
+};
+
+struct Step {
+    int index = 0;
+    int64_t timestep = 0;
+    std::array<float, kNumStepCoeffs> coeffs{};
+    bool has_noise = false;  // t > 0: the step draws fresh noise
+};
+
+// Throws Error(unsupported) for options the denoise graph cannot run.
+void check_scheduler_config(const SchedulerConfig& config);
+// The scheduler's timesteps for a step count (descending), exactly as numpy computes them.
+std::vector<int64_t> timesteps(const SchedulerConfig& config, int num_inference_steps);
+// Every step's timestep and denoise coefficients (float32, bit-identical to numpy).
+std::vector<Step> step_coefficients(const SchedulerConfig& config, const std::vector<float>& alphas_cumprod,
+                                    int num_inference_steps);
+
+// ---------------------------------------------------------------------------------------------
+// sweeps (svsr/contract/sweeps.py)
+struct FrameCall {
+    int step = 0;        // index into the scheduler's timesteps
+    int position = 0;    // j, position within the sweep
+    int frame = 0;       // k, frame index in the clip
+    bool forward = true; // sweep direction: forward on even steps
+    int flow_index = -1; // j - 1 into fwd (forward) / bwd (backward) flows; -1 for the first frame
+    bool uses_tcm() const { return flow_index >= 0; }
+};
+
+bool sweep_forward(int step);
+std::vector<int> sweep_order(int num_frames, int step);
+std::vector<FrameCall> frame_calls(int num_frames, int num_steps);
+
+// ---------------------------------------------------------------------------------------------
+// philox noise (svsr/contract/noise.py, docs/noise.md)
+using PhiloxCounter = std::array<uint32_t, 4>;
+PhiloxCounter philox4x32_10(PhiloxCounter counter, uint32_t key0, uint32_t key1);
+// n float32 standard normals of (seed, draw, frame): draw 0 = initial latent, step + 1 = step noise.
+void philox_normal(uint64_t seed, uint32_t draw, uint32_t frame, float* out, uint64_t n);
+
+// ---------------------------------------------------------------------------------------------
+// frames (svsr/contract/sizes.py, frames.py, runtime/sampler.py, runtime/job.py)
+struct PaddingPlan {
+    int height = 0, width = 0;                // input LR size
+    int padded_height = 0, padded_width = 0;  // multiple of pad_multiple
+    int scale = 4;
+    int out_height() const { return height * scale; }
+    int out_width() const { return width * scale; }
+};
+
+// Throws Error(input) when a side is below min_side.
+PaddingPlan padding_plan(int height, int width, int min_side = 32, int pad_multiple = 4, int scale = 4);
+// uint8 HxWx3 RGB -> (1,3,H',W') float32 (x / 255 * 2 - 1), edge-padded bottom/right.
+void to_model_input(const uint8_t* frame, const PaddingPlan& plan, float* out);
+// (1,3,4H',4W') float32 -> cropped 4Hx4Wx3 (HWC) float32 / uint8 (uint8(clip(x,0,1)*255+0.5)).
+void rgb_to_hwc(const float* rgb, const PaddingPlan& plan, float* out);
+void rgb_to_hwc_u8(const float* rgb, const PaddingPlan& plan, uint8_t* out);
+uint8_t to_uint8(float x);
+
+// ---------------------------------------------------------------------------------------------
+// manifest (svsr/contract/manifest.py)
+struct Dim {
+    int64_t value = -1;  // fixed size, or -1 for a symbolic dim
+    std::string symbol;  // batch, height, width, height4, width4
+};
+
+struct TensorDesc {
+    std::string name;
+    std::string dtype;
+    std::vector<Dim> shape;
+};
+
+struct GraphEntry {
+    std::string name, file, sha256;
+    std::vector<TensorDesc> inputs, outputs;
+};
+
+struct EngineRecord {
+    std::string key;  // "<graph>.<precision>"
+    std::string graph, precision, file, sha256;
+    std::string tensorrt_version, gpu_name, compute_capability;
+    int64_t device_memory_bytes = 0;
+    std::string profile_summary;  // e.g. "LR 32x32 .. 640x360" (WxH)
+    std::string profile_args;     // the svsr-export options of that profile: "--resolution WxH" or "--min .. --opt .. --max .."
+};
+
+struct Manifest {
+    std::string build_dir;
+    std::string path;  // build_dir/manifest.json
+    int schema_version = 1;
+    std::string checkpoint_source;
+    std::map<std::string, GraphEntry> graphs;
+    SchedulerConfig scheduler;
+    std::vector<float> alphas_cumprod;  // float32, as numpy reads them
+    float init_noise_sigma = 1.0f;
+    int latent_channels = 4;
+    int min_side = 32, pad_multiple = 4, scale = 4;
+    std::map<std::string, EngineRecord> engines;
+
+    // the svsr-export command that rebuilds this folder's engines (for messages)
+    std::string rebuild_command(const std::string& precision_flags = "") const;
+    // a graph's input or output as declared in the manifest (Error(manifest) when absent)
+    const TensorDesc& tensor(const std::string& graph, const std::string& name) const;
+};
+
+// A tensor's concrete shape for one LR size (padded): batch, height, width, height4 = 4h, width4 = 4w.
+std::vector<int64_t> resolve_shape(const TensorDesc& tensor, int batch, int height, int width);
+int64_t element_count(const std::vector<int64_t>& shape);
+
+constexpr int kSchemaVersion = 1;
+extern const char* const kGraphNames[4];  // flow, denoise, guide, decode
+
+// Loads and validates build_dir/manifest.json (Error(manifest) / Error(unsupported) with a sentence).
+Manifest load_manifest(const std::string& build_dir);
+Manifest parse_manifest(const std::string& json_text, const std::string& build_dir, const std::string& where);
+// Throws Error(manifest) when a graph's file is missing or (check_sha) its sha256 differs.
+void check_graph_files(const Manifest& manifest, bool check_sha);
+std::string sha256_file(const std::string& path);
+std::string sha256_hex(const void* data, size_t size);
+
+// ---------------------------------------------------------------------------------------------
+// the runner: executes graphs on buffers (device memory for TensorRT)
+using BufferHandle = uint64_t;  // 0 = none
+
+struct Binding {
+    const char* name;
+    BufferHandle buffer;
+};
+
+class Runner {
+public:
+    virtual ~Runner() = default;
+    virtual const char* name() const = 0;
+    // A zero-filled float32 buffer of `shape`.
+    virtual BufferHandle allocate(const std::string& label, const std::vector<int64_t>& shape) = 0;
+    virtual void free(BufferHandle buffer) = 0;
+    // Copies host memory into the buffer; `host` may be reused once upload returns.
+    virtual void upload(BufferHandle buffer, const void* host, size_t bytes) = 0;
+    // Copies the buffer into `host`; the data is there once the next synchronize() returns.
+    virtual void download(BufferHandle buffer, void* host, size_t bytes) = 0;
+    virtual void run(const std::string& graph, const std::vector<Binding>& inputs, const std::vector<Binding>& outputs) = 0;
+    virtual void synchronize() = 0;
+};
+
+// ---------------------------------------------------------------------------------------------
+// the schedule (svsr/runtime/sampler.py), slot design:
+//   host clip store: lr, latest z, forward/backward flows of every frame;
+//   runner: two slot sets {z_in, lr, lr_prev, flow, noise, guidance, z_out, x0, rgb} + shared
+//   {zero_guidance, tcm_on, tcm_off, timestep, step_coeffs}, allocated once per frame size, so
+//   runner memory does not depend on the number of frames. Call c of a sweep uses set c % 2 (its
+//   guide reads x0 from the other set), so a runner can upload call c+1 while call c computes.
+using ProgressFn = std::function<bool(const char* phase, int done, int total)>;  // false = cancel
+
+class Upscaler {
+public:
+    Upscaler(Manifest manifest, std::unique_ptr<Runner> runner);
+    ~Upscaler();
+    Upscaler(const Upscaler&) = delete;
+    Upscaler& operator=(const Upscaler&) = delete;
+
+    const Manifest& manifest() const { return manifest_; }
+    Runner& runner() { return *runner_; }
+    void set_progress(ProgressFn fn) { progress_ = std::move(fn); }
+
+    // frames: n x h x w x 3 uint8; out_f32 or out_u8 (one may be null): n x 4h x 4w x 3.
+    void upscale(const uint8_t* frames, int n, int h, int w, int steps, uint64_t seed, float* out_f32, uint8_t* out_u8);
+
+    // Checks a clip before any work (Error(input)/Error(invalid_argument)).
+    PaddingPlan check_clip(int n, int h, int w, int steps) const;
+    // bytes of runner buffers held now
+    uint64_t buffer_bytes() const { return slot_bytes_; }
+
+private:
+    struct SlotSet {
+        BufferHandle z_in = 0, lr = 0, lr_prev = 0, flow = 0, noise = 0, guidance = 0, z_out = 0, x0 = 0, rgb = 0;
+    };
+    void ensure_slots(int ph, int pw);
+    void release_slots();
+    bool report(const char* phase, int done, int total);
+
+    Manifest manifest_;
+    std::unique_ptr<Runner> runner_;
+    ProgressFn progress_;
+    SlotSet sets_[2];
+    BufferHandle zero_guidance_ = 0, tcm_on_ = 0, tcm_off_ = 0, timestep_ = 0, coeffs_ = 0;
+    int slot_h_ = 0, slot_w_ = 0;
+    uint64_t slot_bytes_ = 0;
+    std::vector<BufferHandle> owned_;
+};
+
+}  // namespace svsr

@@ -1,0 +1,221 @@
+// The StableVSR schedule over a Runner (svsr/runtime/sampler.py), with the slot design:
+// per-frame clip state (LR input, latest latent, flows) lives in host memory; the runner holds two
+// slot sets of buffers, allocated once per frame size, and every graph call binds the same slot
+// buffers each time. Call c of a phase uses slot set c % 2, so a runner that queues work can
+// upload call c + 1 into one set while call c computes on the other; the guide of call c reads x0
+// from the other set (the previous frame of the sweep).
+#include <sstream>
+
+#include "svsr/host.hpp"
+
+namespace svsr {
+
+namespace {
+
+size_t bytes_of(const std::vector<float>& v) { return v.size() * sizeof(float); }
+
+}  // namespace
+
+Upscaler::Upscaler(Manifest manifest, std::unique_ptr<Runner> runner)
+    : manifest_(std::move(manifest)), runner_(std::move(runner)) {
+    if (!runner_) throw Error(Status::invalid_argument, "the upscaler needs a runner.");
+}
+
+Upscaler::~Upscaler() {
+    try {
+            release_slots();
+    } catch (...) {
+    }
+}
+
+void Upscaler::release_slots() {
+    for (BufferHandle b : owned_) runner_->free(b);
+    owned_.clear();
+    sets_[0] = sets_[1] = SlotSet{};
+    zero_guidance_ = tcm_on_ = tcm_off_ = timestep_ = coeffs_ = 0;
+    slot_h_ = slot_w_ = 0;
+    slot_bytes_ = 0;
+}
+
+void Upscaler::ensure_slots(int ph, int pw) {
+    if (slot_h_ == ph && slot_w_ == pw) return;
+    if (!owned_.empty()) {
+        runner_->synchronize();
+        release_slots();
+    }
+    auto alloc = [&](const std::string& label, const char* graph, const char* tensor) {
+        const std::vector<int64_t> shape = resolve_shape(manifest_.tensor(graph, tensor), 1, ph, pw);
+        const BufferHandle b = runner_->allocate(label, shape);
+        if (b == 0) throw Error(Status::runner, "the runner returned no buffer for " + label + ".");
+        owned_.push_back(b);
+        slot_bytes_ += uint64_t(element_count(shape)) * sizeof(float);
+        return b;
+    };
+    for (int s = 0; s < 2; ++s) {
+        const std::string n = std::to_string(s);
+        SlotSet& set = sets_[s];
+        set.z_in = alloc("z_in" + n, "denoise", "z");
+        set.lr = alloc("lr" + n, "denoise", "lr");
+        set.lr_prev = alloc("lr_prev" + n, "flow", "previous");
+        set.flow = alloc("flow" + n, "flow", "flow");
+        set.noise = alloc("noise" + n, "denoise", "noise");
+        set.guidance = alloc("guidance" + n, "guide", "guidance");
+        set.z_out = alloc("z_out" + n, "denoise", "z_prev");
+        set.x0 = alloc("x0" + n, "denoise", "x0");
+        set.rgb = alloc("rgb" + n, "decode", "rgb");
+    }
+    zero_guidance_ = alloc("zero_guidance", "denoise", "guidance");
+    tcm_on_ = alloc("tcm_on", "denoise", "tcm_scale");
+    tcm_off_ = alloc("tcm_off", "denoise", "tcm_scale");
+    timestep_ = alloc("timestep", "denoise", "timestep");
+    coeffs_ = alloc("step_coeffs", "denoise", "step_coeffs");
+    slot_h_ = ph;
+    slot_w_ = pw;
+    // constants (allocate zero-fills, but a runner's zero-fill is not relied on for inputs)
+    const std::vector<float> zeros(size_t(element_count(resolve_shape(manifest_.tensor("denoise", "guidance"), 1, ph, pw))), 0.0f);
+    runner_->upload(zero_guidance_, zeros.data(), bytes_of(zeros));
+    const float on = 1.0f, off = 0.0f;
+    runner_->upload(tcm_on_, &on, sizeof(on));
+    runner_->upload(tcm_off_, &off, sizeof(off));
+}
+
+bool Upscaler::report(const char* phase, int done, int total) {
+    if (!progress_) return true;
+    return progress_(phase, done, total);
+}
+
+PaddingPlan Upscaler::check_clip(int n, int h, int w, int steps) const {
+    if (n < 1) throw Error(Status::invalid_argument, "the clip has no frames; give at least one frame.");
+    const PaddingPlan plan = padding_plan(h, w, manifest_.min_side, manifest_.pad_multiple, manifest_.scale);
+    step_coefficients(manifest_.scheduler, manifest_.alphas_cumprod, steps);  // validates the step count
+    return plan;
+}
+
+void Upscaler::upscale(const uint8_t* frames, int n, int h, int w, int num_steps, uint64_t seed, float* out_f32,
+                       uint8_t* out_u8) {
+    if (!frames) throw Error(Status::invalid_argument, "frames is NULL.");
+    if (!out_f32 && !out_u8) throw Error(Status::invalid_argument, "no output buffer was given.");
+    const PaddingPlan plan = check_clip(n, h, w, num_steps);
+    const std::vector<Step> steps = step_coefficients(manifest_.scheduler, manifest_.alphas_cumprod, num_steps);
+    const int ph = plan.padded_height, pw = plan.padded_width;
+    ensure_slots(ph, pw);
+    Runner& r = *runner_;
+
+    const size_t lr_n = size_t(element_count(resolve_shape(manifest_.tensor("denoise", "lr"), 1, ph, pw)));
+    const size_t z_n = size_t(element_count(resolve_shape(manifest_.tensor("denoise", "z"), 1, ph, pw)));
+    const size_t noise_n = size_t(element_count(resolve_shape(manifest_.tensor("denoise", "noise"), 1, ph, pw)));
+    const size_t flow_n = size_t(element_count(resolve_shape(manifest_.tensor("flow", "flow"), 1, ph, pw)));
+    const size_t rgb_n = size_t(element_count(resolve_shape(manifest_.tensor("decode", "rgb"), 1, ph, pw)));
+    if (rgb_n != size_t(3) * ph * 4 * pw * 4 || lr_n != size_t(3) * ph * pw)
+        throw Error(Status::unsupported, "the manifest's lr/rgb shapes are not (1, 3, h, w) / (1, 3, 4h, 4w).");
+    if (noise_n != z_n) throw Error(Status::unsupported, "the manifest's denoise noise and z shapes differ.");
+
+    // host clip store (declared before any runner call: queued downloads target it, so on failure the
+    // runner is drained below before it goes away)
+    const size_t frame_bytes = size_t(h) * w * 3;
+    std::vector<std::vector<float>> lr(n), z(n), fwd(n > 1 ? n - 1 : 0), bwd(n > 1 ? n - 1 : 0);
+    std::vector<float> rgb[2];
+    try {
+        for (int k = 0; k < n; ++k) {
+            lr[k].resize(lr_n);
+            to_model_input(frames + k * frame_bytes, plan, lr[k].data());
+        }
+        for (auto& f : fwd) f.resize(flow_n);
+        for (auto& f : bwd) f.resize(flow_n);
+
+        const int total_flow = 2 * (n - 1), total_denoise = n * int(steps.size());
+        auto cancel = []() { throw Error(Status::cancelled, "cancelled by the progress callback."); };
+
+        // flows: fwd[i-1] = flow(lr[i] -> lr[i-1]); bwd[n-1-i] = flow(lr[i-1] -> lr[i])
+        int call = 0;
+        for (int i = 1; i < n; ++i) {
+            const struct { int frame, previous; std::vector<float>* out; } pairs[2] = {{i, i - 1, &fwd[i - 1]}, {i - 1, i, &bwd[n - 1 - i]}};
+            for (const auto& p : pairs) {
+                const SlotSet& s = sets_[call % 2];
+                r.upload(s.lr, lr[p.frame].data(), bytes_of(lr[p.frame]));
+                r.upload(s.lr_prev, lr[p.previous].data(), bytes_of(lr[p.previous]));
+                r.run("flow", {{"frame", s.lr}, {"previous", s.lr_prev}}, {{"flow", s.flow}});
+                r.download(s.flow, p.out->data(), bytes_of(*p.out));
+                ++call;
+                if (!report("flow", call, total_flow)) cancel();
+            }
+        }
+
+        // initial latents: philox draw 0, times init_noise_sigma (float32)
+        const float sigma = manifest_.init_noise_sigma;
+        for (int k = 0; k < n; ++k) {
+            z[k].resize(z_n);
+            philox_normal(seed, 0, uint32_t(k), z[k].data(), z_n);
+            if (sigma != 1.0f)
+                for (float& v : z[k]) v = v * sigma;
+        }
+        r.synchronize();  // flows are in the host store
+
+        // the sweeps
+        std::vector<float> noise(noise_n), zero_noise(noise_n, 0.0f);
+        int done = 0;
+        for (const Step& step : steps) {
+            const float t = static_cast<float>(step.timestep);
+            r.upload(timestep_, &t, sizeof(t));
+            r.upload(coeffs_, step.coeffs.data(), sizeof(float) * step.coeffs.size());
+            const std::vector<int> order = sweep_order(n, step.index);
+            const std::vector<std::vector<float>>& flows = sweep_forward(step.index) ? fwd : bwd;
+            for (int j = 0; j < n; ++j) {
+                const int k = order[j];
+                const SlotSet& s = sets_[j % 2];
+                const SlotSet& other = sets_[(j + 1) % 2];
+                r.upload(s.z_in, z[k].data(), bytes_of(z[k]));
+                r.upload(s.lr, lr[k].data(), bytes_of(lr[k]));
+                if (step.has_noise) {
+                    philox_normal(seed, uint32_t(step.index) + 1u, uint32_t(k), noise.data(), noise_n);
+                    r.upload(s.noise, noise.data(), bytes_of(noise));
+                } else {
+                    r.upload(s.noise, zero_noise.data(), bytes_of(zero_noise));
+                }
+                BufferHandle guidance = zero_guidance_, tcm = tcm_off_;
+                if (j > 0) {
+                    r.upload(s.flow, flows[j - 1].data(), bytes_of(flows[j - 1]));
+                    r.run("guide", {{"x0", other.x0}, {"flow", s.flow}}, {{"guidance", s.guidance}});
+                    guidance = s.guidance;
+                    tcm = tcm_on_;
+                }
+                r.run("denoise",
+                      {{"z", s.z_in}, {"lr", s.lr}, {"guidance", guidance}, {"tcm_scale", tcm}, {"timestep", timestep_},
+                       {"step_coeffs", coeffs_}, {"noise", s.noise}},
+                      {{"z_prev", s.z_out}, {"x0", s.x0}});
+                r.download(s.z_out, z[k].data(), bytes_of(z[k]));
+                if (!report("denoise", ++done, total_denoise)) cancel();
+            }
+            r.synchronize();  // z[] holds this step's latents before the next step reads them
+        }
+
+        // decode: frame k on set k % 2; the host crops frame k-1 while frame k decodes
+        const int oh = plan.out_height(), ow = plan.out_width();
+        const size_t out_n = size_t(oh) * ow * 3;
+        rgb[0].resize(rgb_n);
+        rgb[1].resize(rgb_n);
+        auto emit = [&](int k) {
+            const std::vector<float>& src = rgb[k % 2];
+            if (out_f32) rgb_to_hwc(src.data(), plan, out_f32 + size_t(k) * out_n);
+            if (out_u8) rgb_to_hwc_u8(src.data(), plan, out_u8 + size_t(k) * out_n);
+        };
+        for (int k = 0; k < n; ++k) {
+            const SlotSet& s = sets_[k % 2];
+            r.upload(s.z_in, z[k].data(), bytes_of(z[k]));
+            r.run("decode", {{"z", s.z_in}}, {{"rgb", s.rgb}});
+            r.download(s.rgb, rgb[k % 2].data(), bytes_of(rgb[k % 2]));
+            if (k > 0) emit(k - 1);
+            r.synchronize();
+            if (!report("decode", k + 1, n)) cancel();
+        }
+        emit(n - 1);
+    } catch (...) {
+        try {
+            r.synchronize();  // no queued download may land in the clip store after it is freed
+        } catch (...) {
+        }
+        throw;
+    }
+}
+
+}  // namespace svsr

@@ -1,0 +1,211 @@
+// svsr-host: raw RGB24 frames on stdin -> 4x raw RGB24 frames on stdout, through the C ABI.
+//
+//   ffmpeg -i in.mp4 -f rawvideo -pix_fmt rgb24 - |
+//     svsr-host --model build/ --size 320x180 --steps 50 --seed 0 |
+//     ffmpeg -f rawvideo -pix_fmt rgb24 -s 1280x720 -r 25 -i - out.mp4
+//
+// StableVSR is defined on a whole clip (bidirectional sweeps), so the program reads every frame
+// first, upscales the clip, then writes. Progress and errors go to stderr. --dry-run checks the
+// arguments and the build folder (and, where built with TensorRT, loads the engines) without
+// reading stdin, which is also all a build without TensorRT can do.
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "svsr.h"
+#include "svsr/host.hpp"
+
+namespace {
+
+const char* kUsage =
+    "usage: svsr-host --model DIR --size WxH [--steps 50] [--seed 0] [--precision auto|fp32|fp16|bf16]\n"
+    "                 [--no-cuda-graphs] [--device N] [--max-frames N] [--quiet] [--dry-run]\n"
+    "Reads raw RGB24 frames of WxH from stdin until EOF, upscales the clip 4x with StableVSR and writes\n"
+    "raw RGB24 frames of 4Wx4H to stdout. --dry-run validates the arguments and the build folder only.\n";
+
+struct Args {
+    std::string model;
+    int width = 0, height = 0;
+    int steps = 50;
+    uint64_t seed = 0;
+    std::string precision = "auto";
+    bool cuda_graphs = true;
+    int device = 0;
+    long max_frames = 0;
+    bool quiet = false;
+    bool dry_run = false;
+};
+
+[[noreturn]] void usage_error(const std::string& message) {
+    std::fprintf(stderr, "svsr-host: %s\n%s", message.c_str(), kUsage);
+    std::exit(2);
+}
+
+long long parse_int(const std::string& flag, const char* text, long long lo, long long hi) {
+    char* end = nullptr;
+    errno = 0;
+    const long long v = std::strtoll(text, &end, 10);
+    if (errno || !end || *end || end == text || v < lo || v > hi)
+        usage_error(flag + " needs an integer in " + std::to_string(lo) + ".." + std::to_string(hi) + ", got '" + text + "'");
+    return v;
+}
+
+Args parse(int argc, char** argv) {
+    Args a;
+    bool have_size = false;
+    for (int i = 1; i < argc; ++i) {
+        const std::string arg = argv[i];
+        auto value = [&]() -> const char* {
+            if (i + 1 >= argc) usage_error(arg + " needs a value");
+            return argv[++i];
+        };
+        if (arg == "-h" || arg == "--help") {
+            std::fputs(kUsage, stdout);
+            std::exit(0);
+        } else if (arg == "--model") {
+            a.model = value();
+        } else if (arg == "--size") {
+            const std::string s = value();
+            const size_t x = s.find('x');
+            if (x == std::string::npos) usage_error("--size needs WIDTHxHEIGHT, got '" + s + "'");
+            a.width = int(parse_int("--size width", s.substr(0, x).c_str(), 1, 1 << 16));
+            a.height = int(parse_int("--size height", s.substr(x + 1).c_str(), 1, 1 << 16));
+            have_size = true;
+        } else if (arg == "--steps") {
+            a.steps = int(parse_int(arg, value(), 1, 100000));
+        } else if (arg == "--seed") {
+            const char* text = value();
+            char* end = nullptr;
+            errno = 0;
+            a.seed = std::strtoull(text, &end, 10);
+            if (errno || !end || *end || end == text || text[0] == '-') usage_error("--seed needs an integer in [0, 2^64)");
+        } else if (arg == "--precision") {
+            a.precision = value();
+            if (a.precision != "auto" && a.precision != "fp32" && a.precision != "fp16" && a.precision != "bf16")
+                usage_error("--precision must be auto, fp32, fp16 or bf16");
+        } else if (arg == "--no-cuda-graphs") {
+            a.cuda_graphs = false;
+        } else if (arg == "--device") {
+            a.device = int(parse_int(arg, value(), 0, 1024));
+        } else if (arg == "--max-frames") {
+            a.max_frames = long(parse_int(arg, value(), 1, 1L << 30));
+        } else if (arg == "--quiet" || arg == "-q") {
+            a.quiet = true;
+        } else if (arg == "--dry-run") {
+            a.dry_run = true;
+        } else {
+            usage_error("unknown argument '" + arg + "'");
+        }
+    }
+    if (a.model.empty()) usage_error("--model DIR is required");
+    if (!have_size) usage_error("--size WxH is required (the size of the raw frames on stdin)");
+    return a;
+}
+
+struct ProgressState {
+    bool quiet;
+    std::chrono::steady_clock::time_point start;
+    std::string last_phase;
+};
+
+int on_progress(void* user, const char* phase, int done, int total) {
+    auto* p = static_cast<ProgressState*>(user);
+    if (p->quiet) return 0;
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - p->start).count();
+    std::fprintf(stderr, "\rsvsr-host: %-7s %d/%d  %.1f s", phase, done, total, s);
+    if (done == total) std::fputc('\n', stderr);
+    std::fflush(stderr);
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const Args a = parse(argc, argv);
+
+    // validate the build folder and the sizes before reading any frame
+    try {
+        const svsr::Manifest m = svsr::load_manifest(a.model);
+        svsr::padding_plan(a.height, a.width, m.min_side, m.pad_multiple, m.scale);
+        svsr::step_coefficients(m.scheduler, m.alphas_cumprod, a.steps);
+    } catch (const svsr::Error& e) {
+        std::fprintf(stderr, "svsr-host: %s\n", e.what());
+        return 2;
+    }
+    if (!svsr_has_tensorrt()) {
+        if (a.dry_run) {
+            std::fprintf(stderr, "svsr-host: %s is a valid build folder for %dx%d frames and %d steps; "
+                                 "this svsr-host was built without TensorRT, so it cannot upscale (rebuild with TensorRT, see cpp/README.md).\n",
+                         a.model.c_str(), a.width, a.height, a.steps);
+            return 0;
+        }
+        std::fprintf(stderr, "svsr-host: this svsr-host was built without TensorRT, so it has no runner to upscale with; "
+                             "rebuild it with -DSVSR_WITH_TENSORRT=ON (see cpp/README.md), or use --dry-run to check a build folder.\n");
+        return 2;
+    }
+
+    svsr_open_options options{};
+    options.struct_size = sizeof(options);
+    options.precision = a.precision.c_str();
+    options.cuda_graphs = a.cuda_graphs ? 1 : 0;
+    options.device = a.device;
+    svsr_upscaler* up = nullptr;
+    svsr_status st = svsr_open_ex(a.model.c_str(), nullptr, &options, &up);
+    if (st != SVSR_OK) {
+        std::fprintf(stderr, "svsr-host: %s\n", svsr_last_error(nullptr));
+        return st == SVSR_ERROR_MANIFEST || st == SVSR_ERROR_UNSUPPORTED || st == SVSR_ERROR_INVALID_ARGUMENT ? 2 : 1;
+    }
+    if (a.dry_run) {
+        std::fprintf(stderr, "svsr-host: %s loaded with the %s runner for %dx%d frames and %d steps.\n", a.model.c_str(),
+                     svsr_runner_name(up), a.width, a.height, a.steps);
+        svsr_close(up);
+        return 0;
+    }
+
+    // read the whole clip
+    const size_t frame_bytes = size_t(a.width) * a.height * 3;
+    std::vector<uint8_t> frames;
+    size_t n = 0;
+    for (;;) {
+        if (a.max_frames && long(n) >= a.max_frames) break;
+        frames.resize((n + 1) * frame_bytes);
+        const size_t got = std::fread(frames.data() + n * frame_bytes, 1, frame_bytes, stdin);
+        if (got == 0) break;
+        if (got != frame_bytes) {
+            std::fprintf(stderr, "svsr-host: stdin ended inside frame %zu (%zu of %zu bytes); is --size %dx%d the size of the frames?\n",
+                         n, got, frame_bytes, a.width, a.height);
+            svsr_close(up);
+            return 2;
+        }
+        ++n;
+    }
+    frames.resize(n * frame_bytes);
+    if (n == 0) {
+        std::fprintf(stderr, "svsr-host: no frames on stdin.\n");
+        svsr_close(up);
+        return 2;
+    }
+    if (!a.quiet)
+        std::fprintf(stderr, "svsr-host: %zu frames of %dx%d -> %dx%d, %d steps, seed %llu\n", n, a.width, a.height, 4 * a.width,
+                     4 * a.height, a.steps, static_cast<unsigned long long>(a.seed));
+
+    ProgressState progress{a.quiet, std::chrono::steady_clock::now(), ""};
+    svsr_set_progress(up, on_progress, &progress);
+    std::vector<uint8_t> out(n * frame_bytes * 16);
+    st = svsr_upscale_u8(up, frames.data(), int(n), a.height, a.width, a.steps, a.seed, out.data());
+    if (st != SVSR_OK) {
+        std::fprintf(stderr, "\nsvsr-host: %s\n", svsr_last_error(up));
+        svsr_close(up);
+        return st == SVSR_ERROR_INPUT || st == SVSR_ERROR_INVALID_ARGUMENT ? 2 : 1;
+    }
+    svsr_close(up);
+    if (std::fwrite(out.data(), 1, out.size(), stdout) != out.size() || std::fflush(stdout) != 0) {
+        std::fprintf(stderr, "svsr-host: could not write the frames to stdout: %s\n", std::strerror(errno));
+        return 1;
+    }
+    return 0;
+}
