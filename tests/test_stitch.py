@@ -6,7 +6,6 @@ import os
 import warnings
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
 
 import av
 import numpy as np
@@ -19,6 +18,7 @@ from svsr.runtime.video_probe import probe
 from svsr.runtime.video_read import FrameReader
 from svsr.runtime.video_write import FrameWriter
 from tests.test_video import (
+    VFR_RATE,
     VFR_SOURCES,
     VFR_TIMES,
     audio_packets,
@@ -45,7 +45,7 @@ def decoded(path: Path) -> list[np.ndarray]:
 
 
 def write_segments(
-    src: Path, folder: Path, suffix: str, codec: str, runs: tuple[int, ...] = RUNS, **options: object
+    src: Path, folder: Path, suffix: str, codec: str, runs: tuple[int, ...] = RUNS
 ) -> tuple[list[Path], list[tuple[np.ndarray, Fraction]]]:
     """Split src's frames into runs and write each as a segment carrying the frames' absolute times."""
     info = probe(src)
@@ -55,12 +55,10 @@ def write_segments(
     segments, start = [], 0
     for k, count in enumerate(runs):
         path = folder / f"shot{k:05d}{suffix}"
-        options.setdefault("segment", True)
         with warnings.catch_warnings():
             # AVI and PNG segments keep no times, as the stitched output will not: VFR is lost there
             warnings.filterwarnings("ignore", "(AVI files|a PNG folder) holds? no per-frame times")
-            kwargs: dict[str, Any] = {"codec": codec, "time_base": info.time_base, **options}
-            with FrameWriter(path, info.fps, **kwargs) as writer:
+            with FrameWriter(path, info.fps, codec=codec, time_base=info.time_base, segment=True) as writer:
                 for frame, time in pairs[start : start + count]:
                     writer.write(frame, time)
         segments.append(path)
@@ -97,7 +95,7 @@ def out_dir(tmp_path: Path) -> Path:
         ("s.mkv", "ffv1", (64, 48)),
     ],
 )
-def test_segment_writer_starts_on_a_keyframe_and_never_reorders(
+def test_segment_writer_starts_on_a_keyframe_at_its_absolute_time(
     out_dir: Path, name: str, codec: str, size: tuple[int, int]
 ) -> None:
     frames = gradient_frames(n=12, width=size[0], height=size[1])
@@ -108,10 +106,12 @@ def test_segment_writer_starts_on_a_keyframe_and_never_reorders(
     packets = stream_packets(out_dir / name)
     assert len(packets) == 12 and packets[0][2]
     pts = [p for p, _, _ in packets]
-    assert pts == sorted(pts) and all(d is None or d == p for p, d, _ in packets)  # dts == pts
+    assert pts[0] == min(pts)  # closed GOP: nothing shown before the first keyframe
     with av.open(str(out_dir / name)) as container:
         tick = container.streams.video[0].time_base
     assert abs(pts[0] * tick - 5) <= tick  # the absolute time is kept, not moved to 0
+    if codec in ("h264", "h265"):
+        assert pts != sorted(pts)  # B-frames are kept: the stitch handles their decode delay
 
 
 @pytest.mark.parametrize("name", ["s.avi", "frames"])
@@ -178,6 +178,35 @@ def test_stitched_video_has_the_segments_frames_at_the_input_times_and_the_audio
     starts_out, end_out = audio_times(out)
     assert max(abs(a - b) for a, b in zip(starts_in, starts_out, strict=True)) <= Fraction(1, 1000)
     assert abs(end_out - end_in) <= 1 / info.fps
+
+
+@pytest.mark.parametrize(("name", "codec"), [("o.mp4", "h264"), ("o.mkv", "h264"), ("o.mkv", "h265")])
+def test_b_frame_segments_join_with_increasing_decode_times(
+    tmp_path: Path, out_dir: Path, name: str, codec: str
+) -> None:
+    """x264/x265 start a segment's decoding a few frames before its first frame is shown."""
+    frames = gradient_frames(n=20, width=64, height=64)
+    segments, start = [], 0
+    for k, count in enumerate((1, 6, 1, 12)):  # single-frame shots first and before the last
+        segments.append(tmp_path / f"s{k}{Path(name).suffix}")
+        options = {"codec": codec, "time_base": Fraction(1, 90000), "segment": True}
+        with FrameWriter(segments[-1], VFR_RATE, **options) as writer:  # type: ignore[arg-type]
+            for i in range(start, start + count):
+                writer.write(frames[i], VFR_TIMES[i])
+        start += count
+    if name.endswith(".mp4"):  # the last shot starts decoding before the shot before it is shown
+        assert stream_packets(segments[3])[0][1] < stream_packets(segments[2])[0][1]
+    stitch_segments(segments, out_dir / name, audio_from=None, fps=VFR_RATE)
+    packets = stream_packets(out_dir / name)
+    dts = [d for _, d, _ in packets if d is not None]
+    assert dts == sorted(set(dts)) and all(d is None or d <= p for p, d, _ in packets)
+    back = read_timed(out_dir / name)
+    with av.open(str(out_dir / name)) as container:
+        tick = container.streams.video[0].time_base
+    assert all(abs(t - u) <= tick for (_, t), u in zip(back, VFR_TIMES, strict=True))
+    from_segments = [frame for segment in segments for frame in decoded(segment)]
+    assert len(back) == 20
+    assert all(np.array_equal(a, b) for (a, _), b in zip(back, from_segments, strict=True))
 
 
 def test_one_segment_is_a_whole_video(tmp_path: Path, out_dir: Path) -> None:
@@ -280,16 +309,29 @@ def test_missing_segment_is_refused(tmp_path: Path, out_dir: Path) -> None:
     assert_refused([], out_dir / "o.mp4", "no segments were given")
 
 
-def test_segments_with_b_frames_are_refused(tmp_path: Path, out_dir: Path) -> None:
-    src = make_vfr_video(tmp_path / "in.mp4", *VFR_SOURCES["h264-aac.mp4"])
-    for suffix in (".mp4", ".mkv"):
-        # FrameWriter's default h264 reorders frames: the third shot's first dts is before the
-        # second shot's frame, so the joint would collide.
-        segments, _ = write_segments(src, tmp_path / f"b{suffix}", suffix, "h264", segment=False)
-        assert any(d is not None and d != p for p, d, _ in stream_packets(segments[0]))
-        (out_dir / f"o{suffix}").write_bytes(b"old")
-        assert_refused(segments, out_dir / f"o{suffix}", "reorders frames (B-frames")
-        assert (out_dir / f"o{suffix}").read_bytes() == b"old"  # an existing output is kept
+def test_segment_without_a_keyframe_first_is_refused(tmp_path: Path, out_dir: Path) -> None:
+    src = make_vfr_video(tmp_path / "in.mkv", *VFR_SOURCES["ffv1-aac.mkv"])
+    segments, _ = write_segments(src, tmp_path / "segments", ".mkv", "ffv1")
+    cut = tmp_path / "cut.mkv"  # the third segment without its first packet
+    with av.open(str(segments[2])) as inp, av.open(str(cut), "w") as out:
+        stream = out.add_stream_from_template(inp.streams.video[0])
+        for packet in [p for p in inp.demux(video=0) if p.size][1:]:
+            packet.stream = stream
+            out.mux(packet)
+    (out_dir / "o.mkv").write_bytes(b"old")
+    assert_refused([segments[0], segments[1], cut], out_dir / "o.mkv", "does not start with a keyframe")
+    assert (out_dir / "o.mkv").read_bytes() == b"old"  # an existing output is kept
+
+
+def test_joint_with_no_room_for_the_b_frame_delay_is_refused(tmp_path: Path, out_dir: Path) -> None:
+    # Frames 1 ms apart in Matroska (1 ms ticks) leave no tick between shots for x264's B-frame delay.
+    frames = gradient_frames(n=24, width=64, height=48)
+    segments = [tmp_path / "s0.mkv", tmp_path / "s1.mkv"]
+    for segment, numbers in zip(segments, (range(12), range(12, 24)), strict=True):
+        with FrameWriter(segment, 1000, codec="h264", segment=True) as writer:
+            for i in numbers:
+                writer.write(frames[i], Fraction(i, 1000))
+    assert_refused(segments, out_dir / "o.mkv", "leaves too little room for its B-frame delay", fps=1000)
 
 
 def test_segments_out_of_order_or_mismatched_are_refused(tmp_path: Path, out_dir: Path) -> None:

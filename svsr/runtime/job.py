@@ -56,7 +56,7 @@ Report = Callable[[str], None]
 WholeClip = Callable[[Sequence[np.ndarray]], Sequence[np.ndarray]]
 CRASH_VARIABLE = "SVSR_TEST_CRASH_AT"  # test hook: SIGKILL this process at a named point (see _crash_point)
 CRASH_ONCE_VARIABLE = "SVSR_TEST_CRASH_ONCE"  # with it: a marker file, so a restarted worker does not crash again
-SEGMENT_OPTIONS: dict[str, Any] = {"segment": True}  # no audio, no frame reordering: joined later without re-encoding
+SEGMENT_OPTIONS: dict[str, Any] = {"segment": True}  # no audio, starts on a keyframe: joined later without re-encoding
 
 
 class Interrupted(SvsrError):

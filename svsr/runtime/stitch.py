@@ -14,10 +14,11 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import av
 
@@ -39,6 +40,10 @@ from svsr.runtime.video_write import (
 __all__ = ["stitch_segments"]
 
 _SEGMENT_HINT = "write every segment with FrameWriter(..., segment=True) and the same settings"
+# Containers that store decode times (the others store presentation times only).
+_DTS_SUFFIXES = (".mp4", ".mov")
+# Packets read ahead to find decode times where none are stored; B-frame delays are far shorter.
+_LOOKAHEAD = 32
 
 
 def stitch_segments(
@@ -56,14 +61,18 @@ def stitch_segments(
     every segment are remuxed in order, their times kept: each segment's frames already carry
     their absolute times, which are only rescaled where the output's time base differs (a time
     that rounds onto the previous one moves one tick later, as in :meth:`FrameWriter.write`).
-    Every segment must start on a keyframe, must not reorder frames (each packet's decode time
-    equals its presentation time: no B-frames, which ``segment=True`` ensures), and must start
-    after the previous segment's last frame; otherwise decode times would collide at the joint,
-    so such segments are refused with an :class:`~svsr.contract.errors.InputError`, as are
-    segments that are missing, corrupt or encoded differently. The first audio stream of
-    ``audio_from`` is copied whole, interleaved and shifted exactly as FrameWriter does (dropped
-    with a warning if the container cannot hold it); ``fps`` is the input's frame rate, used for
-    that interleaving and as the output stream's average rate, as FrameWriter's ``fps``.
+    Every segment must start on a keyframe (as each FrameWriter output does) and all its frames
+    must come after the previous segment's last frame. Decode times stay the segments' own, except
+    that a segment with B-frames, which starts decoding before its first frame is shown, gets its
+    first decode times lifted to one tick after the previous segment's last (as FFmpeg's muxer
+    bumps non-monotonic dts), so they keep increasing across the joint while every frame is still
+    decoded no later than it is shown. Segments that break these rules, or are missing, corrupt
+    or encoded differently, are refused with an :class:`~svsr.contract.errors.InputError`.
+
+    The first audio stream of ``audio_from`` is copied whole, interleaved and shifted exactly as
+    FrameWriter does (dropped with a warning if the container cannot hold it); ``fps`` is the
+    input's frame rate, used for that interleaving and as the output stream's average rate, as
+    FrameWriter's ``fps``.
 
     AVI stores no frame times, so AVI segments are plainly concatenated in order: each keeps its
     chunks' slots at the stream rate, starting right after the previous segment's last one.
@@ -141,7 +150,7 @@ def _difference(first: Any, stream: Any) -> str | None:
         return f"{b.name} video where segment 1 has {a.name}"
     if (a.width, a.height) != (b.width, b.height):
         return f"{b.width}x{b.height} frames where segment 1 has {a.width}x{a.height}"
-    if a.pix_fmt != b.pix_fmt:
+    if a.pix_fmt != b.pix_fmt and a.pix_fmt is not None and b.pix_fmt is not None:
         return f"{b.pix_fmt} pixels where segment 1 has {a.pix_fmt}"
     if bytes(a.extradata or b"") != bytes(b.extradata or b""):
         return "another codec header (extradata: other encoder settings) than segment 1"
@@ -151,25 +160,37 @@ def _difference(first: Any, stream: Any) -> str | None:
 class _Joint:
     """Places the video packets of consecutive segments on the output's time line.
 
-    Timed containers keep every packet's own time (rescaled to the output tick) and set its decode
-    time equal to it; AVI packets are given consecutive slots (see :func:`stitch_segments`).
+    Timed containers keep every packet's own presentation time (rescaled to the output tick). Decode
+    times are the segment's own where the container stores them (MP4, MOV); Matroska and WebM store
+    none, so there each packet gets the latest decode time that still lets every later packet be
+    decoded no later than it is shown (found from the next packets). At a joint, a segment with
+    B-frames starts decoding before its first frame is shown, possibly before the previous
+    segment's last decode time, so its first decode times are lifted to one tick after the
+    previous one (as FFmpeg's muxer bumps non-monotonic dts). AVI packets are given consecutive
+    slots (see :func:`stitch_segments`).
     """
 
-    def __init__(self, paths: Sequence[Path], tick: Fraction, timed: bool, fps: Fraction) -> None:
+    def __init__(
+        self, paths: Sequence[Path], tick: Fraction, timed: bool, stored_dts: bool, fps: Fraction
+    ) -> None:
         self._paths = paths
         self._tick = tick
         self._timed = timed
+        self._stored_dts = stored_dts
         self._step = 1 / fps
         self._index = -1
         self._count = 0  # packets of the current segment
-        self._last_pts: int | None = None  # output ticks
-        self._last_time: Fraction | None = None  # the previous packet's own time, seconds
+        self._last_dts: int | None = None  # output ticks
+        self._max_pts: int | None = None  # output ticks, over all packets so far
+        self._max_time: Fraction | None = None  # the latest frame time so far, seconds
+        self._before: Fraction | None = None  # the latest frame time of the previous segments
         self._slot_shift = 0  # AVI: added to the current segment's slots
         self._next_slot = 0  # AVI: the first free slot
 
     def begin(self, index: int) -> None:
         self._index = index
         self._count = 0
+        self._before = self._max_time
 
     def end(self) -> int:
         """The number of packets the current segment had."""
@@ -177,41 +198,59 @@ class _Joint:
             self._refuse("has no video frames; write it again")
         return self._count
 
-    def _refuse(self, what: str) -> None:
+    def _refuse(self, what: str) -> NoReturn:
         raise InputError(f"segment {_label(self._index, self._paths)} {what}.")
 
-    def place(self, packet: av.Packet, time_base: Fraction) -> Fraction:
-        """Set the packet's output times; return the time until which audio goes before it."""
+    def place(self, packet: av.Packet, time_base: Fraction, later: Iterable[av.Packet]) -> Fraction:
+        """Set the packet's output times; return the time until which audio goes before it.
+
+        ``later`` are the next packets of the same segment, in decode order (a few, or none).
+        """
         first = self._count == 0
         self._count += 1
         if first and not packet.is_keyframe:
-            self._refuse(f"does not start with a keyframe, so it cannot be joined as it is; {_SEGMENT_HINT}")
+            self._refuse(
+                "does not start with a keyframe, so it cannot be joined without re-encoding; "
+                "write each segment with a FrameWriter of its own"
+            )
         if not self._timed:
             return self._place_slot(packet, first)
         stamp = packet.pts if packet.pts is not None else packet.dts
         if stamp is None:
             self._refuse(f"has a frame without a timestamp (packet {self._count}); write it again")
-        if (packet.dts is not None and packet.dts != stamp) or (
-            not first and self._last_time is not None and stamp * time_base <= self._last_time
-        ):
-            self._refuse(
-                "reorders frames (B-frames: packets are not stored in presentation order), so its decode "
-                f"times would collide with the previous segment's; {_SEGMENT_HINT}"
-            )
         time = stamp * time_base
-        if first and self._last_time is not None and time <= self._last_time:
+        if self._before is not None and time <= self._before:
             self._refuse(
-                f"starts at {float(time):.6g} s, not after the previous segment's last frame at "
-                f"{float(self._last_time):.6g} s; give the segments in order, each written with its "
+                f"has a frame at {float(time):.6g} s, not after the previous segment's last frame at "
+                f"{float(self._before):.6g} s; give the segments in order, each written with its "
                 "frames' absolute times"
             )
         pts = round(time / self._tick)
-        if self._last_pts is not None and pts <= self._last_pts:
-            pts = self._last_pts + 1  # rescaled onto the previous tick: one tick later, as FrameWriter does
+        if self._max_pts is not None and self._max_time is not None and time > self._max_time:
+            # a later frame rescaled onto an earlier tick: one tick later, as FrameWriter does
+            pts = max(pts, self._max_pts + 1)
+        if self._stored_dts and packet.dts is not None:
+            dts = round(packet.dts * time_base / self._tick)
+        else:
+            dts = pts  # the latest that leaves one tick for each later packet shown before it
+            for k, after in enumerate(later, start=1):
+                stamp = after.pts if after.pts is not None else after.dts
+                if stamp is not None:
+                    dts = min(dts, round(stamp * time_base / self._tick) - k)
+        if self._last_dts is not None:
+            dts = max(dts, self._last_dts + 1)
+        if dts > pts:
+            self._refuse(
+                f"cannot be joined as it is: its frame at {float(time):.6g} s would be decoded after it "
+                f"is shown, as the output's time base {self._tick} leaves too little room for its "
+                "B-frame delay; write the segments as .mp4 files with a finer time_base"
+            )
         self._set_duration(packet, time_base)
         packet.time_base = self._tick
-        packet.pts = packet.dts = pts
-        self._last_pts, self._last_time = pts, time
+        packet.pts, packet.dts = pts, dts
+        self._last_dts = dts
+        if self._max_time is None or time > self._max_time:
+            self._max_time, self._max_pts = time, pts
         return time + self._step
 
     def _set_duration(self, packet: av.Packet, time_base: Fraction) -> None:
@@ -234,6 +273,17 @@ class _Joint:
         packet.pts = max(pts, slot) if pts is not None else slot
         self._next_slot = slot + 1
         return (slot + 1) * self._tick
+
+
+def _read_ahead(packets: Iterator[av.Packet], count: int) -> Iterator[tuple[av.Packet, deque[av.Packet]]]:
+    """Each packet with the (up to) ``count`` packets that follow it."""
+    ahead: deque[av.Packet] = deque()
+    for packet in packets:
+        ahead.append(packet)
+        if len(ahead) > count:
+            yield ahead.popleft(), ahead
+    while ahead:
+        yield ahead.popleft(), ahead
 
 
 def _open_output(
@@ -287,7 +337,8 @@ def _stitch_video(paths: Sequence[Path], output: Path, audio_from: Path | None, 
         )
         if container is None:  # the container refused the audio codec when writing its header
             container, stream, copier = _open_output(tmp, suffix, first, fps, None, output, audio_from)
-        joint = _Joint(paths, Fraction(stream.time_base), suffix in _TIMED_SUFFIXES, fps)
+        timed, stored_dts = suffix in _TIMED_SUFFIXES, suffix in _DTS_SUFFIXES
+        joint = _Joint(paths, Fraction(stream.time_base), timed, stored_dts, fps)
         for index in range(len(paths)):
             segment, source = first_input, first
             if index:
@@ -298,10 +349,9 @@ def _stitch_video(paths: Sequence[Path], output: Path, audio_from: Path | None, 
                     raise InputError(f"segment {_label(index, paths)} has {difference}; {_SEGMENT_HINT}.")
             joint.begin(index)
             try:
-                for packet in segment.demux(source):
-                    if not packet.size:
-                        continue  # the demuxer's end-of-stream marker
-                    end = joint.place(packet, Fraction(source.time_base))
+                packets = (p for p in segment.demux(source) if p.size)  # size 0: end of stream
+                for packet, later in _read_ahead(packets, 0 if stored_dts else _LOOKAHEAD):
+                    end = joint.place(packet, Fraction(source.time_base), later)
                     packet.stream = stream
                     container.mux(packet)
                     if copier is not None:

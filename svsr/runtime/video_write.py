@@ -187,13 +187,13 @@ class FrameWriter:
     given, is the stream's time base), unless they come with presentation times: see :meth:`write`.
 
     ``segment=True`` writes one shot of a longer output, to be joined with the others by
-    :func:`svsr.runtime.stitch.stitch_segments` without re-encoding: no audio (``audio_from`` must
-    be None; the stitch copies it), and frames are encoded without reordering, so the segment
-    starts on a keyframe and every packet's decode time equals its presentation time (libx264
-    ``bf=0``, libx265 ``bframes=0``; vp9 and ffv1 never reorder). Pass each frame's absolute time
-    (its time in the whole input) and the same ``codec``, ``crf`` and ``time_base`` for every
-    segment of one output. Without B-frames h264/h265 files come out a little larger at the same
-    ``crf``. AVI and PNG segments hold no times; they are joined in order.
+    :func:`svsr.runtime.stitch.stitch_segments` without re-encoding. A segment holds no audio
+    (``audio_from`` must be None; the stitch copies it) and is encoded as any output, B-frames
+    included: every encoder here starts a stream on a keyframe that nothing before it refers to
+    (an IDR frame; a VP9 or FFV1 keyframe), which is all a joint needs. Pass each frame's absolute
+    time (its time in the whole input) and the same ``codec``, ``crf`` and ``time_base`` for every
+    segment of one output. AVI and PNG segments hold no times: they are joined in order, and the
+    drift warning of :meth:`close` measures from the segment's first time.
     """
 
     def __init__(
@@ -468,10 +468,7 @@ class FrameWriter:
             if self.codec in ("h264", "h265"):
                 options["crf"] = str(self.crf)
             if self.codec == "h265":
-                # x265 prints its banner straight to stderr
-                options["x265-params"] = "log-level=error" + (":bframes=0" if self.segment else "")
-            elif self.codec == "h264" and self.segment:
-                options["bf"] = "0"  # no reordering: dts == pts, so segments join without overlap
+                options["x265-params"] = "log-level=error"  # x265 prints its banner straight to stderr
             if self.codec == "vp9":
                 options.update({"crf": str(self.crf), "b": "0", "row-mt": "1"})
             stream = container.add_stream(encoder, rate=self.fps, options=options)
