@@ -198,6 +198,8 @@ def plan_input(input_path: Path, output_path: Path, options: JobOptions, report:
         tmp.write_text(json.dumps({"key": key, "num_frames": num_frames, "cuts": cuts}) + "\n")
         os.replace(tmp, plan_file)
     shots = tuple(shots_from_cuts(input_path, num_frames, cuts))
+    if info.is_image_sequence:
+        report(f"svsr-run: {input_path.name} is a folder of frames: written at {info.fps} fps (--fps to change)")
     if len(shots) > 1:
         report(f"svsr-run: {input_path.name}: {len(shots)} shots (scene cuts at frames {', '.join(map(str, cuts))})")
     return InputPlan(input_path, output_path, work, info, num_frames, shots)
