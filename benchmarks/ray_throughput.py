@@ -63,7 +63,7 @@ def main() -> int:
             print(json.dumps(rows[-1]))
     base, one, two = rows
     shots = args.inputs
-    print(f"\n| run | seconds | frames/s |\n|---|---|---|")
+    print("\n| run | seconds | frames/s |\n|---|---|---|")
     for r in rows:
         print(f"| {r['run']} | {r['seconds']} | {r['frames_per_second']} |")
     print(f"throughput 2 workers / 1 worker: {two['frames_per_second'] / one['frames_per_second']:.2f}x; "

@@ -436,7 +436,7 @@ def overflow_build(tmp_path_factory):
     from diffusers import AutoencoderKL
 
     from svsr.engines.calibration import CalibrationSettings
-    from svsr.engines.precision import AutoCastSettings, make_typed_graphs
+    from svsr.engines.precision import make_typed_graphs
     from svsr.export.exporter import export_all
     from svsr.contract.manifest import load_manifest
     from svsr.reference.checkpoint import load_components

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from svsr.cli import export_main, run_main
 from svsr.contract.manifest import load_manifest
@@ -18,7 +17,7 @@ from svsr.runtime.ort_backend import OrtBackend
 from svsr.runtime.sampler import Sampler
 from svsr.runtime.video_write import FrameWriter
 from svsr.contract.scheduler import step_coefficients, timesteps
-from tests.conftest import random_frames
+from tests.conftest import random_frames, write_png_folder, read_png_folder
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,15 +35,6 @@ def sampler(build):
     return Sampler(OrtBackend(build, manifest), manifest)
 
 
-def write_png_folder(folder: Path, frames) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, frame in enumerate(frames):
-        Image.fromarray(frame).save(folder / f"f{i:03d}.png")
-    return folder
-
-
-def read_png_folder(folder: Path) -> list[np.ndarray]:
-    return [np.asarray(Image.open(p)) for p in sorted(folder.glob("*.png"))]
 
 
 # -- scheduler maths ------------------------------------------------------------------------------

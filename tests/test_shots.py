@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import signal
-import subprocess
-import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -21,6 +18,8 @@ from svsr.runtime.shots import CutDetector, shots_from_cuts
 from svsr.runtime.video_read import FrameReader
 from svsr.runtime.video_write import FrameWriter
 from svsr.contract.sizes import padding_plan
+
+from tests.conftest import svsr_run
 
 REPO = Path(__file__).resolve().parents[1]
 CUT = 20
@@ -135,13 +134,6 @@ def test_no_scene_split_makes_one_shot(tiny_build, tmp_path):
 
 
 # -- many inputs ------------------------------------------------------------------------------------
-def svsr_run(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    full_env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", **(env or {}))
-    return subprocess.run(
-        [sys.executable, "-c", "import sys; from svsr.cli import run_main; sys.exit(run_main())", *args],
-        capture_output=True, text=True, env=full_env, cwd=REPO, timeout=timeout,
-    )  # fmt: skip
-
 
 @pytest.fixture(scope="module")
 def three_inputs(tmp_path_factory):

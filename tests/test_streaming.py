@@ -13,27 +13,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 import svsr
 from svsr.contract.errors import InputError
 from svsr.contract.noise import PhiloxNoise, TorchNoise
 from svsr.runtime.clip_store import ClipStore, StoreLayout, parse_memory_size
 from svsr.runtime.resume import CHECKPOINT_NAME
-from tests.conftest import random_frames
+from tests.conftest import random_frames, svsr_run, write_png_folder, read_png_folder
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def write_png_folder(folder: Path, frames) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, frame in enumerate(frames):
-        Image.fromarray(frame).save(folder / f"f{i:04d}.png")
-    return folder
-
-
-def read_png_folder(folder: Path) -> list[np.ndarray]:
-    return [np.asarray(Image.open(p)) for p in sorted(folder.glob("*.png"))]
 
 
 @pytest.fixture(scope="module")
@@ -110,16 +100,6 @@ def test_philox_noise_makes_runs_reproducible(ort_upscaler):
 
 
 # -- resume -----------------------------------------------------------------------------------------
-def svsr_run(*args: str, crash_at: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
-    env.pop("SVSR_TEST_CRASH_AT", None)
-    if crash_at:
-        env["SVSR_TEST_CRASH_AT"] = crash_at  # the job SIGKILLs itself there (a test hook for a crash)
-    return subprocess.run(
-        [sys.executable, "-c", "import sys; from svsr.cli import run_main; sys.exit(run_main())", *args],
-        capture_output=True, text=True, env=env, cwd=REPO, timeout=timeout,
-    )  # fmt: skip
-
 
 @pytest.fixture(scope="module")
 def resume_input(tmp_path_factory):

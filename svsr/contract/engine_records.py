@@ -27,7 +27,7 @@ from typing import Any, Mapping
 import jsonschema
 
 from svsr.contract.profiles import Profile
-from svsr.contract.errors import InputError, ManifestError
+from svsr.contract.errors import ManifestError
 from svsr.contract.graphs import GRAPH_NAMES
 from svsr.contract.precision import PRECISIONS, Precision, PrecisionLike
 

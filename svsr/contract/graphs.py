@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 NUM_STEP_COEFFS = 6
 # Order of the per-step scheduler coefficients fed to `denoise` (see svsr/contract/scheduler.py):
 STEP_COEFF_NAMES = ("x0_from_sample", "x0_from_output", "prev_from_x0", "prev_from_sample", "noise_std", "x0_clip")
@@ -83,14 +85,12 @@ def concrete_shape(spec: TensorSpec, batch: int, height: int, width: int) -> tup
 SAMPLE_STEP_COEFFS = (0.73, -0.68, 0.52, 0.47, 0.11, 3.0e38)
 
 
-def sample_graph_inputs(name: str, height: int, width: int, batch: int = 1, seed: int = 0) -> dict[str, "np.ndarray"]:
+def sample_graph_inputs(name: str, height: int, width: int, batch: int = 1, seed: int = 0) -> dict[str, np.ndarray]:
     """Deterministic, plausible float32 inputs of graph ``name`` (tracing, parity checks, benchmarks).
 
     LR frames uniform in [-1, 1], flows ~ 3 px, latents and noise standard normal, the TCM on, a
     mid-schedule timestep and step coefficients.
     """
-    import numpy as np
-
     rng = np.random.default_rng(seed)
     feeds = {}
     for spec in GRAPHS[name].inputs:

@@ -35,7 +35,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
 import re
 import time
 from contextlib import contextmanager

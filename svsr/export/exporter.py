@@ -28,7 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import svsr
 from svsr.export.onnx_files import save_model
 from svsr.export.wrappers import build_wrapper
-from svsr.contract.graphs import GRAPH_NAMES, GRAPHS, concrete_shape, sample_graph_inputs
+from svsr.contract.graphs import GRAPH_NAMES, GRAPHS, sample_graph_inputs
 from svsr.contract.manifest import MANIFEST_NAME, SCHEMA_VERSION, sha256_file, write_manifest
 from svsr.reference.checkpoint import Components
 from svsr.contract.sizes import MIN_SIDE, PAD_MULTIPLE, SCALE
