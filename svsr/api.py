@@ -130,6 +130,7 @@ def export_model(
     check_trt: bool = False,
     trt_version: str = "11",
     force: bool = False,
+    lean: bool = False,
     report: Report = _silent,
 ) -> dict[str, Any]:
     """Preset -> load -> float32 ONNX graphs -> typed fp16/bf16 graphs -> TensorRT lint -> engines.
@@ -139,7 +140,9 @@ def export_model(
     ``calibration_steps``: steps of the reference run that calibrates fp16/bf16 graphs (default 6).
     ``engines``: True builds TensorRT engines for ``profile`` (see :func:`engine_profile`) and raises
     :class:`EnginesNotBuiltError` (graphs kept) where TensorRT or a GPU is missing; ``"auto"`` builds
-    them only where possible; False writes graphs and manifest only. Returns the loaded manifest.
+    them only where possible; False writes graphs and manifest only. ``lean``: build the engines as
+    version-compatible plans without the lean runtime inside (``svsr-export --lean``); a host with only
+    TensorRT's lean runtime of the same version runs them. Returns the loaded manifest.
     """
     require_export_extra("svsr-export")
     quiet_libraries()
@@ -185,11 +188,12 @@ def export_model(
         if errors:
             raise EnginesNotBuiltError(f"{errors} node(s) would not parse in TensorRT {trt_version}; see the report above.")
     if engines is not False:
-        _build_engines(out, manifest, precision, profile, engines == "auto", force, report)
+        _build_engines(out, manifest, precision, profile, engines == "auto", force, report, lean=lean)
     return load_manifest(out)
 
 
-def _build_engines(out: Path, manifest: dict[str, Any], precision: Precision, profile: Any, optional: bool, force: bool, report: Report) -> None:
+def _build_engines(out: Path, manifest: dict[str, Any], precision: Precision, profile: Any, optional: bool, force: bool, report: Report,
+                   lean: bool = False) -> None:
     from svsr.contract.manifest import write_manifest
     from svsr.engines.builder import build_engines, tensorrt_build_available
 
@@ -202,8 +206,8 @@ def _build_engines(out: Path, manifest: dict[str, Any], precision: Precision, pr
             f"TensorRT engines were not built ({reason.rstrip('.')}); the ONNX graphs and manifest in {out} are ready "
             "(pass --onnx-only when you only want those)."
         )
-    report(f"svsr-export: building TensorRT engines for LR {profile.describe()}")
-    manifest["engines"] = build_engines(out, manifest, precision, profile, report, force=force)
+    report(f"svsr-export: building TensorRT {'lean-runtime (version-compatible) ' if lean else ''}engines for LR {profile.describe()}")
+    manifest["engines"] = build_engines(out, manifest, precision, profile, report, force=force, lean=lean)
     write_manifest(out, manifest)
 
 

@@ -92,6 +92,9 @@ def export_parser() -> argparse.ArgumentParser:
     engines.add_argument("--min", dest="min_size", type=lr_size, help="smallest LR size WxH of a dynamic profile")
     engines.add_argument("--opt", dest="opt_size", type=lr_size, help="LR size WxH TensorRT tunes for")
     engines.add_argument("--max", dest="max_size", type=lr_size, help="largest LR size WxH of a dynamic profile")
+    engines.add_argument("--lean", action="store_true",
+                         help="version-compatible plans without TensorRT's lean runtime inside: hosts with only the lean runtime "
+                              "of the same TensorRT version run them (pip install 'svsr[tensorrt-lean-cu13]')")
     engines.add_argument("--batch", type=batch_range, help="independent clips per call: N or MIN:OPT:MAX (default 1)")
     p.add_argument("--force", action="store_true", help="re-export even when the graphs on disk are up to date")
     p.add_argument("--check-trt", action="store_true", help="lint the graphs against TensorRT's ONNX operator support")
@@ -109,6 +112,8 @@ def _export(args: argparse.Namespace) -> int:
         raise InputError(f"--calibration-frames {args.calibration_frames} is not a folder; give a folder of PNG/JPEG frames.")
     # bad sizes fail before any work
     profile = None if args.onnx_only else engine_profile(args.resolution, args.min_size, args.opt_size, args.max_size, args.batch)
+    if args.lean and args.onnx_only:
+        raise InputError("--lean says how to build TensorRT engines, and --onnx-only builds none; drop one of them.")
     start = time.perf_counter()
     export_model(
         f"preset:{args.preset}" if args.preset else args.weights,
@@ -123,6 +128,7 @@ def _export(args: argparse.Namespace) -> int:
         check_trt=args.check_trt,
         trt_version=args.trt_version,
         force=args.force,
+        lean=args.lean,
         report=report,
     )
     report(f"svsr-export: done in {time.perf_counter() - start:.1f} s -> {args.out / 'manifest.json'}")
@@ -342,10 +348,12 @@ def _bench(args: argparse.Namespace) -> int:
     import json
 
     from svsr.bench import markdown, plot, run_bench, torch_cuda_available
+    from svsr.contract.cuda import cuda_device_status
     from svsr.contract.tensorrt import tensorrt_importable
 
     width, height = _parse_resolution(args.resolution)
-    backends = args.backend or ["reference", "ort"] + (["trt"] if tensorrt_importable() else []) + (["torch-fp16"] if torch_cuda_available() else [])
+    trt_here = tensorrt_importable() and cuda_device_status()[0]
+    backends = args.backend or ["reference", "ort"] + (["trt"] if trt_here else []) + (["torch-fp16"] if torch_cuda_available() else [])
     from svsr.contract.manifest import load_manifest
 
     if (Path(args.model) / "manifest.json").is_file():
@@ -368,6 +376,29 @@ def _bench(args: argparse.Namespace) -> int:
 
 def bench_main(argv: Sequence[str] | None = None) -> int:
     return _guarded(_bench, bench_parser(), argv)
+
+
+# -- svsr-doctor --------------------------------------------------------------------------------
+def doctor_parser() -> argparse.ArgumentParser:
+    p = SentenceParser(
+        prog="svsr-doctor",
+        description="Check this machine for svsr (NVIDIA driver, CUDA, TensorRT, GPU, ONNX Runtime, video encoders) and run "
+        "the tiny preset end to end; exit 1 only when a check that could run failed.",
+    )
+    p.add_argument("--model", type=Path, help="build folder whose engine records to check against this machine")
+    p.add_argument("--json", type=Path, help="also write every check (name, status, value, fix) to this JSON file, e.g. for a bug report")
+    p.add_argument("--work-dir", type=Path, help="export the tiny preset here and keep it (a later run reuses it); default: a temporary folder")
+    return p
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from svsr.doctor import doctor
+
+    return doctor(args.model, args.json, args.work_dir)
+
+
+def doctor_main(argv: Sequence[str] | None = None) -> int:
+    return _guarded(_doctor, doctor_parser(), argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

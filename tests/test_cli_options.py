@@ -10,7 +10,12 @@ from PIL import Image
 
 from svsr import cli
 
-PARSERS = {"svsr-export": (cli.export_parser, cli.export_main), "svsr-run": (cli.run_parser, cli.run_main), "svsr-bench": (cli.bench_parser, cli.bench_main)}
+PARSERS = {
+    "svsr-export": (cli.export_parser, cli.export_main),
+    "svsr-run": (cli.run_parser, cli.run_main),
+    "svsr-bench": (cli.bench_parser, cli.bench_main),
+    "svsr-doctor": (cli.doctor_parser, cli.doctor_main),
+}
 
 # per option: malformed and out-of-range values, each refused in one sentence before any work
 BAD_VALUES = {
@@ -58,12 +63,14 @@ BAD_VALUES = {
         "--warmup": ["-1", "y"],
         "--repeats": ["0", "z"],
     },
+    "svsr-doctor": {},  # paths only: checked by svsr.doctor (test below)
 }
 # options whose values are free text or paths checked where they are used (covered by other tests)
 FREE = {
     "svsr-export": {"--weights", "--out", "--prompt"},
     "svsr-run": {"--output", "--model", "--weights", "--work-dir", "--report"},
     "svsr-bench": {"--model", "--weights", "--json", "--markdown", "--plot"},
+    "svsr-doctor": {"--model", "--json", "--work-dir"},
 }
 
 
@@ -98,6 +105,8 @@ def base_argv(prog: str, tiny_build, small_input, tmp_path) -> list[str]:
         return ["--preset", "tiny", "--out", str(tmp_path / "build"), "--onnx-only", "--quiet"]
     if prog == "svsr-run":
         return [str(small_input), "-o", str(tmp_path / "out"), "--model", str(tiny_build), "--quiet"]
+    if prog == "svsr-doctor":
+        return ["--work-dir", str(tmp_path / "doctor")]
     return ["--model", str(tiny_build)]
 
 
@@ -149,6 +158,7 @@ def test_an_internal_error_is_one_sentence_with_a_pointer_to_debug(prog, tiny_bu
     monkeypatch.setattr(svsr.api, "export_model", broken)
     monkeypatch.setattr(svsr.api, "upscale_videos", broken)
     monkeypatch.setattr("svsr.bench.run_bench", broken)
+    monkeypatch.setattr("svsr.doctor.doctor", broken)
     _, main = PARSERS[prog]
     argv = base_argv(prog, tiny_build, small_input, tmp_path)
     assert main(argv) == cli.INTERNAL_ERROR
@@ -157,3 +167,10 @@ def test_an_internal_error_is_one_sentence_with_a_pointer_to_debug(prog, tiny_bu
     assert err.startswith("svsr: error: internal error (KeyError:") and "rerun with --debug" in err
     assert main([*argv, "--debug"]) == cli.INTERNAL_ERROR
     assert "Traceback (most recent call last)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option, make", [("--model", lambda d: d / "no-such-build"), ("--json", lambda d: d), ("--work-dir", lambda d: (d / "f").write_text("x") and d / "f")])
+def test_doctor_paths_are_checked_in_one_sentence(option, make, tmp_path, capsys):
+    assert cli.doctor_main([option, str(make(tmp_path))]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("svsr: error: ") and err.count("\n") == 1 and option in err

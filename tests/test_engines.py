@@ -185,6 +185,8 @@ class RecordingTrtBuilderDouble:
     Offers exactly the names in svsr.engines.builder.TRT_BUILDER_API. ``parse_from_file`` reads the
     dummy ONNX files the tests write ("onnx <graph>") and declares that graph's inputs; a file
     starting with "bad" fails to parse. ``build_serialized_network`` returns None when ``fail_build``.
+    Builder flags set on the config end up in the plan ("flags=..."), and, like TensorRT, the
+    runtime refuses a version-compatible plan unless ``engine_host_code_allowed`` was set.
     """
 
     def __init__(self, version: str = "11.4.0.106", with_builder: bool = True) -> None:
@@ -258,6 +260,7 @@ class RecordingTrtBuilderDouble:
                 self._level = 3
                 self._cache = None
                 self.profiles = []
+                self._flags: list[str] = []
 
             @property
             def builder_optimization_level(self):
@@ -270,6 +273,10 @@ class RecordingTrtBuilderDouble:
 
             def set_memory_pool_limit(self, pool, size):
                 d.calls.append(("config.set_memory_pool_limit", pool, size))
+
+            def set_flag(self, flag):
+                d.calls.append(("config.set_flag", flag))
+                self._flags.append(flag)
 
             def add_optimization_profile(self, profile):
                 d.calls.append(("config.add_optimization_profile",))
@@ -309,7 +316,8 @@ class RecordingTrtBuilderDouble:
                 if d.fail_build:
                     return None
                 shapes = json.dumps(config.profiles[0].shapes, sort_keys=True)
-                return f"plan {network.graph} {shapes} level={config.builder_optimization_level}".encode()
+                flags = ",".join(sorted(config._flags))
+                return f"plan {network.graph} {shapes} level={config.builder_optimization_level} flags={flags}".encode()
 
         class ICudaEngine:
             def get_device_memory_size_for_profile_v2(self, index):
@@ -317,10 +325,21 @@ class RecordingTrtBuilderDouble:
 
         class Runtime:
             def __init__(self, logger):
-                pass
+                self._host_code = False
+
+            @property
+            def engine_host_code_allowed(self):
+                return self._host_code
+
+            @engine_host_code_allowed.setter
+            def engine_host_code_allowed(self, allowed):
+                d.calls.append(("runtime.engine_host_code_allowed", allowed))
+                self._host_code = bool(allowed)
 
             def deserialize_cuda_engine(self, plan):
                 d.calls.append(("runtime.deserialize_cuda_engine",))
+                if b"VERSION_COMPATIBLE" in bytes(plan) and not self._host_code:
+                    return None  # TensorRT refuses version-compatible plans unless host code is allowed
                 return ICudaEngine()
 
         self.classes = {
@@ -331,6 +350,7 @@ class RecordingTrtBuilderDouble:
         trt = types.SimpleNamespace(__version__=version, Logger=Logger, Runtime=Runtime)
         trt.NetworkDefinitionCreationFlag = types.SimpleNamespace(STRONGLY_TYPED=1)
         trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE="WORKSPACE")
+        trt.BuilderFlag = types.SimpleNamespace(VERSION_COMPATIBLE="VERSION_COMPATIBLE", EXCLUDE_LEAN_RUNTIME="EXCLUDE_LEAN_RUNTIME")
         if with_builder:
             trt.Builder, trt.OnnxParser = Builder, OnnxParser
         self.trt = trt
@@ -444,6 +464,57 @@ def test_precision_plans_pick_typed_graphs(tmp_path):
         build(tmp_path, double, precision="int8", manifest=manifest)
 
 
+def test_lean_builds_are_version_compatible_plans_without_the_lean_runtime(tmp_path):
+    double = RecordingTrtBuilderDouble()
+    normal, _, manifest = build(tmp_path, double, graphs=("decode", "guide"))
+    assert not [c for c in double.calls if c[0] in ("config.set_flag", "runtime.engine_host_code_allowed")]
+    assert "version_compatible" not in normal["decode.fp32"] and "lean" not in normal["decode.fp32"]
+    double.calls.clear()
+    lean, messages, _ = build(tmp_path, double, graphs=("decode", "guide"), lean=True)
+    # both flags on every build's config, in this order; the plan carries them
+    assert [c[1] for c in double.calls if c[0] == "config.set_flag"] == ["VERSION_COMPATIBLE", "EXCLUDE_LEAN_RUNTIME"] * 2
+    for g in ("decode", "guide"):
+        record = lean[f"{g}.fp32"]
+        assert record["version_compatible"] is True and record["lean"] is True
+        assert record["builder"] == {"optimization_level": 3, "version_compatible": True, "exclude_lean_runtime": True}
+        assert validate_record(dict(record)) == record and json.loads((tmp_path / record["file"]).with_suffix(".json").read_text()) == record
+        assert b"flags=EXCLUDE_LEAN_RUNTIME,VERSION_COMPATIBLE" in (tmp_path / record["file"]).read_bytes()
+        # the cache key (and so the plan file) tells lean plans from normal ones; both stay cached
+        assert record["cache_key"] != normal[f"{g}.fp32"]["cache_key"] and record["file"] != normal[f"{g}.fp32"]["file"]
+        assert (tmp_path / normal[f"{g}.fp32"]["file"]).exists()
+    # the scratch probe deserialises the plan with host code allowed (TensorRT refuses it otherwise)
+    assert [c for c in double.calls if c[0] == "runtime.engine_host_code_allowed"] == [("runtime.engine_host_code_allowed", True)] * 2
+    assert "lean-runtime (version-compatible) engines for" in messages[0]
+    # a lean rebuild reuses the lean plans, a normal one the normal plans
+    manifest["engines"] = lean
+    double.calls.clear()
+    again, messages, _ = build(tmp_path, double, manifest=manifest, graphs=("decode", "guide"), lean=True)
+    assert again == lean and not [c for c in double.calls if c[0] == "builder.build_serialized_network"]
+    back, _, _ = build(tmp_path, double, manifest=manifest, graphs=("decode",))
+    assert back["decode.fp32"] == normal["decode.fp32"] and back["guide.fp32"] == lean["guide.fp32"]
+    # the key itself: same inputs, lean options -> another key
+    profile = Profile.static(36, 44)
+    assert cache_key("a" * 64, H100, profile, {"optimization_level": 3}) != cache_key("a" * 64, H100, profile, {"optimization_level": 3, **builder_mod.LEAN_OPTIONS})
+
+
+def test_lean_builder_flags_exist_in_the_real_tensorrt_wheels():
+    """VERSION_COMPATIBLE / EXCLUDE_LEAN_RUNTIME / set_flag in the full builder's string table, and the lean runtime's names by import."""
+    assert TRT_BUILDER_API["BuilderFlag"] == builder_mod.LEAN_BUILDER_FLAGS == ("VERSION_COMPATIBLE", "EXCLUDE_LEAN_RUNTIME")
+    assert "set_flag" in TRT_BUILDER_API["IBuilderConfig"] and "engine_host_code_allowed" in TRT_BUILDER_API["Runtime"]
+    spec = importlib.util.find_spec("tensorrt_bindings")
+    if spec is not None and spec.submodule_search_locations:
+        so = next(Path(next(iter(spec.submodule_search_locations))).glob("tensorrt*.so"), None)
+        if so is not None:
+            table = so.read_bytes()
+            missing = [n for n in ("BuilderFlag", "VERSION_COMPATIBLE", "EXCLUDE_LEAN_RUNTIME", "set_flag", "engine_host_code_allowed") if n.encode() + b"\0" not in table]
+            assert not missing, f"not in {so.name}: {missing}"
+    lean = pytest.importorskip("tensorrt_lean_bindings", reason="install tensorrt-lean-cu13-bindings and tensorrt-lean-cu13-libs (dev extra)")
+    for flag in builder_mod.LEAN_BUILDER_FLAGS:
+        assert hasattr(lean.BuilderFlag, flag)
+    prop = lean.Runtime.__dict__["engine_host_code_allowed"]
+    assert isinstance(prop, property) and prop.fset is not None  # settable, as the loaders set it
+
+
 def test_unusable_tensorrt_and_failed_builds_say_why(tmp_path):
     with pytest.raises(MissingDependencyError, match="TensorRT 10.8.0 is too old: .* needs TensorRT 10.12 or newer"):
         build(tmp_path, RecordingTrtBuilderDouble(version="10.8.0"))
@@ -464,10 +535,20 @@ def test_unusable_tensorrt_and_failed_builds_say_why(tmp_path):
 
 
 def test_build_availability_reason_without_tensorrt():
-    ok, reason = tensorrt_build_available()
-    if importlib.util.find_spec("tensorrt") is None:
-        assert not ok and reason.startswith("TensorRT is not installed") and "svsr[tensorrt]" in reason
+    from svsr.contract.tensorrt import import_tensorrt
+
+    try:
+        import_tensorrt()
+    except MissingDependencyError:
+        ok, reason = tensorrt_build_available()
+        assert not ok and "svsr[tensorrt-cu13]" in reason and "https://pypi.nvidia.com" in reason and "\n" not in reason
+        if importlib.util.find_spec("tensorrt_lean_bindings") is not None:  # the dev extra: only the lean runtime imports
+            assert reason.startswith("building engines need the full TensorRT, but only its lean runtime (tensorrt_lean_bindings 11.")
+            assert "cannot build them" in reason
+        elif importlib.util.find_spec("tensorrt") is None and importlib.util.find_spec("tensorrt_bindings") is None:
+            assert reason.startswith("TensorRT is not installed")
     else:
+        ok, reason = tensorrt_build_available()
         assert isinstance(ok, bool) and reason
 
 
@@ -477,7 +558,11 @@ def test_no_weak_typing_flags_anywhere():
         for flag in builder_mod.FORBIDDEN_WEAK_TYPING:
             hits = [line for line in source.splitlines() if flag in line and "FORBIDDEN_WEAK_TYPING" not in line and not line.strip().startswith('"')]
             assert not hits, f"{path.name} uses {flag}"
-        assert "set_flag(" not in source and "precision_constraints" not in source.lower()
+        assert "precision_constraints" not in source.lower()
+        # the only builder flags ever set are the lean-runtime ones (precision is never a flag)
+        flags = re.findall(r"set_flag\(([^)]*)\)", source)
+        assert all(f in {f"trt.BuilderFlag.{name}" for name in builder_mod.LEAN_BUILDER_FLAGS} for f in flags), flags
+        assert not re.search(r"\.flags\s*[|]?=", source), f"{path.name} sets builder flags as a bitmask"
 
 
 # -- the names used exist in the real TensorRT 11 wheels ------------------------------------------

@@ -5,6 +5,11 @@ Every handle (device pointer, pinned host pointer, stream, event, graph, graph e
 returned ``cudaError_t`` and raises :class:`CudaError` with the call, the error name and CUDA's own
 description. Nothing else lives here: the backend's logic is in svsr/runtime/trt_backend.py, and
 tests replace this class with a recording double of the same methods.
+
+It also holds the plain-Python rule for which NVIDIA driver runs which cuda-python: a CUDA driver
+runs any CUDA runtime of its own major version or older (minor version compatibility), never a
+newer major. cuda-python 13.x links the CUDA 13 runtime and needs an R580+ driver; hosts on CUDA 12
+drivers need cuda-python 12.x, which is what the ``svsr[tensorrt-cu12]`` extra pins.
 """
 
 from __future__ import annotations
@@ -21,6 +26,75 @@ class CudaError(SvsrError):
     """A CUDA runtime call failed."""
 
 
+class CudaDriverError(CudaError):
+    """The NVIDIA driver is older than the CUDA runtime cuda-python links (one sentence naming both and the fix)."""
+
+
+# The oldest driver branch of each CUDA major (Linux), and the svsr extra that pins cuda-python and
+# TensorRT to that major.
+DRIVER_BRANCH = {12: "R525", 13: "R580"}
+TENSORRT_EXTRA = {12: "tensorrt-cu12", 13: "tensorrt-cu13"}
+
+
+def parse_cuda_version(value: int | str) -> tuple[int, int]:
+    """CUDA's integer version as (major, minor): 12040 -> (12, 4), 13000 -> (13, 0), 0 (no driver) -> (0, 0)."""
+    number = int(value)
+    if number < 0:
+        raise ValueError(f"{value!r} is not a CUDA version number (like 12040 for CUDA 12.4)")
+    return number // 1000, (number % 1000) // 10
+
+
+def format_cuda_version(value: int | str | tuple[int, int]) -> str:
+    """12040 or (12, 4) -> "12.4"."""
+    major, minor = value if isinstance(value, tuple) else parse_cuda_version(value)
+    return f"{major}.{minor}"
+
+
+def driver_problem(driver: int | str, runtime: int | str) -> str | None:
+    """The sentence saying why this driver cannot run cuda-python's CUDA runtime, or None when it can.
+
+    ``driver``: ``cudaDriverGetVersion`` (0 when no driver is installed: nothing to compare, None);
+    ``runtime``: ``cudaRuntimeGetVersion`` of cuda-python. A driver runs runtimes of its own CUDA
+    major or older; a newer major fails every call with cudaErrorInsufficientDriver.
+    """
+    (d_major, d_minor), (r_major, r_minor) = parse_cuda_version(driver), parse_cuda_version(runtime)
+    if d_major == 0 or d_major >= r_major:
+        return None
+    head = f"the NVIDIA driver supports CUDA {d_major}.{d_minor} but cuda-python {r_major}.{r_minor} needs CUDA {r_major}"
+    update = f"update the driver to {DRIVER_BRANCH[r_major]}+" if r_major in DRIVER_BRANCH else f"update the driver to one for CUDA {r_major}"
+    if d_major in TENSORRT_EXTRA:
+        return f"{head}; install svsr[{TENSORRT_EXTRA[d_major]}] or {update}."
+    oldest = min(TENSORRT_EXTRA)
+    return f"{head}; {update} (or to {DRIVER_BRANCH[oldest]}+ and install svsr[{TENSORRT_EXTRA[oldest]}])."
+
+
+def cuda_versions() -> tuple[int, int]:
+    """(driver, runtime) CUDA versions as cuda-python reports them (driver 0: no NVIDIA driver); CudaError without cuda-python."""
+    rt = _runtime()
+    err, driver = rt.cudaDriverGetVersion()
+    if int(err) != 0:  # pragma: no cover - CUDA answers 0 rather than failing without a driver
+        driver = 0
+    err, runtime = rt.cudaRuntimeGetVersion()
+    if int(err) != 0:  # pragma: no cover
+        raise CudaError("cuda-python could not report its CUDA runtime version (cudaRuntimeGetVersion failed).")
+    return int(driver or 0), int(runtime)
+
+
+def check_cuda_driver() -> None:
+    """CudaDriverError (one sentence) when the driver is older than cuda-python's CUDA runtime; else nothing.
+
+    Without cuda-python or without a driver there is nothing to compare: the callers' own checks say
+    what is missing.
+    """
+    try:
+        driver, runtime = cuda_versions()
+    except CudaError:
+        return
+    problem = driver_problem(driver, runtime)
+    if problem:
+        raise CudaDriverError(problem)
+
+
 def _runtime() -> Any:
     try:
         from cuda.bindings import runtime
@@ -28,7 +102,9 @@ def _runtime() -> Any:
         try:
             from cuda import cudart as runtime  # type: ignore[no-redef]
         except ImportError:
-            raise CudaError("cuda-python is not installed; install svsr[tensorrt] (pip install cuda-python).") from None
+            raise CudaError(
+                "cuda-python is not installed; install svsr[tensorrt-cu13] (CUDA 13 driver, R580+) or svsr[tensorrt-cu12] (CUDA 12 driver)."
+            ) from None
     return runtime
 
 
@@ -177,6 +253,15 @@ def cuda_device_status() -> tuple[bool, str]:
         return False, str(exc)
     err, count = rt.cudaGetDeviceCount()
     if int(err) != 0:
+        try:
+            versions: tuple[int, int] | None = cuda_versions()
+        except (CudaError, ValueError, TypeError):
+            versions = None
+        if versions is not None and versions[0] == 0:
+            return False, "no NVIDIA driver is installed (no GPU for CUDA)"
+        problem = driver_problem(*versions) if versions is not None else None
+        if problem:
+            return False, problem.rstrip(".")
         _, text = rt.cudaGetErrorString(err)
         text = text.decode() if isinstance(text, bytes) else str(text)
         return False, f"no usable NVIDIA GPU: CUDA says {text}"

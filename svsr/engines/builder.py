@@ -12,6 +12,13 @@ Caches:
 * timing cache: one file per TensorRT version and GPU model, reused by every build (``--force``
   rebuilds engines but keeps timings, which is what makes a rebuild fast).
 
+Lean-runtime plans (``lean=True``, ``svsr-export --lean``): version-compatible plans
+(``BuilderFlag.VERSION_COMPATIBLE``) that leave TensorRT's lean runtime out of the plan
+(``BuilderFlag.EXCLUDE_LEAN_RUNTIME``), so a host with only the lean runtime of the same TensorRT
+version (``svsr[tensorrt-lean-cu13]``, ~100 MB) runs them. These are the only builder flags ever
+set. The options go into the cache key (a lean plan never replaces a normal one) and the record
+says ``"version_compatible": true, "lean": true``.
+
 The TensorRT module is passed in (``trt=``) so the whole flow runs against a test double on a CPU;
 TRT_BUILDER_API lists every TensorRT name used here.
 """
@@ -40,12 +47,16 @@ from svsr.contract.engine_records import (
 )
 from svsr.contract.errors import InputError, ManifestError, MissingDependencyError, SvsrError
 from svsr.contract.precision import Precision, PrecisionLike
-from svsr.contract.tensorrt import import_tensorrt
+from svsr.contract.tensorrt import INSTALL_FULL, import_tensorrt
 from svsr.contract.graphs import GRAPH_NAMES, GRAPHS
 from svsr.contract.manifest import check_graph_file, sha256_file
 
 MIN_TENSORRT = (10, 12)  # first release whose ONNX parser + STRONGLY_TYPED flow this module relies on
 DEFAULT_OPTIMIZATION_LEVEL = 3  # TensorRT's default; 4-5 search longer for (sometimes) faster kernels
+
+# The only builder flags svsr sets (lean-runtime plans); precision is never a flag (strong typing).
+LEAN_BUILDER_FLAGS = ("VERSION_COMPATIBLE", "EXCLUDE_LEAN_RUNTIME")
+LEAN_OPTIONS = {"version_compatible": True, "exclude_lean_runtime": True}  # builder options of a lean plan (in its cache key)
 
 # Every TensorRT name this module touches, by owner. The runtime part (Runtime, ICudaEngine, Logger)
 # is checked against the real tensorrt_lean_bindings module in tests. The builder-only names cannot
@@ -55,10 +66,13 @@ DEFAULT_OPTIMIZATION_LEVEL = 3  # TensorRT's default; 4-5 search longer for (som
 # string table of that wheel's tensorrt.so instead (weaker than an import, but the real wheel),
 # and the recording double in the tests implements exactly these names and nothing else.
 TRT_BUILDER_API: dict[str, tuple[str, ...]] = {
-    "tensorrt": ("__version__", "Logger", "Builder", "OnnxParser", "Runtime", "NetworkDefinitionCreationFlag", "MemoryPoolType"),
+    "tensorrt": (
+        "__version__", "Logger", "Builder", "OnnxParser", "Runtime", "NetworkDefinitionCreationFlag", "MemoryPoolType", "BuilderFlag",
+    ),
     "Logger": ("WARNING",),
     "NetworkDefinitionCreationFlag": ("STRONGLY_TYPED",),
     "MemoryPoolType": ("WORKSPACE",),
+    "BuilderFlag": LEAN_BUILDER_FLAGS,
     "Builder": ("create_network", "create_builder_config", "create_optimization_profile", "build_serialized_network"),
     "INetworkDefinition": ("num_inputs", "get_input"),
     "ITensor": ("name",),
@@ -66,6 +80,7 @@ TRT_BUILDER_API: dict[str, tuple[str, ...]] = {
     "IBuilderConfig": (
         "builder_optimization_level",
         "set_memory_pool_limit",
+        "set_flag",
         "add_optimization_profile",
         "create_timing_cache",
         "set_timing_cache",
@@ -73,7 +88,7 @@ TRT_BUILDER_API: dict[str, tuple[str, ...]] = {
     ),
     "IOptimizationProfile": ("set_shape",),
     "ITimingCache": ("serialize",),
-    "Runtime": ("deserialize_cuda_engine",),
+    "Runtime": ("deserialize_cuda_engine", "engine_host_code_allowed"),
     "ICudaEngine": ("get_device_memory_size_for_profile_v2",),
 }
 # Names that exist in TensorRT's builder but must never be used here (weak typing is gone in 11).
@@ -102,7 +117,7 @@ def check_tensorrt_version(trt: Any) -> str:
     if not hasattr(trt, "Builder") or not hasattr(trt, "OnnxParser"):
         raise MissingDependencyError(
             f"the installed TensorRT {version} is a runtime-only package (lean/dispatch) and cannot build engines; "
-            "install the full TensorRT (pip install svsr[tensorrt])."
+            f"install the full TensorRT ({INSTALL_FULL})."
         )
     return version
 
@@ -177,6 +192,7 @@ def build_engines(
     optimization_level: int = DEFAULT_OPTIMIZATION_LEVEL,
     workspace_bytes: int | None = None,
     timing_cache: str | Path | None = None,
+    lean: bool = False,
     trt: Any = None,
     cuda: Any = None,
 ) -> dict[str, dict[str, Any]]:
@@ -185,7 +201,8 @@ def build_engines(
     ``precision`` is a :class:`~svsr.contract.precision.Precision` (or what ``Precision.parse``
     takes: ``"fp16"``, ``"fp16,vae=fp32"``, ``{graph: precision}``); engines are built from the matching ONNX (the exported float32 graph, or ``graphs[g].typed[p]``).
     Records of other graph/precision pairs already in the manifest are kept. The caller stores the
-    result as ``manifest["engines"]`` and writes the manifest.
+    result as ``manifest["engines"]`` and writes the manifest. ``lean``: version-compatible plans
+    without the lean runtime inside, for hosts with only TensorRT's lean runtime (module docstring).
     """
     build_dir = Path(build_dir)
     if trt is None:
@@ -199,9 +216,11 @@ def build_engines(
     options: dict[str, Any] = {"optimization_level": int(optimization_level)}
     if workspace_bytes is not None:
         options["workspace_bytes"] = int(workspace_bytes)
+    if lean:
+        options.update(LEAN_OPTIONS)
     cache_file = Path(timing_cache) if timing_cache is not None else timing_cache_path(build_dir, env)
     engines: dict[str, dict[str, Any]] = dict(manifest.get("engines") or {})
-    report(f"svsr-export: engines for {profile.describe()} with {env.describe()}")
+    report(f"svsr-export: {'lean-runtime (version-compatible) ' if lean else ''}engines for {profile.describe()} with {env.describe()}")
 
     precision = Precision.parse(precision)
     if precision.is_auto:
@@ -222,7 +241,7 @@ def build_engines(
             plan = _build_one(trt, logger, graph, onnx_path, profile, options, cache_file)
             seconds = time.perf_counter() - start
             _write_atomic(plan_path, plan)
-            scratch = _scratch_bytes(trt, logger, plan, graph)
+            scratch = _scratch_bytes(trt, logger, plan, graph, host_code=bool(lean))
             record = make_record(
                 graph=graph,
                 precision=prec,
@@ -240,6 +259,8 @@ def build_engines(
                 built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 build_seconds=seconds,
             )
+            if lean:
+                record = lean_record(record)
             _write_atomic(plan_path.with_suffix(".json"), (json.dumps(record, indent=2) + "\n").encode())
             report(f"  {graph:8s} {prec} engine built   {len(plan) / 1e6:9.1f} MB  in {seconds:6.1f} s")
         engines[engine_key(graph, prec)] = record
@@ -270,6 +291,10 @@ def _build_one(
     for name, (lo, mid, hi) in profile.input_shapes(graph).items():
         trt_profile.set_shape(name, lo, mid, hi)
     config.add_optimization_profile(trt_profile)
+    if options.get("version_compatible"):
+        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+        if options.get("exclude_lean_runtime"):
+            config.set_flag(trt.BuilderFlag.EXCLUDE_LEAN_RUNTIME)
 
     cached = cache_file.read_bytes() if cache_file.exists() else b""
     timing = config.create_timing_cache(cached)
@@ -287,9 +312,17 @@ def _build_one(
     return bytes(serialized)
 
 
-def _scratch_bytes(trt: Any, logger: Any, plan: bytes, graph: str) -> int:
+def lean_record(record: dict[str, Any]) -> dict[str, Any]:
+    """A build record marked as a version-compatible plan without the lean runtime inside."""
+    return validate_record({**record, "version_compatible": True, "lean": True})
+
+
+def _scratch_bytes(trt: Any, logger: Any, plan: bytes, graph: str, host_code: bool = False) -> int:
     """TensorRT scratch one execution context of this plan needs (recorded for the memory plan)."""
-    engine = trt.Runtime(logger).deserialize_cuda_engine(plan)
+    runtime = trt.Runtime(logger)
+    if host_code:  # version-compatible plans are refused unless the runtime may load their host code
+        runtime.engine_host_code_allowed = True
+    engine = runtime.deserialize_cuda_engine(plan)
     if engine is None:
         raise EngineBuildError(f"TensorRT built the {graph} engine but cannot load it back; rebuild with --force.")
     return int(engine.get_device_memory_size_for_profile_v2(0))

@@ -43,6 +43,11 @@ How it runs (torch-free; CUDA through svsr/contract/cuda.py):
 * Opening a build folder checks each plan file's sha256 against its record. The hash is cached
   next to the plan (``<plan>.sha256.json``, keyed by file name, size and mtime), so a multi-GB plan
   is hashed again only when it changed.
+* TensorRT comes from svsr/contract/tensorrt.py: the full library, or else the lean runtime
+  (``tensorrt_lean``), which runs only version-compatible plans (``svsr-export --lean``); any other
+  plan is refused in one sentence with the command that rebuilds it with ``--lean``. For
+  version-compatible plans ``Runtime.engine_host_code_allowed`` is set before deserialising (TensorRT
+  refuses them otherwise).
 
 TRT_RUNTIME_API lists every TensorRT name used here; tests check each exists in the real
 ``tensorrt_lean_bindings`` module and run this backend against a recording test double.
@@ -73,7 +78,7 @@ from svsr.contract.graphs import GRAPHS, concrete_shape
 from svsr.contract.manifest import sha256_file
 from svsr.contract.precision import Precision, PrecisionLike
 from svsr.contract.profiles import Profile, format_size
-from svsr.contract.tensorrt import import_tensorrt
+from svsr.contract.tensorrt import import_tensorrt_runtime
 from svsr.runtime.memory_plan import MemoryPlan, aligned, check_fits, plan_memory, slot_buffers
 from svsr.runtime.sampler import Sampler
 
@@ -81,7 +86,7 @@ from svsr.runtime.sampler import Sampler
 TRT_RUNTIME_API: dict[str, tuple[str, ...]] = {
     "tensorrt": ("__version__", "Logger", "Runtime", "ExecutionContextAllocationStrategy", "TensorIOMode", "DataType"),
     "Logger": ("WARNING",),
-    "Runtime": ("deserialize_cuda_engine",),
+    "Runtime": ("deserialize_cuda_engine", "engine_host_code_allowed"),
     "ExecutionContextAllocationStrategy": ("USER_MANAGED",),
     "TensorIOMode": ("INPUT", "OUTPUT"),
     "DataType": ("FLOAT", "HALF", "BF16", "INT32", "INT64"),
@@ -177,6 +182,7 @@ class TrtBackend:
         profiles: Mapping[str, Profile] | None = None,
         cuda_graphs: bool = True,
         rebuild: Callable[[Profile | None], str] | None = None,
+        host_code_allowed: bool = False,
     ) -> None:
         self.trt, self.cuda = trt, cuda
         self.profiles = dict(profiles or {})
@@ -201,6 +207,8 @@ class TrtBackend:
 
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
+        if host_code_allowed:  # version-compatible (--lean) plans: TensorRT refuses them otherwise
+            self._runtime.engine_host_code_allowed = True
         self.engines: dict[str, _Engine] = {}
         for graph, plan in plans.items():
             engine = self._runtime.deserialize_cuda_engine(plan)
@@ -741,6 +749,22 @@ def cached_sha256(path: str | Path) -> str:
     return digest
 
 
+def lean_rebuild_command(command: str) -> str:
+    """``command`` (an svsr-export line) with ``--lean``, which makes plans the lean runtime can run."""
+    return command if command.split()[-1:] == ["--lean"] or " --lean " in f" {command} " else f"{command} --lean"
+
+
+def check_lean_record(record: Mapping[str, Any], build_dir: str | Path, command: str, trt_version: str) -> None:
+    """Refuse (one sentence, with the ``--lean`` rebuild command) a plan the lean runtime cannot run."""
+    if record.get("version_compatible"):
+        return
+    raise ManifestError(
+        f"only TensorRT's lean runtime ({trt_version}) is installed here, and it runs only version-compatible plans, "
+        f"but the {record['graph']} {record['precision']} engine in {build_dir} is not one; "
+        f"rebuild the engines with: {lean_rebuild_command(command)}"
+    )
+
+
 def open_trt_backend(
     build_dir: str | Path,
     manifest: Mapping[str, Any],
@@ -749,10 +773,19 @@ def open_trt_backend(
     trt: Any = None,
     cuda: Any = None,
     cuda_graphs: bool = True,
+    lean: bool | None = None,
 ) -> TrtBackend:
-    """Load the build folder's engines for ``precision`` after checking their records against this machine."""
+    """Load the build folder's engines for ``precision`` after checking their records against this machine.
+
+    ``trt``: the TensorRT module (default: the full library, else the lean runtime, from
+    svsr/contract/tensorrt.py); ``lean``: whether ``trt`` is the lean runtime (default: what the
+    import found; False for a module passed in).
+    """
     build_dir = Path(build_dir)
-    trt = trt if trt is not None else import_tensorrt("--backend trt")
+    if trt is None:
+        found = import_tensorrt_runtime("--backend trt")
+        trt, lean = found.module, found.lean if lean is None else lean
+    lean = bool(lean)
     if cuda is None:
         from svsr.contract.cuda import CudaApi
 
@@ -762,17 +795,28 @@ def open_trt_backend(
     chosen = choose_precision(manifest, precision)
     plans: dict[str, bytes] = {}
     profiles: dict[str, Profile] = {}
+    host_code = False
     for graph, prec in chosen.per_graph().items():
         record = engines.get(engine_key(graph, prec))
         if record is None:
             raise ManifestError(
                 f"{build_dir} has no {prec} TensorRT engine for the {graph} graph; build it with: "
-                f"{rebuild_command(manifest, build_dir, chosen)} (plus --resolution WxH or --min/--max)."
+                f"{rebuild_command(manifest, build_dir, chosen)}{' --lean' if lean else ''} (plus --resolution WxH or --min/--max)."
             )
-        onnx_sha = onnx_entry(manifest, graph, prec, build_dir)["sha256"]
-        check_record(record, env, manifest, build_dir, onnx_sha256=onnx_sha, precisions=chosen)
         profile = Profile.from_json(record["profile"])
         command = rebuild_command(manifest, build_dir, chosen, profile)
+        if record.get("lean") or lean:
+            command = lean_rebuild_command(command)
+        if lean:
+            check_lean_record(record, build_dir, command, env.tensorrt_version)
+        onnx_sha = onnx_entry(manifest, graph, prec, build_dir)["sha256"]
+        try:
+            check_record(record, env, manifest, build_dir, onnx_sha256=onnx_sha, precisions=chosen)
+        except ManifestError as exc:
+            text = str(exc)
+            if record.get("lean") or lean:  # the rebuild must make lean plans again
+                text = lean_rebuild_command(text)
+            raise ManifestError(text) from None
         path = build_dir / record["file"]
         if not path.exists():
             raise ManifestError(f"the {graph} {prec} engine {path} named in the manifest is missing; rebuild it with: {command}")
@@ -780,11 +824,13 @@ def open_trt_backend(
             raise ManifestError(f"the {graph} {prec} engine {path} does not match its recorded sha256; rebuild it with: {command}")
         plans[graph] = path.read_bytes()
         profiles[graph] = profile
+        host_code = host_code or bool(record.get("version_compatible"))
 
     def rebuild(profile: Profile | None) -> str:
-        return rebuild_command(manifest, build_dir, chosen, profile)
+        command = rebuild_command(manifest, build_dir, chosen, profile)
+        return lean_rebuild_command(command) if lean or host_code else command
 
-    return TrtBackend(plans, trt=trt, cuda=cuda, profiles=profiles, cuda_graphs=cuda_graphs, rebuild=rebuild)
+    return TrtBackend(plans, trt=trt, cuda=cuda, profiles=profiles, cuda_graphs=cuda_graphs, rebuild=rebuild, host_code_allowed=host_code)
 
 
 def open_trt_sampler(build_dir: str | Path, manifest: Mapping[str, Any], precision: PrecisionLike = "auto") -> Sampler:

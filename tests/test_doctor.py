@@ -1,0 +1,399 @@
+"""svsr-doctor, the CUDA driver rule, and loading engines through TensorRT's lean runtime.
+
+On this CPU machine the doctor must exit 0, say that the GPU and TensorRT are missing (WARN, with
+what to install), and run the tiny preset through ONNX Runtime (OK, with its figures and its parity
+against the PyTorch reference). The GPU checks run against the recording TensorRT/CUDA test doubles
+of tests/test_trt_backend.py and tests/test_engines.py.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import os
+import stat
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from svsr import doctor
+from svsr.contract import cuda as cuda_api
+from svsr.contract import tensorrt as trt_contract
+from svsr.contract.cuda import CudaDriverError, driver_problem, format_cuda_version, parse_cuda_version
+from svsr.contract.engine_records import BuildEnvironment
+from svsr.contract.errors import ManifestError, MissingDependencyError
+from svsr.contract.graphs import GRAPH_NAMES
+from svsr.contract.manifest import sha256_file, write_manifest
+from svsr.contract.noise import make_noise
+from svsr.doctor import FAIL, OK, WARN, Check, Here
+from svsr.engines.builder import lean_record
+from svsr.runtime.sampler import Sampler
+from svsr.runtime.trt_backend import TRT_RUNTIME_API, open_trt_backend
+from tests.conftest import random_frames
+from tests.test_engines import RecordingTrtBuilderDouble
+from tests.test_trt_backend import H100, FakeEngine, NumpyBackend, RecordingTrtCudaDouble, synthetic_manifest, write_engines
+
+A100 = BuildEnvironment("10.13.0.35", "NVIDIA A100-SXM4-80GB", "8.0")
+
+
+def model_folder(folder: Path, env: BuildEnvironment = A100, precision: str = "fp16") -> Path:
+    """A build folder (dummy graphs) whose engine records were made on ``env``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = write_engines(folder, synthetic_manifest(folder), env=env, precision=precision)
+    write_manifest(folder, manifest)
+    return folder
+
+
+def by_name(checks) -> dict[str, dict]:
+    return {c["name"]: c for c in checks}
+
+
+# -- the CUDA driver rule (plain Python) ------------------------------------------------------------
+def test_cuda_versions_parse_like_cuda_reports_them():
+    assert parse_cuda_version(12040) == (12, 4)
+    assert parse_cuda_version(13000) == (13, 0) and parse_cuda_version("13050") == (13, 5)
+    assert parse_cuda_version(11080) == (11, 8) and parse_cuda_version(0) == (0, 0)
+    assert format_cuda_version(12040) == "12.4" and format_cuda_version((13, 0)) == "13.0"
+    with pytest.raises(ValueError, match="not a CUDA version number"):
+        parse_cuda_version(-1)
+
+
+def test_a_driver_older_than_cuda_python_gets_one_sentence_naming_both_and_the_extra():
+    assert driver_problem(12040, 13000) == (
+        "the NVIDIA driver supports CUDA 12.4 but cuda-python 13.0 needs CUDA 13; install svsr[tensorrt-cu12] or update the driver to R580+."
+    )
+    assert driver_problem(11080, 12060) == (
+        "the NVIDIA driver supports CUDA 11.8 but cuda-python 12.6 needs CUDA 12; update the driver to R525+ "
+        "(or to R525+ and install svsr[tensorrt-cu12])."
+    )
+    assert driver_problem(11080, 13000).endswith("needs CUDA 13; update the driver to R580+ (or to R525+ and install svsr[tensorrt-cu12]).")
+    # same major (minor version compatibility), newer driver, or no driver at all: nothing to say
+    assert driver_problem(12040, 12080) is None and driver_problem(13000, 12060) is None and driver_problem(13020, 13000) is None
+    assert driver_problem(0, 13000) is None
+
+
+def test_the_tensorrt_path_says_the_sentence_instead_of_falling_back(tmp_path, tiny_build, monkeypatch):
+    from svsr.runtime import backend_choice
+
+    model = model_folder(tmp_path / "model", env=H100, precision="fp32")
+    monkeypatch.setattr(cuda_api, "cuda_versions", lambda: (12040, 13000))
+    monkeypatch.setattr(backend_choice, "tensorrt_importable", lambda: True)
+    sentence = "the NVIDIA driver supports CUDA 12.4 but cuda-python 13.0 needs CUDA 13; install svsr[tensorrt-cu12] or update the driver to R580+."
+    for backend in ("trt", "auto"):  # auto with engines: said, not a silent ONNX Runtime run
+        with pytest.raises(CudaDriverError) as info:
+            backend_choice.open_sampler(model, backend=backend)
+        assert str(info.value) == sentence
+    # a build without engines never takes the TensorRT path: auto runs ONNX Runtime without asking
+    sampler, label = backend_choice.open_sampler(tiny_build, backend="auto")
+    assert label.startswith("ort") and sampler.backend.name == "ort"
+    sampler.close()
+    # a driver new enough (or no driver): auto goes on to compare the engines with this machine
+    asked: list[dict] = []
+    monkeypatch.setattr(cuda_api, "cuda_versions", lambda: (13000, 13000))
+    monkeypatch.setattr(backend_choice, "engines_match_this_machine", lambda manifest: asked.append(manifest) or False)
+    monkeypatch.setattr("svsr.runtime.ort_backend.OrtBackend", lambda *a, **k: types.SimpleNamespace(device="cpu", name="ort"))
+    assert backend_choice.open_sampler(model, backend="auto")[1] == "ort-cpu" and len(asked) == 1
+
+
+def test_cuda_runtime_check_fails_with_the_sentence():
+    check = doctor.check_cuda_runtime(12040, 13000, "13.0.1")
+    assert check.status == FAIL and check.fix == driver_problem(12040, 13000)
+    assert check.value == "cuda-python 13.0.1, CUDA runtime 13.0 on a CUDA 12.4 driver"
+    ok = doctor.check_cuda_runtime(12080, 12060, "12.6.2")
+    assert ok.status == OK and "svsr[tensorrt-cu12]" in ok.value
+    assert "minor version compatibility" in doctor.check_cuda_runtime(12040, 12080).value
+    no_driver = doctor.check_cuda_runtime(None, 13000, "13.0.1")
+    assert no_driver.status == WARN and "R580+" in no_driver.fix
+    missing = doctor.check_cuda_runtime(12040, None)
+    assert missing.status == WARN and "'svsr[tensorrt-cu12]'" in missing.fix and "https://pypi.nvidia.com" in missing.fix
+
+
+def test_driver_check_from_cuda_python_or_nvidia_smi(tmp_path, monkeypatch):
+    assert doctor.check_driver(12040).value == "supports CUDA 12.4" and doctor.check_driver(12040).status == OK
+    smi = doctor.check_driver(None, "550.54.15", "12.4")
+    assert smi.status == OK and smi.value == "driver 550.54.15, supports CUDA 12.4 (nvidia-smi)"
+    none = doctor.check_driver(None)
+    assert none.status == WARN and none.value.startswith("no NVIDIA driver") and "ONNX Runtime" in none.value and "R580+" in none.fix
+    # nvidia-smi's header is parsed when the tool is on PATH
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("#!/bin/sh\necho '| NVIDIA-SMI 550.54.15    Driver Version: 550.54.15    CUDA Version: 12.4     |'\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ.get('PATH', '')}")
+    assert doctor.probe_nvidia_smi() == ("550.54.15", "12.4")
+    monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
+    assert doctor.probe_nvidia_smi() == (None, None)
+
+
+# -- the whole doctor on this CPU machine -----------------------------------------------------------
+def test_doctor_on_this_cpu_machine(tiny_build, tmp_path, capsys):
+    ok, why = cuda_api.cuda_device_status()
+    if ok:
+        pytest.skip(f"this machine has a GPU ({why}); the TensorRT checks are exercised by tests/test_trt_gpu.py there")
+    model = model_folder(tmp_path / "model")
+    report = tmp_path / "doctor.json"
+    code = doctor.main(["--json", str(report), "--work-dir", str(tiny_build), "--model", str(model)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    data = json.loads(report.read_text())
+    assert data["exit_code"] == 0 and data["svsr"]
+    for check in data["checks"]:
+        assert set(check) >= {"name", "status", "value", "fix"} and check["status"] in (OK, WARN, FAIL)
+        assert check["status"] == OK or check["fix"], check  # every WARN / FAIL says what to do
+    checks = by_name(data["checks"])
+    assert not [c for c in data["checks"] if c["status"] == FAIL]
+    # no GPU, no full TensorRT: WARN, saying what runs instead and what to install
+    assert checks["GPU"]["status"] == WARN and "ONNX Runtime on the CPU" in checks["GPU"]["value"]
+    assert checks["TensorRT"]["status"] == WARN and "svsr[tensorrt-cu1" in checks["TensorRT"]["fix"]
+    assert "https://pypi.nvidia.com" in checks["TensorRT"]["fix"]
+    assert checks["NVIDIA driver"]["status"] == WARN
+    assert checks["TensorRT clip"]["status"] == WARN and "no NVIDIA GPU" in checks["TensorRT clip"]["value"]
+    # the tiny preset through ONNX Runtime: OK with its figures, and its parity with the reference
+    assert checks["tiny preset export"]["status"] == OK
+    clip = checks["ONNX Runtime clip (CPU)"]
+    assert clip["status"] == OK and clip["figures"]["frames"] == 4 and clip["figures"]["steps"] == 3 and clip["figures"]["size"] == [32, 32]
+    assert clip["figures"]["seconds_per_frame_step"] > 0 and "s per frame-step" in clip["value"]
+    parity = checks["ONNX Runtime vs PyTorch reference"]
+    assert parity["status"] == OK and 0 <= parity["figures"]["max_abs_diff"] <= 1e-4 and parity["figures"]["noise"] == "torch"
+    for name in ("ONNX Runtime", "PyAV encoders", "Ray", "PySceneDetect", "export extra", "CUDA runtime (cuda-python)"):
+        assert name in checks
+    assert "h264" in checks["PyAV encoders"]["figures"]["encoders"]
+    # --model: records of another GPU and TensorRT, with the command that rebuilds them
+    engines = checks["model engines"]
+    assert engines["status"] == WARN and "NVIDIA A100-SXM4-80GB" in engines["value"] and "TensorRT 10.13.0.35" in engines["value"]
+    assert f"svsr-export --weights /ckpt/tiny --precision fp16 --out {model} --resolution 44x36 --force" in engines["fix"]
+    # the human table: aligned columns on stdout, one row per check, fixes indented under their value
+    lines = out.splitlines()
+    header = lines[0]
+    column = header.index("status")
+    rows = [line for line in lines[2:] if line and not line.startswith(" ") and "checks:" not in line]
+    assert len(rows) == len(data["checks"])
+    assert all(line[column : column + 6].strip() in (OK, WARN, FAIL) for line in rows)
+    assert all(line.index("fix: ") == column + 8 for line in lines if line.lstrip().startswith("fix: "))
+    assert f"{len(data['checks'])} checks:" in out
+
+
+def test_the_exit_code_is_1_only_when_a_check_failed(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(doctor, "run_checks", lambda model=None, **kwargs: [Check("a", OK, "fine"), Check("b", WARN, "meh", "do x")])
+    assert doctor.main(["--json", str(tmp_path / "a.json")]) == 0
+    capsys.readouterr()
+    monkeypatch.setattr(doctor, "run_checks", lambda model=None, **kwargs: [Check("a", OK, "fine"), Check("b", FAIL, "broken", "do y")])
+    assert doctor.main(["--json", str(tmp_path / "b.json")]) == 1
+    data = json.loads((tmp_path / "b.json").read_text())
+    assert data["exit_code"] == 1 and data["checks"][1] == {"name": "b", "status": FAIL, "value": "broken", "fix": "do y", "figures": {}}
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == ["check", "status", "value"] and table[3].split() == ["b", "FAIL", "broken"] and table[4].split() == ["fix:", "do", "y"]
+    assert doctor.main(["--no-such-option"]) == 2
+    assert "svsr-doctor" in capsys.readouterr().err
+    assert doctor.main(["--model", str(tmp_path / "nope")]) == 2  # bad arguments: one sentence, before any check
+    err = capsys.readouterr().err
+    assert err.startswith("svsr: error: --model ") and "is not a folder; give a build folder written by svsr-export." in err
+    with pytest.raises(ValueError, match="not one of"):
+        Check("c", "MAYBE", "?")
+
+
+def test_machine_checks_alone_are_quick_and_name_every_part(monkeypatch):
+    checks = doctor.run_checks(clip=False)
+    names = [c.name for c in checks]
+    assert names[:5] == ["svsr", "NVIDIA driver", "CUDA runtime (cuda-python)", "TensorRT", "GPU"]
+    assert {"ONNX Runtime", "PyAV encoders", "Ray", "PySceneDetect", "export extra"} <= set(names)
+    assert all(c.value and "\n" not in c.value and "\n" not in c.fix for c in checks)
+
+
+# -- --model: engine records against this machine ---------------------------------------------------
+def test_model_records_from_another_gpu_and_tensorrt_show_the_rebuild_command(tmp_path):
+    model = model_folder(tmp_path / "model")
+    here = Here("11.4.0.106", False, H100.gpu_name, "9.0")
+    head, engines = doctor.check_model(model, here)
+    assert head.status == OK and "graphs flow, denoise, guide, decode" in head.value
+    assert engines.status == WARN and "flow.fp16, denoise.fp16, guide.fp16, decode.fp16" in engines.value
+    assert "built with TensorRT 10.13.0.35 but this machine has TensorRT 11.4.0.106" in engines.fix
+    assert "built for NVIDIA A100-SXM4-80GB (compute capability 8.0) but this machine has NVIDIA H100 80GB HBM3 (compute capability 9.0)" in engines.fix
+    assert engines.fix.endswith(f"rebuild on this machine with: svsr-export --weights /ckpt/tiny --precision fp16 --out {model} --resolution 44x36 --force")
+    # the same build on a machine with only the lean runtime: the command makes lean plans
+    lean_here = doctor.check_model(model, Here("11.4.0.106", True, H100.gpu_name, "9.0"))[1]
+    assert "not version-compatible, and this machine has only TensorRT's lean runtime" in lean_here.fix and lean_here.fix.endswith("--force --lean")
+    # no GPU here: the command is for the GPU machine that will run them
+    assert "this machine has no NVIDIA GPU" in doctor.check_model(model, Here())[1].fix
+    assert "rebuild on the GPU machine that will run them with: " in doctor.check_model(model, Here())[1].fix
+    # engines made here: OK
+    matching = model_folder(tmp_path / "here", env=H100, precision="fp32")
+    assert doctor.check_model(matching, here)[1].status == OK
+    # bf16 engines on a GPU without bf16
+    bf16 = model_folder(tmp_path / "bf16", env=BuildEnvironment("11.4.0.106", "Tesla T4", "7.5"), precision="bf16")
+    t4 = doctor.check_model(bf16, Here("11.4.0.106", False, "Tesla T4", "7.5"))[1]
+    assert t4.status == WARN and "bf16 engines need compute capability 8.0+" in t4.fix and "--precision bf16" in t4.fix
+
+
+def test_model_without_engines_or_manifest(tmp_path):
+    folder = tmp_path / "onnx"
+    folder.mkdir()
+    write_manifest(folder, synthetic_manifest(folder))
+    head, engines = doctor.check_model(folder, Here())
+    assert head.status == OK and engines.status == WARN and "no TensorRT engines" in engines.value
+    assert "svsr-export --weights /ckpt/tiny --precision fp32 --out" in engines.fix and "--resolution 320x180" in engines.fix
+    (missing,) = doctor.check_model(tmp_path / "nothing", Here())
+    assert missing.status == FAIL and "has no manifest.json; run svsr-export --out" in missing.fix
+
+
+# -- the GPU checks, against the recording TensorRT/CUDA doubles -----------------------------------
+def test_gpu_check_reads_name_capability_and_free_memory():
+    double = RecordingTrtCudaDouble(free_bytes=30 << 30)
+    check, api = doctor.check_gpu(double.cuda)
+    assert check.status == OK and api is double.cuda
+    assert check.value.startswith("NVIDIA H100 80GB HBM3, compute capability 9.0, 30.0 of ") and check.figures["free_bytes"] == 30 << 30
+    old = types.SimpleNamespace(device_name=lambda: "Tesla P100", compute_capability=lambda: "6.0", mem_get_info=lambda: (1 << 30, 16 << 30))
+    assert doctor.check_gpu(old)[0].status == WARN
+
+
+def test_tensorrt_clip_checks_compare_eager_with_the_reference_and_graphs_with_eager(tmp_path):
+    manifest = write_engines(tmp_path, synthetic_manifest(tmp_path))
+    frames = random_frames(3, 36, 44)
+    reference = Sampler(NumpyBackend(), manifest).upscale(frames, 2, noise=make_noise("numpy", 0))
+    double = RecordingTrtCudaDouble()
+    eager, graphs = doctor.check_trt_clip(tmp_path, manifest, "fp32", frames, 2, "numpy", reference, trt=double.trt, cuda=double.cuda)
+    assert eager.status == OK and eager.figures["max_abs_diff"] == 0 and eager.figures["seconds_per_frame_step"] > 0
+    assert graphs.status == OK and graphs.figures["bit_equal"] and "bit-equal" in graphs.value
+    assert [c for c in double.calls if c[0] == "cuda.graph_launch"]  # the second CUDA-graph run replayed its captures
+    off = [r + np.float32(3 / 255) for r in reference]  # beyond fp32's 2/255
+    eager, _ = doctor.check_trt_clip(tmp_path, manifest, "fp32", frames, 2, "numpy", off, trt=double.trt, cuda=double.cuda)
+    assert eager.status == FAIL and "over 2/255" in eager.value and eager.fix
+
+
+def test_tensorrt_pipeline_builds_and_runs_on_the_doubles(tmp_path, monkeypatch):
+    """The doctor's GPU flow (engines built in a copy, then the clip) on the builder + runtime doubles."""
+    build = tmp_path / "build"
+    build.mkdir()
+    manifest = synthetic_manifest(build)
+    for g in GRAPH_NAMES:  # typed fp16 graphs already there: no AutoCast needed
+        (build / f"{g}.fp16.onnx").write_text(f"onnx {g} fp16")
+        manifest["graphs"][g]["typed"] = {"fp16": {"file": f"{g}.fp16.onnx", "sha256": sha256_file(build / f"{g}.fp16.onnx"), "precision": "fp16"}}
+    write_manifest(build, manifest)
+    runtime, builder = RecordingTrtCudaDouble(), RecordingTrtBuilderDouble()
+    monkeypatch.setattr(FakeEngine, "get_device_memory_size_for_profile_v2", lambda self, index: 4096, raising=False)
+    trt = types.SimpleNamespace(**vars(runtime.trt))
+    for name in ("Builder", "OnnxParser", "NetworkDefinitionCreationFlag", "MemoryPoolType", "BuilderFlag"):
+        setattr(trt, name, getattr(builder.trt, name))
+    frames = random_frames(2, 36, 44)
+    reference = Sampler(NumpyBackend(), manifest).upscale(frames, 2, noise=make_noise("numpy", 0))
+    checks = doctor.trt_pipeline_checks(build, frames, 2, "numpy", reference, tmp_path / "work", trt=trt, cuda=runtime.cuda)
+    names = [c.name for c in checks]
+    assert names == [
+        "TensorRT fp32 engines", "TensorRT fp32 eager vs ONNX Runtime", "TensorRT fp32 CUDA graphs vs eager",
+        "TensorRT fp16 engines", "TensorRT fp16 eager vs ONNX Runtime", "TensorRT fp16 CUDA graphs vs eager",
+    ]  # fmt: skip
+    assert all(c.status == OK for c in checks), checks
+    assert checks[0].figures["build_seconds"] >= 0 and "44x36 (static)" in checks[0].value
+    assert not (build / "engines").exists()  # built in the doctor's own folder, not in the build given
+
+
+# -- loading through TensorRT's lean runtime -------------------------------------------------------
+def _only_lean(monkeypatch, lean_module, name: str = "tensorrt_lean") -> None:
+    """Make the full TensorRT absent and ``lean_module`` importable as ``name`` (for svsr.contract.tensorrt)."""
+    real = importlib.import_module
+
+    def import_module(module: str, package: str | None = None):
+        if module in trt_contract.FULL_MODULES:
+            raise ModuleNotFoundError(f"No module named {module!r}", name=module)
+        if module in trt_contract.LEAN_MODULES:
+            if module == name:
+                return lean_module
+            raise ModuleNotFoundError(f"No module named {module!r}", name=module)
+        return real(module, package)
+
+    monkeypatch.setattr(trt_contract, "importlib", types.SimpleNamespace(import_module=import_module))
+
+
+def test_the_import_function_says_which_tensorrt_it_found(monkeypatch):
+    double = RecordingTrtCudaDouble()
+    _only_lean(monkeypatch, double.trt)
+    found = trt_contract.import_tensorrt_runtime()
+    assert found.module is double.trt and found.flavour == "lean" and found.name == "tensorrt_lean" and found.lean
+    module, flavour, name = found
+    assert flavour == "lean" and "lean runtime" in found.describe()
+    with pytest.raises(MissingDependencyError, match=r"building engines need the full TensorRT, but only its lean runtime \(tensorrt_lean 11.4.0.106\)"):
+        trt_contract.import_tensorrt("building engines")
+    if importlib.util.find_spec("cuda.bindings") is not None:
+        assert trt_contract.tensorrt_importable()
+    full = types.SimpleNamespace(__version__="11.4.0.106", Builder=object)
+    monkeypatch.setattr(trt_contract, "importlib", types.SimpleNamespace(import_module=lambda m, p=None: full if m == "tensorrt" else None))
+    assert trt_contract.import_tensorrt_runtime() == (full, "full", "tensorrt")
+
+    def nothing(module, package=None):
+        raise ModuleNotFoundError(f"No module named {module!r}", name=module)
+
+    monkeypatch.setattr(trt_contract, "importlib", types.SimpleNamespace(import_module=nothing))
+    with pytest.raises(MissingDependencyError) as info:
+        trt_contract.import_tensorrt_runtime("--backend trt")
+    assert str(info.value).startswith("TensorRT is not installed, and --backend trt need it;")
+    assert "svsr[tensorrt-cu13]" in str(info.value) and "svsr[tensorrt-lean-cu13]" in str(info.value)
+    assert not trt_contract.tensorrt_importable()
+
+
+def test_lean_runtime_loads_version_compatible_plans_and_refuses_others_with_the_command(tmp_path, monkeypatch):
+    manifest = write_engines(tmp_path, synthetic_manifest(tmp_path))
+    double = RecordingTrtCudaDouble()
+    _only_lean(monkeypatch, double.trt)
+    with pytest.raises(ManifestError) as info:
+        open_trt_backend(tmp_path, manifest, "fp32", cuda=double.cuda)  # trt=None: the lean runtime is what imports
+    message = str(info.value)
+    assert message.startswith("only TensorRT's lean runtime (11.4.0.106) is installed here, and it runs only version-compatible plans, ")
+    assert message.endswith(
+        f"the flow fp32 engine in {tmp_path} is not one; rebuild the engines with: "
+        f"svsr-export --weights /ckpt/tiny --precision fp32 --out {tmp_path} --resolution 44x36 --force --lean"
+    )
+    assert "\n" not in message
+    # lean records (what svsr-export --lean writes): loaded with host code allowed, and they run
+    manifest["engines"] = {k: lean_record(v) for k, v in manifest["engines"].items()}
+    backend = open_trt_backend(tmp_path, manifest, "fp32", cuda=double.cuda)
+    assert backend._runtime.engine_host_code_allowed is True
+    double.eager = {backend.stream}
+    frames = random_frames(2, 36, 44)
+    got = Sampler(backend, manifest).upscale(frames, 2, noise=make_noise("numpy", 0))
+    want = Sampler(NumpyBackend(), manifest).upscale(frames, 2, noise=make_noise("numpy", 0))
+    assert all(np.array_equal(a, b) for a, b in zip(got, want))
+    backend.close()
+    # a lean plan of another TensorRT version: the mismatch sentence's command keeps --lean
+    other = dict(manifest["engines"])
+    other["flow.fp32"] = {**other["flow.fp32"], "tensorrt_version": "11.3.0.1"}
+    with pytest.raises(ManifestError, match=r"was built with TensorRT 11.3.0.1 but this machine has TensorRT 11.4.0.106; rebuild it with: svsr-export .* --force --lean$"):
+        open_trt_backend(tmp_path, {**manifest, "engines": other}, "fp32", cuda=double.cuda)
+
+
+def test_the_full_library_sets_host_code_only_for_version_compatible_plans(tmp_path):
+    manifest = write_engines(tmp_path, synthetic_manifest(tmp_path))
+    double = RecordingTrtCudaDouble()
+    plain = open_trt_backend(tmp_path, manifest, "fp32", trt=double.trt, cuda=double.cuda)
+    assert getattr(plain._runtime, "engine_host_code_allowed", None) is None
+    plain.close()
+    manifest["engines"] = {k: lean_record(v) for k, v in manifest["engines"].items()}
+    compatible = open_trt_backend(tmp_path, manifest, "fp32", trt=double.trt, cuda=double.cuda)
+    assert compatible._runtime.engine_host_code_allowed is True
+    compatible.close()
+
+
+def test_auto_counts_only_version_compatible_engines_under_the_lean_runtime(tmp_path, monkeypatch):
+    from svsr.runtime.backend_choice import engines_match_this_machine
+
+    manifest = write_engines(tmp_path, synthetic_manifest(tmp_path))
+    double = RecordingTrtCudaDouble()
+    monkeypatch.setattr(cuda_api, "CudaApi", lambda device=0: double.cuda)
+    _only_lean(monkeypatch, double.trt, name="tensorrt_lean_bindings")  # the module the lean wheels install
+    assert not engines_match_this_machine(manifest)
+    manifest["engines"] = {k: lean_record(v) for k, v in manifest["engines"].items()}
+    assert engines_match_this_machine(manifest)
+
+
+def test_every_lean_runtime_name_used_exists_in_the_real_lean_wheel():
+    lean = pytest.importorskip("tensorrt_lean_bindings", reason="install tensorrt-lean-cu13-bindings and tensorrt-lean-cu13-libs (dev extra)")
+    assert "engine_host_code_allowed" in TRT_RUNTIME_API["Runtime"]
+    missing = []
+    for owner, attrs in TRT_RUNTIME_API.items():
+        holder = lean if owner == "tensorrt" else getattr(lean, owner, None)
+        missing += [f"{owner}.{a}" for a in attrs if holder is None or not hasattr(holder, a)]
+    assert not missing, f"not in tensorrt_lean_bindings {lean.__version__}: {missing}"
+    # the flavour the import function gives the real wheel
+    found = trt_contract.TensorRTModule(lean, "lean", "tensorrt_lean_bindings")
+    assert found.version.startswith("11.") and not hasattr(lean, "Builder") and not hasattr(lean, "OnnxParser")
