@@ -14,6 +14,7 @@ sidecar JSON, with everything needed to decide whether it can be reused or loade
     builder                                           builder options (optimisation level, workspace)
     cache_key                                         sha256 of the fields that decide reuse
     strongly_typed, built_at, build_seconds           provenance
+    version_compatible, lean                          svsr-export --lean: a version-compatible plan for the lean runtime
 """
 
 from __future__ import annotations
@@ -78,6 +79,8 @@ ENGINE_RECORD_SCHEMA: dict[str, Any] = {
         "builder": {"type": "object"},
         "cache_key": _sha,
         "strongly_typed": {"const": True},
+        "version_compatible": {"type": "boolean"},  # svsr-export --lean
+        "lean": {"type": "boolean"},
         "built_at": {"type": "string"},
         "build_seconds": {"type": "number", "minimum": 0},
     },

@@ -9,10 +9,12 @@ that frame times are measured from, and the error sentences. This module imports
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
 import struct
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -230,9 +232,24 @@ def _unreadable_image(path: Path, exc: BaseException | None = None) -> InputErro
     return InputError(f"{path} is not a readable PNG/JPEG image; re-export it or remove it from the folder.")
 
 
+@contextlib.contextmanager
+def _quiet_pillow() -> Iterator[None]:
+    """Silence Pillow's own warnings while a frame is opened and read.
+
+    A damaged frame makes Pillow warn (about EXIF tags pointing past the end of the file, or a
+    claimed size past its decompression-bomb warning limit) before the frame is refused or its
+    orientation ignored; the user gets svsr's one sentence, not Pillow's warnings. (The warning
+    filters are process-wide, so a warning another thread issues from Pillow meanwhile is lost too.)
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=r"PIL\.")
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield
+
+
 def _image_size(path: Path) -> tuple[int, int]:
     try:
-        with Image.open(path) as image:
+        with _quiet_pillow(), Image.open(path) as image:
             return _oriented_size(image)
     except _IMAGE_ERRORS as exc:
         raise _unreadable_image(path, exc) from exc

@@ -37,6 +37,7 @@ from svsr.runtime.video_probe import (
     _image_files,
     _no_frames,
     _open_container,
+    _quiet_pillow,
     _unreadable_image,
     _video_origin,
     _video_stream,
@@ -178,7 +179,7 @@ class _Decoder:
             if self.stop.is_set():
                 return
             try:
-                with Image.open(path) as image:
+                with _quiet_pillow(), Image.open(path) as image:
                     method = _EXIF_TRANSPOSE.get(_exif_orientation(image))
                     image.load()
                     array = _pil_to_rgb(image.transpose(method) if method is not None else image)
@@ -201,6 +202,7 @@ class _Decoder:
             clock = _FrameClock(
                 _video_origin(stream), time_base, self.info.fps, from_packets=container.format.name == "avi"
             )
+            expected_size = (self.info.width, self.info.height)
             decoded = 0
             yielded = 0
             try:
@@ -211,7 +213,16 @@ class _Decoder:
                     time = clock.time_of(frame)  # every frame, so the pts/dts choice sees them all
                     if decoded <= self.start:
                         continue  # skipped frames are not converted to RGB: that is most of the cost
-                    yield _to_rgb(frame), time
+                    array = _to_rgb(frame)
+                    if (array.shape[1], array.shape[0]) != expected_size:
+                        # A new sequence header (spliced or damaged streams) or a changed display
+                        # matrix; every later stage needs one size for the whole video.
+                        raise InputError(
+                            f"{self.path} changes frame size at frame {decoded} (from {expected_size[0]}x"
+                            f"{expected_size[1]} to {array.shape[1]}x{array.shape[0]}); svsr needs one size for "
+                            "a whole video, so re-encode it at one size."
+                        )
+                    yield array, time
                     yielded += 1
                     if self.count is not None and yielded >= self.count:
                         return
@@ -219,8 +230,8 @@ class _Decoder:
                 if decoded == 0:
                     raise _corrupt_before_first(self.path, exc) from exc
                 yield _Warning(
-                    f"{self.path} is corrupt after frame {decoded}: read {decoded} frames and stopped there "
-                    f"({_ffmpeg_reason(exc)}); re-export the video to process the rest."
+                    f"{self.path} is corrupt after frame {decoded}: read {decoded} frame{'' if decoded == 1 else 's'} "
+                    f"and stopped there ({_ffmpeg_reason(exc)}); re-export the video to process the rest."
                 )
                 return
             if decoded == 0:
