@@ -11,6 +11,7 @@ import argparse
 import sys
 import time
 import traceback
+import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -43,6 +44,11 @@ def _fail(message: str, code: int = 2) -> int:
 INTERNAL_ERROR = 3
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001 - warnings' signature
+    """Warnings a user sees (a truncated input, dropped audio) as one line, without Python's source excerpt."""
+    print(f"svsr: warning: {message}", file=file or sys.stderr)
+
+
 def _guarded(main: Callable[[argparse.Namespace], int], parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     """Run ``main``; every failure a user can reach is one sentence and a non-zero exit (``--debug``: tracebacks)."""
     parser.add_argument("--debug", action="store_true", help="show the Python traceback of an unexpected error")
@@ -50,6 +56,8 @@ def _guarded(main: Callable[[argparse.Namespace], int], parser: argparse.Argumen
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, or a bad option already printed as one sentence
         return int(exc.code or 0)
+    if not args.debug:
+        warnings.showwarning = _one_line_warning
     try:
         return main(args)
     except SvsrError as exc:

@@ -42,7 +42,7 @@ def test_bad_arguments(tiny_checkpoint, tmp_path, capsys):
     assert export_main(["--weights", str(tiny_checkpoint), "--out", str(blocker), "--onnx-only"]) == 2
     assert "is a file" in capsys.readouterr().err
     code = export_main(["--weights", str(tiny_checkpoint), "--out", str(tmp_path / "c"), "--resolution", "20x20"])
-    assert code == 2 and "too small" in capsys.readouterr().err
+    assert code == 2 and "both sides at least 32" in capsys.readouterr().err
     assert not (tmp_path / "c" / "manifest.json").exists()  # refused before any export work
 
 

@@ -547,14 +547,17 @@ def test_svsr_run_runs_typed_graphs_end_to_end(typed_build, tmp_path):
 
 
 def test_svsr_run_per_graph_precision_overrides(typed_build):
-    from svsr.cli import _run_precision, run_parser
+    from svsr.cli import run_parser
     from svsr.contract.errors import InputError
+    from svsr.contract.precision import Precision
     from svsr.runtime.backend_choice import open_sampler
 
     args = run_parser().parse_args(["in.mp4", "--precision", "fp16", "--vae-precision", "bf16"])
-    mapping = _run_precision(args)
+    precision = Precision.from_flags(args.precision, args.vae_precision, args.flow_precision)
+    mapping = precision.per_graph()
     assert mapping == {"flow": "fp16", "denoise": "fp16", "guide": "bf16", "decode": "bf16"}
-    sampler, _ = open_sampler(typed_build.dir, backend="ort", precision=mapping)
+    sampler, _ = open_sampler(typed_build.dir, backend="ort", precision=precision)
     assert sampler.backend.precisions == mapping
-    with pytest.raises(InputError, match="fixed --precision"):
-        _run_precision(run_parser().parse_args(["in.mp4", "--flow-precision", "fp16"]))
+    args = run_parser().parse_args(["in.mp4", "--flow-precision", "fp16"])
+    with pytest.raises(InputError, match="fixed precision"):
+        Precision.from_flags(args.precision, args.vae_precision, args.flow_precision)

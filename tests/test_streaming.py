@@ -122,7 +122,7 @@ def uninterrupted(tiny_build, resume_input, tmp_path_factory):
 def test_sigkill_then_rerun_resumes_bit_identically(tiny_build, resume_input, uninterrupted, tmp_path, noise, crash_at):
     out = tmp_path / "out"
     args = [str(resume_input), "-o", str(out), "--model", str(tiny_build), "--steps", "3", "--noise", noise, "--seed", "3",
-            "--host-memory", "64K"]  # fmt: skip
+            "--host-memory", "1M"]  # fmt: skip
     killed = svsr_run(*args, crash_at=crash_at)
     assert killed.returncode == -signal.SIGKILL
     assert not out.exists()
@@ -147,7 +147,7 @@ def test_ctrl_c_keeps_the_checkpoint_exits_130_and_a_rerun_resumes(tiny_build, r
         [sys.executable, "-c", "import sys; from svsr.cli import run_main; sys.exit(run_main())", *args, "--quiet"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
     )  # fmt: skip
-    checkpoint = tmp_path / ".out.svsr-work" / CHECKPOINT_NAME
+    checkpoint = tmp_path / ".out.svsr-work" / "shot00000" / CHECKPOINT_NAME  # one shot: the whole input
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         if checkpoint.exists() and json.loads(checkpoint.read_text())["steps_done"] >= 2:

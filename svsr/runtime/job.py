@@ -412,9 +412,23 @@ def run_input(
     progress: Any = None,
 ) -> Path:
     """Every shot of one input in this process, then the stitch."""
-    for shot in plan.shots:
-        ShotJob(sampler, plan, shot, make_noise, options, build_dir=build_dir, label=label, report=report, progress=progress).run()
-    return finish_input(plan)
+    try:
+        for shot in plan.shots:
+            ShotJob(sampler, plan, shot, make_noise, options, build_dir=build_dir, label=label, report=report, progress=progress).run()
+        return finish_input(plan)
+    except Interrupted:
+        raise
+    except SvsrError:
+        discard_if_nothing_done(plan)
+        raise
+
+
+def discard_if_nothing_done(plan: InputPlan) -> None:
+    """A refused input leaves no work folder behind, unless it holds work worth resuming."""
+    segments = [plan.segment_path(shot) for shot in plan.shots]
+    checkpoints = [plan.shot_work(shot) / "checkpoint.json" for shot in plan.shots]
+    if not any(p.exists() for p in segments + checkpoints):
+        remove_work_dir(plan.work)
 
 
 def _digest(state: Any) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from fractions import Fraction
@@ -109,7 +110,15 @@ def stitch_segments(
             )
     _check_output(out, is_video, audio)
     if is_video:
-        _stitch_video(paths, out, audio, rate)
+        try:
+            _stitch_video(paths, out, audio, rate)
+        except _AudioCopyFailed as failed:  # a damaged audio track must not cost the video
+            warnings.warn(
+                f"the audio of {audio} could not be copied ({failed}), so the output has no sound; "
+                "re-export the input's audio to keep it.",
+                stacklevel=2,
+            )
+            _stitch_video(paths, out, None, rate)
     else:
         _stitch_frames(paths, out, audio)
     return out
@@ -323,6 +332,17 @@ def _open_output(
         raise
 
 
+class _AudioCopyFailed(Exception):
+    """The input's audio packets could not be muxed: the stitch is redone without audio."""
+
+
+def _copy_audio(copier: _AudioCopier, until: Fraction | None) -> None:
+    try:
+        copier.copy_until(until)
+    except av.FFmpegError as exc:
+        raise _AudioCopyFailed(_ffmpeg_reason(exc)) from exc
+
+
 def _stitch_video(paths: Sequence[Path], output: Path, audio_from: Path | None, fps: Fraction) -> None:
     suffix = output.suffix.lower()
     tmp = _temp_name(output)
@@ -355,7 +375,7 @@ def _stitch_video(paths: Sequence[Path], output: Path, audio_from: Path | None, 
                     packet.stream = stream
                     container.mux(packet)
                     if copier is not None:
-                        copier.copy_until(end)
+                        _copy_audio(copier, end)
             except av.FFmpegError as exc:
                 raise InputError(
                     f"segment {_label(index, paths)} is corrupt or truncated ({_ffmpeg_reason(exc)}); "
@@ -371,7 +391,7 @@ def _stitch_video(paths: Sequence[Path], output: Path, audio_from: Path | None, 
                 inputs.remove(segment)
                 segment.close()
         if copier is not None:
-            copier.copy_until(None)
+            _copy_audio(copier, None)
             copier.close()
             copier = None
         container.close()

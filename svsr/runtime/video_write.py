@@ -111,12 +111,17 @@ def _open_audio_source(audio_from: Path | None) -> av.audio.stream.AudioStream |
     if not info_container.streams.audio:
         info_container.close()
         return None
-    return info_container.streams.audio[0]
+    audio = info_container.streams.audio[0]
+    if audio.codec_context is None:  # a damaged sample description: nothing to copy it as
+        info_container.close()
+        warnings.warn(f"the audio of {audio_from} is damaged (no codec), so the output has no sound.", stacklevel=3)
+        return None
+    return audio
 
 
 def _drop_audio_message(path: Path, audio: Any, audio_from: Path | None) -> str:
     return (
-        f"{path.suffix} files cannot hold the {audio.codec_context.name} audio of {audio_from}, "
+        f"{path.suffix} files cannot hold the {getattr(audio.codec_context, 'name', None) or 'unknown'} audio of {audio_from}, "
         "so the output has no sound; use an .mkv output to keep it."
     )
 
