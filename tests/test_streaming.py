@@ -188,3 +188,20 @@ def test_an_unwritable_work_folder_is_one_sentence(tiny_build, resume_input, tmp
                     "--work-dir", str(blocker / "work"))  # fmt: skip
     assert done.returncode == 2
     assert "cannot create the work folder" in done.stderr and "--work-dir" in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_a_disk_that_fills_up_mid_run_is_one_sentence_with_the_space_needed(ort_upscaler, tmp_path, monkeypatch):
+    source = write_png_folder(tmp_path / "in", random_frames(3, 32, 32, seed=4))
+    real_pwrite = os.pwrite
+    calls = {"n": 0}
+
+    def filling_disk(fd, data, offset):  # test double: the disk fills up after a few writes
+        calls["n"] += 1
+        if calls["n"] > 6:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", filling_disk)
+    with pytest.raises(InputError, match=r"is full .* needs up to \d+ MiB there: free space or choose --work-dir"):
+        ort_upscaler.upscale_video(source, tmp_path / "out", num_inference_steps=1, host_memory="1M")
+    assert not (tmp_path / "out").exists()

@@ -285,9 +285,12 @@ class ShotJob:
             raise Interrupted(f"interrupted; {self.plan.work} keeps the work up to {where}: rerun the same command to resume.") from None
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                plan = padding_plan(self.plan.info.height, self.plan.info.width)
+                layout = StoreLayout(self.shot.num_frames, plan.padded_height, plan.padded_width)
+                need = sum(layout.bytes_of(part) for part in ("lr", "latents", "flows")) / 2**20
                 raise InputError(
-                    f"the disk of {self.work} is full ({exc.strerror}); free space there (the clip store needs about the "
-                    "size of its latent and flow files) or choose --work-dir elsewhere, then rerun to resume."
+                    f"the disk of {self.work} is full ({exc.strerror}); this shot's clip state needs up to {need:.0f} MiB there: "
+                    "free space or choose --work-dir elsewhere, then rerun to resume."
                 ) from None
             raise
         remove_work_dir(self.work)
