@@ -161,6 +161,18 @@ def check_steps_against_scheduler(steps: int, config: dict[str, Any], where: str
     """``--steps`` cannot exceed the scheduler's training timesteps (diffusers would fail deep inside)."""
     from svsr.contract.errors import InputError
 
+    from svsr.contract.scheduler import timesteps
+
     total = int(config.get("num_train_timesteps", MAX_STEPS))
     if steps > total:
         raise InputError(f"--steps {steps} is more than the {total} training timesteps of the scheduler in {where}; use 1 to {total}.")
+    try:
+        last = int(timesteps(config, steps).max())
+    except ValueError as exc:
+        raise InputError(f"--steps {steps} does not fit the scheduler in {where} ({exc}); use fewer steps.") from None
+    if last >= total:  # 'leading' spacing plus steps_offset can step past the table
+        usable = max(s for s in range(1, total + 1) if int(timesteps(config, s).max()) < total)
+        raise InputError(
+            f"--steps {steps} reaches timestep {last} with the scheduler in {where} (steps_offset "
+            f"{config.get('steps_offset', 0)}), beyond its {total} training timesteps; use 1 to {usable}."
+        )

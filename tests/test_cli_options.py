@@ -174,3 +174,16 @@ def test_doctor_paths_are_checked_in_one_sentence(option, make, tmp_path, capsys
     assert cli.doctor_main([option, str(make(tmp_path))]) == 2
     err = capsys.readouterr().err
     assert err.startswith("svsr: error: ") and err.count("\n") == 1 and option in err
+
+
+def test_steps_that_the_offset_pushes_past_the_table_are_refused():
+    from svsr.cli_options import check_steps_against_scheduler
+    from svsr.contract.errors import InputError
+    from svsr.contract.scheduler import step_coefficients
+
+    config = {"num_train_timesteps": 1000, "timestep_spacing": "leading", "steps_offset": 1, "prediction_type": "v_prediction"}
+    check_steps_against_scheduler(999, config, "b")
+    with pytest.raises(InputError, match="reaches timestep 1000 .* use 1 to 999"):
+        check_steps_against_scheduler(1000, config, "b")
+    with pytest.raises(InputError, match="beyond the scheduler's 1000 training timesteps"):
+        step_coefficients(config, np.linspace(0.9999, 0.01, 1000), 1000)

@@ -59,6 +59,13 @@ def step_coefficients(config: Mapping[str, Any], alphas_cumprod: np.ndarray, num
     acp = np.asarray(alphas_cumprod, dtype=np.float32)
     one = np.float32(1.0)
     ts = timesteps(config, num_inference_steps)
+    if int(ts.max()) >= len(acp):  # 'leading' spacing plus steps_offset can step past the table
+        from svsr.contract.errors import InputError
+
+        raise InputError(
+            f"{num_inference_steps} steps reach timestep {int(ts.max())}, beyond the scheduler's {len(acp)} training "
+            "timesteps (its steps_offset shifts them); use fewer steps."
+        )
     prediction = config.get("prediction_type", "epsilon")
     variance_type = config.get("variance_type", "fixed_small")
     steps = []
