@@ -100,9 +100,9 @@ class RecordingBackendDouble:
     def __init__(self, inner):
         self.inner, self.name, self.calls = inner, "recording", []
 
-    def allocate(self, label, shape, dtype="float32"):
+    def allocate(self, label, shape, dtype="float32", host_io=True):
         self.calls.append(("allocate", label))
-        return self.inner.allocate(label, shape, dtype)
+        return self.inner.allocate(label, shape, dtype, host_io=host_io)
 
     def upload(self, buffer, array):
         self.calls.append(("upload",))

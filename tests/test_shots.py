@@ -80,8 +80,8 @@ class FlowRecorderDouble:
         self.flow_pairs: list[tuple[bytes, bytes]] = []
         self.denoise_runs = 0
 
-    def allocate(self, label, shape, dtype="float32"):
-        return self.inner.allocate(label, shape, dtype)
+    def allocate(self, label, shape, dtype="float32", host_io=True):
+        return self.inner.allocate(label, shape, dtype, host_io=host_io)
 
     def upload(self, buffer, array):
         self.contents[id(buffer)] = np.ascontiguousarray(array, np.float32).tobytes()

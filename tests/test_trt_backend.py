@@ -127,7 +127,7 @@ class NumpyBackend:
 
     name = "numpy"
 
-    def allocate(self, label, shape, dtype="float32"):
+    def allocate(self, label, shape, dtype="float32", host_io=True):
         return np.zeros(tuple(shape), dtype)
 
     def upload(self, buffer, array):
@@ -820,8 +820,9 @@ def test_pinned_staging_is_made_with_each_buffer_and_never_inside_a_step():
     run_clip(Sampler(backend, manifest), random_frames(3, 36, 44), 3)
     pinned = [i for i, c in enumerate(d.calls) if c[0] == "cuda.malloc_host"]
     first_compute = next(i for i, c in enumerate(d.calls) if c[0] == "ctx.execute_async_v3")
-    assert len(pinned) == len(SLOT_LABELS) and max(pinned) < first_compute
-    assert sorted(c[1] for c in names(d.calls, "cuda.malloc_host")) == sorted(b.nbytes for b in backend._buffers.values())
+    device_only = {"x0", "zero_guidance", "guidance0", "guidance1"}  # never copied: no staging (host_io=False)
+    assert len(pinned) == len(SLOT_LABELS) - len(device_only) and max(pinned) < first_compute
+    assert sorted(c[1] for c in names(d.calls, "cuda.malloc_host")) == sorted(b.nbytes for b in backend._buffers.values() if b.label not in device_only)
 
 
 @pytest.mark.parametrize("sabotage", ["compute_waits_for_uploads", "copies_wait_for_compute"])
@@ -1190,3 +1191,22 @@ def test_try_end_capture_hands_back_the_graph_and_the_error_and_clears_it():
     assert api.try_end_capture(5)[0] == 0
     rt.cudaStreamEndCapture = lambda stream: (0, Graph(78))
     assert api.try_end_capture(5) == (78, None)
+
+
+def test_device_only_slot_buffers_get_no_pinned_staging():
+    """guidance, zero guidance and x0 never cross to the host: no pinned memory for them, and copies are refused."""
+    backend, double = make_backend()
+    manifest = synthetic_manifest()
+    sampler = Sampler(backend, manifest)
+    slots = sampler.slots(36, 44)
+    pinned = [c[1] for c in double.calls if c[0] == "cuda.malloc_host"]
+    device_only = [slots.x0, slots.zero_guidance, *(s.guidance for s in slots.sets)]
+    assert all(b.host == 0 for b in device_only)
+    assert sum(pinned) == sum(b.nbytes for b in backend._buffers.values() if b.host)
+    assert sum(b.nbytes for b in device_only) > 0.3 * sum(b.nbytes for b in backend._buffers.values())  # what it saves
+    with pytest.raises(ValueError, match="device-only"):
+        backend.upload(slots.x0, np.zeros(slots.x0.shape, np.float32))
+    out = sampler.upscale(random_frames(3, 36, 44), num_inference_steps=2, noise=NumpyNoise(0))
+    want = Sampler(NumpyBackend(), manifest).upscale(random_frames(3, 36, 44), num_inference_steps=2, noise=NumpyNoise(0))
+    assert all(np.array_equal(a, b) for a, b in zip(out, want))
+    backend.close()

@@ -17,8 +17,8 @@ Buffer = Any  # a backend-specific device (or host) tensor handle
 class Backend(Protocol):
     name: str
 
-    def allocate(self, label: str, shape: Sequence[int], dtype: str = "float32") -> Buffer:
-        """A zero-filled buffer that lives until the backend is closed."""
+    def allocate(self, label: str, shape: Sequence[int], dtype: str = "float32", host_io: bool = True) -> Buffer:
+        """A zero-filled buffer that lives until the backend is closed; ``host_io=False``: never uploaded or downloaded."""
 
     def upload(self, buffer: Buffer, array: np.ndarray) -> None:
         """Copy a host array into a buffer of the same shape."""

@@ -64,7 +64,7 @@ class _ShapeRecorder:
         self.bindings: set[tuple[Any, ...]] = set()
         self.programs: set[str] = set()
 
-    def allocate(self, label: str, shape: Sequence[int], dtype: str = "float32") -> BufferSpec:
+    def allocate(self, label: str, shape: Sequence[int], dtype: str = "float32", host_io: bool = True) -> BufferSpec:
         spec = BufferSpec(label, tuple(int(s) for s in shape), dtype)
         self.buffers.append(spec)
         return spec

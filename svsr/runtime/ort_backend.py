@@ -74,7 +74,7 @@ class OrtBackend:
             name: {i.name: i.type for i in s.get_inputs()} for name, s in self.sessions.items()
         }
 
-    def allocate(self, label: str, shape: Sequence[int], dtype: str = "float32") -> Buffer:
+    def allocate(self, label: str, shape: Sequence[int], dtype: str = "float32", host_io: bool = True) -> Buffer:
         return ort.OrtValue.ortvalue_from_numpy(np.zeros(tuple(shape), dtype=dtype), self._ort_device, 0)
 
     def upload(self, buffer: Buffer, array: np.ndarray) -> None:

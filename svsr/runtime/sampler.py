@@ -120,9 +120,11 @@ class Sampler:
             prepare(self.manifest, height, width)
         b = self.backend
 
-        def alloc(label: str, graph: str, tensor: str) -> Buffer:
+        def alloc(label: str, graph: str, tensor: str, host_io: bool = True) -> Buffer:
             spec = next(t for t in GRAPHS[graph].inputs + GRAPHS[graph].outputs if t.name == tensor)
-            return b.allocate(label, concrete_shape(spec, 1, height, width), spec.dtype)
+            shape = concrete_shape(spec, 1, height, width)
+            # device-only buffers tell the backend so (no pinned staging for what never crosses to the host)
+            return b.allocate(label, shape, spec.dtype) if host_io else b.allocate(label, shape, spec.dtype, host_io=False)
 
         def slot_set(i: int) -> SlotSet:
             return SlotSet(
@@ -132,7 +134,7 @@ class Sampler:
                 lr_previous=alloc(f"lr_previous{i}", "flow", "previous"),
                 flow=alloc(f"flow{i}", "flow", "flow"),
                 noise=alloc(f"noise{i}", "denoise", "noise"),
-                guidance=alloc(f"guidance{i}", "denoise", "guidance"),
+                guidance=alloc(f"guidance{i}", "denoise", "guidance", host_io=False),
                 z_out=alloc(f"z_out{i}", "denoise", "z_prev"),
             )
 
@@ -140,8 +142,8 @@ class Sampler:
             height,
             width,
             sets=(slot_set(0), slot_set(1)),
-            x0=alloc("x0", "denoise", "x0"),
-            zero_guidance=alloc("zero_guidance", "denoise", "guidance"),
+            x0=alloc("x0", "denoise", "x0", host_io=False),
+            zero_guidance=alloc("zero_guidance", "denoise", "guidance", host_io=False),
             tcm_off=alloc("tcm_off", "denoise", "tcm_scale"),
             tcm_on=alloc("tcm_on", "denoise", "tcm_scale"),
             timestep=alloc("timestep", "denoise", "timestep"),

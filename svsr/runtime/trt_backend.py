@@ -121,7 +121,7 @@ class DeviceBuffer:
     dtype: str
     ptr: int
     nbytes: int
-    host: int  # pinned staging area of nbytes, for uploads and downloads
+    host: int  # pinned staging area of nbytes, for uploads and downloads (0: a device-only buffer)
     view: np.ndarray  # uint8 view of the staging area
     copied: int  # event recorded on the copy stream after each copy (upload, zero fill, download)
     used: int  # event recorded on the compute stream after each run or launch that touched it
@@ -338,16 +338,17 @@ class TrtBackend:
             self._note_peak()
 
     # -- Backend protocol -----------------------------------------------------------------------
-    def allocate(self, label: str, shape: Sequence[int], dtype: str = "float32") -> DeviceBuffer:
+    def allocate(self, label: str, shape: Sequence[int], dtype: str = "float32", host_io: bool = True) -> DeviceBuffer:
+        """A zero-filled device buffer; ``host_io=False`` (device-only: never uploaded or downloaded) gets no pinned staging."""
         self._check_idle("allocate")
         shape = tuple(int(s) for s in shape)
         nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
         buf = self._buffers.get(label)
-        if buf is not None and (buf.shape, buf.dtype) != (shape, dtype):
+        if buf is not None and (buf.shape, buf.dtype, bool(buf.host)) != (shape, dtype, host_io):
             self._release(label)
             buf = None
         if buf is None:
-            buf = self._new_buffer(label, shape, dtype, nbytes)
+            buf = self._new_buffer(label, shape, dtype, nbytes, host_io)
             self._buffers[label] = buf
             self._note_peak()
         self._copy_after_compute(buf)
@@ -356,13 +357,15 @@ class TrtBackend:
         buf.upload_pending = True
         return buf
 
-    def _new_buffer(self, label: str, shape: tuple[int, ...], dtype: str, nbytes: int) -> DeviceBuffer:
+    def _new_buffer(self, label: str, shape: tuple[int, ...], dtype: str, nbytes: int, host_io: bool = True) -> DeviceBuffer:
         cuda, made = self.cuda, []
+        host = 0
         try:
             ptr = cuda.malloc(nbytes)
             made.append((cuda.free, ptr))
-            host = cuda.malloc_host(nbytes)  # the pinned staging, now: never inside a step
-            made.append((cuda.free_host, host))
+            if host_io:
+                host = cuda.malloc_host(nbytes)  # the pinned staging, now: never inside a step
+                made.append((cuda.free_host, host))
             copied = cuda.event_create()
             made.append((cuda.event_destroy, copied))
             used = cuda.event_create()
@@ -370,10 +373,12 @@ class TrtBackend:
             for undo, handle in reversed(made):
                 undo(handle)
             raise
-        return DeviceBuffer(label, shape, dtype, ptr, nbytes, host, cuda.host_view(host, nbytes), copied, used)
+        view = cuda.host_view(host, nbytes) if host else np.zeros(0, np.uint8)
+        return DeviceBuffer(label, shape, dtype, ptr, nbytes, host, view, copied, used)
 
     def upload(self, buffer: DeviceBuffer, array: np.ndarray) -> None:
         self._check_idle("upload", buffer)
+        self._check_host_io(buffer, "upload")
         data = np.ascontiguousarray(array, dtype=buffer.dtype)
         if data.nbytes != buffer.nbytes:
             raise ValueError(f"cannot upload an array of shape {data.shape} into buffer {buffer.label} of shape {buffer.shape}.")
@@ -388,6 +393,7 @@ class TrtBackend:
 
     def download(self, buffer: DeviceBuffer) -> np.ndarray:
         self._check_idle("download", buffer)
+        self._check_host_io(buffer, "download")
         self._copy_after_compute(buffer)
         self.cuda.memcpy_dtoh_async(buffer.host, buffer.ptr, buffer.nbytes, self.copy_stream)
         self.cuda.event_record(buffer.copied, self.copy_stream)
@@ -486,7 +492,8 @@ class TrtBackend:
         for buf in self._buffers.values():
             buf.released = True
             attempt(cuda.free, buf.ptr)
-            attempt(cuda.free_host, buf.host)
+            if buf.host:
+                attempt(cuda.free_host, buf.host)
             attempt(cuda.event_destroy, buf.copied)
             attempt(cuda.event_destroy, buf.used)
         self._buffers.clear()
@@ -658,6 +665,11 @@ class TrtBackend:
         if buf.released:
             raise RuntimeError(f"buffer {buf.label} was released (the backend moved to another frame size or closed); allocate it again.")
 
+    @staticmethod
+    def _check_host_io(buffer: DeviceBuffer, what: str) -> None:
+        if not buffer.host:
+            raise ValueError(f"cannot {what} buffer {buffer.label}: it was allocated device-only (host_io=False).")
+
     def _release(self, label: str) -> None:
         """Free a held buffer, its staging and events, and drop the contexts and graphs bound to it."""
         buf = self._buffers.pop(label)
@@ -665,7 +677,8 @@ class TrtBackend:
         self._synchronize_streams()
         buf.released = True
         self.cuda.free(buf.ptr)
-        self.cuda.free_host(buf.host)
+        if buf.host:
+            self.cuda.free_host(buf.host)
         self.cuda.event_destroy(buf.copied)
         self.cuda.event_destroy(buf.used)
 
