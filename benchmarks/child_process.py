@@ -1,12 +1,26 @@
-"""Run one command as a child process and measure its own wall time and peak RSS (via wait4)."""
+"""Helpers of the benchmark scripts: a tiny-preset build, and one command measured as a child process (wall time, peak RSS)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
+
+
+def tiny_model(folder: Path) -> Path:
+    """The tiny preset exported to ``folder`` (float32 graphs, no engines) by svsr-export in a child process.
+
+    Not in this process: a measured child started from a parent that imported torch would inherit the
+    parent's peak RSS (Linux keeps the high-water mark across the child's exec), spoiling its figure.
+    """
+    export = Path(sys.executable).parent / "svsr-export"
+    subprocess.run([str(export), "--preset", "tiny", "--out", str(folder), "--quiet", "--onnx-only"], check=True,
+                   env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    return folder
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,14 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from child_process import tiny_model
 
 
 def timed(fn, repeats: int) -> float:
@@ -47,10 +48,7 @@ def main() -> int:
     width, height = (int(v) for v in args.resolution.split("x"))
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        model = args.model
-        if model is None:
-            model = tmp / "model"
-            subprocess.run([str(Path(sys.executable).parent / "svsr-export"), "--preset", "tiny", "--out", str(model), "--quiet", "--onnx-only"], check=True)
+        model = args.model or tiny_model(tmp / "model")
         with Upscaler.open(model, backend="auto") as upscaler:
             b = upscaler.pipeline.backend
             feeds = sample_graph_inputs("flow", height, width)

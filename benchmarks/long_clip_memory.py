@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from child_process import run_measured
+from child_process import run_measured, tiny_model
 
 
 def make_clip(path: Path, num_frames: int, size: int) -> None:
@@ -44,10 +43,7 @@ def main() -> int:
     bin_dir = Path(sys.executable).parent
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        model = args.model
-        if model is None:
-            model = tmp / "model"
-            subprocess.run([str(bin_dir / "svsr-export"), "--preset", "tiny", "--out", str(model), "--quiet", "--onnx-only"], check=True)
+        model = args.model or tiny_model(tmp / "model")
         rows = []
         for n in args.frames:
             clip = tmp / f"clip{n}.mp4"

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from child_process import run_measured
+from child_process import run_measured, tiny_model
 
 
 def make_inputs(folder: Path, count: int, frames: int, size: tuple[int, int]) -> list[Path]:
@@ -48,10 +47,7 @@ def main() -> int:
     bin_dir = Path(sys.executable).parent
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        model = args.model
-        if model is None:
-            model = tmp / "model"
-            subprocess.run([str(bin_dir / "svsr-export"), "--preset", "tiny", "--out", str(model), "--quiet", "--onnx-only"], check=True)
+        model = args.model or tiny_model(tmp / "model")
         inputs = make_inputs(tmp, args.inputs, args.frames, (48, 32))
         rows = []
         for label, extra in (("in-process", []), ("ray 1 worker", ["--ray", "local", "--ray-workers", "1"]), ("ray 2 workers", ["--ray", "local", "--ray-workers", "2"])):

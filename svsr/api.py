@@ -229,6 +229,25 @@ def _noise_source(noise: str | NoiseSource, seed: int) -> NoiseSource:
     return make_noise(noise, seed) if isinstance(noise, str) else noise
 
 
+def _job_options(num_inference_steps: int, codec: str, crf: int, host_memory: int | str | None, work_dir: str | os.PathLike[str] | None,
+                 restart: bool, flows: str, fps: Fraction | int | float | None, scene_split: bool, scene_threshold: float) -> Any:
+    """The video job's options from the API's arguments, checked (shared by upscale_video and upscale_videos)."""
+    from svsr.runtime.clip_store import parse_memory_size
+    from svsr.runtime.job import JobOptions
+
+    if num_inference_steps < 1:
+        raise InputError(f"--steps is {num_inference_steps}; use at least 1.")
+    if flows not in ("store", "recompute"):
+        raise InputError(f"--flows {flows!r} is not store or recompute.")
+    return JobOptions(
+        num_inference_steps=num_inference_steps, codec=codec, crf=crf,
+        host_memory=parse_memory_size(host_memory) if isinstance(host_memory, str) else host_memory,
+        work_dir=Path(work_dir) if work_dir is not None else None, restart=restart, store_flows=flows == "store",
+        fps=Fraction(fps).limit_denominator(1_000_000) if fps is not None else None,
+        scene_split=scene_split, scene_threshold=scene_threshold,
+    )  # fmt: skip
+
+
 class _ReferencePipeline:
     """The PyTorch reference behind the same ``upscale`` call as a Sampler."""
 
@@ -349,19 +368,13 @@ class Upscaler:
         and upscales each shot as its own exact clip; the shots' segments are stitched without re-encoding.
         """
         self._check_open()
-        from svsr.runtime.clip_store import parse_memory_size
-        from svsr.runtime.job import JobOptions, check_input, plan_input, resolve_output, run_input, upscale_whole_clip
+        from svsr.runtime.job import plan_input, resolve_output, run_input, upscale_whole_clip
+        from svsr.runtime.video_probe import probe
 
-        if num_inference_steps < 1:
-            raise InputError(f"--steps is {num_inference_steps}; use at least 1.")
-        if flows not in ("store", "recompute"):
-            raise InputError(f"--flows {flows!r} is not store or recompute.")
+        options = _job_options(num_inference_steps, codec, crf, host_memory, work_dir, restart, flows, fps, scene_split, scene_threshold)
         input_path = Path(input)
-        folder_fps = Fraction(fps).limit_denominator(1_000_000) if fps is not None else None
-        info = check_input(input_path, fps=folder_fps)
+        info = probe(input_path, fps=options.fps)
         output_path = resolve_output(input_path, output)
-        source = _noise_source(noise, seed)
-        budget = parse_memory_size(host_memory) if isinstance(host_memory, str) else host_memory
         own_bar = not hasattr(progress, "update")
         bar = progress
         if own_bar:
@@ -373,14 +386,10 @@ class Upscaler:
             if self.backend == "reference":  # the reference holds a whole clip in memory by design
                 return upscale_whole_clip(
                     input_path, output_path,
-                    lambda frames: self.pipeline.upscale(frames, num_inference_steps=num_inference_steps, noise=source, progress=bar),
-                    codec=codec, crf=crf, fps=folder_fps,
+                    lambda frames: self.pipeline.upscale(frames, num_inference_steps=num_inference_steps, noise=_noise_source(noise, seed),
+                                                         progress=bar),
+                    codec=codec, crf=crf, fps=options.fps,
                 )  # fmt: skip
-            options = JobOptions(
-                num_inference_steps=num_inference_steps, codec=codec, crf=crf, host_memory=budget,
-                work_dir=Path(work_dir) if work_dir is not None else None, restart=restart,
-                store_flows=flows == "store", fps=folder_fps, scene_split=scene_split, scene_threshold=scene_threshold,
-            )  # fmt: skip
             plan = plan_input(input_path, output_path, options, report)
             if bar is not None and hasattr(bar, "reset"):
                 bar.reset(total=plan.num_frames * num_inference_steps)
@@ -462,19 +471,17 @@ def upscale_videos(
     each input is stitched when its shots are done. A failed input is reported and the others go on
     (``raise_errors`` raises instead). Returns one :class:`InputResult` per input, in order.
     """
-    from svsr.runtime.clip_store import parse_memory_size
-    from svsr.runtime.job import JobOptions, finish_input, plan_input, resolve_output
+    from dataclasses import replace
+
+    from svsr.runtime.job import finish_input, plan_input, resolve_output
     from svsr.runtime.video_probe import output_path_for
 
-    if num_inference_steps < 1:
-        raise InputError(f"--steps is {num_inference_steps}; use at least 1.")
+    base = _job_options(num_inference_steps, codec, crf, host_memory, None, restart, flows, fps, scene_split, scene_threshold)
     paths = [Path(p) for p in inputs]
     if not paths:
         raise InputError("no input was given; name video files, frame folders or globs.")
     if out_dir is not None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
-    folder_fps = Fraction(fps).limit_denominator(1_000_000) if fps is not None else None
-    budget = parse_memory_size(host_memory) if isinstance(host_memory, str) else host_memory
     results: list[InputResult] = []
     planned: list[tuple[InputResult, Any, Any]] = []
     for path in paths:
@@ -488,11 +495,8 @@ def upscale_videos(
                 result.status, result.message = "skipped", "output exists"
                 report(f"svsr-run: {target} exists, skipped (delete it to upscale {path.name} again)")
                 continue
-            options = JobOptions(
-                num_inference_steps=num_inference_steps, codec=codec, crf=crf, host_memory=budget,
-                work_dir=(Path(work_dir) / f"{target.name}.svsr-work" if len(paths) > 1 else Path(work_dir)) if work_dir else None,
-                restart=restart, store_flows=flows == "store", fps=folder_fps, scene_split=scene_split, scene_threshold=scene_threshold,
-            )  # fmt: skip
+            # several inputs share --work-dir as the parent of one work folder each
+            options = replace(base, work_dir=(Path(work_dir) / f"{target.name}.svsr-work" if len(paths) > 1 else Path(work_dir)) if work_dir else None)
             if backend == "reference":
                 planned.append((result, None, options))
                 continue
@@ -508,7 +512,7 @@ def upscale_videos(
     if not planned:
         return results
     if ray is None:
-        _run_in_process(planned, model, backend, precision, weights, num_inference_steps, seed, noise, codec, crf, folder_fps,
+        _run_in_process(planned, model, backend, precision, weights, num_inference_steps, seed, noise, codec, crf, base.fps,
                         raise_errors, progress, report)  # fmt: skip
         return results
     from svsr.runtime.farm import FarmSettings, run_shots_on_ray

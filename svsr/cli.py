@@ -341,17 +341,6 @@ def bench_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _parse_resolution(text: str) -> tuple[int, int]:
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise InputError(f"--resolution {text!r} is not WxH; write it like 320x180.") from None
-    from svsr.contract.sizes import check_frame_size
-
-    check_frame_size(height, width)
-    return width, height
-
-
 def _bench(args: argparse.Namespace) -> int:
     import json
 
@@ -359,7 +348,7 @@ def _bench(args: argparse.Namespace) -> int:
     from svsr.contract.cuda import cuda_device_status
     from svsr.contract.tensorrt import tensorrt_importable
 
-    width, height = _parse_resolution(args.resolution)
+    width, height = (int(v) for v in args.resolution.lower().split("x"))  # checked by lr_size
     trt_here = tensorrt_importable() and cuda_device_status()[0]
     backends = args.backend or ["reference", "ort"] + (["trt"] if trt_here else []) + (["torch-fp16"] if torch_cuda_available() else [])
     from svsr.contract.manifest import load_manifest

@@ -38,6 +38,7 @@ from PIL import Image
 
 from svsr.contract.errors import InputError
 from svsr.runtime.video_probe import probe
+from tests.test_video import _encode_sine
 from svsr.runtime.video_read import FrameReader
 from tests.conftest import svsr_run
 
@@ -66,22 +67,6 @@ def _frames(n: int, width: int, height: int) -> list[np.ndarray]:
     ]
 
 
-def _encode_audio(container: av.container.OutputContainer, stream: av.audio.stream.AudioStream, seconds: float) -> None:
-    fmt = stream.codec_context.format.name
-    frame_size = stream.codec_context.frame_size or 1024
-    total = int(48000 * seconds)
-    for start in range(0, total, frame_size):
-        t = np.arange(start, min(start + frame_size, total)) / 48000
-        samples = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
-        if fmt.startswith("s16"):
-            samples = (samples * 32767).astype(np.int16)
-        frame = av.AudioFrame.from_ndarray(samples, format=fmt, layout="mono")
-        frame.sample_rate = 48000
-        frame.pts = start
-        container.mux(stream.encode(frame))
-    container.mux(stream.encode(None))
-
-
 def _make_video(
     path: Path,
     codec: str,
@@ -108,7 +93,7 @@ def _make_video(
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
         if audio_stream is not None:
-            _encode_audio(container, audio_stream, NUM_SEED_FRAMES / 24)
+            _encode_sine(container, audio_stream, NUM_SEED_FRAMES / 24)
     return path
 
 

@@ -178,7 +178,7 @@ def plan_input(input_path: Path, output_path: Path, options: JobOptions, report:
     fresh = not work.exists()
     prepare_work_dir(work, options.restart)
     _remove_stale_partials(output_path)
-    key = {"input": input_path_fingerprint(input_path), "scene_split": options.scene_split, "threshold": options.scene_threshold,
+    key = {"input": input_fingerprint(input_path), "scene_split": options.scene_split, "threshold": options.scene_threshold,
            "fps": str(options.fps)}
     plan_file = work / "plan.json"
     try:
@@ -203,10 +203,6 @@ def plan_input(input_path: Path, output_path: Path, options: JobOptions, report:
     if len(shots) > 1:
         report(f"svsr-run: {input_path.name}: {len(shots)} shots (scene cuts at frames {', '.join(map(str, cuts))})")
     return InputPlan(input_path, output_path, work, info, num_frames, shots)
-
-
-def input_path_fingerprint(path: Path) -> str:
-    return input_fingerprint(path)
 
 
 def _count_and_cut(input_path: Path, info: VideoInfo, options: JobOptions) -> tuple[int, list[int]]:
@@ -464,8 +460,3 @@ def upscale_whole_clip(input_path: Path, output_path: Path, process: WholeClip, 
         for frame, (_, time) in zip(process(frames), timed):
             writer.write(to_uint8(frame), time)
     return output_path
-
-
-def check_input(input_path: Path, fps: Fraction | None = None) -> VideoInfo:
-    """Probe the input before any model is loaded: bad input fails here, in one sentence."""
-    return probe(input_path, fps=fps)
