@@ -12,25 +12,7 @@ import pytest
 from svsr.cli import run_main
 from svsr.runtime.video_read import FrameReader
 from tests.test_shots import scene
-from tests.test_video import VFR_END, VFR_RATE, VFR_SOURCES, VFR_TIMES, _add_audio_stream, _encode_sine, audio_times, gradient_frames, make_vfr_video, write_pngs
-
-
-def make_vfr_two_scenes(path: Path) -> Path:
-    """Like make_vfr_video (h264 + AAC, VFR_TIMES), but a hard cut at frame 16: two shots."""
-    time_base = Fraction(1, 90000)
-    container = av.open(str(path), "w")
-    stream = container.add_stream("libx264", rate=VFR_RATE)
-    stream.width, stream.height, stream.pix_fmt = 48, 32, "yuv420p"
-    stream.codec_context.time_base = stream.time_base = time_base
-    audio_stream = _add_audio_stream(container, "aac")
-    for array, time in zip(scene(1, 16) + scene(2, 4), VFR_TIMES, strict=True):
-        frame = av.VideoFrame.from_ndarray(array, format="rgb24")
-        frame.pts, frame.time_base = round(time / time_base), time_base
-        container.mux(stream.encode(frame))
-    container.mux(stream.encode(None))
-    _encode_sine(container, audio_stream, float(VFR_END))
-    container.close()
-    return path
+from tests.test_video import VFR_SOURCES, VFR_TIMES, audio_times, gradient_frames, make_vfr_video, write_pngs
 
 
 def stream_tick(path: Path) -> Fraction:
@@ -47,7 +29,10 @@ def stream_tick(path: Path) -> Fraction:
     ],
 )
 def test_vfr_frame_times_and_audio_survive_svsr_run(tiny_build, tmp_path, capsys, src_name, out_name, extra):
-    src = make_vfr_two_scenes(tmp_path / src_name) if src_name == "two-scenes.mp4" else make_vfr_video(tmp_path / src_name, *VFR_SOURCES[src_name])
+    if src_name == "two-scenes.mp4":  # a hard cut at frame 16: two shots
+        src = make_vfr_video(tmp_path / src_name, *VFR_SOURCES["h264-aac.mp4"], frames=scene(1, 16, 48, 64) + scene(2, 4, 48, 64))
+    else:
+        src = make_vfr_video(tmp_path / src_name, *VFR_SOURCES[src_name])
     out = tmp_path / out_name
     report = tmp_path / "report.json"
     assert run_main([str(src), "-o", str(out), "--model", str(tiny_build), "--steps", "1", "--quiet", "--report", str(report), *extra]) == 0

@@ -485,14 +485,14 @@ VFR_END = VFR_TIMES[-1] + VFR_STEPS[19 % 8]
 VFR_RATE = len(VFR_TIMES) / VFR_END  # the average rate, as a VFR file's header gives it
 
 
-def make_vfr_video(path: Path, codec: str, pix_fmt: str, time_base: Fraction, audio: str) -> Path:
-    """VFR video (VFR_TIMES, 64x48) with a sine audio track lasting until the last frame ends."""
+def make_vfr_video(path: Path, codec: str, pix_fmt: str, time_base: Fraction, audio: str, frames: list[np.ndarray] | None = None) -> Path:
+    """VFR video (VFR_TIMES, 64x48: ``frames`` or a gradient) with a sine audio track lasting until the last frame ends."""
     container = av.open(str(path), "w")
     stream = container.add_stream(codec, rate=VFR_RATE)
     stream.width, stream.height, stream.pix_fmt = 64, 48, pix_fmt
     stream.codec_context.time_base = stream.time_base = time_base
     audio_stream = _add_audio_stream(container, audio)
-    for array, time in zip(gradient_frames(n=20, width=64, height=48), VFR_TIMES, strict=True):
+    for array, time in zip(frames if frames is not None else gradient_frames(n=20, width=64, height=48), VFR_TIMES, strict=True):
         frame = av.VideoFrame.from_ndarray(array, format="rgb24")
         frame.pts, frame.time_base = round(time / time_base), time_base
         container.mux(stream.encode(frame))
