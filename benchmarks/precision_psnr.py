@@ -43,7 +43,7 @@ def session(path: Path, threads: int):
 def graph_errors(build: Path, manifest: dict, precisions, threads: int) -> list[dict]:
     from svsr.export.exporter import sample_inputs
     from svsr.contract.graphs import GRAPHS
-    from svsr.runtime.ort_backend import graph_file
+    from svsr.runtime.sampling.ort_backend import graph_file
 
     rows = []
     for name, spec in GRAPHS.items():

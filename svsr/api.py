@@ -24,7 +24,8 @@ from typing import Any, Callable, Literal, Sequence
 import numpy as np
 
 from svsr.contract.errors import InputError, MissingDependencyError, SvsrError
-from svsr.contract.noise import DEFAULT_NOISE, NoiseSource, make_noise
+from svsr.contract.noise import DEFAULT_NOISE, NoiseSource
+from svsr.device.noise import make_noise
 from svsr.contract.precision import Precision, PrecisionLike
 
 Report = Callable[[str], None]
@@ -232,8 +233,8 @@ def _noise_source(noise: str | NoiseSource, seed: int) -> NoiseSource:
 def _job_options(num_inference_steps: int, codec: str, crf: int, host_memory: int | str | None, work_dir: str | os.PathLike[str] | None,
                  restart: bool, flows: str, fps: Fraction | int | float | None, scene_split: bool, scene_threshold: float) -> Any:
     """The video job's options from the API's arguments, checked (shared by upscale_video and upscale_videos)."""
-    from svsr.runtime.clip_store import parse_memory_size
-    from svsr.runtime.job import JobOptions
+    from svsr.runtime.sampling import parse_memory_size
+    from svsr.runtime.jobs import JobOptions
 
     if num_inference_steps < 1:
         raise InputError(f"--steps is {num_inference_steps}; use at least 1.")
@@ -305,7 +306,7 @@ class Upscaler:
             return cls(_ReferencePipeline(weights), "reference", None)
         if build_dir is None:
             raise InputError("svsr-run needs --model BUILD_DIR (made by svsr-export), or --backend reference --weights DIR.")
-        from svsr.runtime.backend_choice import open_sampler
+        from svsr.runtime.sampling import open_sampler
 
         sampler, label = open_sampler(build_dir, backend=backend, precision=Precision.parse(precision), threads=threads)
         return cls(sampler, label, Path(build_dir))
@@ -368,8 +369,8 @@ class Upscaler:
         and upscales each shot as its own exact clip; the shots' segments are stitched without re-encoding.
         """
         self._check_open()
-        from svsr.runtime.job import plan_input, resolve_output, run_input, upscale_whole_clip
-        from svsr.runtime.video_probe import probe
+        from svsr.runtime.jobs import plan_input, resolve_output, run_input, upscale_whole_clip
+        from svsr.runtime.video import probe
 
         options = _job_options(num_inference_steps, codec, crf, host_memory, work_dir, restart, flows, fps, scene_split, scene_threshold)
         input_path = Path(input)
@@ -473,8 +474,8 @@ def upscale_videos(
     """
     from dataclasses import replace
 
-    from svsr.runtime.job import finish_input, plan_input, resolve_output
-    from svsr.runtime.video_probe import output_path_for
+    from svsr.runtime.jobs import finish_input, plan_input, resolve_output
+    from svsr.runtime.video import output_path_for
 
     base = _job_options(num_inference_steps, codec, crf, host_memory, None, restart, flows, fps, scene_split, scene_threshold)
     paths = [Path(p) for p in inputs]
@@ -515,7 +516,7 @@ def upscale_videos(
         _run_in_process(planned, model, backend, precision, weights, num_inference_steps, seed, noise, codec, crf, base.fps,
                         raise_errors, progress, report)  # fmt: skip
         return results
-    from svsr.runtime.farm import FarmSettings, run_shots_on_ray
+    from svsr.runtime.jobs import FarmSettings, run_shots_on_ray
 
     if backend == "reference":
         raise InputError("--ray runs the exported graphs; use --backend auto, ort or trt with it.")
@@ -544,7 +545,7 @@ def upscale_videos(
 
 
 def _run_in_process(planned, model, backend, precision, weights, steps, seed, noise, codec, crf, fps, raise_errors, progress, report) -> None:
-    from svsr.runtime.job import Interrupted, run_input, upscale_whole_clip
+    from svsr.runtime.jobs import Interrupted, run_input, upscale_whole_clip
 
     with Upscaler.open(model, backend=backend, precision=precision, weights=weights) as upscaler:
         for result, plan, options in planned:

@@ -209,8 +209,8 @@ def _expand_inputs(items: Sequence[Path]) -> tuple[list[Path], bool]:
 
 def _run(args: argparse.Namespace) -> int:
     from svsr.api import upscale_videos
-    from svsr.runtime.job import resolve_output
-    from svsr.runtime.video_probe import probe
+    from svsr.runtime.jobs import resolve_output
+    from svsr.runtime.video import probe
 
     if args.chunk is not None:
         raise InputError(
@@ -345,8 +345,8 @@ def _bench(args: argparse.Namespace) -> int:
     import json
 
     from svsr.bench import markdown, plot, run_bench, torch_cuda_available
-    from svsr.contract.cuda import cuda_device_status
-    from svsr.contract.tensorrt import tensorrt_importable
+    from svsr.device.cuda import cuda_device_status
+    from svsr.device.tensorrt import tensorrt_importable
 
     width, height = (int(v) for v in args.resolution.lower().split("x"))  # checked by lr_size
     trt_here = tensorrt_importable() and cuda_device_status()[0]

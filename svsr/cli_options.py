@@ -70,7 +70,7 @@ def bounded_float(low: float, high: float, *, low_open: bool = False) -> Callabl
 def memory_size(text: str) -> int:
     """``512M``, ``8G``, ``1.5G``: a positive size of at least 1 MiB."""
     from svsr.contract.errors import InputError
-    from svsr.runtime.clip_store import parse_memory_size
+    from svsr.runtime.sampling import parse_memory_size
 
     try:
         value = parse_memory_size(text)

@@ -109,7 +109,7 @@ def _cc_tuple(cc: str | None) -> tuple[int, int] | None:
 
 def _install_extra(driver_major: int | None) -> str:
     """The TensorRT install line for a driver of this CUDA major (both flavours when unknown)."""
-    from svsr.contract.tensorrt import NVIDIA_INDEX
+    from svsr.device.tensorrt import NVIDIA_INDEX
 
     if driver_major == 12:
         return f"pip install --extra-index-url {NVIDIA_INDEX} 'svsr[tensorrt-cu12]'"
@@ -124,7 +124,7 @@ def _install_extra(driver_major: int | None) -> str:
 # -- probes: what is installed (each returns plain values; the checks below judge them) -----------
 def probe_cuda_python() -> tuple[int | None, int | None, str | None]:
     """(driver CUDA version or None, cuda-python's CUDA runtime version or None, cuda-python's package version or None)."""
-    from svsr.contract.cuda import CudaError, cuda_versions
+    from svsr.device.cuda import CudaError, cuda_versions
 
     try:
         driver, runtime = cuda_versions()
@@ -174,7 +174,7 @@ def check_svsr() -> Check:
 
 def check_driver(driver: int | None, smi_driver: str | None = None, smi_cuda: str | None = None) -> Check:
     """The NVIDIA driver: the CUDA version it supports (cuda-python), or what ``nvidia-smi`` says, or WARN without one."""
-    from svsr.contract.cuda import format_cuda_version
+    from svsr.device.cuda import format_cuda_version
 
     branch = f"driver {smi_driver}, " if smi_driver else ""
     if driver:
@@ -191,7 +191,7 @@ def check_driver(driver: int | None, smi_driver: str | None = None, smi_cuda: st
 
 def check_cuda_runtime(driver: int | None, runtime: int | None, package: str | None = None) -> Check:
     """cuda-python's CUDA runtime against the driver: newer major than the driver is a FAIL with the fix."""
-    from svsr.contract.cuda import DRIVER_BRANCH, TENSORRT_EXTRA, driver_problem, format_cuda_version, parse_cuda_version
+    from svsr.device.cuda import DRIVER_BRANCH, TENSORRT_EXTRA, driver_problem, format_cuda_version, parse_cuda_version
 
     name = "CUDA runtime (cuda-python)"
     driver_major = parse_cuda_version(driver)[0] if driver else None
@@ -219,8 +219,8 @@ def check_cuda_runtime(driver: int | None, runtime: int | None, package: str | N
 
 def check_tensorrt(found: Any = None, why: str | None = None, driver: int | None = None) -> Check:
     """TensorRT: the full library (builds and runs), the lean runtime (runs --lean engines only), or WARN without it."""
-    from svsr.contract.cuda import parse_cuda_version
-    from svsr.contract.tensorrt import INSTALL_LEAN, tensorrt_status
+    from svsr.device.cuda import parse_cuda_version
+    from svsr.device.tensorrt import INSTALL_LEAN, tensorrt_status
 
     if found is None and why is None:
         found, why = tensorrt_status()
@@ -247,7 +247,7 @@ def check_tensorrt(found: Any = None, why: str | None = None, driver: int | None
 def check_gpu(cuda: Any = None) -> tuple[Check, Any]:
     """The GPU CUDA sees: name, compute capability, free memory (WARN without one). Returns (check, cuda api or None)."""
     if cuda is None:
-        from svsr.contract.cuda import CudaApi, cuda_device_status
+        from svsr.device.cuda import CudaApi, cuda_device_status
 
         ok, what = cuda_device_status()
         if not ok:
@@ -462,9 +462,9 @@ def _trt_run(
     *, cuda_graphs: bool, runs: int, trt: Any, cuda: Any, lean: bool | None,
 ) -> tuple[list[list[np.ndarray]], float]:  # fmt: skip
     """Outputs of ``runs`` runs of the clip on one TensorRT backend, and the seconds of the last one."""
-    from svsr.contract.noise import make_noise
-    from svsr.runtime.sampler import Sampler
-    from svsr.runtime.trt_backend import open_trt_backend
+    from svsr.device.noise import make_noise
+    from svsr.runtime.sampling import Sampler
+    from svsr.runtime.sampling import open_trt_backend
 
     backend = open_trt_backend(build, manifest, precision, trt=trt, cuda=cuda, cuda_graphs=cuda_graphs, lean=lean)
     sampler = Sampler(backend, manifest)
@@ -567,7 +567,7 @@ def check_model(build_dir: str | Path, here: Here) -> list[Check]:
     from svsr.contract.manifest import load_manifest
     from svsr.contract.precision import Precision
     from svsr.contract.profiles import Profile
-    from svsr.runtime.trt_backend import lean_rebuild_command
+    from svsr.runtime.sampling import lean_rebuild_command
 
     build_dir = Path(build_dir)
     try:
@@ -654,12 +654,12 @@ def run_checks(
     cuda_check = check_cuda_runtime(driver, runtime, package)
     checks = [check_svsr(), check_driver(driver, smi_driver, smi_cuda), cuda_check]
     if trt is not None:
-        from svsr.contract.tensorrt import TensorRTModule
+        from svsr.device.tensorrt import TensorRTModule
 
         found = TensorRTModule(trt, "full" if hasattr(trt, "Builder") else "lean", getattr(trt, "__name__", "tensorrt"))
         checks.append(check_tensorrt(found, found.describe(), driver))
     else:
-        from svsr.contract.tensorrt import tensorrt_status
+        from svsr.device.tensorrt import tensorrt_status
 
         found, why = tensorrt_status()
         checks.append(check_tensorrt(found, why, driver))

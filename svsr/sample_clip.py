@@ -51,7 +51,7 @@ def sample_frames(num_frames: int = 16, width: int = 64, height: int = 48) -> li
 
 def write_sample_clip(path: str, num_frames: int = 16, fps: int = 8) -> str:
     """Write the sample clip (a video file, or a PNG folder for a path without a video suffix)."""
-    from svsr.runtime.video_write import FrameWriter
+    from svsr.runtime.video import FrameWriter
 
     with FrameWriter(path, fps) as writer:
         for frame in sample_frames(num_frames):

@@ -80,7 +80,7 @@ def test_open_refuses_bad_backends_and_missing_arguments(tiny_build):
 
 
 def test_upscale_video_writes_the_output(tiny_build, tmp_path):
-    from svsr.runtime.video_read import FrameReader
+    from svsr.runtime.video.read import FrameReader
     from svsr.sample_clip import write_sample_clip
 
     clip = write_sample_clip(str(tmp_path / "clip.mp4"), num_frames=3)

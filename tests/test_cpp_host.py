@@ -261,8 +261,8 @@ def test_noise_is_python_philox(lib):
 def test_cpp_host_equals_python_runtime(lib, tiny_build, num_frames, height, width, steps, seed):
     from svsr.contract.manifest import load_manifest
     from svsr.contract.noise import PhiloxNoise
-    from svsr.runtime.ort_backend import OrtBackend
-    from svsr.runtime.sampler import Sampler
+    from svsr.runtime.sampling.ort_backend import OrtBackend
+    from svsr.runtime.sampling.sampler import Sampler
     from tests.conftest import random_frames
 
     frames = random_frames(num_frames, height, width, seed=3)

@@ -20,18 +20,18 @@ import numpy as np
 import pytest
 
 from svsr import doctor
-from svsr.contract import cuda as cuda_api
-from svsr.contract import tensorrt as trt_contract
-from svsr.contract.cuda import CudaDriverError, driver_problem, format_cuda_version, parse_cuda_version
+from svsr.device import cuda as cuda_api
+from svsr.device import tensorrt as trt_contract
+from svsr.device.cuda import CudaDriverError, driver_problem, format_cuda_version, parse_cuda_version
 from svsr.contract.engine_records import BuildEnvironment
 from svsr.contract.errors import ManifestError, MissingDependencyError
 from svsr.contract.graphs import GRAPH_NAMES
 from svsr.contract.manifest import sha256_file, write_manifest
-from svsr.contract.noise import make_noise
+from svsr.device.noise import make_noise
 from svsr.doctor import FAIL, OK, WARN, Check, Here
 from svsr.engines.builder import lean_record
-from svsr.runtime.sampler import Sampler
-from svsr.runtime.trt_backend import TRT_RUNTIME_API, open_trt_backend
+from svsr.runtime.sampling.sampler import Sampler
+from svsr.runtime.sampling.trt_backend import TRT_RUNTIME_API, open_trt_backend
 from tests.conftest import random_frames
 from tests.test_engines import RecordingTrtBuilderDouble
 from tests.test_trt_backend import H100, FakeEngine, NumpyBackend, RecordingTrtCudaDouble, synthetic_manifest, write_engines
@@ -76,7 +76,7 @@ def test_a_driver_older_than_cuda_python_gets_one_sentence_naming_both_and_the_e
 
 
 def test_the_tensorrt_path_says_the_sentence_instead_of_falling_back(tmp_path, tiny_build, monkeypatch):
-    from svsr.runtime import backend_choice
+    from svsr.runtime.sampling import backend_choice
 
     model = model_folder(tmp_path / "model", env=H100, precision="fp32")
     monkeypatch.setattr(cuda_api, "cuda_versions", lambda: (12040, 13000))
@@ -94,7 +94,7 @@ def test_the_tensorrt_path_says_the_sentence_instead_of_falling_back(tmp_path, t
     asked: list[dict] = []
     monkeypatch.setattr(cuda_api, "cuda_versions", lambda: (13000, 13000))
     monkeypatch.setattr(backend_choice, "engines_match_this_machine", lambda manifest: asked.append(manifest) or False)
-    monkeypatch.setattr("svsr.runtime.ort_backend.OrtBackend", lambda *a, **k: types.SimpleNamespace(device="cpu", name="ort"))
+    monkeypatch.setattr("svsr.runtime.sampling.ort_backend.OrtBackend", lambda *a, **k: types.SimpleNamespace(device="cpu", name="ort"))
     assert backend_choice.open_sampler(model, backend="auto")[1] == "ort-cpu" and len(asked) == 1
 
 
@@ -291,7 +291,7 @@ def test_tensorrt_pipeline_builds_and_runs_on_the_doubles(tmp_path, monkeypatch)
 
 # -- loading through TensorRT's lean runtime -------------------------------------------------------
 def _only_lean(monkeypatch, lean_module, name: str = "tensorrt_lean") -> None:
-    """Make the full TensorRT absent and ``lean_module`` importable as ``name`` (for svsr.contract.tensorrt)."""
+    """Make the full TensorRT absent and ``lean_module`` importable as ``name`` (for svsr.device.tensorrt)."""
     real = importlib.import_module
 
     def import_module(module: str, package: str | None = None):
@@ -375,7 +375,7 @@ def test_the_full_library_sets_host_code_only_for_version_compatible_plans(tmp_p
 
 
 def test_auto_counts_only_version_compatible_engines_under_the_lean_runtime(tmp_path, monkeypatch):
-    from svsr.runtime.backend_choice import engines_match_this_machine
+    from svsr.runtime.sampling.backend_choice import engines_match_this_machine
 
     manifest = write_engines(tmp_path, synthetic_manifest(tmp_path))
     double = RecordingTrtCudaDouble()

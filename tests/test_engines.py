@@ -535,7 +535,7 @@ def test_unusable_tensorrt_and_failed_builds_say_why(tmp_path):
 
 
 def test_build_availability_reason_without_tensorrt():
-    from svsr.contract.tensorrt import import_tensorrt
+    from svsr.device.tensorrt import import_tensorrt
 
     try:
         import_tensorrt()

@@ -17,7 +17,8 @@ from svsr.export.trt_lint import lint_model
 from svsr.export.wrappers import build_wrapper, traceable_warp
 from svsr.contract.graphs import GRAPH_NAMES, GRAPHS
 from svsr.contract.manifest import load_manifest, validate_manifest
-from svsr.contract.noise import RecordingNoise, TorchNoise
+from svsr.device.noise import TorchNoise
+from tests.support.noise import RecordingNoise
 from svsr.reference.warp import warp
 from svsr.contract.scheduler import step_coefficients
 from tests.conftest import random_frames

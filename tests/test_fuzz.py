@@ -37,9 +37,9 @@ import pytest
 from PIL import Image
 
 from svsr.contract.errors import InputError
-from svsr.runtime.video_probe import probe
+from svsr.runtime.video.probe import probe
 from tests.test_video import _encode_sine
-from svsr.runtime.video_read import FrameReader
+from svsr.runtime.video.read import FrameReader
 from tests.conftest import svsr_run
 
 VIDEO_FORMATS = ("mp4", "mov", "webm", "mkv", "avi")

@@ -15,14 +15,13 @@ import pytest
 from svsr.contract.noise import (
     DEFAULT_NOISE,
     NOISE_KINDS,
-    ExplicitNoise,
     NumpyNoise,
     PhiloxNoise,
-    RecordingNoise,
-    make_noise,
     philox4x32_10,
     philox_normal,
 )
+from svsr.device.noise import make_noise
+from tests.support.noise import ExplicitNoise, RecordingNoise
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "noise.md"
 MASK = 0xFFFFFFFF
@@ -274,7 +273,7 @@ def test_numpy_state():
 
 def test_torch_state():
     pytest.importorskip("torch")
-    from svsr.contract.noise import TorchNoise
+    from svsr.device.noise import TorchNoise
 
     state = _check_resume(lambda: TorchNoise(7))
     assert state["kind"] == "torch" and isinstance(state["generator"], str)
@@ -353,7 +352,7 @@ def test_make_noise_torch_unchanged():
 
 def test_philox_source_does_not_import_torch():
     code = (
-        "import sys; from svsr.contract.noise import make_noise, DEFAULT_NOISE; "
+        "import sys; from svsr.contract.noise import DEFAULT_NOISE; from svsr.device.noise import make_noise; "
         "make_noise(DEFAULT_NOISE, 1).step_noise(0, 0, (1, 4, 8, 8)); "
         "assert 'torch' not in sys.modules, 'torch imported'"
     )

@@ -405,8 +405,8 @@ PSNR_FLOORS = {"fp16": 60.0, "bf16": 45.0}
 @needs_autocast
 def test_end_to_end_psnr_against_float32(typed_build):
     from svsr.contract.noise import NumpyNoise
-    from svsr.runtime.ort_backend import OrtBackend
-    from svsr.runtime.sampler import Sampler
+    from svsr.runtime.sampling.ort_backend import OrtBackend
+    from svsr.runtime.sampling.sampler import Sampler
     from svsr.sample_clip import sample_frames
 
     manifest = typed_build.manifest  # on the CPU, OrtBackend runs typed graphs via their emulation twins
@@ -550,7 +550,7 @@ def test_svsr_run_per_graph_precision_overrides(typed_build):
     from svsr.cli import run_parser
     from svsr.contract.errors import InputError
     from svsr.contract.precision import Precision
-    from svsr.runtime.backend_choice import open_sampler
+    from svsr.runtime.sampling.backend_choice import open_sampler
 
     args = run_parser().parse_args(["in.mp4", "--precision", "fp16", "--vae-precision", "bf16"])
     precision = Precision.from_flags(args.precision, args.vae_precision, args.flow_precision)

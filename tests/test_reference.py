@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from svsr.contract.errors import InputError
-from svsr.contract.noise import RecordingNoise, TorchNoise
+from svsr.device.noise import TorchNoise
+from tests.support.noise import RecordingNoise
 from svsr.reference import pipeline as pipeline_module
 from svsr.reference.warp import warp
 from svsr.contract.sweeps import frame_calls

@@ -12,10 +12,11 @@ import pytest
 
 from svsr.cli import export_main, run_main
 from svsr.contract.manifest import load_manifest
-from svsr.contract.noise import NumpyNoise, TorchNoise
-from svsr.runtime.ort_backend import OrtBackend
-from svsr.runtime.sampler import Sampler
-from svsr.runtime.video_write import FrameWriter
+from svsr.contract.noise import NumpyNoise
+from svsr.device.noise import TorchNoise
+from svsr.runtime.sampling.ort_backend import OrtBackend
+from svsr.runtime.sampling.sampler import Sampler
+from svsr.runtime.video.write import FrameWriter
 from svsr.contract.scheduler import step_coefficients, timesteps
 from tests.conftest import random_frames, write_png_folder, read_png_folder
 
@@ -303,10 +304,10 @@ def test_runtime_never_imports_torch(build, tmp_path):
     script = f"""
 import sys, pkgutil, importlib
 import svsr.runtime
-for module in pkgutil.iter_modules(svsr.runtime.__path__):
-    importlib.import_module("svsr.runtime." + module.name)  # trt_backend imports TensorRT lazily
+for module in pkgutil.walk_packages(svsr.runtime.__path__, "svsr.runtime."):
+    importlib.import_module(module.name)  # trt_backend imports TensorRT lazily
 from svsr.contract.manifest import load_manifest
-from svsr.runtime.backend_choice import open_sampler
+from svsr.runtime.sampling.backend_choice import open_sampler
 from svsr.contract.noise import NumpyNoise
 import numpy as np
 sampler, label = open_sampler({str(build)!r}, backend="ort")
@@ -319,13 +320,13 @@ sys.exit(1 if bad else 0)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "IMPORTED: []" in result.stdout
-    for source in (REPO / "svsr" / "runtime").glob("*.py"):
+    for source in (REPO / "svsr" / "runtime").rglob("*.py"):
         for line in source.read_text().splitlines():
             assert not line.startswith(("import torch", "from torch")), f"{source.name}: {line}"
 
 
 class CudaApiTestDouble:
-    """Test double for svsr.contract.cuda.CudaApi: reports a fixed GPU, touches no device."""
+    """Test double for svsr.device.cuda.CudaApi: reports a fixed GPU, touches no device."""
 
     def __init__(self, device: int = 0) -> None:
         pass
@@ -340,8 +341,8 @@ class CudaApiTestDouble:
 def test_auto_backend_takes_engines_only_when_built_for_this_gpu_and_tensorrt(monkeypatch):
     import types
 
-    import svsr.contract.cuda as cuda_api
-    from svsr.runtime.backend_choice import engines_match_this_machine
+    import svsr.device.cuda as cuda_api
+    from svsr.runtime.sampling.backend_choice import engines_match_this_machine
 
     monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="11.4.0"))  # stand-in module
     monkeypatch.setattr(cuda_api, "CudaApi", CudaApiTestDouble)

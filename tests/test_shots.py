@@ -13,10 +13,10 @@ import pytest
 from PIL import Image
 
 import svsr
-from svsr.runtime.sampler import to_model_input
-from svsr.runtime.shots import CutDetector, shots_from_cuts
-from svsr.runtime.video_read import FrameReader
-from svsr.runtime.video_write import FrameWriter
+from svsr.runtime.sampling.sampler import to_model_input
+from svsr.runtime.jobs.shots import CutDetector, shots_from_cuts
+from svsr.runtime.video.read import FrameReader
+from svsr.runtime.video.write import FrameWriter
 from svsr.contract.sizes import padding_plan
 
 from tests.conftest import svsr_run

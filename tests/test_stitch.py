@@ -1,4 +1,4 @@
-"""Tests for svsr.runtime.stitch: shot segments written by FrameWriter(segment=True), joined by remuxing."""
+"""Tests for svsr.runtime.video.stitch: shot segments written by FrameWriter(segment=True), joined by remuxing."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from svsr.contract.errors import InputError
-from svsr.runtime import stitch
-from svsr.runtime.stitch import stitch_segments
-from svsr.runtime.video_probe import probe
-from svsr.runtime.video_read import FrameReader
-from svsr.runtime.video_write import FrameWriter
+from svsr.runtime.video import stitch
+from svsr.runtime.video.stitch import stitch_segments
+from svsr.runtime.video.probe import probe
+from svsr.runtime.video.read import FrameReader
+from svsr.runtime.video.write import FrameWriter
 from tests.test_video import (
     VFR_RATE,
     VFR_SOURCES,

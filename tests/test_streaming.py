@@ -16,9 +16,10 @@ import pytest
 
 import svsr
 from svsr.contract.errors import InputError
-from svsr.contract.noise import PhiloxNoise, TorchNoise
-from svsr.runtime.clip_store import ClipStore, StoreLayout, parse_memory_size
-from svsr.runtime.resume import CHECKPOINT_NAME
+from svsr.contract.noise import PhiloxNoise
+from svsr.device.noise import TorchNoise
+from svsr.runtime.sampling.clip_store import ClipStore, StoreLayout, parse_memory_size
+from svsr.runtime.jobs.resume import CHECKPOINT_NAME
 from tests.conftest import random_frames, svsr_run, write_png_folder, read_png_folder
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,7 +10,7 @@ import av
 import pytest
 
 from svsr.cli import run_main
-from svsr.runtime.video_read import FrameReader
+from svsr.runtime.video.read import FrameReader
 from tests.test_shots import scene
 from tests.test_video import VFR_SOURCES, VFR_TIMES, audio_times, gradient_frames, make_vfr_video, write_pngs
 

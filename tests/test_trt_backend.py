@@ -24,8 +24,8 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 
-from svsr.contract import cuda as cuda_api
-from svsr.contract.cuda import CudaApi, CudaError
+from svsr.device import cuda as cuda_api
+from svsr.device.cuda import CudaApi, CudaError
 from svsr.contract.engine_records import BuildEnvironment, cache_key, make_record, plan_filename
 from svsr.contract.errors import InputError, ManifestError
 from svsr.contract.frames import validate_clip
@@ -33,9 +33,9 @@ from svsr.contract.graphs import GRAPH_NAMES, GRAPHS, concrete_shape
 from svsr.contract.manifest import sha256_file, validate_manifest
 from svsr.contract.noise import NumpyNoise
 from svsr.contract.profiles import Profile
-from svsr.runtime import trt_backend as trt_backend_mod
-from svsr.runtime.clip_store import ClipStore, StoreLayout
-from svsr.runtime.memory_plan import (
+from svsr.runtime.sampling import trt_backend as trt_backend_mod
+from svsr.runtime.sampling.clip_store import ClipStore, StoreLayout
+from svsr.runtime.sampling.memory_plan import (
     BASE_RESERVE,
     CONTEXT_ESTIMATE,
     GIB,
@@ -48,8 +48,8 @@ from svsr.runtime.memory_plan import (
     plan_memory,
     slot_buffers,
 )
-from svsr.runtime.sampler import Sampler
-from svsr.runtime.trt_backend import TRT_RUNTIME_API, ProgramBindingError, TrtBackend, hash_sidecar, open_trt_backend
+from svsr.runtime.sampling.sampler import Sampler
+from svsr.runtime.sampling.trt_backend import TRT_RUNTIME_API, ProgramBindingError, TrtBackend, hash_sidecar, open_trt_backend
 from tests.conftest import random_frames
 
 H100 = BuildEnvironment("11.4.0.106", "NVIDIA H100 80GB HBM3", "9.0")
@@ -152,7 +152,7 @@ class RecordingTrtCudaDouble:
     """Test double (not TensorRT, not CUDA): records every call the backend makes and emulates their effect.
 
     ``self.trt`` has the TensorRT runtime names the backend may use, ``self.cuda`` the methods of
-    svsr.contract.cuda.CudaApi. Device and pinned memory are numpy byte arrays (fresh device
+    svsr.device.cuda.CudaApi. Device and pinned memory are numpy byte arrays (fresh device
     memory is filled with garbage, like cudaMalloc's). Work enqueued on a stream waits in that
     stream's queue: streams in ``self.eager`` run it at once (as far as their event waits allow),
     the others only when forced (event or stream synchronisation, another stream waiting on one of
@@ -389,7 +389,7 @@ class FakeContext:
 
 
 class _FakeCuda:
-    """The CudaApi half of the double (same method names as svsr.contract.cuda.CudaApi)."""
+    """The CudaApi half of the double (same method names as svsr.device.cuda.CudaApi)."""
 
     def __init__(self, d: RecordingTrtCudaDouble) -> None:
         self.d = d

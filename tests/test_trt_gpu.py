@@ -33,7 +33,7 @@ from PIL import Image  # noqa: E402
 from svsr.cli import export_main, run_main  # noqa: E402
 from svsr.contract.manifest import load_manifest, sha256_file, write_manifest  # noqa: E402
 from svsr.contract.noise import NumpyNoise  # noqa: E402
-from svsr.runtime.sampler import Sampler  # noqa: E402
+from svsr.runtime.sampling.sampler import Sampler  # noqa: E402
 from tests.conftest import random_frames  # noqa: E402
 
 HEIGHT, WIDTH = 36, 44  # LR size of the small test clips; their engines are built static for it
@@ -100,7 +100,7 @@ def real_frames():
 
 def _upscale_trt(build_dir: Path, frames, precision: str, steps: int, seed: int, cuda_graphs: bool = True, clips: int = 1):
     """``clips`` upscales of ``frames`` on one backend (closed after), captures required when ``cuda_graphs``."""
-    from svsr.runtime.trt_backend import open_trt_backend
+    from svsr.runtime.sampling.trt_backend import open_trt_backend
 
     manifest = load_manifest(build_dir)
     backend = open_trt_backend(build_dir, manifest, precision, cuda_graphs=cuda_graphs)
@@ -157,7 +157,7 @@ def test_cuda_graphs_replay_bit_equal_to_eager_launches_on_a_realistic_clip(real
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_tensorrt_matches_onnx_runtime_on_a_realistic_clip(real_build, real_frames, precision):
     """The same clip, noise and schedule on ONNX Runtime's float32 graphs and on TensorRT engines."""
-    from svsr.runtime.ort_backend import OrtBackend
+    from svsr.runtime.sampling.ort_backend import OrtBackend
 
     manifest = load_manifest(real_build)
     ort = Sampler(OrtBackend(real_build, manifest, precision="fp32"), manifest)
@@ -171,7 +171,7 @@ def test_tensorrt_matches_onnx_runtime_on_a_realistic_clip(real_build, real_fram
 
 
 def test_a_closed_backend_reopens_in_the_same_process_and_frees_its_memory(real_build, real_frames):
-    from svsr.contract.cuda import CudaApi
+    from svsr.device.cuda import CudaApi
 
     cuda = CudaApi(0)
     frames = real_frames[:3]
@@ -185,8 +185,8 @@ def test_a_closed_backend_reopens_in_the_same_process_and_frees_its_memory(real_
 
 
 def test_the_memory_plan_covers_what_a_realistic_clip_takes(real_build, real_frames):
-    from svsr.contract.cuda import CudaApi
-    from svsr.runtime.trt_backend import open_trt_backend
+    from svsr.device.cuda import CudaApi
+    from svsr.runtime.sampling.trt_backend import open_trt_backend
 
     cuda = CudaApi(0)
     manifest = load_manifest(real_build)
@@ -210,7 +210,7 @@ def test_the_memory_plan_covers_what_a_realistic_clip_takes(real_build, real_fra
 
 def test_two_sizes_in_a_row_on_one_backend(real_build):
     """A size change releases the slots and the contexts and graphs bound to them; going back rebinds and recaptures."""
-    from svsr.runtime.trt_backend import open_trt_backend
+    from svsr.runtime.sampling.trt_backend import open_trt_backend
 
     manifest = load_manifest(real_build)
     backend = open_trt_backend(real_build, manifest, "fp32")
@@ -230,7 +230,7 @@ def test_two_sizes_in_a_row_on_one_backend(real_build):
 
 def test_rebuild_is_skipped_and_foreign_engines_are_refused(build):
     from svsr.contract.errors import ManifestError
-    from svsr.runtime.trt_backend import open_trt_backend
+    from svsr.runtime.sampling.trt_backend import open_trt_backend
 
     manifest = load_manifest(build)
     messages: list[str] = []

@@ -1,4 +1,4 @@
-"""Tests for svsr.runtime.video_probe/_read/_write on small synthetic videos made with PyAV in tmp_path."""
+"""Tests for svsr.runtime.video.probe/_read/_write on small synthetic videos made with PyAV in tmp_path."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import pytest
 from PIL import Image
 
 from svsr.contract.errors import InputError
-from svsr.runtime import video_write
-from svsr.runtime.video_probe import (
+from svsr.runtime.video import write as video_write
+from svsr.runtime.video.probe import (
     MIN_SIDE,
     VideoInfo,
     natural_sort_key,
@@ -25,8 +25,8 @@ from svsr.runtime.video_probe import (
     probe,
     rotate_upright,
 )
-from svsr.runtime.video_read import FrameReader
-from svsr.runtime.video_write import FrameWriter
+from svsr.runtime.video.read import FrameReader
+from svsr.runtime.video.write import FrameWriter
 
 W, H, N = 48, 40, 12
 
@@ -917,7 +917,7 @@ def test_existing_output_file_is_replaced_on_success(out_dir: Path) -> None:
 
 def test_runtime_video_does_not_import_torch() -> None:
     code = (
-        "import sys, svsr.runtime.video_probe, svsr.runtime.video_read, svsr.runtime.video_write; "
+        "import sys, svsr.runtime.video.probe, svsr.runtime.video.read, svsr.runtime.video.write; "
         "sys.exit(1 if 'torch' in sys.modules else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -213,45 +213,98 @@ def onnx_entry(manifest: Mapping[str, Any], graph: str, precision: str, build_di
 
 
 
-def rebuild_command(manifest: Mapping[str, Any], build_dir: str | Path, precision: PrecisionLike, profile: Profile | None = None) -> str:
+def rebuild_command(
+    manifest: Mapping[str, Any],
+    build_dir: str | Path,
+    precision: PrecisionLike,
+    profile: Profile | None = None,
+    *,
+    lean: bool = False,
+) -> str:
     """The svsr-export command line that rebuilds this build folder's engines on this machine.
 
-    ``precision``: the precision in use (a Precision, or anything Precision.parse takes).
+    ``precision``: the precision in use (a Precision, or anything Precision.parse takes); ``lean``:
+    make version-compatible plans for TensorRT's lean runtime (``--lean``).
     """
     source = (manifest.get("checkpoint") or {}).get("source") or "CHECKPOINT"
     args = ["svsr-export", "--weights", str(source), *Precision.parse(precision).flags(), "--out", str(build_dir)]
     if profile is not None:
         args += profile.cli_args()
+    if lean:
+        args.append("--lean")
     args.append("--force")
     return " ".join(args)
 
 
+@dataclass(frozen=True)
+class MachineEnv:
+    """Where an engine would run: the TensorRT found (version; full or lean runtime), the GPU, the driver.
+
+    Made once per machine by ``svsr.device.machine.machine_env()`` (or by hand in tests); every
+    "does this engine run here" question is :func:`problems` of a record and this.
+    """
+
+    tensorrt_version: str
+    lean: bool
+    gpu_name: str
+    compute_capability: str  # "9.0"
+    cuda_driver: str | None = None  # "13.0"; None where unknown
+
+    @property
+    def build_environment(self) -> BuildEnvironment:
+        """What a plan built here is tied to."""
+        return BuildEnvironment(self.tensorrt_version, self.gpu_name, self.compute_capability)
+
+    def describe(self) -> str:
+        flavour = "lean runtime " if self.lean else ""
+        return f"TensorRT {flavour}{self.tensorrt_version} on {self.gpu_name} (compute capability {self.compute_capability})"
+
+
+def problems(record: Mapping[str, Any], env: MachineEnv | BuildEnvironment, *, onnx_sha256: str | None = None) -> list[str]:
+    """Why the engine of ``record`` cannot run on ``env``: clauses such as "was built with TensorRT 10.13
+    but this machine has TensorRT 11.4"; an empty list means it runs here.
+
+    A plan is tied to the exact TensorRT version and to the GPU model; TensorRT's lean runtime runs
+    only version-compatible plans (``svsr-export --lean``). ``onnx_sha256``: the graph the build
+    folder holds now (a plan built from another version of it is stale).
+    """
+    found = []
+    lean = bool(getattr(env, "lean", False))
+    if lean and not record.get("version_compatible"):
+        found.append(
+            f"is not version-compatible, and only TensorRT's lean runtime ({env.tensorrt_version}) is installed here, "
+            "which runs only version-compatible plans"
+        )
+    if record["tensorrt_version"] != env.tensorrt_version:
+        found.append(f"was built with TensorRT {record['tensorrt_version']} but this machine has TensorRT {env.tensorrt_version}")
+    if record["compute_capability"] != env.compute_capability or record["gpu_name"] != env.gpu_name:
+        found.append(
+            f"was built for {record['gpu_name']} (compute capability {record['compute_capability']}) "
+            f"but this machine has {env.gpu_name} (compute capability {env.compute_capability})"
+        )
+    if onnx_sha256 is not None and record["onnx_sha256"] != onnx_sha256:
+        found.append(f"was built from another version of its ONNX graph ({record['onnx_file']} changed since)")
+    return found
+
+
 def check_record(
     record: Mapping[str, Any],
-    env: BuildEnvironment,
+    env: MachineEnv | BuildEnvironment,
     manifest: Mapping[str, Any],
     build_dir: str | Path,
     onnx_sha256: str | None = None,
     precisions: PrecisionLike = None,
 ) -> None:
-    """Refuse (ManifestError, one sentence) an engine built elsewhere or from another ONNX graph.
+    """Refuse (ManifestError, one sentence) an engine that :func:`problems` finds cannot run here.
 
-    A plan is tied to the exact TensorRT version and to the GPU model; loading it anywhere else is
-    at best rejected by TensorRT with an opaque message, so the sentence names the command that
-    rebuilds it here (``precisions``: the whole plan in use, so the command rebuilds all of it).
+    Loading a plan anywhere else is at best rejected by TensorRT with an opaque message, so the
+    sentence names the first problem and the command that rebuilds it here (``precisions``: the
+    whole plan in use, so the command rebuilds all of it; ``--lean`` where the lean runtime runs it
+    or the plan was lean).
     """
-    graph, precision = record["graph"], record["precision"]
-    command = rebuild_command(manifest, build_dir, precisions or precision, Profile.from_json(record["profile"]))
-    built = BuildEnvironment(record["tensorrt_version"], record["gpu_name"], record["compute_capability"])
-    if built.tensorrt_version != env.tensorrt_version:
-        problem = f"was built with TensorRT {built.tensorrt_version} but this machine has TensorRT {env.tensorrt_version}"
-    elif built.compute_capability != env.compute_capability or built.gpu_name != env.gpu_name:
-        problem = (
-            f"was built for {built.gpu_name} (compute capability {built.compute_capability}) "
-            f"but this machine has {env.gpu_name} (compute capability {env.compute_capability})"
-        )
-    elif onnx_sha256 is not None and record["onnx_sha256"] != onnx_sha256:
-        problem = f"was built from another version of its ONNX graph ({record['onnx_file']} changed since)"
-    else:
+    found = problems(record, env, onnx_sha256=onnx_sha256)
+    if not found:
         return
-    raise ManifestError(f"the {graph} {precision} engine in {build_dir} {problem}; rebuild it with: {command}")
+    lean = bool(getattr(env, "lean", False) or record.get("lean") or record.get("version_compatible"))
+    command = rebuild_command(manifest, build_dir, precisions or record["precision"], Profile.from_json(record["profile"]), lean=lean)
+    raise ManifestError(f"the {record['graph']} {record['precision']} engine in {build_dir} {found[0]}; rebuild it with: {command}")

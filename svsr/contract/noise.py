@@ -1,4 +1,4 @@
-"""Noise sources for the sampler (torch-free; the torch source imports torch lazily).
+"""Noise sources for the sampler (torch-free; the torch source lives in svsr/device/noise.py).
 
 The sampler asks for noise in the official draw order: first the initial latent of every frame in
 frame order, then one draw per (timestep, frame) call in sweep order, only for timesteps > 0.
@@ -14,7 +14,6 @@ run continues with exactly the draws it would have made.
 
 from __future__ import annotations
 
-import base64
 from typing import Any, Protocol, Sequence
 
 import numpy as np
@@ -43,7 +42,7 @@ class NoiseSource(Protocol):
         """Continue from a ``state()`` taken earlier (on this or another source of the same kind)."""
 
 
-def _check_kind(state: Any, kind: str) -> None:
+def check_kind(state: Any, kind: str) -> None:
     if not isinstance(state, dict) or state.get("kind") != kind:
         found = state.get("kind") if isinstance(state, dict) else type(state).__name__
         raise ValueError(f"cannot restore a {kind} noise source from a {found!r} noise state.")
@@ -145,7 +144,7 @@ class PhiloxNoise:
         return {"kind": self.kind, "seed": self.seed}
 
     def restore(self, state: dict) -> None:
-        _check_kind(state, self.kind)
+        check_kind(state, self.kind)
         self.seed = self._checked_seed(state.get("seed"))
 
 
@@ -168,124 +167,5 @@ class NumpyNoise:
         return {"kind": self.kind, "bit_generator": self._rng.bit_generator.state}
 
     def restore(self, state: dict) -> None:
-        _check_kind(state, self.kind)
+        check_kind(state, self.kind)
         self._rng.bit_generator.state = state["bit_generator"]
-
-
-class TorchNoise:
-    """Draws from ``torch.Generator("cpu").manual_seed(seed)`` exactly as the original pipeline does.
-
-    torch is imported only when this source is created, so the runtime stays torch-free otherwise.
-    """
-
-    kind = "torch"
-
-    def __init__(self, seed: int = 0) -> None:
-        try:
-            import torch
-        except ImportError:
-            from svsr.contract.errors import MissingDependencyError
-
-            raise MissingDependencyError(
-                "the torch noise source needs PyTorch; install svsr[export] or use --noise numpy."
-            ) from None
-        self._torch = torch
-        self._generator = torch.Generator("cpu").manual_seed(seed)
-
-    def _draw(self, shape: Shape) -> np.ndarray:
-        return self._torch.randn(tuple(shape), generator=self._generator, dtype=self._torch.float32).numpy()
-
-    def initial_latent(self, frame: int, shape: Shape) -> np.ndarray:
-        return self._draw(shape)
-
-    def step_noise(self, step: int, frame: int, shape: Shape) -> np.ndarray:
-        return self._draw(shape)
-
-    def state(self) -> dict:
-        raw = self._generator.get_state().numpy().tobytes()
-        return {"kind": self.kind, "generator": base64.b64encode(raw).decode("ascii")}
-
-    def restore(self, state: dict) -> None:
-        _check_kind(state, self.kind)
-        raw = bytearray(base64.b64decode(state["generator"]))
-        self._generator.set_state(self._torch.frombuffer(raw, dtype=self._torch.uint8).clone())
-
-
-class ExplicitNoise:
-    """Noise supplied by the caller: ``initial`` (N, *shape) and ``steps`` (S, N, *shape), indexed by frame."""
-
-    kind = "explicit"
-
-    def __init__(self, initial: np.ndarray, steps: np.ndarray) -> None:
-        self.initial = np.asarray(initial, dtype=np.float32)
-        self.steps = np.asarray(steps, dtype=np.float32)
-
-    def initial_latent(self, frame: int, shape: Shape) -> np.ndarray:
-        return self._checked(self.initial[frame], shape)
-
-    def step_noise(self, step: int, frame: int, shape: Shape) -> np.ndarray:
-        return self._checked(self.steps[step, frame], shape)
-
-    def state(self) -> dict:
-        """Stateless (noise is looked up by index); the arrays themselves are not part of the state."""
-        return {"kind": self.kind}
-
-    def restore(self, state: dict) -> None:
-        _check_kind(state, self.kind)
-
-    @staticmethod
-    def _checked(array: np.ndarray, shape: Shape) -> np.ndarray:
-        if tuple(array.shape) != tuple(shape):
-            raise ValueError(f"explicit noise has shape {array.shape}, the sampler needs {tuple(shape)}")
-        return array
-
-
-class RecordingNoise:
-    """Wraps a source and keeps every array it hands out, so a second pipeline can replay them.
-
-    ``kind``, ``state()`` and ``restore()`` are the wrapped source's; the recordings are not state.
-    """
-
-    def __init__(self, inner: NoiseSource) -> None:
-        self.inner = inner
-        self.initial: dict[int, np.ndarray] = {}
-        self.steps: dict[tuple[int, int], np.ndarray] = {}
-
-    @property
-    def kind(self) -> str:
-        return self.inner.kind
-
-    def state(self) -> dict:
-        return self.inner.state()
-
-    def restore(self, state: dict) -> None:
-        self.inner.restore(state)
-
-    def initial_latent(self, frame: int, shape: Shape) -> np.ndarray:
-        self.initial[frame] = self.inner.initial_latent(frame, shape)
-        return self.initial[frame]
-
-    def step_noise(self, step: int, frame: int, shape: Shape) -> np.ndarray:
-        self.steps[step, frame] = self.inner.step_noise(step, frame, shape)
-        return self.steps[step, frame]
-
-    def as_explicit(self, num_steps: int) -> ExplicitNoise:
-        """The recorded draws as an ExplicitNoise (steps without noise, t == 0, are zeros)."""
-        frames = sorted(self.initial)
-        initial = np.stack([self.initial[k] for k in frames])
-        steps = np.zeros((num_steps, len(frames), *initial.shape[1:]), dtype=np.float32)
-        for (step, frame), array in self.steps.items():
-            steps[step, frame] = array
-        return ExplicitNoise(initial, steps)
-
-
-def make_noise(kind: str, seed: int) -> NoiseSource:
-    """Noise source by name: ``philox`` (counter-based, order-free, specified in docs/noise.md),
-    ``numpy`` (sequential PCG64) or ``torch`` (reproduces the reference's seeded draws)."""
-    if kind == "philox":
-        return PhiloxNoise(seed)
-    if kind == "numpy":
-        return NumpyNoise(seed)
-    if kind == "torch":
-        return TorchNoise(seed)
-    raise ValueError(f"unknown noise source {kind!r}; use one of {', '.join(NOISE_KINDS)}.")

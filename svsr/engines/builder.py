@@ -47,7 +47,7 @@ from svsr.contract.engine_records import (
 )
 from svsr.contract.errors import InputError, ManifestError, MissingDependencyError, SvsrError
 from svsr.contract.precision import Precision, PrecisionLike
-from svsr.contract.tensorrt import INSTALL_FULL, import_tensorrt
+from svsr.device.tensorrt import INSTALL_FULL, import_tensorrt
 from svsr.contract.graphs import GRAPH_NAMES, GRAPHS
 from svsr.contract.manifest import check_graph_file, sha256_file
 
@@ -129,7 +129,7 @@ def tensorrt_build_available() -> tuple[bool, str]:
         version = check_tensorrt_version(trt)
     except MissingDependencyError as exc:
         return False, str(exc)
-    from svsr.contract.cuda import cuda_device_status
+    from svsr.device.cuda import cuda_device_status
 
     ok, what = cuda_device_status()
     if not ok:
@@ -209,7 +209,7 @@ def build_engines(
         trt = import_tensorrt("building engines")
     check_tensorrt_version(trt)
     if cuda is None:
-        from svsr.contract.cuda import CudaApi
+        from svsr.device.cuda import CudaApi
 
         cuda = CudaApi(0)
     env = current_environment(trt, cuda)

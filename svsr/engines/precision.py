@@ -27,7 +27,7 @@ kernels, and fp16 nodes without a CPU kernel run in float32 with the casts betwe
 (so fp16 overflow never shows). Each typed graph therefore also gets an emulation graph
 (``<name>.<precision>.ortcpu.onnx``: float32 arithmetic, every fp16/bf16 tensor rounded where it
 is produced), recorded as ``ort_cpu_file``; the ONNX Runtime backend runs those on a CPU
-(svsr/runtime/ort_backend.py ``graph_file``).
+(svsr/runtime/sampling/ort_backend.py ``graph_file``).
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ from tqdm.auto import tqdm
 
 from svsr.contract.errors import InputError
 from svsr.contract.frames import pad_frame, validate_clip
-from svsr.contract.noise import NoiseSource, TorchNoise
+from svsr.contract.noise import NoiseSource
+from svsr.device.noise import TorchNoise
 from svsr.reference.checkpoint import Components, load_components
 from svsr.reference.flow import clip_flows, upscale_bicubic
 from svsr.reference.warp import warp

@@ -2,7 +2,7 @@
 
 :func:`probe` reads sizes, frame count, rate, time base, audio and orientation without decoding
 more than one frame, so a bad input fails before any GPU work. The helpers it needs are shared with
-the reader (:mod:`svsr.runtime.video_read`) and the writer (:mod:`svsr.runtime.video_write`):
+the reader (:mod:`svsr.runtime.video.read`) and the writer (:mod:`svsr.runtime.video.write`):
 suffixes, orientation (display matrix, EXIF), folder listing, container opening, the stream origin
 that frame times are measured from, and the error sentences. This module imports neither of them.
 """

@@ -11,7 +11,7 @@ import onnxruntime as ort
 from svsr.contract.errors import ManifestError
 from svsr.contract.manifest import check_graph_file
 from svsr.contract.precision import Precision, PrecisionLike
-from svsr.runtime.backend import Buffer
+from svsr.runtime.sampling.backend import Buffer
 
 PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
 

@@ -1,10 +1,10 @@
 """Upscale videos or frame folders exactly and resumably: shots, the shot job, the video job (torch-free).
 
-An input is split at scene cuts into shots (``svsr.runtime.shots``); each shot is one exact clip
+An input is split at scene cuts into shots (``svsr.runtime.jobs.shots``); each shot is one exact clip
 (StableVSR is defined on a whole clip: no chunks, no seams inside a shot, no guidance across a cut):
 
 1. plan: one decoding pass counts the frames and finds the cuts (kept in ``plan.json`` of the work folder);
-2. per shot (in-process, or on Ray workers: ``svsr.runtime.farm``), the shot job:
+2. per shot (in-process, or on Ray workers: ``svsr.runtime.jobs.farm``), the shot job:
    decode its LR frames (with their times) into the work folder, compute flows into the clip store
    (RAM up to the budget, then files), draw initial latents, one sweep per timestep with a checkpoint
    after each, then decode the final frames in order into an output segment (absolute frame times);
@@ -33,8 +33,8 @@ from svsr.contract.errors import InputError, SvsrError
 from svsr.contract.frames import validate_clip
 from svsr.contract.noise import NoiseSource
 from svsr.contract.sizes import padding_plan
-from svsr.runtime.clip_store import ClipStore, FileFrameArray, StoreLayout, default_host_memory
-from svsr.runtime.resume import (
+from svsr.runtime.sampling import ClipStore, FileFrameArray, StoreLayout, default_host_memory
+from svsr.runtime.jobs.resume import (
     Checkpoint,
     build_fingerprint,
     default_work_dir,
@@ -45,11 +45,11 @@ from svsr.runtime.resume import (
     remove_work_dir,
     save_checkpoint,
 )
-from svsr.runtime.sampler import Sampler, to_model_input
-from svsr.runtime.shots import DEFAULT_THRESHOLD, CutDetector, Shot, shots_from_cuts
-from svsr.runtime.video_probe import VIDEO_SUFFIXES, VideoInfo, output_path_for, probe
-from svsr.runtime.video_read import FrameReader
-from svsr.runtime.video_write import FrameWriter
+from svsr.runtime.sampling import Sampler, to_model_input
+from svsr.runtime.jobs.shots import DEFAULT_THRESHOLD, CutDetector, Shot, shots_from_cuts
+from svsr.runtime.video import VIDEO_SUFFIXES, VideoInfo, output_path_for, probe
+from svsr.runtime.video import FrameReader
+from svsr.runtime.video import FrameWriter
 
 Report = Callable[[str], None]
 # upscale a whole clip at once (the PyTorch reference): LR uint8 frames -> [0, 1] float frames
@@ -390,7 +390,7 @@ class ShotJob:
 
 def finish_input(plan: InputPlan) -> Path:
     """Stitch the shots' segments in order into the output (audio copied from the input); drop the work folder."""
-    from svsr.runtime.stitch import stitch_segments
+    from svsr.runtime.video import stitch_segments
 
     segments = [plan.segment_path(shot) for shot in plan.shots]
     audio = None if plan.info.is_image_sequence else plan.input

@@ -91,7 +91,7 @@ class _ShapeRecorder:
 
 def slot_buffers(manifest: Mapping[str, Any], height: int, width: int) -> list[BufferSpec]:
     """Every buffer ``Sampler.slots`` allocates for padded LR frames of ``height`` x ``width``."""
-    from svsr.runtime.sampler import Sampler
+    from svsr.runtime.sampling.sampler import Sampler
 
     recorder = _ShapeRecorder()
     Sampler(recorder, manifest).slots(height, width)  # type: ignore[arg-type]
@@ -112,7 +112,7 @@ def binding_counts(manifest: Mapping[str, Any]) -> tuple[int, int]:
     if _BINDINGS is None:
         from svsr.contract.noise import NumpyNoise
         from svsr.contract.sizes import MIN_SIDE
-        from svsr.runtime.sampler import Sampler
+        from svsr.runtime.sampling.sampler import Sampler
 
         recorder = _ShapeRecorder()
         frames = [np.zeros((MIN_SIDE, MIN_SIDE, 3), np.uint8)] * 3

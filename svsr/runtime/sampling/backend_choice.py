@@ -11,12 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from svsr.contract.cuda import check_cuda_driver
+from svsr.device.cuda import check_cuda_driver
 from svsr.contract.errors import InputError, MissingDependencyError
 from svsr.contract.manifest import load_manifest
 from svsr.contract.precision import PrecisionLike
-from svsr.contract.tensorrt import INSTALL_FULL, INSTALL_LEAN, import_tensorrt_runtime, tensorrt_importable
-from svsr.runtime.sampler import Sampler
+from svsr.device.tensorrt import INSTALL_FULL, INSTALL_LEAN, import_tensorrt_runtime, tensorrt_importable
+from svsr.runtime.sampling.sampler import Sampler
 
 
 def engines_match_this_machine(manifest: Mapping[str, Any]) -> bool:
@@ -25,7 +25,7 @@ def engines_match_this_machine(manifest: Mapping[str, Any]) -> bool:
     With only TensorRT's lean runtime, only version-compatible records (``svsr-export --lean``) count.
     """
     from svsr.contract.graphs import GRAPH_NAMES
-    from svsr.contract.cuda import CudaApi
+    from svsr.device.cuda import CudaApi
 
     try:
         trt, flavour, _name = import_tensorrt_runtime()
@@ -65,12 +65,12 @@ def open_sampler(build_dir: str | Path, backend: str = "auto", precision: Precis
                 "--backend trt needs TensorRT (the full library or its lean runtime) and cuda-python on a machine with an NVIDIA GPU; "
                 f"install it with {INSTALL_FULL} or {INSTALL_LEAN}, or use --backend ort."
             )
-        from svsr.runtime.trt_backend import open_trt_sampler
+        from svsr.runtime.sampling.trt_backend import open_trt_sampler
 
         return open_trt_sampler(build_dir, manifest, precision), "trt"
     if backend != "ort":
         raise InputError(f"unknown backend {backend!r}; use auto, ort or trt.")
-    from svsr.runtime.ort_backend import OrtBackend
+    from svsr.runtime.sampling.ort_backend import OrtBackend
 
     ort_backend = OrtBackend(build_dir, manifest, precision=precision, threads=threads)
     return Sampler(ort_backend, manifest), f"ort-{ort_backend.device}"

@@ -3,7 +3,7 @@
 Every handle (device pointer, pinned host pointer, stream, event, graph, graph exec) is a plain
 ``int``, which is what TensorRT's Python API takes for addresses and streams. Every call checks the
 returned ``cudaError_t`` and raises :class:`CudaError` with the call, the error name and CUDA's own
-description. Nothing else lives here: the backend's logic is in svsr/runtime/trt_backend.py, and
+description. Nothing else lives here: the backend's logic is in svsr/runtime/sampling/trt_backend.py, and
 tests replace this class with a recording double of the same methods.
 
 It also holds the plain-Python rule for which NVIDIA driver runs which cuda-python: a CUDA driver

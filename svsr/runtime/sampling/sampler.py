@@ -34,8 +34,8 @@ from svsr.contract.noise import NoiseSource, PhiloxNoise
 from svsr.contract.scheduler import Step, step_coefficients
 from svsr.contract.sizes import PaddingPlan
 from svsr.contract.sweeps import sweep_direction, sweep_order
-from svsr.runtime.backend import Backend, Buffer
-from svsr.runtime.clip_store import ClipStore, StoreLayout, default_host_memory
+from svsr.runtime.sampling.backend import Backend, Buffer
+from svsr.runtime.sampling.clip_store import ClipStore, StoreLayout, default_host_memory
 
 Emit = Callable[[int, np.ndarray], None]  # (frame index, 4Hx4Wx3 float32 RGB in [0, 1])
 

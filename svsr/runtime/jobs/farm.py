@@ -1,6 +1,6 @@
 """Shots of many inputs over a Ray cluster: one actor per GPU (or CPU workers for ONNX Runtime) (torch-free).
 
-Every actor opens the build folder once and then runs shot jobs (``svsr.runtime.job.ShotJob``) off
+Every actor opens the build folder once and then runs shot jobs (``svsr.runtime.jobs.job.ShotJob``) off
 one shared queue. A shot is resumable from its checkpoint in the work folder, so when a worker dies
 (process killed, node lost) Ray restarts the actor and retries the shot, which continues where its
 last completed timestep left it. The work folders (beside the outputs) and the inputs must
@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from svsr.contract.errors import InputError, MissingDependencyError, SvsrError
-from svsr.contract.noise import make_noise
-from svsr.runtime.job import CRASH_ONCE_VARIABLE, CRASH_VARIABLE, InputPlan, JobOptions, ShotJob
-from svsr.runtime.shots import Shot
+from svsr.device.noise import make_noise
+from svsr.runtime.jobs.job import CRASH_ONCE_VARIABLE, CRASH_VARIABLE, InputPlan, JobOptions, ShotJob
+from svsr.runtime.jobs.shots import Shot
 
 Report = Callable[[str], None]
 # environment a worker needs to behave like this process (test hooks included, so tests can kill workers)
@@ -38,7 +38,7 @@ class ShotWorker:
     """A Ray actor: the build folder opened once, then any number of shots."""
 
     def __init__(self, build_dir: str, backend: str, precision: Any, threads: int) -> None:
-        from svsr.runtime.backend_choice import open_sampler
+        from svsr.runtime.sampling import open_sampler
 
         self.build_dir = Path(build_dir)
         self.sampler, self.label = open_sampler(self.build_dir, backend=backend, precision=precision, threads=threads)

@@ -1,6 +1,6 @@
 """The small interface every runtime backend implements (torch-free).
 
-The schedule (svsr/runtime/sampler.py) only allocates buffers, uploads host arrays, runs graphs on
+The schedule (svsr/runtime/sampling/sampler.py) only allocates buffers, uploads host arrays, runs graphs on
 named buffers, downloads results and synchronises. ONNX Runtime and TensorRT implement it; tests
 use a recording double.
 """

@@ -1,6 +1,6 @@
 """TensorRT backend on the sampler's fixed slot buffers: contexts bound once, one CUDA graph per frame-step program.
 
-How it runs (torch-free; CUDA through svsr/contract/cuda.py):
+How it runs (torch-free; CUDA through svsr/device/cuda.py):
 
 * Engines are deserialised once. Execution contexts are made lazily, one per distinct binding (a
   graph and the buffers of all its tensors), at the first ``run`` with that binding:
@@ -13,7 +13,7 @@ How it runs (torch-free; CUDA through svsr/contract/cuda.py):
   size: checks the size against the engines' profiles; asks a temporary context per engine for its
   scratch need at this size; releases the buffers the new size does not reuse, and with them the
   contexts and CUDA graphs bound to them (no context is left pointing at freed memory); refuses,
-  in one sentence, a size whose memory plan (svsr/runtime/memory_plan.py) does not fit the free
+  in one sentence, a size whose memory plan (svsr/runtime/sampling/memory_plan.py) does not fit the free
   memory; and sizes the scratch for this size (when it must grow at another time, every context
   and graph is dropped first and made again on next use).
 * ``allocate(label, shape, dtype)``: a zero-filled device buffer per label (the same label, shape
@@ -43,7 +43,7 @@ How it runs (torch-free; CUDA through svsr/contract/cuda.py):
 * Opening a build folder checks each plan file's sha256 against its record. The hash is cached
   next to the plan (``<plan>.sha256.json``, keyed by file name, size and mtime), so a multi-GB plan
   is hashed again only when it changed.
-* TensorRT comes from svsr/contract/tensorrt.py: the full library, or else the lean runtime
+* TensorRT comes from svsr/device/tensorrt.py: the full library, or else the lean runtime
   (``tensorrt_lean``), which runs only version-compatible plans (``svsr-export --lean``); any other
   plan is refused in one sentence with the command that rebuilds it with ``--lean``. For
   version-compatible plans ``Runtime.engine_host_code_allowed`` is set before deserialising (TensorRT
@@ -64,7 +64,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from svsr.contract.cuda import CudaError
+from svsr.device.cuda import CudaError
 from svsr.contract.engine_records import (
     BuildEnvironment,
     check_record,
@@ -78,9 +78,9 @@ from svsr.contract.graphs import GRAPHS, concrete_shape
 from svsr.contract.manifest import sha256_file
 from svsr.contract.precision import Precision, PrecisionLike
 from svsr.contract.profiles import Profile, format_size
-from svsr.contract.tensorrt import import_tensorrt_runtime
-from svsr.runtime.memory_plan import MemoryPlan, aligned, check_fits, plan_memory, slot_buffers
-from svsr.runtime.sampler import Sampler
+from svsr.device.tensorrt import import_tensorrt_runtime
+from svsr.runtime.sampling.memory_plan import MemoryPlan, aligned, check_fits, plan_memory, slot_buffers
+from svsr.runtime.sampling.sampler import Sampler
 
 # Every TensorRT name this module uses, by owner (checked against tensorrt_lean_bindings in tests).
 TRT_RUNTIME_API: dict[str, tuple[str, ...]] = {
@@ -791,7 +791,7 @@ def open_trt_backend(
     """Load the build folder's engines for ``precision`` after checking their records against this machine.
 
     ``trt``: the TensorRT module (default: the full library, else the lean runtime, from
-    svsr/contract/tensorrt.py); ``lean``: whether ``trt`` is the lean runtime (default: what the
+    svsr/device/tensorrt.py); ``lean``: whether ``trt`` is the lean runtime (default: what the
     import found; False for a module passed in).
     """
     build_dir = Path(build_dir)
@@ -800,7 +800,7 @@ def open_trt_backend(
         trt, lean = found.module, found.lean if lean is None else lean
     lean = bool(lean)
     if cuda is None:
-        from svsr.contract.cuda import CudaApi
+        from svsr.device.cuda import CudaApi
 
         cuda = CudaApi(0)
     env = BuildEnvironment(str(trt.__version__), cuda.device_name(), cuda.compute_capability())

@@ -3,7 +3,7 @@
 Frames are HxWx3 ``uint8`` RGB numpy arrays, turned upright; videos go through PyAV, folders through
 Pillow. Each frame also carries its presentation time (see :meth:`FrameReader.timed`), so
 variable-frame-rate inputs keep their timing. What the input is comes from
-:mod:`svsr.runtime.video_probe`, the only other video module this one imports.
+:mod:`svsr.runtime.video.probe`, the only other video module this one imports.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from svsr.contract.errors import InputError
-from svsr.runtime.video_probe import (
+from svsr.runtime.video.probe import (
     _EXIF_TRANSPOSE,
     _IMAGE_ERRORS,
     VideoInfo,

@@ -4,7 +4,7 @@ The upscaler splits an input at scene cuts into shots and writes each shot's fra
 segment with ``FrameWriter(..., segment=True)``: a video-only file in the output's container and
 codec whose frames carry their absolute input times, or a folder of PNG frames.
 :func:`stitch_segments` joins them in order: video packets are remuxed (never decoded), the input's
-audio is copied as :class:`~svsr.runtime.video_write.FrameWriter` copies it, and PNG files are
+audio is copied as :class:`~svsr.runtime.video.write.FrameWriter` copies it, and PNG files are
 moved. Like FrameWriter it writes to a hidden temporary name that is renamed into place only when
 everything succeeded. Torch-free; only the other video modules are imported.
 """
@@ -24,8 +24,8 @@ from typing import Any, NoReturn
 import av
 
 from svsr.contract.errors import InputError
-from svsr.runtime.video_probe import _check_exists, _ffmpeg_reason, _image_size, natural_sort_key
-from svsr.runtime.video_write import (
+from svsr.runtime.video.probe import _check_exists, _ffmpeg_reason, _image_size, natural_sort_key
+from svsr.runtime.video.write import (
     _CONTAINER_FORMAT,
     _TIMED_SUFFIXES,
     _add_audio,

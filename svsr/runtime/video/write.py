@@ -4,8 +4,8 @@ Frames are HxWx3 ``uint8`` RGB numpy arrays. Output goes to a hidden temporary n
 target and is renamed into place only when everything succeeded. Frames are written at a constant
 rate, or at the presentation times passed with them (variable frame rate; see
 :meth:`FrameWriter.write`). ``segment=True`` writes one shot of a longer output, to be joined later
-without re-encoding by :func:`svsr.runtime.stitch.stitch_segments`, which shares this module's
-output checks, temporary names and audio copy. Only :mod:`svsr.runtime.video_probe` is imported
+without re-encoding by :func:`svsr.runtime.video.stitch.stitch_segments`, which shares this module's
+output checks, temporary names and audio copy. Only :mod:`svsr.runtime.video.probe` is imported
 from the other video modules.
 """
 
@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from svsr.contract.errors import InputError
-from svsr.runtime.video_probe import (
+from svsr.runtime.video.probe import (
     VIDEO_SUFFIXES,
     _check_exists,
     _open_container,
@@ -192,7 +192,7 @@ class FrameWriter:
     given, is the stream's time base), unless they come with presentation times: see :meth:`write`.
 
     ``segment=True`` writes one shot of a longer output, to be joined with the others by
-    :func:`svsr.runtime.stitch.stitch_segments` without re-encoding. A segment holds no audio
+    :func:`svsr.runtime.video.stitch.stitch_segments` without re-encoding. A segment holds no audio
     (``audio_from`` must be None; the stitch copies it) and is encoded as any output, B-frames
     included: every encoder here starts a stream on a keyframe that nothing before it refers to
     (an IDR frame; a VP9 or FFV1 keyframe), which is all a joint needs. Pass each frame's absolute
@@ -285,7 +285,7 @@ class FrameWriter:
         """Append one HxWx3 uint8 RGB frame; every frame must have the size of the first.
 
         ``time`` is the frame's presentation time in seconds, measured like
-        :meth:`FrameReader.timed <svsr.runtime.video_read.FrameReader.timed>` measures it (from the
+        :meth:`FrameReader.timed <svsr.runtime.video.read.FrameReader.timed>` measures it (from the
         start of the input's video stream, the same origin the audio copy uses), so passing the
         reader's times through gives output frame times equal to the input's and keeps copied audio
         in sync. Whether frames are timed is fixed by the first call: without a time there, every
