@@ -32,7 +32,11 @@ def random_frames(num_frames: int, height: int, width: int, seed: int = 0) -> li
 
 @pytest.fixture(scope="session")
 def tiny_build(tmp_path_factory):
-    """The tiny preset exported through the Python API (float32 graphs, no engines)."""
+    """The tiny preset exported once for the whole test run (float32 graphs, no engines).
+
+    Its weights are ``tiny_checkpoint``'s (preset tiny, seed 0), so outputs compare with
+    ``tiny_reference``. Shared by every test: copy it (shutil.copytree) before changing anything in it.
+    """
     import svsr
 
     out = tmp_path_factory.mktemp("api") / "build"

@@ -191,13 +191,7 @@ class OrtCallbackRunner:
 
 
 # -- fixtures ---------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def tiny_build(tmp_path_factory, tiny_checkpoint) -> Path:
-    from svsr.cli import export_main
-
-    out = tmp_path_factory.mktemp("cpp_host") / "build"
-    assert export_main(["--weights", str(tiny_checkpoint), "--out", str(out), "--quiet", "--onnx-only"]) == 0
-    return out
+# tiny_build: the session's tiny-preset build folder (tests/conftest.py), shared with the other tests
 
 
 def open_upscaler(lib, build: Path, runner: OrtCallbackRunner) -> ctypes.c_void_p:

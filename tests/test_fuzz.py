@@ -37,10 +37,9 @@ import pytest
 from PIL import Image
 
 from svsr.contract.errors import InputError
-from svsr.runtime.video.probe import probe
-from tests.test_video import _encode_sine
-from svsr.runtime.video.read import FrameReader
+from svsr.runtime.video import FrameReader, probe
 from tests.conftest import svsr_run
+from tests.support.media import encode_sine
 
 VIDEO_FORMATS = ("mp4", "mov", "webm", "mkv", "avi")
 IMAGE_FORMATS = ("png", "jpeg")
@@ -93,7 +92,7 @@ def _make_video(
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
         if audio_stream is not None:
-            _encode_sine(container, audio_stream, NUM_SEED_FRAMES / 24)
+            encode_sine(container, audio_stream, NUM_SEED_FRAMES / 24)
     return path
 
 

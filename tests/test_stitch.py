@@ -12,12 +12,8 @@ import numpy as np
 import pytest
 
 from svsr.contract.errors import InputError
-from svsr.runtime.video import stitch
-from svsr.runtime.video.stitch import stitch_segments
-from svsr.runtime.video.probe import probe
-from svsr.runtime.video.read import FrameReader
-from svsr.runtime.video.write import FrameWriter
-from tests.test_video import (
+from svsr.runtime.video import FrameReader, FrameWriter, probe, stitch_segments
+from tests.support.media import (
     VFR_RATE,
     VFR_SOURCES,
     VFR_TIMES,
@@ -279,7 +275,7 @@ def test_png_stitch_that_fails_midway_puts_every_file_back(
             raise PermissionError(13, "Permission denied")
         real_rename(a, b)
 
-    monkeypatch.setattr(stitch.os, "rename", failing_rename)
+    monkeypatch.setattr(os, "rename", failing_rename)
     with pytest.raises(PermissionError):
         stitch_segments(segments, out_dir / "frames", audio_from=None, fps=24)
     assert [listing(segment) for segment in segments] == before

@@ -10,9 +10,9 @@ import av
 import pytest
 
 from svsr.cli import run_main
-from svsr.runtime.video.read import FrameReader
+from svsr.runtime.video import FrameReader
+from tests.support.media import VFR_SOURCES, VFR_TIMES, audio_times, gradient_frames, make_vfr_video, write_pngs
 from tests.test_shots import scene
-from tests.test_video import VFR_SOURCES, VFR_TIMES, audio_times, gradient_frames, make_vfr_video, write_pngs
 
 
 def stream_tick(path: Path) -> Fraction:

@@ -1,4 +1,4 @@
-"""Tests for svsr.runtime.video.probe/_read/_write on small synthetic videos made with PyAV in tmp_path."""
+"""Tests for the video room (svsr.runtime.video): probe, FrameReader and FrameWriter on small synthetic videos made with PyAV in tmp_path."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import gc
 import os
 import subprocess
 import sys
+import threading
 import warnings
 from fractions import Fraction
 from pathlib import Path
@@ -15,91 +16,39 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from svsr.contract.codecs import CODECS, CONTAINERS
 from svsr.contract.errors import InputError
-from svsr.runtime.video import write as video_write
-from svsr.runtime.video.probe import (
-    MIN_SIDE,
+from svsr.contract.sizes import MIN_SIDE
+from svsr.runtime.video import (
+    VIDEO_SUFFIXES,
+    FrameReader,
+    FrameWriter,
     VideoInfo,
-    natural_sort_key,
+    available_codecs,
+    encoder_available,
     output_path_for,
     probe,
-    rotate_upright,
 )
-from svsr.runtime.video.read import FrameReader
-from svsr.runtime.video.write import FrameWriter
-
-W, H, N = 48, 40, 12
-
-
-def gradient_frames(n: int = N, width: int = W, height: int = H) -> list[np.ndarray]:
-    """A smooth gradient that moves a little each frame (smooth so lossy codecs stay close)."""
-    y, x = np.mgrid[0:height, 0:width]
-    return [
-        np.stack([40 + 3 * (x % 48) + 2 * i, 30 + 2 * (y % 64), 100 + (x % 48) + (y % 40) + i], -1).astype(
-            np.uint8
-        )
-        for i in range(n)
-    ]
-
-
-def noise_frames(n: int = N, width: int = W, height: int = H, seed: int = 0) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(n)]
-
-
-def _add_audio_stream(container: av.container.OutputContainer, codec: str) -> av.audio.stream.AudioStream:
-    stream = container.add_stream(codec, rate=48000)
-    stream.layout = "mono"
-    return stream
-
-
-def _encode_sine(
-    container: av.container.OutputContainer, stream: av.audio.stream.AudioStream, seconds: float
-) -> None:
-    fmt = stream.codec_context.format.name
-    frame_size = stream.codec_context.frame_size or 1024
-    total = int(48000 * seconds)
-    for start in range(0, total, frame_size):
-        t = np.arange(start, min(start + frame_size, total)) / 48000
-        samples = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
-        if fmt.startswith("s16"):
-            samples = (samples * 32767).astype(np.int16)
-        frame = av.AudioFrame.from_ndarray(samples, format=fmt, layout="mono")
-        frame.sample_rate = 48000
-        frame.pts = start
-        container.mux(stream.encode(frame))
-    container.mux(stream.encode(None))
-
-
-def make_video(
-    path: Path,
-    frames: list[np.ndarray],
-    *,
-    codec: str = "libx264",
-    pix_fmt: str = "yuv420p",
-    fps: Fraction | int = 24,
-    audio: str | None = None,
-    rotation: int | None = None,
-    hflip: bool = False,
-    vflip: bool = False,
-) -> Path:
-    """Encode frames with PyAV directly (independent of FrameWriter)."""
-    container = av.open(str(path), "w")
-    stream = container.add_stream(codec, rate=fps)
-    stream.height, stream.width = frames[0].shape[:2] if frames else (H, W)
-    stream.pix_fmt = pix_fmt
-    if rotation is not None:
-        stream.set_display_rotation(rotation, hflip=hflip, vflip=vflip)
-    audio_stream = _add_audio_stream(container, audio) if audio is not None else None
-    for i, array in enumerate(frames):
-        frame = av.VideoFrame.from_ndarray(array, format="rgb24")
-        frame.pts = i
-        container.mux(stream.encode(frame))
-    container.mux(stream.encode(None))
-    if audio_stream is not None:
-        _encode_sine(container, audio_stream, max(len(frames), 1) / float(fps))
-    container.close()
-    return path
+from svsr.runtime.video.images import natural_sort_key
+from svsr.runtime.video.orientation import rotate_upright
+from tests.support.media import (
+    VFR_RATE,
+    VFR_SOURCES,
+    VFR_TIMES,
+    H,
+    N,
+    W,
+    add_audio_stream,
+    audio_packets,
+    audio_times,
+    encode_sine,
+    gradient_frames,
+    listing,
+    make_vfr_video,
+    make_video,
+    noise_frames,
+    write_pngs,
+)
 
 
 def corrupt_packets_from(src: Path, dst: Path, first_bad: int) -> Path:
@@ -117,27 +66,6 @@ def corrupt_packets_from(src: Path, dst: Path, first_bad: int) -> Path:
             packet.stream = out_stream
             out.mux(packet)
     return dst
-
-
-def write_pngs(folder: Path, frames: list[np.ndarray], names: list[str] | None = None) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    names = names or [f"img_{i:04d}.png" for i in range(len(frames))]
-    for name, array in zip(names, frames, strict=True):
-        Image.fromarray(array).save(folder / name)
-    return folder
-
-
-def audio_packets(path: Path) -> tuple[str, list[bytes], float]:
-    """Codec name, packet payloads and total duration in seconds of the first audio stream."""
-    with av.open(str(path)) as container:
-        stream = container.streams.audio[0]
-        packets = [p for p in container.demux(stream) if p.size]
-        duration = float(sum(p.duration for p in packets) * stream.time_base)
-        return stream.codec_context.name, [bytes(p) for p in packets], duration
-
-
-def listing(folder: Path) -> list[str]:
-    return sorted(os.listdir(folder))
 
 
 @pytest.fixture
@@ -178,22 +106,27 @@ def test_reader_converts_other_pixel_formats_to_rgb(tmp_path: Path) -> None:
     assert max(int(np.abs(a.astype(int) - b).max()) for a, b in zip(frames, src, strict=True)) <= 4
 
 
+def decode_threads(path: Path) -> list[threading.Thread]:
+    """The live background threads decoding ``path`` (FrameReader names them after the file)."""
+    return [thread for thread in threading.enumerate() if thread.name == f"FrameReader({path.name})"]
+
+
 def test_close_early_stops_the_decode_thread(tmp_path: Path) -> None:
-    path = make_video(tmp_path / "clip.mkv", noise_frames(), codec="ffv1", pix_fmt="bgr0")
+    path = make_video(tmp_path / "close-early.mkv", noise_frames(), codec="ffv1", pix_fmt="bgr0")
     reader = FrameReader(path, queue_size=1)
     first = next(reader)
+    assert len(decode_threads(path)) == 1  # waiting on the full queue, 11 frames still to decode
     reader.close()
     assert first.shape == (H, W, 3)
-    assert reader._thread is not None and not reader._thread.is_alive()
+    assert decode_threads(path) == []
     assert next(reader, None) is None
 
 
 def test_abandoned_reader_stops_its_thread(tmp_path: Path) -> None:
-    path = make_video(tmp_path / "clip.mkv", noise_frames(), codec="ffv1", pix_fmt="bgr0")
+    path = make_video(tmp_path / "abandoned.mkv", noise_frames(), codec="ffv1", pix_fmt="bgr0")
     reader = FrameReader(path, queue_size=1)
     assert next(reader).shape == (H, W, 3)
-    thread = reader._thread
-    assert thread is not None
+    [thread] = decode_threads(path)
     del reader
     gc.collect()
     thread.join(timeout=5)
@@ -477,42 +410,6 @@ def test_start_and_count_must_not_be_negative(tmp_path: Path) -> None:
 
 # --- timestamps (variable frame rate) ----------------------------------------------------------
 
-# 20 frames at irregular times (steps from 17 to 85 ms, whole milliseconds so every container
-# stores them exactly), as phone and screen recordings have.
-VFR_STEPS = [Fraction(ms, 1000) for ms in (40, 85, 25, 33, 50, 17, 80, 41)]
-VFR_TIMES = [sum(VFR_STEPS[: i % 8], Fraction(0)) + (i // 8) * sum(VFR_STEPS) for i in range(20)]
-VFR_END = VFR_TIMES[-1] + VFR_STEPS[19 % 8]
-VFR_RATE = len(VFR_TIMES) / VFR_END  # the average rate, as a VFR file's header gives it
-
-
-def make_vfr_video(path: Path, codec: str, pix_fmt: str, time_base: Fraction, audio: str, frames: list[np.ndarray] | None = None) -> Path:
-    """VFR video (VFR_TIMES, 64x48: ``frames`` or a gradient) with a sine audio track lasting until the last frame ends."""
-    container = av.open(str(path), "w")
-    stream = container.add_stream(codec, rate=VFR_RATE)
-    stream.width, stream.height, stream.pix_fmt = 64, 48, pix_fmt
-    stream.codec_context.time_base = stream.time_base = time_base
-    audio_stream = _add_audio_stream(container, audio)
-    for array, time in zip(frames if frames is not None else gradient_frames(n=20, width=64, height=48), VFR_TIMES, strict=True):
-        frame = av.VideoFrame.from_ndarray(array, format="rgb24")
-        frame.pts, frame.time_base = round(time / time_base), time_base
-        container.mux(stream.encode(frame))
-    container.mux(stream.encode(None))
-    _encode_sine(container, audio_stream, float(VFR_END))
-    container.close()
-    return path
-
-
-def audio_times(path: Path) -> tuple[list[Fraction], Fraction]:
-    """Start time of every audio packet and the end of the last, in seconds from the video's start."""
-    with av.open(str(path)) as container:
-        video_stream = container.streams.video[0]
-        origin = (video_stream.start_time or 0) * video_stream.time_base
-        stream = container.streams.audio[0]
-        packets = [p for p in container.demux(stream) if p.size]
-        starts = [p.pts * stream.time_base - origin for p in packets]
-        return starts, (packets[-1].pts + packets[-1].duration) * stream.time_base - origin
-
-
 def timed_copy(src: Path, out: Path, codec: str, **kwargs: object) -> tuple[list[Fraction], FrameWriter]:
     """Copy src to out passing every frame's time through; return the input times and the writer."""
     info = probe(src)
@@ -523,13 +420,6 @@ def timed_copy(src: Path, out: Path, codec: str, **kwargs: object) -> tuple[list
             times.append(time)
             writer.write(frame, time)
     return times, writer
-
-
-VFR_SOURCES = {
-    "h264-aac.mp4": ("libx264", "yuv420p", Fraction(1, 90000), "aac"),
-    "ffv1-aac.mkv": ("ffv1", "bgr0", Fraction(1, 1000), "aac"),
-    "ffv1-opus.mkv": ("ffv1", "bgr0", Fraction(1, 1000), "libopus"),
-}
 
 
 @pytest.mark.parametrize(
@@ -695,7 +585,7 @@ def test_error_text_file_is_not_a_video(tmp_path: Path) -> None:
 def test_error_no_video_stream(tmp_path: Path) -> None:
     path = tmp_path / "sound.m4a"
     with av.open(str(path), "w") as container:
-        _encode_sine(container, _add_audio_stream(container, "aac"), 0.2)
+        encode_sine(container, add_audio_stream(container, "aac"), 0.2)
     _assert_input_error(path, "has no video stream")
 
 
@@ -809,17 +699,58 @@ def test_error_odd_size_for_yuv420(out_dir: Path) -> None:
 
 def test_error_ffv1_needs_mkv_or_avi(out_dir: Path) -> None:
     _assert_writer_error(
-        out_dir, r"cannot hold ffv1.*\.mkv or \.avi", lambda: FrameWriter(out_dir / "o.mp4", 24, codec="ffv1")
+        out_dir, r"cannot hold ffv1 video; use a \.mkv/\.avi output", lambda: FrameWriter(out_dir / "o.mp4", 24, codec="ffv1")
     )
 
 
 def test_error_h264_in_webm_and_unknown_codec(out_dir: Path) -> None:
     _assert_writer_error(
-        out_dir, "cannot hold h264 video; use codec='vp9'", lambda: FrameWriter(out_dir / "o.webm", 24)
+        out_dir, r"cannot hold h264 video; use a \.mp4/\.mkv/\.mov/\.avi output or codec='vp9'", lambda: FrameWriter(out_dir / "o.webm", 24)
     )
     _assert_writer_error(
-        out_dir, "unknown codec 'av2'", lambda: FrameWriter(out_dir / "o.mkv", 24, codec="av2")
+        out_dir, "unknown codec codec='av2'; use one of h264, h265, ffv1, vp9", lambda: FrameWriter(out_dir / "o.mkv", 24, codec="av2")
     )
+
+
+def test_error_crf_outside_the_codec_range(out_dir: Path) -> None:
+    _assert_writer_error(
+        out_dir, r"crf=60 is outside 0\.\.51 for h265", lambda: FrameWriter(out_dir / "o.mp4", 24, codec="h265", crf=60)
+    )
+
+
+def test_writer_takes_exactly_the_containers_of_the_codec_table(out_dir: Path) -> None:
+    assert VIDEO_SUFFIXES == tuple(CONTAINERS)
+    for name, codec in CODECS.items():
+        for suffix in VIDEO_SUFFIXES:
+            if suffix in codec.containers:
+                FrameWriter(out_dir / f"o{suffix}", 24, codec=name).abort()
+            else:
+                with pytest.raises(InputError, match=f"a \\{suffix} file cannot hold {name} video"):
+                    FrameWriter(out_dir / f"o{suffix}", 24, codec=name)
+    assert listing(out_dir) == []
+
+
+def test_available_codecs_are_the_table_codecs_pyav_encodes() -> None:
+    assert available_codecs() == [name for name in CODECS if encoder_available(name)]
+    assert "h264" in available_codecs()  # every roundtrip above encodes with libx264
+    assert not encoder_available("av2")
+
+
+def test_a_missing_encoder_leaves_its_codec_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_codec = av.codec.Codec
+
+    def codec_without_libx265(name: str, mode: str = "r") -> av.codec.Codec:  # double: an FFmpeg built without x265
+        if name == "libx265":
+            raise ValueError(f"unknown codec {name}")
+        return real_codec(name, mode)
+
+    monkeypatch.setattr(av.codec, "Codec", codec_without_libx265)
+    encoder_available.cache_clear()
+    try:
+        assert not encoder_available("h265")
+        assert available_codecs() == [name for name in CODECS if name != "h265"]
+    finally:
+        encoder_available.cache_clear()  # the next caller asks the real PyAV again
 
 
 def test_error_h265_frames_too_small(out_dir: Path) -> None:
@@ -853,7 +784,7 @@ def test_error_output_parent_missing_or_not_writable(out_dir: Path, monkeypatch:
     # Tests may run as root, which ignores permission bits, so fake the access check.
     real_access = os.access
     monkeypatch.setattr(
-        video_write.os, "access", lambda p, mode: False if Path(p) == out_dir else real_access(p, mode)
+        os, "access", lambda p, mode: False if Path(p) == out_dir else real_access(p, mode)
     )
     _assert_writer_error(out_dir, "is not writable", lambda: FrameWriter(out_dir / "o.mp4", 24))
     _assert_writer_error(out_dir, "is not writable", lambda: FrameWriter(out_dir / "frames", 24))
@@ -917,7 +848,7 @@ def test_existing_output_file_is_replaced_on_success(out_dir: Path) -> None:
 
 def test_runtime_video_does_not_import_torch() -> None:
     code = (
-        "import sys, svsr.runtime.video.probe, svsr.runtime.video.read, svsr.runtime.video.write; "
+        "import sys, svsr.runtime.video; "
         "sys.exit(1 if 'torch' in sys.modules else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

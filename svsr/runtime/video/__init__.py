@@ -1,8 +1,27 @@
-"""Video rooms: probe, read, write (with audio copy) and stitch videos and frame folders (PyAV, Pillow)."""
+"""The video room: probe, read, write (with audio copy) and stitch videos and frame folders (PyAV, Pillow).
 
-from svsr.runtime.video.probe import VIDEO_SUFFIXES, VideoInfo, output_path_for, probe
+Its modules, one job each: ``probe`` (what an input is), ``read`` (FrameReader), ``write``
+(FrameWriter), ``stitch`` (join shot segments) with ``joint`` (their time line), ``audio`` (audio
+copy), ``containers`` (opening files with FFmpeg), ``images`` (frame folders), ``orientation``
+(display matrices), ``outputs`` (output names and checks) and ``encoders`` (which codecs of
+:data:`svsr.contract.codecs.CODECS` this machine encodes). Code outside the room imports from here.
+"""
+
+from svsr.runtime.video.encoders import available_codecs, encoder_available
+from svsr.runtime.video.outputs import VIDEO_SUFFIXES, output_path_for
+from svsr.runtime.video.probe import VideoInfo, probe
 from svsr.runtime.video.read import FrameReader
 from svsr.runtime.video.stitch import stitch_segments
 from svsr.runtime.video.write import FrameWriter
 
-__all__ = ["VIDEO_SUFFIXES", "FrameReader", "FrameWriter", "VideoInfo", "output_path_for", "probe", "stitch_segments"]
+__all__ = [
+    "VIDEO_SUFFIXES",
+    "FrameReader",
+    "FrameWriter",
+    "VideoInfo",
+    "available_codecs",
+    "encoder_available",
+    "output_path_for",
+    "probe",
+    "stitch_segments",
+]

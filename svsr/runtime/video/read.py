@@ -3,7 +3,7 @@
 Frames are HxWx3 ``uint8`` RGB numpy arrays, turned upright; videos go through PyAV, folders through
 Pillow. Each frame also carries its presentation time (see :meth:`FrameReader.timed`), so
 variable-frame-rate inputs keep their timing. What the input is comes from
-:mod:`svsr.runtime.video.probe`, the only other video module this one imports.
+:mod:`svsr.runtime.video.probe`; containers, frame folders and orientation from their own modules.
 """
 
 from __future__ import annotations
@@ -21,49 +21,31 @@ from typing import Any
 
 import av
 import numpy as np
-from PIL import Image
 
 from svsr.contract.errors import InputError
-from svsr.runtime.video.probe import (
-    _EXIF_TRANSPOSE,
-    _IMAGE_ERRORS,
-    VideoInfo,
-    _corrupt_before_first,
-    _decode_frames,
-    _exif_orientation,
-    _expected_frames,
-    _ffmpeg_reason,
-    _frame_orientation,
-    _image_files,
-    _no_frames,
-    _open_container,
-    _quiet_pillow,
-    _unreadable_image,
-    _video_origin,
-    _video_stream,
-    probe,
-    rotate_upright,
+from svsr.runtime.video.containers import (
+    corrupt_before_first,
+    decode_frames,
+    expected_frames,
+    ffmpeg_reason,
+    no_frames,
+    open_container,
+    video_origin,
+    video_stream,
 )
+from svsr.runtime.video.images import image_files, read_image
+from svsr.runtime.video.orientation import frame_orientation, rotate_upright
+from svsr.runtime.video.probe import VideoInfo, probe
 
 __all__ = ["FrameReader"]
 
 
 def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
     array = frame.to_ndarray(format="rgb24")
-    rotation, matrix = _frame_orientation(frame)
+    rotation, matrix = frame_orientation(frame)
     if matrix is None and rotation == 0:
         return array
     return rotate_upright(array, rotation, matrix)
-
-
-def _pil_to_rgb(image: Image.Image) -> np.ndarray:
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # 16-bit greyscale: keep the top 8 bits instead of letting convert("RGB") clip to white.
-        grey = (np.asarray(image, dtype=np.uint32) >> 8).clip(0, 255).astype(np.uint8)
-        return np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=2))
-    if image.mode != "RGB":
-        image = image.convert("RGB")
-    return np.asarray(image, dtype=np.uint8).copy()
 
 
 class _FrameClock:
@@ -172,19 +154,13 @@ class _Decoder:
         return False
 
     def _folder_frames(self) -> Iterator[_TimedFrame | _Warning]:
-        files = _image_files(self.path)
+        files = image_files(self.path)
         end = None if self.count is None else self.start + self.count
         expected = (self.info.width, self.info.height)
         for index, path in enumerate(files[self.start : end], start=self.start):
             if self.stop.is_set():
                 return
-            try:
-                with _quiet_pillow(), Image.open(path) as image:
-                    method = _EXIF_TRANSPOSE.get(_exif_orientation(image))
-                    image.load()
-                    array = _pil_to_rgb(image.transpose(method) if method is not None else image)
-            except _IMAGE_ERRORS as exc:
-                raise _unreadable_image(path, exc) from exc
+            array = read_image(path)
             if (array.shape[1], array.shape[0]) != expected:
                 raise InputError(
                     f"{path} is {array.shape[1]}x{array.shape[0]} but the first frame is "
@@ -195,18 +171,18 @@ class _Decoder:
     def _video_frames(self) -> Iterator[_TimedFrame | _Warning]:
         if self.count == 0:
             return
-        with _open_container(self.path) as container:
-            stream = _video_stream(container, self.path)
-            expected, exact = _expected_frames(container, stream, self.info.fps)
+        with open_container(self.path) as container:
+            stream = video_stream(container, self.path)
+            expected, exact = expected_frames(container, stream, self.info.fps)
             time_base = Fraction(stream.time_base) if stream.time_base else None
             clock = _FrameClock(
-                _video_origin(stream), time_base, self.info.fps, from_packets=container.format.name == "avi"
+                video_origin(stream), time_base, self.info.fps, from_packets=container.format.name == "avi"
             )
             expected_size = (self.info.width, self.info.height)
             decoded = 0
             yielded = 0
             try:
-                for frame in _decode_frames(container, stream, clock.saw_packet):
+                for frame in decode_frames(container, stream, clock.saw_packet):
                     if self.stop.is_set():
                         return
                     decoded += 1
@@ -228,14 +204,14 @@ class _Decoder:
                         return
             except av.FFmpegError as exc:
                 if decoded == 0:
-                    raise _corrupt_before_first(self.path, exc) from exc
+                    raise corrupt_before_first(self.path, exc) from exc
                 yield _Warning(
                     f"{self.path} is corrupt after frame {decoded}: read {decoded} frame{'' if decoded == 1 else 's'} "
-                    f"and stopped there ({_ffmpeg_reason(exc)}); re-export the video to process the rest."
+                    f"and stopped there ({ffmpeg_reason(exc)}); re-export the video to process the rest."
                 )
                 return
             if decoded == 0:
-                raise _no_frames(self.path)
+                raise no_frames(self.path)
             # A cut-off file usually ends quietly instead of raising: compare with the container's count.
             if expected is not None and (decoded < expected if exact else decoded + 1 < expected):
                 yield _Warning(

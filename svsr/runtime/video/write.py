@@ -4,15 +4,14 @@ Frames are HxWx3 ``uint8`` RGB numpy arrays. Output goes to a hidden temporary n
 target and is renamed into place only when everything succeeded. Frames are written at a constant
 rate, or at the presentation times passed with them (variable frame rate; see
 :meth:`FrameWriter.write`). ``segment=True`` writes one shot of a longer output, to be joined later
-without re-encoding by :func:`svsr.runtime.video.stitch.stitch_segments`, which shares this module's
-output checks, temporary names and audio copy. Only :mod:`svsr.runtime.video.probe` is imported
-from the other video modules.
+without re-encoding by :func:`svsr.runtime.video.stitch.stitch_segments`. Codecs and containers come
+from the one codec table (:mod:`svsr.contract.codecs`); output checks and names from
+:mod:`svsr.runtime.video.outputs`, the audio copy from :mod:`svsr.runtime.video.audio`.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import warnings
 from fractions import Fraction
@@ -24,27 +23,20 @@ import av
 import numpy as np
 from PIL import Image
 
+from svsr.contract.codecs import CODECS, CONTAINERS, DEFAULT_CODEC, DEFAULT_CRF, TIMED_SUFFIXES, check_codec
 from svsr.contract.errors import InputError
-from svsr.runtime.video.probe import (
-    VIDEO_SUFFIXES,
-    _check_exists,
-    _open_container,
-    _video_origin,
-    output_path_for,
+from svsr.runtime.video.audio import (
+    AudioCopier,
+    add_audio,
+    open_audio_source,
+    start_with_audio,
+    warn_audio_not_in_folder,
 )
+from svsr.runtime.video.containers import check_input_exists
+from svsr.runtime.video.outputs import cannot_write, check_output, is_video_path, temp_name
 
 __all__ = ["FrameWriter"]
 
-_CONTAINER_FORMAT = {".mp4": "mp4", ".mkv": "matroska", ".mov": "mov", ".webm": "webm", ".avi": "avi"}
-# codec name -> (encoder, pixel format, containers that can hold it)
-_CODECS: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "h264": ("libx264", "yuv420p", (".mp4", ".mkv", ".mov", ".avi")),
-    "h265": ("libx265", "yuv420p", (".mp4", ".mkv", ".mov")),
-    "ffv1": ("ffv1", "bgr0", (".mkv", ".avi")),
-    "vp9": ("libvpx-vp9", "yuv420p", (".webm", ".mkv", ".mp4")),
-}
-# Outputs that store a presentation time per frame; AVI and PNG folders only have a frame rate.
-_TIMED_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm")
 # Time base for timed output when the caller gives none: the MPEG 90 kHz clock, a whole number of
 # ticks per frame at 24, 25, 30, 50, 60 and 30000/1001 fps.
 _DEFAULT_TIMED_TIME_BASE = Fraction(1, 90000)
@@ -63,119 +55,6 @@ def _timed_time_base(suffix: str, requested: Fraction | None) -> Fraction:
     while den < 10000:
         den *= 2
     return Fraction(1, den)
-
-
-def _is_video_path(raw: str) -> bool:
-    """Whether an output path names a video file (a known suffix, no trailing '/') or a PNG folder."""
-    return Path(raw).suffix.lower() in VIDEO_SUFFIXES and not raw.endswith(("/", os.sep))
-
-
-def _temp_name(path: Path) -> Path:
-    """The hidden name an output is written under until it is complete."""
-    return path.parent / f".{path.name}.partial-{secrets.token_hex(4)}"
-
-
-def _check_output(path: Path, is_video: bool, audio_from: Path | None) -> None:
-    """Refuse an output that is the input, has no writable folder, or would overwrite the wrong thing."""
-    if audio_from is not None and path.resolve() == audio_from.resolve():
-        raise InputError(
-            f"the output {path} is the input file itself; choose another output name such as "
-            f"{output_path_for(audio_from)}."
-        )
-    parent = path.resolve().parent
-    if not parent.is_dir():
-        raise InputError(f"the output folder {parent} does not exist or is not a folder; create it first.")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(
-            f"the output folder {parent} is not writable; choose an output path in a writable folder."
-        )
-    if is_video and path.is_dir():
-        raise InputError(f"{path} is an existing folder; choose a file name for the output video.")
-    if not is_video:
-        if path.exists() and not path.is_dir():
-            raise InputError(
-                f"{path} is an existing file but a frame folder was requested; "
-                "choose a folder name or a video suffix such as .mp4."
-            )
-        if path.is_dir() and any(path.iterdir()):
-            raise InputError(
-                f"the output folder {path} is not empty; remove it or choose another output path."
-            )
-
-
-def _open_audio_source(audio_from: Path | None) -> av.audio.stream.AudioStream | None:
-    """The first audio stream of ``audio_from`` in a container opened for it, or None if it has none."""
-    if audio_from is None or audio_from.is_dir():
-        return None
-    info_container = _open_container(audio_from)
-    if not info_container.streams.audio:
-        info_container.close()
-        return None
-    audio = info_container.streams.audio[0]
-    if audio.codec_context is None:  # a damaged sample description: nothing to copy it as
-        info_container.close()
-        warnings.warn(f"the audio of {audio_from} is damaged (no codec), so the output has no sound.", stacklevel=3)
-        return None
-    return audio
-
-
-def _drop_audio_message(path: Path, audio: Any, audio_from: Path | None) -> str:
-    return (
-        f"{path.suffix} files cannot hold the {getattr(audio.codec_context, 'name', None) or 'unknown'} audio of {audio_from}, "
-        "so the output has no sound; use an .mkv output to keep it."
-    )
-
-
-def _add_audio(
-    container: Any, audio: Any, path: Path, audio_from: Path | None, stacklevel: int
-) -> _AudioCopier | None:
-    """Add a copy of ``audio`` to an output not yet started; warn and return None if it cannot hold it.
-
-    ``stacklevel`` is the warning's, counted from the caller of this function.
-    """
-    try:
-        out_audio = container.add_stream_from_template(audio)
-    except ValueError:  # PyAV checks avformat_query_codec here
-        warnings.warn(_drop_audio_message(path, audio, audio_from), stacklevel=stacklevel + 1)
-        audio.container.close()
-        return None
-    return _AudioCopier(audio, out_audio, container)
-
-
-def _start_with_audio(
-    container: Any,
-    copier: _AudioCopier | None,
-    path: Path,
-    audio: Any,
-    audio_from: Path | None,
-    stacklevel: int,
-) -> bool:
-    """Write the output's header; False (after a warning) if the muxer refused the copied audio.
-
-    On False the copier and the container are closed: open the output again without audio.
-    """
-    try:
-        container.start_encoding()
-    except av.FFmpegError:
-        if copier is None:
-            raise
-        warnings.warn(_drop_audio_message(path, audio, audio_from), stacklevel=stacklevel + 1)
-        copier.close()
-        container.close()
-        return False
-    return True
-
-
-def _warn_audio_not_in_folder(audio_from: Path | None, stacklevel: int) -> None:
-    """Warn when an output folder of PNG frames drops the audio ``audio_from`` has."""
-    audio = _open_audio_source(audio_from)
-    if audio is not None:
-        audio.container.close()
-        warnings.warn(
-            f"a PNG folder cannot hold the audio of {audio_from}, so it is not copied; "
-            "write a video file such as .mkv to keep it.",
-            stacklevel=stacklevel + 1,
-        )
 
 
 class FrameWriter:
@@ -206,8 +85,8 @@ class FrameWriter:
         output_path: str | os.PathLike[str],
         fps: Fraction | int | float,
         *,
-        codec: str = "h264",
-        crf: int = 18,
+        codec: str = DEFAULT_CODEC,
+        crf: int = DEFAULT_CRF,
         audio_from: str | os.PathLike[str] | None = None,
         time_base: Fraction | None = None,
         segment: bool = False,
@@ -229,7 +108,7 @@ class FrameWriter:
             )
         self.audio_from = Path(audio_from) if audio_from is not None else None
         suffix = self.path.suffix.lower()
-        self.is_video = _is_video_path(raw)
+        self.is_video = is_video_path(raw)
         self.frames_written = 0
         self.timed: bool | None = None
         """Whether frames carry their own times; fixed by the first :meth:`write`."""
@@ -242,30 +121,13 @@ class FrameWriter:
         self._size: tuple[int, int] | None = None
         self._container: Any = None
         self._stream: Any = None
-        self._audio: _AudioCopier | None = None
+        self._audio: AudioCopier | None = None
         self._closed = False
         if self.audio_from is not None:
-            _check_exists(self.audio_from)
-        self._check_paths()
+            check_input_exists(self.audio_from)
+        check_output(self.path, self.is_video, self.audio_from)
         if self.is_video:
-            self._check_codec(suffix)
-
-    def _check_paths(self) -> None:
-        _check_output(self.path, self.is_video, self.audio_from)
-
-    def _check_codec(self, suffix: str) -> None:
-        if self.codec not in _CODECS:
-            raise InputError(f"unknown codec {self.codec!r}; use one of {', '.join(_CODECS)}.")
-        allowed = _CODECS[self.codec][2]
-        if suffix not in allowed:
-            hint = (
-                "use codec='vp9' or an .mp4/.mkv output"
-                if suffix == ".webm"
-                else f"use a {'/'.join(allowed)} output"
-            )
-            if self.codec == "ffv1":
-                hint = "use an .mkv or .avi output, or write a PNG folder"
-            raise InputError(f"a {suffix} file cannot hold {self.codec} video; {hint}.")
+            check_codec(codec, crf, suffix)
 
     def __enter__(self) -> FrameWriter:
         return self
@@ -413,13 +275,9 @@ class FrameWriter:
                 self._tmp.unlink(missing_ok=True)
             self._tmp = None
 
-    def _temp_name(self) -> Path:
-        return _temp_name(self.path)
-
     def _start(self, width: int, height: int) -> None:
         if self.is_video:
-            encoder, pix_fmt, _ = _CODECS[self.codec]
-            if pix_fmt == "yuv420p" and (width % 2 or height % 2):
+            if CODECS[self.codec].pixel_format == "yuv420p" and (width % 2 or height % 2):
                 raise InputError(
                     f"{width}x{height} frames have an odd side, which {self.codec} (yuv420) cannot encode; "
                     "use codec='ffv1' with an .mkv output or write a PNG folder."
@@ -433,41 +291,32 @@ class FrameWriter:
                     "use codec='h264' or codec='ffv1' for frames this small."
                 )
         self._size = (width, height)
-        self._tmp = self._temp_name()
+        self._tmp = temp_name(self.path)
         try:
             if self.is_video:
                 self._open_video(width, height)
             else:
-                self._warn_if_audio_is_lost()
+                warn_audio_not_in_folder(self.audio_from, stacklevel=4)
                 os.mkdir(self._tmp)
         except OSError as exc:
             self.abort()
-            # Root passes the os.access check up front, so a read-only mount is only found here.
-            raise InputError(
-                f"cannot write to {self.path.resolve().parent} ({exc.strerror or exc}); "
-                "choose an output path in a writable folder."
-            ) from exc
+            raise cannot_write(self.path, exc) from exc
         except BaseException:
             self.abort()
             raise
 
-    def _warn_if_audio_is_lost(self) -> None:
-        _warn_audio_not_in_folder(self.audio_from, stacklevel=5)
-
     def _open_video(self, width: int, height: int) -> None:
-        audio = self._audio_source()
+        audio = open_audio_source(self.audio_from)
         self._container, self._stream, self._audio = self._open_output(width, height, audio)
         if self._container is None:  # the container refused the audio codec when writing its header
             self._container, self._stream, self._audio = self._open_output(width, height, None)
 
-    def _audio_source(self) -> av.audio.stream.AudioStream | None:
-        return _open_audio_source(self.audio_from)
-
-    def _open_output(self, width: int, height: int, audio: Any) -> tuple[Any, Any, _AudioCopier | None]:
-        encoder, pix_fmt, _ = _CODECS[self.codec]
+    def _open_output(self, width: int, height: int, audio: Any) -> tuple[Any, Any, AudioCopier | None]:
+        entry = CODECS[self.codec]
+        pix_fmt = entry.pixel_format
         suffix = self.path.suffix.lower()
-        container = av.open(str(self._tmp), "w", format=_CONTAINER_FORMAT[suffix])
-        copier: _AudioCopier | None = None
+        container = av.open(str(self._tmp), "w", format=CONTAINERS[suffix])
+        copier: AudioCopier | None = None
         try:
             options: dict[str, str] = {}
             if self.codec in ("h264", "h265"):
@@ -476,7 +325,7 @@ class FrameWriter:
                 options["x265-params"] = "log-level=error"  # x265 prints its banner straight to stderr
             if self.codec == "vp9":
                 options.update({"crf": str(self.crf), "b": "0", "row-mt": "1"})
-            stream = container.add_stream(encoder, rate=self.fps, options=options)
+            stream = container.add_stream(entry.encoder, rate=self.fps, options=options)
             stream.width = width
             stream.height = height
             stream.pix_fmt = pix_fmt
@@ -488,7 +337,7 @@ class FrameWriter:
                 stream.codec_context.color_range = 1
             if self.codec == "h265" and suffix in (".mp4", ".mov"):
                 stream.codec_tag = "hvc1"  # Apple players refuse the default hev1 tag
-            if self.timed and suffix in _TIMED_SUFFIXES:
+            if self.timed and suffix in TIMED_SUFFIXES:
                 # Encoder and stream share the time base the muxer keeps, so pts are never rescaled.
                 tick = _timed_time_base(suffix, self.time_base)
                 stream.codec_context.time_base = tick
@@ -500,10 +349,10 @@ class FrameWriter:
             elif self.time_base is not None:
                 stream.time_base = Fraction(self.time_base)
             if audio is not None:
-                copier = _add_audio(container, audio, self.path, self.audio_from, stacklevel=5)
-            if not _start_with_audio(container, copier, self.path, audio, self.audio_from, stacklevel=5):
+                copier = add_audio(container, audio, self.path, self.audio_from, stacklevel=5)
+            if not start_with_audio(container, copier, self.path, audio, self.audio_from, stacklevel=5):
                 return None, None, None
-            if self.timed and suffix in _TIMED_SUFFIXES:
+            if self.timed and suffix in TIMED_SUFFIXES:
                 self._tick = Fraction(stream.time_base)  # what the muxer settled on in its header
             return container, stream, copier
         except BaseException:
@@ -540,42 +389,3 @@ class FrameWriter:
             self._tmp / f"frame_{self.frames_written:06d}.png", compress_level=3
         )
 
-
-class _AudioCopier:
-    """Remux the packets of one audio stream into the output, interleaved with the video."""
-
-    def __init__(self, source: Any, target: Any, output: Any) -> None:
-        self._source = source
-        self._target = target
-        self._output = output
-        video = source.container.streams.video
-        # Output times are measured from where the source video starts (FrameReader's frame times
-        # and a constant-rate output's frame 0 alike), so shift the audio by that same origin.
-        self._shift = 0
-        origin = _video_origin(video[0]) if video else 0
-        if origin:
-            self._shift = round(origin * video[0].time_base / source.time_base)
-        self._packets = source.container.demux(source)
-        self._pending: Any = None
-
-    def copy_until(self, seconds: Fraction | None) -> None:
-        """Mux source audio packets that start before ``seconds`` (all remaining ones for None)."""
-        while True:
-            packet = self._pending if self._pending is not None else next(self._packets, None)
-            self._pending = None
-            if packet is None:
-                return
-            if packet.dts is None and packet.pts is None:
-                continue  # demuxer flush packet
-            pts = packet.pts if packet.pts is not None else packet.dts
-            if seconds is not None and (pts - self._shift) * self._source.time_base >= seconds:
-                self._pending = packet
-                return
-            if self._shift:
-                packet.pts = None if packet.pts is None else packet.pts - self._shift
-                packet.dts = None if packet.dts is None else packet.dts - self._shift
-            packet.stream = self._target
-            self._output.mux(packet)
-
-    def close(self) -> None:
-        self._source.container.close()
