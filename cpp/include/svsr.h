@@ -92,6 +92,10 @@ typedef struct svsr_open_options {
     int cuda_graphs;       /* TensorRT: capture each execution context into a CUDA graph: 1 (default) or 0 */
     int device;            /* TensorRT: CUDA device ordinal (default 0) */
     int skip_file_checks;  /* 1: do not check that graph/plan files exist and match their sha256 */
+    /* TensorRT: the lean runtime library (libnvinfer_lean.so.N) of the TensorRT version that built
+     * plans recorded as "lean" (svsr-export --lean: version-compatible, lean runtime left out); needed
+     * only where that version differs from this one. NULL: such plans load with this TensorRT. */
+    const char* lean_runtime;
 } svsr_open_options;
 
 /* Opens a build folder. runner == NULL: the built-in TensorRT runner (SVSR_ERROR_UNSUPPORTED when the
@@ -114,6 +118,24 @@ SVSR_API svsr_status svsr_upscale_f32(svsr_upscaler* upscaler, const uint8_t* fr
                                       int steps, uint64_t seed, float* out);
 SVSR_API svsr_status svsr_upscale_u8(svsr_upscaler* upscaler, const uint8_t* frames, int n, int h, int w,
                                      int steps, uint64_t seed, uint8_t* out);
+
+/* A clip of any length, streamed: `read` fills `frame` (h x w x 3 uint8) with frame `index` and returns
+ * 1, or returns 0 after the last frame (anything else fails the call with SVSR_ERROR_INPUT); every
+ * frame is read first (StableVSR sweeps the whole clip), into the clip store (svsr_set_host_memory).
+ * `write` receives output frame `index` (4h x 4w x 3 uint8, valid during the call) in order, as soon
+ * as it is decoded, and returns 0 (non-zero stops the call with SVSR_ERROR_CANCELLED). */
+typedef int (*svsr_read_frame_fn)(void* user, int index, uint8_t* frame);
+typedef int (*svsr_write_frame_fn)(void* user, int index, const uint8_t* frame);
+SVSR_API svsr_status svsr_upscale_stream_u8(svsr_upscaler* upscaler, int h, int w, int steps, uint64_t seed,
+                                            svsr_read_frame_fn read, svsr_write_frame_fn write, void* user);
+
+/* Host memory of later clips: the per-frame clip state (LR input, latest latent, two flows; about
+ * 16 MB per frame at 320x180) is kept in RAM up to `budget` bytes (0: half of the memory available,
+ * at least 256 MiB) and beyond it in files in `work_dir` (NULL: $TMPDIR, else /tmp), unlinked as
+ * soon as they are created. SVSR_ERROR_INVALID_ARGUMENT when work_dir is not a folder. */
+SVSR_API svsr_status svsr_set_host_memory(svsr_upscaler* upscaler, uint64_t budget, const char* work_dir);
+/* Bytes of clip state the last clip kept in RAM and in files. */
+SVSR_API svsr_status svsr_host_memory_used(svsr_upscaler* upscaler, uint64_t* in_ram, uint64_t* in_files);
 
 /* Bytes of runner buffers the upscaler holds now (slot buffers for the last frame size). */
 SVSR_API svsr_status svsr_buffer_bytes(svsr_upscaler* upscaler, uint64_t* out);

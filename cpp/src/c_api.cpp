@@ -1,4 +1,6 @@
 // The C ABI (include/svsr.h) over svsr::Upscaler, and the runner made of C callbacks.
+#include <sys/stat.h>
+
 #include <cstring>
 #include <new>
 
@@ -136,6 +138,7 @@ svsr_status svsr_open_ex(const char* build_dir, const svsr_runner_callbacks* run
             trt.cuda_graphs = opts.cuda_graphs != 0;
             trt.device = opts.device;
             trt.check_files = !opts.skip_file_checks;
+            if (opts.lean_runtime) trt.lean_runtime = opts.lean_runtime;
             r = svsr::open_tensorrt_runner(manifest, trt);
 #else
             throw Error(Status::unsupported,
@@ -179,6 +182,50 @@ svsr_status svsr_upscale_f32(svsr_upscaler* up, const uint8_t* frames, int n, in
 
 svsr_status svsr_upscale_u8(svsr_upscaler* up, const uint8_t* frames, int n, int h, int w, int steps, uint64_t seed, uint8_t* out) {
     return upscale(up, frames, n, h, w, steps, seed, nullptr, out);
+}
+
+svsr_status svsr_upscale_stream_u8(svsr_upscaler* up, int h, int w, int steps, uint64_t seed, svsr_read_frame_fn read,
+                                   svsr_write_frame_fn write, void* user) {
+    if (!up) return fail(nullptr, SVSR_ERROR_INVALID_ARGUMENT, "svsr_upscale_stream_u8: upscaler is NULL.");
+    if (!read || !write) return fail(up, SVSR_ERROR_INVALID_ARGUMENT, "svsr_upscale_stream_u8: read or write is NULL.");
+    return guarded(up, [&] {
+        std::vector<uint8_t> frame;
+        auto source = [&](int k) -> const uint8_t* {
+            frame.resize(size_t(h) * size_t(w) * 3);  // once: h and w were checked before the first read
+            const int rc = read(user, k, frame.data());
+            if (rc == 0) return nullptr;
+            if (rc != 1) throw Error(Status::input, "the read callback failed with code " + std::to_string(rc) + " at frame " + std::to_string(k) + ".");
+            return frame.data();
+        };
+        auto sink = [&](int k, const uint8_t* out) {
+            const int rc = write(user, k, out);
+            if (rc != 0) throw Error(Status::cancelled, "the write callback stopped with code " + std::to_string(rc) + " at frame " + std::to_string(k) + ".");
+        };
+        up->upscaler->upscale_stream(h, w, steps, seed, source, sink);
+    });
+}
+
+svsr_status svsr_set_host_memory(svsr_upscaler* up, uint64_t budget, const char* work_dir) {
+    if (!up) return fail(nullptr, SVSR_ERROR_INVALID_ARGUMENT, "svsr_set_host_memory: upscaler is NULL.");
+    if (work_dir) {
+        struct stat st;
+        if (!*work_dir || ::stat(work_dir, &st) != 0 || !S_ISDIR(st.st_mode))
+            return fail(up, SVSR_ERROR_INVALID_ARGUMENT, std::string("the work folder ") + work_dir + " does not exist; create it or choose another one.");
+    }
+    svsr::HostMemoryOptions options;
+    options.budget = budget;
+    options.work_dir = work_dir ? work_dir : "";
+    up->upscaler->set_host_memory(options);
+    up->error.clear();
+    return SVSR_OK;
+}
+
+svsr_status svsr_host_memory_used(svsr_upscaler* up, uint64_t* in_ram, uint64_t* in_files) {
+    if (!up || !in_ram || !in_files) return fail(up, SVSR_ERROR_INVALID_ARGUMENT, "svsr_host_memory_used: NULL argument.");
+    const svsr::HostMemoryUse use = up->upscaler->host_memory_use();
+    *in_ram = use.in_ram;
+    *in_files = use.in_files;
+    return SVSR_OK;
 }
 
 svsr_status svsr_buffer_bytes(svsr_upscaler* up, uint64_t* out) {

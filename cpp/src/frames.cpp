@@ -1,5 +1,5 @@
 // Frame sizes, padding and pixel conversions (svsr/contract/sizes.py, frames.py; the LR input
-// convention of svsr/runtime/sampler.py; uint8 output as svsr/runtime/job.py's to_uint8).
+// convention of svsr/runtime/sampling/sampler.py; uint8 output as svsr/runtime/jobs/job.py's to_uint8).
 #include <cmath>
 #include <sstream>
 

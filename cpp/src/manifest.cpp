@@ -356,6 +356,11 @@ Manifest parse_manifest(const std::string& text, const std::string& build_dir, c
             if (it->contains("gpu_name") && (*it)["gpu_name"].is_string()) r.gpu_name = (*it)["gpu_name"].get<std::string>();
             if (it->contains("compute_capability") && (*it)["compute_capability"].is_string())
                 r.compute_capability = (*it)["compute_capability"].get<std::string>();
+            for (const auto& flag : {std::make_pair("version_compatible", &r.version_compatible), std::make_pair("lean", &r.lean)}) {
+                if (!it->contains(flag.first)) continue;
+                if (!(*it)[flag.first].is_boolean()) v.fail(path + "/" + flag.first, "expected a boolean");
+                *flag.second = (*it)[flag.first].get<bool>();
+            }
             if (it->contains("device_memory_bytes") && (*it)["device_memory_bytes"].is_number_integer())
                 r.device_memory_bytes = (*it)["device_memory_bytes"].get<int64_t>();
             if (it->contains("profile") && (*it)["profile"].is_object()) {

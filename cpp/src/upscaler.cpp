@@ -1,11 +1,13 @@
-// The StableVSR schedule over a Runner (svsr/runtime/sampler.py), with the slot design:
-// per-frame clip state (LR input, latest latent, flows) lives in host memory; the runner holds two
-// slot sets of buffers, allocated once per frame size, and every graph call binds the same slot
-// buffers each time. Call c of a phase uses slot set c % 2, so a runner that queues work can
-// upload call c + 1 into one set while call c computes on the other; the guide of call c reads x0
-// from the other set (the previous frame of the sweep).
+// The StableVSR schedule over a Runner (svsr/runtime/sampling/sampler.py), with the slot design:
+// per-frame clip state (LR input, latest latent, flows) lives in the host clip store (RAM up to a
+// budget, then files: clip_store.hpp); the runner holds two slot sets of buffers, allocated once per
+// frame size, and every graph call binds the same slot buffers each time. Call c of a phase uses
+// slot set c % 2, so a runner that queues work can upload call c + 1 into one set while call c
+// computes on the other; the guide of call c reads x0 from the other set (the previous frame of the
+// sweep).
 #include <sstream>
 
+#include "clip_store.hpp"
 #include "svsr/host.hpp"
 
 namespace svsr {
@@ -96,11 +98,28 @@ void Upscaler::upscale(const uint8_t* frames, int n, int h, int w, int num_steps
     if (!frames) throw Error(Status::invalid_argument, "frames is NULL.");
     if (!out_f32 && !out_u8) throw Error(Status::invalid_argument, "no output buffer was given.");
     const PaddingPlan plan = check_clip(n, h, w, num_steps);
+    const size_t frame_bytes = size_t(h) * w * 3, out_n = size_t(plan.out_height()) * plan.out_width() * 3;
+    run_clip(
+        plan, num_steps, seed, [&](int k) { return k < n ? frames + size_t(k) * frame_bytes : nullptr; },
+        [&](int k, const float* rgb) {
+            if (out_f32) rgb_to_hwc(rgb, plan, out_f32 + size_t(k) * out_n);
+            if (out_u8) rgb_to_hwc_u8(rgb, plan, out_u8 + size_t(k) * out_n);
+        });
+}
+
+void Upscaler::upscale_stream(int h, int w, int num_steps, uint64_t seed, const FrameSource& source, const FrameSink& sink) {
+    if (!source || !sink) throw Error(Status::invalid_argument, "the frame source or sink is missing.");
+    const PaddingPlan plan = check_clip(1, h, w, num_steps);
+    std::vector<uint8_t> frame(size_t(plan.out_height()) * plan.out_width() * 3);
+    run_clip(plan, num_steps, seed, source, [&](int k, const float* rgb) {
+        rgb_to_hwc_u8(rgb, plan, frame.data());
+        sink(k, frame.data());
+    });
+}
+
+void Upscaler::run_clip(const PaddingPlan& plan, int num_steps, uint64_t seed, const FrameSource& source, const EmitFn& emit) {
     const std::vector<Step> steps = step_coefficients(manifest_.scheduler, manifest_.alphas_cumprod, num_steps);
     const int ph = plan.padded_height, pw = plan.padded_width;
-    ensure_slots(ph, pw);
-    Runner& r = *runner_;
-
     const size_t lr_n = size_t(element_count(resolve_shape(manifest_.tensor("denoise", "lr"), 1, ph, pw)));
     const size_t z_n = size_t(element_count(resolve_shape(manifest_.tensor("denoise", "z"), 1, ph, pw)));
     const size_t noise_n = size_t(element_count(resolve_shape(manifest_.tensor("denoise", "noise"), 1, ph, pw)));
@@ -109,47 +128,68 @@ void Upscaler::upscale(const uint8_t* frames, int n, int h, int w, int num_steps
     if (rgb_n != size_t(3) * ph * 4 * pw * 4 || lr_n != size_t(3) * ph * pw)
         throw Error(Status::unsupported, "the manifest's lr/rgb shapes are not (1, 3, h, w) / (1, 3, 4h, 4w).");
     if (noise_n != z_n) throw Error(Status::unsupported, "the manifest's denoise noise and z shapes differ.");
+    const size_t lr_bytes = lr_n * sizeof(float), z_bytes = z_n * sizeof(float), flow_bytes = flow_n * sizeof(float);
 
-    // host clip store (declared before any runner call: queued downloads target it, so on failure the
-    // runner is drained below before it goes away)
-    const size_t frame_bytes = size_t(h) * w * 3;
-    std::vector<std::vector<float>> lr(n), z(n), fwd(n > 1 ? n - 1 : 0), bwd(n > 1 ? n - 1 : 0);
+    // the clip store: the LR frames as they are read, then the latents and flows (declared before any
+    // runner call: queued downloads target it, so on failure the runner is drained below before it goes)
+    host_memory_use_ = HostMemoryUse{};
+    ClipStore store(host_memory_, lr_n, z_n, flow_n);
+    int n = 0;
+    for (const uint8_t* frame; (frame = source(n)) != nullptr; ++n) {
+        if (n == (1 << 30)) throw Error(Status::invalid_argument, "the clip has more than 2^30 frames; cut it into clips.");
+        to_model_input(frame, plan, store.lr.write_target(n));
+        store.lr.commit();
+    }
+    if (n < 1) throw Error(Status::invalid_argument, "the clip has no frames; give at least one frame.");
+    store.frames_known(n);
+    host_memory_use_ = store.use();
+
+    ensure_slots(ph, pw);
+    Runner& r = *runner_;
+    // where a download into item k lands; with every pending slot of a spilled array taken, the
+    // queued downloads are delivered and written out first
+    auto target = [&](ClipArray& a, int k) {
+        float* p = a.write_target(k);
+        if (!p) {
+            r.synchronize();
+            store.commit();
+            p = a.write_target(k);
+        }
+        return p;
+    };
     std::vector<float> rgb[2];
     try {
-        for (int k = 0; k < n; ++k) {
-            lr[k].resize(lr_n);
-            to_model_input(frames + k * frame_bytes, plan, lr[k].data());
-        }
-        for (auto& f : fwd) f.resize(flow_n);
-        for (auto& f : bwd) f.resize(flow_n);
-
         const int total_flow = 2 * (n - 1), total_denoise = n * int(steps.size());
         auto cancel = []() { throw Error(Status::cancelled, "cancelled by the progress callback."); };
 
         // flows: fwd[i-1] = flow(lr[i] -> lr[i-1]); bwd[n-1-i] = flow(lr[i-1] -> lr[i])
         int call = 0;
         for (int i = 1; i < n; ++i) {
-            const struct { int frame, previous; std::vector<float>* out; } pairs[2] = {{i, i - 1, &fwd[i - 1]}, {i - 1, i, &bwd[n - 1 - i]}};
+            const struct { int frame, previous; ClipArray* out; int index; } pairs[2] = {{i, i - 1, &store.fwd, i - 1},
+                                                                                         {i - 1, i, &store.bwd, n - 1 - i}};
             for (const auto& p : pairs) {
                 const SlotSet& s = sets_[call % 2];
-                r.upload(s.lr, lr[p.frame].data(), bytes_of(lr[p.frame]));
-                r.upload(s.lr_prev, lr[p.previous].data(), bytes_of(lr[p.previous]));
+                r.upload(s.lr, store.lr.read(p.frame), lr_bytes);
+                r.upload(s.lr_prev, store.lr.read(p.previous), lr_bytes);
                 r.run("flow", {{"frame", s.lr}, {"previous", s.lr_prev}}, {{"flow", s.flow}});
-                r.download(s.flow, p.out->data(), bytes_of(*p.out));
+                r.download(s.flow, target(*p.out, p.index), flow_bytes);
                 ++call;
                 if (!report("flow", call, total_flow)) cancel();
             }
         }
 
-        // initial latents: philox draw 0, times init_noise_sigma (float32)
+        // initial latents: philox draw 0, times init_noise_sigma (float32); no download targets the
+        // latents yet, so each is committed at once
         const float sigma = manifest_.init_noise_sigma;
         for (int k = 0; k < n; ++k) {
-            z[k].resize(z_n);
-            philox_normal(seed, 0, uint32_t(k), z[k].data(), z_n);
+            float* zk = store.z.write_target(k);
+            philox_normal(seed, 0, uint32_t(k), zk, z_n);
             if (sigma != 1.0f)
-                for (float& v : z[k]) v = v * sigma;
+                for (size_t i = 0; i < z_n; ++i) zk[i] = zk[i] * sigma;
+            store.z.commit();
         }
         r.synchronize();  // flows are in the host store
+        store.commit();
 
         // the sweeps
         std::vector<float> noise(noise_n), zero_noise(noise_n, 0.0f);
@@ -159,13 +199,13 @@ void Upscaler::upscale(const uint8_t* frames, int n, int h, int w, int num_steps
             r.upload(timestep_, &t, sizeof(t));
             r.upload(coeffs_, step.coeffs.data(), sizeof(float) * step.coeffs.size());
             const std::vector<int> order = sweep_order(n, step.index);
-            const std::vector<std::vector<float>>& flows = sweep_forward(step.index) ? fwd : bwd;
+            ClipArray& flows = sweep_forward(step.index) ? store.fwd : store.bwd;
             for (int j = 0; j < n; ++j) {
                 const int k = order[j];
                 const SlotSet& s = sets_[j % 2];
                 const SlotSet& other = sets_[(j + 1) % 2];
-                r.upload(s.z_in, z[k].data(), bytes_of(z[k]));
-                r.upload(s.lr, lr[k].data(), bytes_of(lr[k]));
+                r.upload(s.z_in, store.z.read(k), z_bytes);
+                r.upload(s.lr, store.lr.read(k), lr_bytes);
                 if (step.has_noise) {
                     philox_normal(seed, uint32_t(step.index) + 1u, uint32_t(k), noise.data(), noise_n);
                     r.upload(s.noise, noise.data(), bytes_of(noise));
@@ -174,7 +214,7 @@ void Upscaler::upscale(const uint8_t* frames, int n, int h, int w, int num_steps
                 }
                 BufferHandle guidance = zero_guidance_, tcm = tcm_off_;
                 if (j > 0) {
-                    r.upload(s.flow, flows[j - 1].data(), bytes_of(flows[j - 1]));
+                    r.upload(s.flow, flows.read(j - 1), flow_bytes);
                     r.run("guide", {{"x0", other.x0}, {"flow", s.flow}}, {{"guidance", s.guidance}});
                     guidance = s.guidance;
                     tcm = tcm_on_;
@@ -183,32 +223,26 @@ void Upscaler::upscale(const uint8_t* frames, int n, int h, int w, int num_steps
                       {{"z", s.z_in}, {"lr", s.lr}, {"guidance", guidance}, {"tcm_scale", tcm}, {"timestep", timestep_},
                        {"step_coeffs", coeffs_}, {"noise", s.noise}},
                       {{"z_prev", s.z_out}, {"x0", s.x0}});
-                r.download(s.z_out, z[k].data(), bytes_of(z[k]));
+                r.download(s.z_out, target(store.z, k), z_bytes);
                 if (!report("denoise", ++done, total_denoise)) cancel();
             }
-            r.synchronize();  // z[] holds this step's latents before the next step reads them
+            r.synchronize();  // the latents hold this step's values before the next step reads them
+            store.commit();
         }
 
         // decode: frame k on set k % 2; the host crops frame k-1 while frame k decodes
-        const int oh = plan.out_height(), ow = plan.out_width();
-        const size_t out_n = size_t(oh) * ow * 3;
         rgb[0].resize(rgb_n);
         rgb[1].resize(rgb_n);
-        auto emit = [&](int k) {
-            const std::vector<float>& src = rgb[k % 2];
-            if (out_f32) rgb_to_hwc(src.data(), plan, out_f32 + size_t(k) * out_n);
-            if (out_u8) rgb_to_hwc_u8(src.data(), plan, out_u8 + size_t(k) * out_n);
-        };
         for (int k = 0; k < n; ++k) {
             const SlotSet& s = sets_[k % 2];
-            r.upload(s.z_in, z[k].data(), bytes_of(z[k]));
+            r.upload(s.z_in, store.z.read(k), z_bytes);
             r.run("decode", {{"z", s.z_in}}, {{"rgb", s.rgb}});
             r.download(s.rgb, rgb[k % 2].data(), bytes_of(rgb[k % 2]));
-            if (k > 0) emit(k - 1);
+            if (k > 0) emit(k - 1, rgb[(k - 1) % 2].data());
             r.synchronize();
             if (!report("decode", k + 1, n)) cancel();
         }
-        emit(n - 1);
+        emit(n - 1, rgb[(n - 1) % 2].data());
     } catch (...) {
         try {
             r.synchronize();  // no queued download may land in the clip store after it is freed

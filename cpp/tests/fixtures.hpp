@@ -129,7 +129,7 @@ inline void fake_decode(const Tensor& z, Tensor& rgb) {
 
 // ---------------------------------------------------------------------------------------------
 // A Runner over host vectors: uploads copy at once, downloads are delivered at synchronize()
-// (as an asynchronous runner would), every call is recorded.
+// (as an asynchronous runner would; at once with deliver_at_once), every call is recorded.
 class FakeRunner : public svsr::Runner {
 public:
     struct Call {
@@ -158,13 +158,16 @@ public:
     void download(svsr::BufferHandle b, void* host, size_t bytes) override {
         const Tensor& t = get(b);
         CHECK_MSG(bytes == t.data.size() * sizeof(float), "download size of " + labels_[b]);
-        pending_.push_back({host, t.data});
+        if (deliver_at_once)
+            std::memcpy(host, t.data.data(), std::min(bytes, t.data.size() * sizeof(float)));
+        else
+            pending_.push_back({host, t.data});
     }
     void run(const std::string& graph, const std::vector<svsr::Binding>& in, const std::vector<svsr::Binding>& out) override {
         Call call{graph, {}};
         for (const auto& b : in) call.bound[std::string("in:") + b.name] = b.buffer;
         for (const auto& b : out) call.bound[std::string("out:") + b.name] = b.buffer;
-        calls.push_back(call);
+        if (record_calls) calls.push_back(call);
         auto I = [&](const char* n) -> const Tensor& { return get(call.bound.at(std::string("in:") + n)); };
         auto O = [&](const char* n) -> Tensor& { return get(call.bound.at(std::string("out:") + n)); };
         if (graph == "flow") {
@@ -202,6 +205,8 @@ public:
     }
 
     std::vector<Call> calls;
+    bool record_calls = true;     // false: keep no call log (long clips)
+    bool deliver_at_once = false;  // a synchronous runner
     int allocations = 0, frees = 0, uploads = 0, syncs = 0;
 
 private:

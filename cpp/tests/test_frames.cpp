@@ -1,5 +1,5 @@
 // Padding, the LR input convention and the output conversions (svsr/contract/sizes.py, frames.py,
-// runtime/sampler.py to_model_input, runtime/job.py to_uint8).
+// runtime/sampling/sampler.py to_model_input, runtime/jobs/job.py to_uint8).
 #include <cmath>
 
 #include "check.hpp"

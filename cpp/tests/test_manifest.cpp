@@ -2,6 +2,7 @@
 //   test_manifest FIXTURE_DIR
 #include <sys/stat.h>
 
+#include "engine_compat.hpp"
 #include "fixtures.hpp"
 
 using fixtures::json;
@@ -102,6 +103,68 @@ int main(int argc, char** argv) {
            "denoise.step_coeffs does not have the contract's shape");
     refuse("engine_key", [](json& j) { j["engines"]["flow.fp16"] = {{"graph", "flow"}, {"precision", "fp32"}, {"file", "f"}, {"sha256", "s"}}; },
            svsr::Status::manifest, "engines/flow.fp16");
+
+    // engine records: version-compatible ("lean") flags, and which TensorRT may load which plan
+    {
+        json j = fixtures::valid_manifest();
+        j["engines"]["flow.fp16"] = {{"graph", "flow"}, {"precision", "fp16"}, {"file", "f"}, {"sha256", std::string(64, 'a')},
+                                     {"tensorrt_version", "11.0.0.5"}, {"version_compatible", true}, {"lean", true}};
+        j["engines"]["decode.fp16"] = {{"graph", "decode"}, {"precision", "fp16"}, {"file", "d"}, {"sha256", std::string(64, 'a')},
+                                       {"tensorrt_version", "11.1.0.106"}};
+        const svsr::Manifest m = load("lean", j);
+        const svsr::EngineRecord& lean = m.engines.at("flow.fp16");
+        const svsr::EngineRecord& plain = m.engines.at("decode.fp16");
+        CHECK(lean.version_compatible && lean.lean && !plain.version_compatible && !plain.lean);
+        refuse("lean_flag", [](json& k) { k["engines"]["flow.fp16"] = {{"graph", "flow"}, {"precision", "fp16"}, {"file", "f"},
+                                                                       {"sha256", "s"}, {"lean", "yes"}}; },
+               svsr::Status::manifest, "engines/flow.fp16/lean: expected a boolean");
+
+        CHECK(svsr::parse_trt_version("11.1.0.106").text() == "11.1.0.106" && svsr::parse_trt_version("11.1.0").build.empty());
+        CHECK(!svsr::parse_trt_version("11.1").valid() && !svsr::parse_trt_version("11.x.0").valid());
+        CHECK(svsr::trt_version_from_lib(110100, 106).text() == "11.1.0.106");
+        svsr::EngineHost host;
+        host.tensorrt = svsr::trt_version_from_lib(110100, 106);
+        auto check_on = [&](svsr::EngineRecord r, const std::string& built, bool vc, bool lean_plan) {
+            r.tensorrt_version = built;
+            r.version_compatible = vc;
+            r.lean = lean_plan;
+            return svsr::check_engine_record(r, "the engine", host, "CMD");
+        };
+        svsr::EngineLoad how = check_on(plain, "11.1.0.106", false, false);
+        CHECK(!how.host_code && !how.lean_library);
+        check_on(plain, "11.1.0", false, false);  // no build number recorded: the release decides
+        CHECK_THROWS(check_on(plain, "11.0.0.5", false, false), svsr::Status::manifest,
+                     "the engine was built with TensorRT 11.0.0.5 but this machine has TensorRT 11.1.0.106; rebuild it with: CMD");
+        CHECK_THROWS(check_on(plain, "11.1.0.107", false, false), svsr::Status::manifest, "was built with TensorRT 11.1.0.107");
+        // version-compatible, lean runtime inside: on the same or a later TensorRT, host code allowed
+        how = check_on(plain, "11.0.0.5", true, false);
+        CHECK(how.host_code && !how.lean_library);
+        how = check_on(plain, "10.16.1.11", true, false);
+        CHECK(how.host_code && !how.lean_library);
+        CHECK_THROWS(check_on(plain, "11.2.0.3", true, false), svsr::Status::manifest,
+                     "built with TensorRT 11.2.0.3, newer than this machine's TensorRT 11.1.0.106 (version-compatible plans run on the same or a later");
+        // lean runtime left out: this TensorRT where it built them, else that version's lean runtime library
+        how = check_on(lean, "11.1.0.106", true, true);
+        CHECK(how.host_code && !how.lean_library);
+        CHECK_THROWS(check_on(lean, "11.0.0.5", true, true), svsr::Status::manifest,
+                     "without its lean runtime inside (svsr-export --lean) and this machine has TensorRT 11.1.0.106; give TensorRT 11.0.0.5's "
+                     "lean runtime library (libnvinfer_lean.so.11) with --lean-runtime PATH, or rebuild it with: CMD");
+        host.lean_runtime = "/opt/trt-11.0/libnvinfer_lean.so.11";
+        how = check_on(lean, "11.0.0.5", true, true);
+        CHECK(how.host_code && how.lean_library);
+        how = check_on(lean, "11.1.0.106", true, true);  // needed only for another version
+        CHECK(how.host_code && !how.lean_library);
+        how = check_on(plain, "11.1.0.106", false, false);  // a lean runtime given changes nothing for other plans
+        CHECK(!how.host_code && !how.lean_library);
+        // the GPU model binds every plan
+        host.gpu_name = "NVIDIA H200";
+        host.compute_capability = "9.0";
+        svsr::EngineRecord on_h100 = lean;
+        on_h100.gpu_name = "NVIDIA H100 80GB HBM3";
+        on_h100.compute_capability = "9.0";
+        CHECK_THROWS(check_on(on_h100, "11.0.0.5", true, true), svsr::Status::manifest,
+                     "was built for NVIDIA H100 80GB HBM3 (compute capability 9.0) but this machine has NVIDIA H200");
+    }
 
     // graph files: missing, wrong sha256, right sha256
     {

@@ -83,6 +83,70 @@ int main() {
         CHECK(fake->live_bytes() > bytes2);
     }
 
+    // the clip store: the same frames, bit for bit, with every part in RAM, every part in files,
+    // and budgets that split an array between both; the runner delivers downloads only at
+    // synchronize(), so a spilled item written out before its download landed would show
+    {
+        const int n = 10, h = 36, w = 34, steps = 3;
+        const svsr::Manifest m = manifest();
+        const std::vector<uint8_t> frames = fixtures::random_frames(n, h, w, 21);
+        const std::vector<float> want = fixtures::reference_upscale(m, frames, n, h, w, steps, 3);
+        const uint64_t lr_item = 3 * 36 * 36 * 4, z_item = 4 * 36 * 36 * 4, flow_item = 2 * 144 * 144 * 4;
+        const uint64_t all = n * (lr_item + z_item) + 2 * (n - 1) * flow_item;
+        struct Budget { uint64_t bytes; const char* what; };
+        const Budget budgets[] = {{1, "everything in files"}, {3 * lr_item, "lr split"}, {n * lr_item + 2 * z_item, "latents split"},
+                                  {n * (lr_item + z_item) + 3 * flow_item, "flows split"}, {all, "everything in RAM"}};
+        for (const Budget& b : budgets) {
+            auto runner = std::make_unique<fixtures::FakeRunner>();
+            fixtures::FakeRunner* fake = runner.get();
+            svsr::Upscaler up(m, std::move(runner));
+            svsr::HostMemoryOptions options;
+            options.budget = b.bytes;
+            up.set_host_memory(options);
+            std::vector<float> out(want.size(), -1.0f);
+            up.upscale(frames.data(), n, h, w, steps, 3, out.data(), nullptr);
+            CHECK_MSG(same_bits(out, want), std::string(b.what) + ": differs from the direct algorithm");
+            const svsr::HostMemoryUse use = up.host_memory_use();
+            CHECK_MSG(use.in_ram <= b.bytes && use.in_ram + use.in_files == all,
+                      std::string(b.what) + ": " + std::to_string(use.in_ram) + " in RAM, " + std::to_string(use.in_files) + " in files");
+            CHECK_MSG((use.in_files == 0) == (b.bytes >= all), b.what);
+            // 9 flows per direction and 10 latents per step through 8 pending slots: one synchronize more
+            // for the flows and per step than the schedule's own 1 + steps + n
+            if (b.bytes == 1) CHECK_MSG(fake->syncs == 2 + 2 * steps + n, std::to_string(fake->syncs) + " synchronize calls");
+        }
+        // streamed: frames from a source, output frames to a sink as they are decoded
+        auto runner = std::make_unique<fixtures::FakeRunner>();
+        svsr::Upscaler up(m, std::move(runner));
+        svsr::HostMemoryOptions options;
+        options.budget = 2 * lr_item;
+        up.set_host_memory(options);
+        const size_t out_n = size_t(16) * h * w * 3;
+        std::vector<uint8_t> streamed;
+        int read = 0, written = 0;
+        up.upscale_stream(
+            h, w, steps, 3,
+            [&](int k) -> const uint8_t* {
+                CHECK(k == read);
+                ++read;
+                return k < n ? frames.data() + size_t(k) * h * w * 3 : nullptr;
+            },
+            [&](int k, const uint8_t* frame) {
+                CHECK(k == written++);
+                streamed.insert(streamed.end(), frame, frame + out_n);
+            });
+        bool u8_ok = streamed.size() == want.size() && read == n + 1;
+        for (size_t i = 0; u8_ok && i < want.size(); ++i) u8_ok = streamed[i] == svsr::to_uint8(want[i]);
+        CHECK_MSG(u8_ok, "streamed clip");
+        CHECK_THROWS(up.upscale_stream(h, w, steps, 3, [](int) { return nullptr; }, [](int, const uint8_t*) {}), svsr::Status::invalid_argument,
+                     "no frames");
+        options.work_dir = "/nonexistent-svsr-work";
+        options.budget = 1;
+        up.set_host_memory(options);
+        std::vector<float> out(want.size());
+        CHECK_THROWS(up.upscale(frames.data(), n, h, w, steps, 3, out.data(), nullptr), svsr::Status::input,
+                     "in the work folder /nonexistent-svsr-work");
+    }
+
     // progress and cancellation
     {
         svsr::Upscaler up(manifest(), std::make_unique<fixtures::FakeRunner>());

@@ -5,9 +5,13 @@
 //     ffmpeg -f rawvideo -pix_fmt rgb24 -s 1280x720 -r 25 -i - out.mp4
 //
 // StableVSR is defined on a whole clip (bidirectional sweeps), so the program reads every frame
-// first, upscales the clip, then writes. Progress and errors go to stderr. --dry-run checks the
-// arguments and the build folder (and, where built with TensorRT, loads the engines) without
-// reading stdin, which is also all a build without TensorRT can do.
+// first (into the clip store: RAM up to --host-memory, then files in --work-dir, so host memory is
+// bounded at any clip length), upscales the clip, and writes each output frame as soon as it is
+// decoded. Progress and errors go to stderr. --dry-run checks the arguments and the build folder
+// (and, where built with TensorRT, loads the engines) without reading stdin, which is also all a
+// build without TensorRT can do.
+#include <sys/stat.h>
+
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -23,9 +27,12 @@ namespace {
 
 const char* kUsage =
     "usage: svsr-host --model DIR --size WxH [--steps 50] [--seed 0] [--precision auto|fp32|fp16|bf16]\n"
+    "                 [--host-memory SIZE] [--work-dir DIR] [--lean-runtime PATH]\n"
     "                 [--no-cuda-graphs] [--device N] [--max-frames N] [--quiet] [--dry-run]\n"
     "Reads raw RGB24 frames of WxH from stdin until EOF, upscales the clip 4x with StableVSR and writes\n"
-    "raw RGB24 frames of 4Wx4H to stdout. --dry-run validates the arguments and the build folder only.\n";
+    "raw RGB24 frames of 4Wx4H to stdout. --dry-run validates the arguments and the build folder only.\n"
+    "--host-memory (e.g. 512M, 8G; default half of the available memory) bounds the clip state kept in\n"
+    "RAM; the rest goes to files in --work-dir (default $TMPDIR or /tmp).\n";
 
 struct Args {
     std::string model;
@@ -33,6 +40,8 @@ struct Args {
     int steps = 50;
     uint64_t seed = 0;
     std::string precision = "auto";
+    uint64_t host_memory = 0;  // 0: the library's default
+    std::string work_dir, lean_runtime;
     bool cuda_graphs = true;
     int device = 0;
     long max_frames = 0;
@@ -87,6 +96,16 @@ Args parse(int argc, char** argv) {
             a.precision = value();
             if (a.precision != "auto" && a.precision != "fp32" && a.precision != "fp16" && a.precision != "bf16")
                 usage_error("--precision must be auto, fp32, fp16 or bf16");
+        } else if (arg == "--host-memory") {
+            try {
+                a.host_memory = svsr::parse_memory_size(value(), arg);
+            } catch (const svsr::Error& e) {
+                usage_error(e.what());
+            }
+        } else if (arg == "--work-dir") {
+            a.work_dir = value();
+        } else if (arg == "--lean-runtime") {
+            a.lean_runtime = value();
         } else if (arg == "--no-cuda-graphs") {
             a.cuda_graphs = false;
         } else if (arg == "--device") {
@@ -103,6 +122,9 @@ Args parse(int argc, char** argv) {
     }
     if (a.model.empty()) usage_error("--model DIR is required");
     if (!have_size) usage_error("--size WxH is required (the size of the raw frames on stdin)");
+    struct stat st;
+    if (!a.work_dir.empty() && (::stat(a.work_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)))
+        usage_error("--work-dir " + a.work_dir + " is not a folder; create it or choose another one");
     return a;
 }
 
@@ -110,13 +132,52 @@ struct ProgressState {
     bool quiet;
     std::chrono::steady_clock::time_point start;
     std::string last_phase;
+    bool mid_line = false;
 };
+
+// stdin and stdout of a streamed clip (svsr_upscale_stream_u8's callbacks)
+struct Stream {
+    const Args& args;
+    size_t frame_bytes;
+    std::string error;  // set by a callback that fails
+};
+
+int read_frame(void* user, int index, uint8_t* frame) {
+    auto* io = static_cast<Stream*>(user);
+    if (io->args.max_frames && index >= io->args.max_frames) return 0;
+    const size_t got = std::fread(frame, 1, io->frame_bytes, stdin);
+    if (got == io->frame_bytes) {
+        if (index == 0 && !io->args.quiet)
+            std::fprintf(stderr, "svsr-host: reading %dx%d frames -> %dx%d, %d steps, seed %llu\n", io->args.width, io->args.height,
+                         4 * io->args.width, 4 * io->args.height, io->args.steps, static_cast<unsigned long long>(io->args.seed));
+        return 1;
+    }
+    if (got == 0 && !std::ferror(stdin)) {
+        if (index > 0) return 0;
+        io->error = "no frames on stdin.";
+    } else if (std::ferror(stdin)) {
+        io->error = std::string("could not read stdin: ") + std::strerror(errno);
+    } else {
+        io->error = "stdin ended inside frame " + std::to_string(index) + " (" + std::to_string(got) + " of " + std::to_string(io->frame_bytes) +
+                    " bytes); is --size " + std::to_string(io->args.width) + "x" + std::to_string(io->args.height) + " the size of the frames?";
+    }
+    return -1;
+}
+
+int write_frame(void* user, int, const uint8_t* frame) {
+    auto* io = static_cast<Stream*>(user);
+    const size_t bytes = io->frame_bytes * 16;
+    if (std::fwrite(frame, 1, bytes, stdout) == bytes && std::fflush(stdout) == 0) return 0;
+    io->error = std::string("could not write the frames to stdout: ") + std::strerror(errno);
+    return 1;
+}
 
 int on_progress(void* user, const char* phase, int done, int total) {
     auto* p = static_cast<ProgressState*>(user);
     if (p->quiet) return 0;
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - p->start).count();
     std::fprintf(stderr, "\rsvsr-host: %-7s %d/%d  %.1f s", phase, done, total, s);
+    p->mid_line = done != total;
     if (done == total) std::fputc('\n', stderr);
     std::fflush(stderr);
     return 0;
@@ -153,6 +214,7 @@ int main(int argc, char** argv) {
     options.precision = a.precision.c_str();
     options.cuda_graphs = a.cuda_graphs ? 1 : 0;
     options.device = a.device;
+    options.lean_runtime = a.lean_runtime.empty() ? nullptr : a.lean_runtime.c_str();
     svsr_upscaler* up = nullptr;
     svsr_status st = svsr_open_ex(a.model.c_str(), nullptr, &options, &up);
     if (st != SVSR_OK) {
@@ -166,46 +228,26 @@ int main(int argc, char** argv) {
         return 0;
     }
 
-    // read the whole clip
-    const size_t frame_bytes = size_t(a.width) * a.height * 3;
-    std::vector<uint8_t> frames;
-    size_t n = 0;
-    for (;;) {
-        if (a.max_frames && long(n) >= a.max_frames) break;
-        frames.resize((n + 1) * frame_bytes);
-        const size_t got = std::fread(frames.data() + n * frame_bytes, 1, frame_bytes, stdin);
-        if (got == 0) break;
-        if (got != frame_bytes) {
-            std::fprintf(stderr, "svsr-host: stdin ended inside frame %zu (%zu of %zu bytes); is --size %dx%d the size of the frames?\n",
-                         n, got, frame_bytes, a.width, a.height);
-            svsr_close(up);
-            return 2;
-        }
-        ++n;
-    }
-    frames.resize(n * frame_bytes);
-    if (n == 0) {
-        std::fprintf(stderr, "svsr-host: no frames on stdin.\n");
+    // stdin -> the clip store; output frames -> stdout as they are decoded
+    if (svsr_set_host_memory(up, a.host_memory, a.work_dir.empty() ? nullptr : a.work_dir.c_str()) != SVSR_OK) {
+        std::fprintf(stderr, "svsr-host: %s\n", svsr_last_error(up));
         svsr_close(up);
         return 2;
     }
-    if (!a.quiet)
-        std::fprintf(stderr, "svsr-host: %zu frames of %dx%d -> %dx%d, %d steps, seed %llu\n", n, a.width, a.height, 4 * a.width,
-                     4 * a.height, a.steps, static_cast<unsigned long long>(a.seed));
-
-    ProgressState progress{a.quiet, std::chrono::steady_clock::now(), ""};
+    Stream io{a, size_t(a.width) * a.height * 3, ""};
+    ProgressState progress{a.quiet, std::chrono::steady_clock::now(), "", false};
     svsr_set_progress(up, on_progress, &progress);
-    std::vector<uint8_t> out(n * frame_bytes * 16);
-    st = svsr_upscale_u8(up, frames.data(), int(n), a.height, a.width, a.steps, a.seed, out.data());
+    st = svsr_upscale_stream_u8(up, a.height, a.width, a.steps, a.seed, read_frame, write_frame, &io);
     if (st != SVSR_OK) {
-        std::fprintf(stderr, "\nsvsr-host: %s\n", svsr_last_error(up));
+        const std::string message = io.error.empty() ? svsr_last_error(up) : io.error;
+        std::fprintf(stderr, "%ssvsr-host: %s\n", progress.mid_line ? "\n" : "", message.c_str());
         svsr_close(up);
-        return st == SVSR_ERROR_INPUT || st == SVSR_ERROR_INVALID_ARGUMENT ? 2 : 1;
+        return st == SVSR_ERROR_INPUT || st == SVSR_ERROR_INVALID_ARGUMENT ? 2 : 1;  // a failed read is an input error
     }
+    uint64_t in_ram = 0, in_files = 0;
+    if (!a.quiet && svsr_host_memory_used(up, &in_ram, &in_files) == SVSR_OK)
+        std::fprintf(stderr, "svsr-host: clip state: %.0f MiB in RAM, %.0f MiB in files\n", double(in_ram) / 1048576.0,
+                     double(in_files) / 1048576.0);
     svsr_close(up);
-    if (std::fwrite(out.data(), 1, out.size(), stdout) != out.size() || std::fflush(stdout) != 0) {
-        std::fprintf(stderr, "svsr-host: could not write the frames to stdout: %s\n", std::strerror(errno));
-        return 1;
-    }
     return 0;
 }

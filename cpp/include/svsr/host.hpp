@@ -4,7 +4,7 @@
 // Python contracts in svsr/contract/: the manifest (manifest.py), the step coefficients
 // (scheduler.py, float32 exactly as numpy computes them), the sweep order (sweeps.py), the philox
 // noise (noise.py, docs/noise.md), padding and pixel conversions (sizes.py, frames.py), and the
-// schedule itself (svsr/runtime/sampler.py) over an abstract Runner.
+// schedule itself (svsr/runtime/sampling/sampler.py) over an abstract Runner.
 #pragma once
 
 #include <array>
@@ -96,7 +96,7 @@ PhiloxCounter philox4x32_10(PhiloxCounter counter, uint32_t key0, uint32_t key1)
 void philox_normal(uint64_t seed, uint32_t draw, uint32_t frame, float* out, uint64_t n);
 
 // ---------------------------------------------------------------------------------------------
-// frames (svsr/contract/sizes.py, frames.py, runtime/sampler.py, runtime/job.py)
+// frames (svsr/contract/sizes.py, frames.py, runtime/sampling/sampler.py, runtime/jobs/job.py)
 struct PaddingPlan {
     int height = 0, width = 0;                // input LR size
     int padded_height = 0, padded_width = 0;  // multiple of pad_multiple
@@ -139,6 +139,8 @@ struct EngineRecord {
     int64_t device_memory_bytes = 0;
     std::string profile_summary;  // e.g. "LR 32x32 .. 640x360" (WxH)
     std::string profile_args;     // the svsr-export options of that profile: "--resolution WxH" or "--min .. --opt .. --max .."
+    bool version_compatible = false;  // built with kVERSION_COMPATIBLE (svsr-export --lean)
+    bool lean = false;                // ... and kEXCLUDE_LEAN_RUNTIME: no lean runtime inside the plan
 };
 
 struct Manifest {
@@ -200,13 +202,32 @@ public:
 };
 
 // ---------------------------------------------------------------------------------------------
-// the schedule (svsr/runtime/sampler.py), slot design:
-//   host clip store: lr, latest z, forward/backward flows of every frame;
+// host memory (svsr/runtime/sampling/clip_store.py): the per-frame clip state (LR input, latest latent,
+// forward and backward flows) is kept in RAM up to a budget, and beyond it in files of a work folder.
+struct HostMemoryOptions {
+    uint64_t budget = 0;   // bytes of RAM for the clip state; 0 = default_host_memory()
+    std::string work_dir;  // folder of the spill files; "" = $TMPDIR, else /tmp
+};
+struct HostMemoryUse {
+    uint64_t in_ram = 0, in_files = 0;  // bytes of clip state of the last clip
+};
+// Half of the memory available now (MemAvailable), at least 256 MiB.
+uint64_t default_host_memory();
+// "512M", "8G", "1.5G", "65536" (bytes) -> bytes; Error(invalid_argument) naming `option` otherwise.
+uint64_t parse_memory_size(const std::string& text, const std::string& option = "--host-memory");
+
+// ---------------------------------------------------------------------------------------------
+// the schedule (svsr/runtime/sampling/sampler.py), slot design:
+//   host clip store: lr, latest z, forward/backward flows of every frame (RAM up to a budget, then files);
 //   runner: two slot sets {z_in, lr, lr_prev, flow, noise, guidance, z_out, x0, rgb} + shared
 //   {zero_guidance, tcm_on, tcm_off, timestep, step_coeffs}, allocated once per frame size, so
 //   runner memory does not depend on the number of frames. Call c of a sweep uses set c % 2 (its
 //   guide reads x0 from the other set), so a runner can upload call c+1 while call c computes.
 using ProgressFn = std::function<bool(const char* phase, int done, int total)>;  // false = cancel
+// Frame `index` of the clip (h x w x 3 uint8, valid until the next call), or nullptr after the last one.
+using FrameSource = std::function<const uint8_t*(int index)>;
+// Output frame `index` (4h x 4w x 3 uint8), in order, as soon as it is decoded.
+using FrameSink = std::function<void(int index, const uint8_t* frame)>;
 
 class Upscaler {
 public:
@@ -219,8 +240,16 @@ public:
     Runner& runner() { return *runner_; }
     void set_progress(ProgressFn fn) { progress_ = std::move(fn); }
 
+    // Clip state beyond options.budget goes to files in options.work_dir (for every later clip).
+    void set_host_memory(HostMemoryOptions options) { host_memory_ = std::move(options); }
+    const HostMemoryOptions& host_memory() const { return host_memory_; }
+    HostMemoryUse host_memory_use() const { return host_memory_use_; }
+
     // frames: n x h x w x 3 uint8; out_f32 or out_u8 (one may be null): n x 4h x 4w x 3.
     void upscale(const uint8_t* frames, int n, int h, int w, int steps, uint64_t seed, float* out_f32, uint8_t* out_u8);
+    // The same for a clip of unknown length: reads every frame from `source` (into the clip store),
+    // then hands each output frame to `sink` as soon as it is decoded.
+    void upscale_stream(int h, int w, int steps, uint64_t seed, const FrameSource& source, const FrameSink& sink);
 
     // Checks a clip before any work (Error(input)/Error(invalid_argument)).
     PaddingPlan check_clip(int n, int h, int w, int steps) const;
@@ -231,6 +260,8 @@ private:
     struct SlotSet {
         BufferHandle z_in = 0, lr = 0, lr_prev = 0, flow = 0, noise = 0, guidance = 0, z_out = 0, x0 = 0, rgb = 0;
     };
+    using EmitFn = std::function<void(int index, const float* rgb)>;  // rgb: (1, 3, 4H', 4W') of the padded frame
+    void run_clip(const PaddingPlan& plan, int num_steps, uint64_t seed, const FrameSource& source, const EmitFn& emit);
     void ensure_slots(int ph, int pw);
     void release_slots();
     bool report(const char* phase, int done, int total);
@@ -243,6 +274,8 @@ private:
     int slot_h_ = 0, slot_w_ = 0;
     uint64_t slot_bytes_ = 0;
     std::vector<BufferHandle> owned_;
+    HostMemoryOptions host_memory_;
+    HostMemoryUse host_memory_use_;
 };
 
 }  // namespace svsr

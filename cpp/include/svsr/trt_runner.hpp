@@ -14,6 +14,7 @@ struct TrtOptions {
     bool cuda_graphs = true;         // capture each execution context's enqueue into a CUDA graph, replay it
     int device = 0;                  // CUDA device ordinal
     bool check_files = true;         // plan files exist and match their sha256 in manifest["engines"]
+    std::string lean_runtime;        // lean runtime library of the TensorRT that built "lean" plans (IRuntime::loadRuntime)
 };
 
 // Deserialises the plans named in manifest["engines"] (file under the build folder) after checking
