@@ -43,7 +43,7 @@ def main() -> int:
     args = parser.parse_args()
     from svsr.api import Upscaler
     from svsr.contract.graphs import sample_graph_inputs
-    from svsr.runtime.sampling.clip_store import FileFrameArray, FrameArray
+    from svsr.runtime.sampling import FileFrameArray, FrameArray
 
     width, height = (int(v) for v in args.resolution.split("x"))
     with tempfile.TemporaryDirectory() as tmp:

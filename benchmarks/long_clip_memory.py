@@ -21,7 +21,7 @@ from child_process import run_measured, tiny_model
 
 
 def make_clip(path: Path, num_frames: int, size: int) -> None:
-    from svsr.runtime.video.write import FrameWriter
+    from svsr.runtime.video import FrameWriter
 
     rng = np.random.default_rng(0)
     base = rng.integers(0, 256, (size * 2, size * 2, 3), dtype=np.uint8)

@@ -22,7 +22,7 @@ from child_process import run_measured, tiny_model
 
 
 def make_inputs(folder: Path, count: int, frames: int, size: tuple[int, int]) -> list[Path]:
-    from svsr.runtime.video.write import FrameWriter
+    from svsr.runtime.video import FrameWriter
 
     paths = []
     for n in range(count):

@@ -14,23 +14,29 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import warnings
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Literal, Protocol, Sequence
 
 import numpy as np
 
+from svsr.contract.backends import BACKEND_NAMES, ORT, TRT, Auto, BackendLike, Reference, backend_options
+from svsr.contract.codecs import CODECS
 from svsr.contract.errors import InputError, MissingDependencyError, SvsrError
 from svsr.contract.noise import DEFAULT_NOISE, NoiseSource
-from svsr.device.noise import make_noise
 from svsr.contract.precision import Precision, PrecisionLike
+from svsr.contract.video_options import Spell, VideoOptions, api_spelling, parse_memory_size
+from svsr.device.noise import make_noise
 
 Report = Callable[[str], None]
-BackendName = Literal["auto", "ort", "trt", "reference"]
-BACKENDS = ("auto", "ort", "trt", "reference")
+BACKENDS = BACKEND_NAMES
+__all__ = [
+    "ORT", "TRT", "Auto", "EnginesNotBuiltError", "InputResult", "Pipeline", "Reference", "Upscaler", "VideoOptions",
+    "check_steps", "check_video_options", "encoder_problem", "engine_profile", "export_model", "parse_memory_size", "probe_input",
+    "resolve_output", "upscale_videos", "video_options",
+]  # fmt: skip
 PRESET_PREFIX = "preset:"
 PRESET_NAMES = ("tiny", "full")
 # LR sizes an engine serves when no resolution or range is given
@@ -179,13 +185,13 @@ def export_model(
         settings = CalibrationSettings() if calibration_steps is None else CalibrationSettings(num_inference_steps=calibration_steps)
         manifest = make_typed_graphs(out, components, precision, calibration_frames=calibration_frames, report=report, force=force, settings=settings)
     if check_trt:
-        from svsr.export.trt_lint import format_findings, lint_model
+        from svsr.export.trt_lint import check_model, format_findings
 
         errors = 0
         for name, entry in manifest["graphs"].items():
-            findings = lint_model(out / entry["file"], trt_version=trt_version)
+            checker, findings = check_model(out / entry["file"], trt_version=trt_version)
             errors += sum(f.severity == "error" for f in findings)
-            report(f"{name}: {format_findings(findings)}")
+            report(f"{name} ({checker}): {format_findings(findings)}")
         if errors:
             raise EnginesNotBuiltError(f"{errors} node(s) would not parse in TensorRT {trt_version}; see the report above.")
     if engines is not False:
@@ -213,44 +219,29 @@ def _build_engines(out: Path, manifest: dict[str, Any], precision: Precision, pr
 
 
 # -- upscaling ----------------------------------------------------------------------------------
-def _noise_per_shot(noise: str | NoiseSource, seed: int) -> Callable[[], NoiseSource]:
-    """Each shot starts from the same noise state: a fresh source by name, or the given one rewound."""
-    if isinstance(noise, str):
-        return lambda: make_noise(noise, seed)
-    start = noise.state()
+class Pipeline(Protocol):
+    """What an :class:`Upscaler` runs: a streaming Sampler (ort, trt) or the PyTorch reference."""
 
-    def rewound() -> NoiseSource:
-        noise.restore(start)
-        return noise
+    def upscale(self, frames: Sequence[np.ndarray], num_inference_steps: int, noise: NoiseSource, progress: Any = False) -> list[np.ndarray]:
+        """HxWx3 uint8 frames of one clip -> 4Hx4Wx3 float32 frames in [0, 1]."""
+        ...
 
-    return rewound
+    def close(self) -> None:
+        """Release sessions, buffers and device memory."""
+        ...
 
 
 def _noise_source(noise: str | NoiseSource, seed: int) -> NoiseSource:
     return make_noise(noise, seed) if isinstance(noise, str) else noise
 
 
-def _job_options(num_inference_steps: int, codec: str, crf: int, host_memory: int | str | None, work_dir: str | os.PathLike[str] | None,
-                 restart: bool, flows: str, fps: Fraction | int | float | None, scene_split: bool, scene_threshold: float) -> Any:
-    """The video job's options from the API's arguments, checked (shared by upscale_video and upscale_videos)."""
-    from svsr.runtime.sampling import parse_memory_size
-    from svsr.runtime.jobs import JobOptions
-
-    if num_inference_steps < 1:
-        raise InputError(f"--steps is {num_inference_steps}; use at least 1.")
-    if flows not in ("store", "recompute"):
-        raise InputError(f"--flows {flows!r} is not store or recompute.")
-    return JobOptions(
-        num_inference_steps=num_inference_steps, codec=codec, crf=crf,
-        host_memory=parse_memory_size(host_memory) if isinstance(host_memory, str) else host_memory,
-        work_dir=Path(work_dir) if work_dir is not None else None, restart=restart, store_flows=flows == "store",
-        fps=Fraction(fps).limit_denominator(1_000_000) if fps is not None else None,
-        scene_split=scene_split, scene_threshold=scene_threshold,
-    )  # fmt: skip
+def video_options(options: VideoOptions | None = None, **overrides: Any) -> VideoOptions:
+    """``options`` (default :class:`VideoOptions`) with keyword ``overrides``, every rule checked."""
+    return (options or VideoOptions()).with_overrides(**overrides)
 
 
-class _ReferencePipeline:
-    """The PyTorch reference behind the same ``upscale`` call as a Sampler."""
+class ReferencePipeline:
+    """The PyTorch reference behind the same ``upscale`` call as a Sampler (a whole clip in memory)."""
 
     name = "reference"
 
@@ -260,6 +251,8 @@ class _ReferencePipeline:
         from svsr.reference import StableVSRReference
 
         self._reference = StableVSRReference.from_pretrained(weights)
+        self.scheduler_config = dict(self._reference.components.scheduler.config)
+        self.device = str(next(self._reference.components.unet.parameters()).device)  # where its weights live: cpu
 
     def upscale(self, frames: Sequence[np.ndarray], num_inference_steps: int, noise: NoiseSource, progress: Any = False) -> list[np.ndarray]:
         return self._reference.upscale(frames, num_inference_steps=num_inference_steps, noise=noise, progress=progress)
@@ -275,46 +268,54 @@ class Upscaler:
     back when you are done.
     """
 
-    def __init__(self, pipeline: Any, label: str, build_dir: Path | None) -> None:
+    def __init__(self, pipeline: Pipeline, *, backend: str, device: str, scheduler_config: dict[str, Any], build_dir: Path | None,
+                 where: str) -> None:  # fmt: skip
         self.pipeline = pipeline  # the Sampler (or the reference) doing the work; benchmarks time its backend
-        self.label = label
+        self.backend = backend  # ort, trt or reference
+        self.device = device  # where it runs: cpu, cuda:0
+        self.scheduler_config = scheduler_config  # of the build's manifest, or of the reference's checkpoint
         self.build_dir = build_dir
+        self.where = where  # the build folder or checkpoint, as sentences name it
         self._closed = False
 
     @classmethod
     def open(
         cls,
         build_dir: str | os.PathLike[str] | None = None,
-        backend: BackendName = "auto",
+        backend: BackendLike = "auto",
         *,
         precision: PrecisionLike = "auto",
         weights: str | os.PathLike[str] | None = None,
         threads: int = 0,
     ) -> "Upscaler":
-        """An upscaler over ``build_dir`` (made by :func:`export_model`), or over ``weights`` for ``reference``.
+        """An upscaler over ``build_dir`` (made by :func:`export_model`), or over ``weights`` for the reference.
 
-        ``backend`` auto takes TensorRT where every graph has an engine built for this GPU and
-        TensorRT version, else ONNX Runtime. ``precision`` auto: TensorRT takes the fastest engine
-        built per graph, ONNX Runtime the float32 graphs. ``threads``: ONNX Runtime's intra-op
-        threads (0 = its default).
+        ``backend``: a name (``auto``, ``ort``, ``trt``, ``reference``) or options: ``svsr.ORT(threads=2)``,
+        ``svsr.TRT(cuda_graphs=True)``, ``svsr.Reference(weights=DIR)``. auto takes TensorRT where every
+        graph has an engine built for this GPU and TensorRT version, else ONNX Runtime. ``precision``
+        auto: TensorRT takes the fastest engine built per graph, ONNX Runtime the float32 graphs.
+        ``threads``: ONNX Runtime's intra-op threads for a backend given by name (0 = its default).
         """
-        if backend not in BACKENDS:
-            raise InputError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}.")
-        if backend == "reference":
-            if weights is None:
+        chosen = backend_options(backend, threads=threads, weights=weights)
+        if isinstance(chosen, Reference):
+            checkpoint = chosen.weights if chosen.weights is not None else weights
+            if checkpoint is None:
                 raise InputError("--backend reference needs --weights CHECKPOINT_DIR; add it.")
-            return cls(_ReferencePipeline(weights), "reference", None)
+            reference = ReferencePipeline(checkpoint)
+            return cls(reference, backend="reference", device=reference.device, scheduler_config=reference.scheduler_config, build_dir=None,
+                       where=os.fspath(checkpoint))  # fmt: skip
         if build_dir is None:
             raise InputError("svsr-run needs --model BUILD_DIR (made by svsr-export), or --backend reference --weights DIR.")
         from svsr.runtime.sampling import open_sampler
 
-        sampler, label = open_sampler(build_dir, backend=backend, precision=Precision.parse(precision), threads=threads)
-        return cls(sampler, label, Path(build_dir))
+        sampler = open_sampler(build_dir, backend=chosen, precision=Precision.parse(precision))
+        return cls(sampler, backend=sampler.backend.name, device=sampler.backend.device, scheduler_config=dict(sampler.manifest["scheduler"]["config"]),
+                   build_dir=Path(build_dir), where=os.fspath(build_dir))  # fmt: skip
 
     @property
-    def backend(self) -> str:
-        """``ort``, ``trt`` or ``reference``."""
-        return self.label.split("-")[0]
+    def label(self) -> str:
+        """The backend and where it runs, for progress output: ``ort-cpu``, ``trt-cuda:0``, ``reference``."""
+        return self.backend if self.backend == "reference" else f"{self.backend}-{self.device}"
 
     def _check_open(self) -> None:
         if self._closed:
@@ -337,77 +338,67 @@ class Upscaler:
         self._check_open()
         return self.pipeline.upscale(frames, num_inference_steps=num_inference_steps, noise=_noise_source(noise, seed), progress=progress)
 
+    def check(self, options: VideoOptions, spell: Spell | None = None) -> None:
+        """Refuse, in one sentence, what ``options`` ask that this upscaler cannot do (before any work)."""
+        spell = spell or options.spell
+        problem = options.scheduler_problem(self.scheduler_config, self.where, spell)
+        if problem is None and self.backend == "reference":
+            problem = options.whole_clip_problem(spell)
+        if problem:
+            raise InputError(problem)
+
     def upscale_video(
         self,
         input: str | os.PathLike[str],
         output: str | os.PathLike[str] | None = None,
+        options: VideoOptions | None = None,
         *,
-        num_inference_steps: int = 50,
-        seed: int = 0,
-        noise: str | NoiseSource = DEFAULT_NOISE,
-        codec: str = "h264",
-        crf: int = 18,
-        host_memory: int | str | None = None,
-        work_dir: str | os.PathLike[str] | None = None,
-        restart: bool = False,
-        flows: Literal["store", "recompute"] = "store",
-        fps: Fraction | int | float | None = None,
-        scene_split: bool = True,
-        scene_threshold: float = 27.0,
         progress: bool | Any = False,
         report: Report = _silent,
+        **overrides: Any,
     ) -> Path:
-        """Upscale a video file or a folder of frames as one exact clip; returns the output path.
+        """Upscale a video file or a folder of frames; returns the output path (:meth:`upscale_videos` with one input).
 
-        Default output ``INPUT_x4.EXT``; same frame times, audio copied; the output appears under its
-        name only when every frame was written. ``host_memory`` (bytes or ``"8G"``) bounds the RAM of
-        the clip store (default half of the available memory); beyond it the store uses files in
-        ``work_dir`` (default: beside the output). An interrupted run resumes from its last completed
-        timestep when called again with the same arguments; ``restart`` discards that work instead.
-        ``flows="recompute"`` runs the flow graph per frame-step instead of storing flows.
-        ``scene_split`` (default on) finds scene cuts (PySceneDetect's content detector, ``scene_threshold``)
-        and upscales each shot as its own exact clip; the shots' segments are stitched without re-encoding.
+        ``options``: a :class:`VideoOptions` (steps, seed, noise, codec, crf, host_memory, work_dir,
+        restart, flows, fps, scene_split, scene_threshold); keyword ``overrides`` change its fields,
+        e.g. ``upscale_video("in.mp4", num_inference_steps=4, codec="ffv1")``. Default output
+        ``INPUT_x4.EXT``; same frame times, audio copied; the output appears under its name only when
+        every frame was written. An interrupted run resumes from its last completed timestep when
+        called again with the same options; ``restart=True`` discards that work instead. Each shot
+        between scene cuts is its own exact clip; the shots' segments are stitched without re-encoding.
         """
+        results = self.upscale_videos([input], output=output, options=options, skip_existing=False, raise_errors=True, progress=progress,
+                                      report=report, **overrides)  # fmt: skip
+        return Path(results[0].output)
+
+    def upscale_videos(
+        self,
+        inputs: Sequence[str | os.PathLike[str]],
+        out_dir: str | os.PathLike[str] | None = None,
+        *,
+        output: str | os.PathLike[str] | None = None,
+        options: VideoOptions | None = None,
+        skip_existing: bool = True,
+        raise_errors: bool = False,
+        progress: bool | Any = False,
+        report: Report = _silent,
+        **overrides: Any,
+    ) -> list["InputResult"]:
+        """Many videos / frame folders on this upscaler, in this process (see :func:`upscale_videos`)."""
         self._check_open()
-        from svsr.runtime.jobs import plan_input, resolve_output, run_input, upscale_whole_clip
-        from svsr.runtime.video import probe
-
-        options = _job_options(num_inference_steps, codec, crf, host_memory, work_dir, restart, flows, fps, scene_split, scene_threshold)
-        input_path = Path(input)
-        info = probe(input_path, fps=options.fps)
-        output_path = resolve_output(input_path, output)
-        own_bar = not hasattr(progress, "update")
-        bar = progress
-        if own_bar:
-            from tqdm.auto import tqdm
-
-            total = (info.num_frames or 0) * num_inference_steps or None
-            bar = tqdm(total=total, desc=f"svsr-run [{self.label}]", unit="frame-step", disable=not progress, dynamic_ncols=True)
-        try:
-            if self.backend == "reference":  # the reference holds a whole clip in memory by design
-                return upscale_whole_clip(
-                    input_path, output_path,
-                    lambda frames: self.pipeline.upscale(frames, num_inference_steps=num_inference_steps, noise=_noise_source(noise, seed),
-                                                         progress=bar),
-                    codec=codec, crf=crf, fps=options.fps,
-                )  # fmt: skip
-            plan = plan_input(input_path, output_path, options, report)
-            if bar is not None and hasattr(bar, "reset"):
-                bar.reset(total=plan.num_frames * num_inference_steps)
-            return run_input(self.pipeline, plan, _noise_per_shot(noise, seed), options, build_dir=self.build_dir,
-                             label=self.label, report=report, progress=bar)
-        finally:
-            if own_bar:
-                bar.close()
+        chosen = video_options(options, **overrides)
+        self.check(chosen)
+        results, planned = _plan_inputs(inputs, out_dir, output, chosen, skip_existing, raise_errors, report)
+        if planned:
+            _run_here(self, planned, raise_errors, progress, report)
+        return results
 
     def close(self) -> None:
         """Release the backend's sessions, buffers and device memory; idempotent."""
         if self._closed:
             return
         self._closed = True
-        closer = getattr(self.pipeline, "close", None)
-        if closer is not None:
-            closer()
+        self.pipeline.close()
 
     def __enter__(self) -> "Upscaler":
         return self
@@ -430,6 +421,8 @@ class InputResult:
     seconds: float = 0.0
     backend: str = ""
     message: str = ""
+    merged_cuts: list[int] = field(default_factory=list)  # scene cuts the minimum shot length merged away
+    note: str = ""  # what the run decided that the user should hear (merged cuts, with the option that changes it)
 
     @property
     def seconds_per_frame(self) -> float | None:
@@ -442,139 +435,327 @@ def upscale_videos(
     *,
     output: str | os.PathLike[str] | None = None,
     model: str | os.PathLike[str] | None = None,
-    backend: BackendName = "auto",
+    backend: BackendLike = "auto",
     precision: PrecisionLike = "auto",
     weights: str | os.PathLike[str] | None = None,
     ray: str | None = None,
     ray_workers: int | None = None,
-    num_inference_steps: int = 50,
-    seed: int = 0,
-    noise: str = DEFAULT_NOISE,
-    codec: str = "h264",
-    crf: int = 18,
-    host_memory: int | str | None = None,
-    work_dir: str | os.PathLike[str] | None = None,
-    restart: bool = False,
-    flows: Literal["store", "recompute"] = "store",
-    fps: Fraction | int | float | None = None,
-    scene_split: bool = True,
-    scene_threshold: float = 27.0,
+    options: VideoOptions | None = None,
     skip_existing: bool = True,
     raise_errors: bool = False,
     progress: bool = False,
     report: Report = _silent,
+    **overrides: Any,
 ) -> list[InputResult]:
     """Upscale many videos / frame folders: one output per input in ``out_dir`` (``NAME_x4.EXT``).
 
-    Finished outputs are skipped (``skip_existing``), unfinished ones resume. Without ``ray`` the
-    shots run in this process; with ``ray`` (``local``, ``auto`` or a Ray address) the shots of all
-    inputs are spread over Ray workers (one per GPU for TensorRT, CPU workers for ONNX Runtime), and
-    each input is stitched when its shots are done. A failed input is reported and the others go on
-    (``raise_errors`` raises instead). Returns one :class:`InputResult` per input, in order.
+    ``options`` (a :class:`VideoOptions`) and keyword ``overrides`` of its fields say how, as for
+    :meth:`Upscaler.upscale_video`. Finished outputs are skipped (``skip_existing``), unfinished ones
+    resume. Without ``ray`` the shots run in this process; with ``ray`` (``local``, ``auto`` or a Ray
+    address) the shots of all inputs are spread over Ray workers (one per GPU for TensorRT, CPU workers
+    for ONNX Runtime) running the same shot code, and each input is stitched when its shots are done.
+    A failed input is reported and the others go on (``raise_errors`` raises instead). Returns one
+    :class:`InputResult` per input, in order.
     """
-    from dataclasses import replace
+    chosen = video_options(options, **overrides)
+    check_video_options(chosen, model=model, backend=backend, weights=weights, spell=chosen.spell)
+    if ray is not None and backend_options(backend).name == "reference":
+        raise InputError(f"{chosen.spell('ray', ray)} runs the exported graphs; use {chosen.spell('backend', 'ort')} or trt (or auto) with it.")
+    if ray is not None and model is None:
+        raise InputError(f"{chosen.spell('ray', ray)} needs {chosen.spell('model', 'BUILD_DIR')} (a build folder made by svsr-export).")
+    results, planned = _plan_inputs(inputs, out_dir, output, chosen, skip_existing, raise_errors, report)
+    if not planned:
+        return results
+    if ray is None:
+        try:
+            upscaler = Upscaler.open(model, backend=backend, precision=precision, weights=weights)
+        except BaseException:  # refused at the door (a bad --model): the planned inputs leave no work folder behind
+            _discard(planned)
+            raise
+        with upscaler:
+            _run_here(upscaler, planned, raise_errors, progress, report)
+        return results
+    from svsr.runtime.jobs import FarmSettings, OnRay, run_video_jobs
 
-    from svsr.runtime.jobs import finish_input, plan_input, resolve_output
-    from svsr.runtime.video import output_path_for
+    on_ray = OnRay(Path(model), backend, Precision.parse(precision), FarmSettings(address=ray, workers=ray_workers))
+    outcomes = run_video_jobs([plan for _, plan, _ in planned], [o for _, _, o in planned], ray=on_ray, raise_errors=raise_errors,
+                              report=report)  # fmt: skip
+    _record([result for result, _, _ in planned], outcomes)
+    return results
 
-    base = _job_options(num_inference_steps, codec, crf, host_memory, None, restart, flows, fps, scene_split, scene_threshold)
+
+def check_video_options(options: VideoOptions, *, model: str | os.PathLike[str] | None = None, backend: BackendLike = "auto",
+                        weights: str | os.PathLike[str] | None = None, spell: Spell | None = None) -> None:  # fmt: skip
+    """What ``options`` ask that the build (or the reference's checkpoint) cannot do, refused before any work.
+
+    The step count against the scheduler (of ``model``'s manifest, or of ``weights`` for the
+    reference), what the reference cannot honour, and whether this machine can encode the codec.
+    ``spell`` writes an option as the caller's user wrote it (default: as ``options`` were made; the CLI: ``--steps 1001``).
+    """
+    spell = spell or options.spell
+    chosen = backend_options(backend, weights=weights)
+    problem = None
+    if isinstance(chosen, Reference):
+        checkpoint = chosen.weights if chosen.weights is not None else weights
+        config = Path(checkpoint or "") / "scheduler" / "scheduler_config.json"
+        if checkpoint and config.is_file():
+            problem = options.scheduler_problem(json.loads(config.read_text()), os.fspath(checkpoint), spell)
+        problem = problem or options.whole_clip_problem(spell)
+    elif model is not None and (Path(model) / "manifest.json").is_file():
+        from svsr.contract.manifest import load_manifest
+
+        problem = options.scheduler_problem(load_manifest(model)["scheduler"]["config"], os.fspath(model), spell)
+    problem = problem or encoder_problem(options.codec, spell)
+    if problem:
+        raise InputError(problem)
+
+
+def check_steps(num_inference_steps: int, model: str | os.PathLike[str], spell: Spell = api_spelling) -> None:
+    """The step count against the scheduler of the build ``model`` (when it has a manifest), before any work."""
+    check_video_options(VideoOptions(num_inference_steps=num_inference_steps), model=model, spell=spell)
+
+
+def encoder_problem(codec: str, spell: Spell = api_spelling) -> str | None:
+    """Why this machine's PyAV cannot encode ``codec`` (a name of the codec table), or None."""
+    from svsr.runtime.video import encoder_available
+
+    if encoder_available(codec):
+        return None
+    usable = [name for name in CODECS if encoder_available(name)]
+    return f"{spell('codec', codec)} needs the {CODECS[codec].encoder} encoder, which this PyAV build lacks; use one of {', '.join(usable)}."
+
+
+def probe_input(path: str | os.PathLike[str], fps: Fraction | int | float | None = None) -> Any:
+    """Frame size, rate and count of a video file or frame folder; bad input is one sentence (no model needed)."""
+    from svsr.runtime.video import probe
+
+    return probe(Path(path), fps=fps)
+
+
+def resolve_output(input_path: str | os.PathLike[str], output: str | os.PathLike[str] | None, options: VideoOptions | None = None, *,
+                   many: bool = False) -> Path:  # fmt: skip
+    """The output path of ``input_path`` by the output rule; refuses to overwrite the input.
+
+    A video gives a video (``clip_x4.mp4``; ``-o``'s suffix picks the container, which must hold the
+    codec), an image a PNG image (``img_x4.png``), a frame folder a frame folder (``frames_x4``, or a
+    video where ``output`` names one); ``output`` ending in ``/``, an existing folder, or ``many``
+    (one of several inputs) puts ``<name>_x4.<ext>`` inside that folder.
+    """
+    from svsr.runtime.jobs import resolve_output as resolve
+
+    return resolve(Path(input_path), output, options, many=many)
+
+
+def _plan_inputs(inputs: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str] | None, output: str | os.PathLike[str] | None,
+                 options: VideoOptions, skip_existing: bool, raise_errors: bool, report: Report) -> tuple[list[InputResult], list[tuple]]:  # fmt: skip
+    """One result per input, and (result, plan, options) for each that has work to do."""
+    from svsr.runtime.jobs import merged_sentence, plan_input
+
     paths = [Path(p) for p in inputs]
     if not paths:
         raise InputError("no input was given; name video files, frame folders or globs.")
-    if out_dir is not None:
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
+    many = out_dir is not None
+    folder = out_dir if many else output
+    if folder is not None and Path(folder).exists() and not Path(folder).is_dir() and many:
+        raise InputError(f"{options.spell('output', os.fspath(folder))} is a file, but several inputs need an output folder; give a folder.")
     results: list[InputResult] = []
-    planned: list[tuple[InputResult, Any, Any]] = []
+    planned: list[tuple[InputResult, Any, VideoOptions]] = []
     for path in paths:
-        target = Path(out_dir) / output_path_for(path).name if out_dir is not None else (Path(output) if output is not None else None)
-        result = InputResult(str(path), None, "failed", backend=backend)
+        result = InputResult(str(path), None, "failed")
         results.append(result)
         try:
-            target = resolve_output(path, target)
+            target = resolve_output(path, folder, options, many=many)
+            if folder is not None and (many or os.fspath(folder).endswith(("/", os.sep))):
+                Path(folder).mkdir(parents=True, exist_ok=True)  # -o DIR/ (or the folder of many inputs) is created; other missing folders are refused
             result.output = str(target)
             if skip_existing and target.exists():
                 result.status, result.message = "skipped", "output exists"
                 report(f"svsr-run: {target} exists, skipped (delete it to upscale {path.name} again)")
                 continue
-            # several inputs share --work-dir as the parent of one work folder each
-            options = replace(base, work_dir=(Path(work_dir) / f"{target.name}.svsr-work" if len(paths) > 1 else Path(work_dir)) if work_dir else None)
-            if backend == "reference":
-                planned.append((result, None, options))
-                continue
-            plan = plan_input(path, target, options, report)
+            # several inputs share work_dir as the parent of one work folder each
+            work = options.work_dir
+            input_options = options if work is None or len(paths) == 1 else options.with_overrides(work_dir=Path(work) / f"{target.name}.svsr-work")
+            plan = plan_input(path, target, input_options, report)
             result.frames, result.fps = plan.num_frames, str(plan.info.fps)
             result.shots = [shot.as_range() for shot in plan.shots]
-            planned.append((result, plan, options))
+            result.merged_cuts = list(plan.merged_cuts)
+            result.note = merged_sentence(plan.merged_cuts, input_options) if plan.merged_cuts else ""
+            planned.append((result, plan, input_options))
         except SvsrError as exc:
             if raise_errors:
                 raise
             result.message = str(exc)
             report(f"svsr-run: {path}: {exc}")
-    if not planned:
-        return results
-    if ray is None:
-        _run_in_process(planned, model, backend, precision, weights, num_inference_steps, seed, noise, codec, crf, base.fps,
-                        raise_errors, progress, report)  # fmt: skip
-        return results
-    from svsr.runtime.jobs import FarmSettings, run_shots_on_ray
-
-    if backend == "reference":
-        raise InputError("--ray runs the exported graphs; use --backend auto, ort or trt with it.")
-    if model is None:
-        raise InputError("svsr-run needs --model BUILD_DIR (made by svsr-export) for --ray.")
-    start = time.perf_counter()
-    plans = [plan for _, plan, _ in planned]
-    seconds: dict[str, float] = {}
-
-    def shot_done(record: dict[str, Any]) -> None:
-        seconds[record["input"]] = seconds.get(record["input"], 0.0) + record["seconds"]
-        report(f"svsr-run: {Path(record['input']).name} shot {record['shot'] + 1} done in {record['seconds']:.1f} s on {record['backend']} (pid {record['pid']})")
-
-    run_shots_on_ray(plans, build_dir=Path(model), backend=backend, precision=Precision.parse(precision), noise_kind=noise, seed=seed,
-                     options=planned[0][2], settings=FarmSettings(address=ray, workers=ray_workers), report=report, on_shot=shot_done)  # fmt: skip
-    for result, plan, _ in planned:
-        try:
-            finish_input(plan)
-            result.status, result.backend = "done", f"ray/{backend}"
-            result.seconds = seconds.get(str(plan.input), time.perf_counter() - start)
-        except SvsrError as exc:
-            if raise_errors:
-                raise
-            result.message = str(exc)
-    return results
+    return results, planned
 
 
-def _run_in_process(planned, model, backend, precision, weights, steps, seed, noise, codec, crf, fps, raise_errors, progress, report) -> None:
-    from svsr.runtime.jobs import Interrupted, run_input, upscale_whole_clip
+def _discard(planned: list[tuple]) -> None:
+    from svsr.runtime.jobs import discard_if_nothing_done
 
-    with Upscaler.open(model, backend=backend, precision=precision, weights=weights) as upscaler:
-        for result, plan, options in planned:
-            start = time.perf_counter()
-            bar = None
-            try:
-                if plan is None:  # the reference: a whole clip in memory
-                    upscale_whole_clip(
-                        Path(result.input), Path(result.output),
-                        lambda frames: upscaler.pipeline.upscale(frames, num_inference_steps=steps, noise=make_noise(noise, seed), progress=progress),
-                        codec=codec, crf=crf, fps=fps,
-                    )  # fmt: skip
-                else:
-                    if progress:
-                        from tqdm.auto import tqdm
+    for _, plan, _ in planned:
+        discard_if_nothing_done(plan)
 
-                        bar = tqdm(total=plan.num_frames * steps, desc=f"svsr-run [{upscaler.label}] {plan.input.name}", unit="frame-step",
-                                   dynamic_ncols=True)  # fmt: skip
-                    run_input(upscaler.pipeline, plan, _noise_per_shot(noise, seed), options, build_dir=upscaler.build_dir,
-                              label=upscaler.label, report=report, progress=bar)  # fmt: skip
-                result.status, result.backend = "done", upscaler.label
-            except Interrupted:
-                raise
-            except SvsrError as exc:
-                if raise_errors:
-                    raise
-                result.message = str(exc)
-                report(f"svsr-run: {result.input}: {exc}")
-            finally:
-                if bar is not None:
-                    bar.close()
-                result.seconds = time.perf_counter() - start
+
+def _run_here(upscaler: Upscaler, planned: list[tuple], raise_errors: bool, progress: bool | Any, report: Report) -> None:
+    from svsr.runtime.jobs import run_video_jobs
+
+    try:
+        upscaler.check(planned[0][2])
+    except SvsrError:
+        _discard(planned)
+        raise
+    outcomes = run_video_jobs([plan for _, plan, _ in planned], [o for _, _, o in planned], pipeline=upscaler.pipeline,
+                              build_dir=upscaler.build_dir, label=upscaler.label, raise_errors=raise_errors, progress=progress,
+                              report=report)  # fmt: skip
+    _record([result for result, _, _ in planned], outcomes)
+
+
+def _record(results: list[InputResult], outcomes: Sequence[Any]) -> None:
+    for result, outcome in zip(results, outcomes):
+        result.seconds, result.backend = outcome.seconds, outcome.backend
+        if outcome.error is None:
+            result.status = "done"
+        else:
+            result.message = str(outcome.error)
+
+
+# -- for svsr-doctor and svsr-bench
+# What the two tools need beyond the API above, so that they import nothing under svsr.runtime,
+# svsr.engines, svsr.export or svsr.reference themselves.
+def tensorrt_build_problem(trt: Any) -> str | None:
+    """Why this TensorRT module cannot build svsr's engines (too old, or a runtime-only package), or None when it can."""
+    from svsr.engines.builder import check_tensorrt_version
+
+    try:
+        check_tensorrt_version(trt)
+    except MissingDependencyError as exc:
+        return str(exc)
+    return None
+
+
+def build_engines(build_dir: str | os.PathLike[str], precision: PrecisionLike, profile: Any, *, trt: Any = None, cuda: Any = None,
+                  loaders: Any = None, lean: bool = False, force: bool = True, report: Report = _silent) -> dict[str, Any]:
+    """Build ``precision`` engines for ``profile`` from a build folder's graphs (no PyTorch needed); returns the updated manifest.
+
+    ``trt``/``cuda``/``loaders``: the TensorRT module, CUDA API and polygraphy's TensorRT loaders to
+    build with (default: imported here; tests pass recording doubles).
+    """
+    from svsr.contract.manifest import load_manifest, write_manifest
+    from svsr.engines.builder import build_engines as build
+
+    build_dir = Path(build_dir)
+    manifest = load_manifest(build_dir)
+    manifest["engines"] = build(build_dir, manifest, Precision.parse(precision), profile, report, force=force, lean=lean, trt=trt, cuda=cuda, loaders=loaders)
+    write_manifest(build_dir, manifest)
+    return manifest
+
+
+def open_tensorrt(build_dir: str | os.PathLike[str], precision: PrecisionLike = "auto", *, cuda_graphs: bool = True, trt: Any = None,
+                  cuda: Any = None, lean: bool | None = None) -> "Upscaler":
+    """An Upscaler on the build folder's TensorRT engines, with the TensorRT module and CUDA API given (tests: recording doubles).
+
+    ``upscaler.pipeline.backend`` is the TensorRT backend (its ``capture_report()`` says which
+    frame-step programs were captured as CUDA graphs).
+    """
+    if trt is None and cuda is None and lean is None:
+        return Upscaler.open(build_dir, backend=TRT(cuda_graphs=cuda_graphs), precision=precision)
+    from svsr.contract.manifest import load_manifest
+    from svsr.runtime.sampling import Sampler, open_trt_backend
+
+    build_dir = Path(build_dir)
+    manifest = load_manifest(build_dir)
+    backend = open_trt_backend(build_dir, manifest, precision, trt=trt, cuda=cuda, cuda_graphs=cuda_graphs, lean=lean)
+    return Upscaler(Sampler(backend, manifest), backend=backend.name, device=backend.device, scheduler_config=dict(manifest["scheduler"]["config"]),
+                    build_dir=build_dir, where=os.fspath(build_dir))  # fmt: skip
+
+
+def video_encoders() -> dict[str, bool]:
+    """Each codec of svsr's codec table, and whether this machine's FFmpeg (inside PyAV) can encode it."""
+    from svsr.contract.codecs import CODECS
+    from svsr.runtime.video import encoder_available
+
+    return {codec: encoder_available(codec) for codec in CODECS}
+
+
+@dataclass
+class ReferenceGraphs:
+    """The eager PyTorch reference's four graph computations on fixed inputs, as calls (svsr-bench's baseline)."""
+
+    calls: dict[str, Callable[[], Any]]  # flow, denoise, guide, decode
+    synchronize: Callable[[], None]
+    upscale: Callable[[Sequence[np.ndarray], int], list[np.ndarray]]  # the exact pipeline (float32, CPU)
+    peak_device_bytes: Callable[[], int | None]
+
+
+def reference_graphs(weights: str | os.PathLike[str], height: int, width: int, steps: int, *, device: str = "cpu", half: bool = False) -> ReferenceGraphs:
+    """The reference on ``weights`` moved to ``device`` (fp16 with ``half``), its graphs fed LR ``height`` x ``width`` sample inputs."""
+    require_export_extra("the PyTorch reference")
+    quiet_libraries()
+    import torch
+
+    from svsr.contract.graphs import GRAPH_NAMES, sample_graph_inputs
+    from svsr.contract.sizes import padding_plan
+    from svsr.reference import StableVSRReference
+    from svsr.reference.flow import raft_flow, upscale_bicubic
+
+    ref = StableVSRReference.from_pretrained(weights)
+    c = ref.components
+    dtype = torch.float16 if half else torch.float32
+    for module in (c.unet, c.controlnet, c.vae, c.flow_model):
+        module.to(device=device, dtype=dtype)
+    c.prompt_embeds = c.prompt_embeds.to(device=device, dtype=dtype)
+    plan = padding_plan(height, width)
+    feeds = {n: {k: torch.from_numpy(v).to(device=device, dtype=dtype) for k, v in sample_graph_inputs(n, plan.padded_height, plan.padded_width).items()}
+             for n in GRAPH_NAMES}  # fmt: skip
+    c.scheduler.set_timesteps(steps)
+    t = c.scheduler.timesteps[0]
+    computations = {
+        "flow": lambda f=feeds["flow"]: raft_flow(c.flow_model, upscale_bicubic(f["frame"]), upscale_bicubic(f["previous"]), c.num_flow_updates),
+        "denoise": lambda f=feeds["denoise"]: ref.ddpm_step(ref.predict(f["z"], f["lr"], t, f["guidance"]), t, f["z"], f["noise"]),
+        "guide": lambda f=feeds["guide"]: ref.guidance(f["x0"], f["flow"]),
+        "decode": lambda f=feeds["decode"]: ref.decode_output(f["z"]),
+    }
+
+    def without_grad(compute: Callable[[], Any]) -> Callable[[], Any]:
+        def call() -> Any:
+            with torch.no_grad():
+                return compute()
+
+        return call
+
+    def nothing() -> None:
+        pass
+
+    return ReferenceGraphs(
+        calls={name: without_grad(compute) for name, compute in computations.items()},
+        synchronize=torch.cuda.synchronize if device == "cuda" else nothing,
+        upscale=lambda frames, num_steps: ref.upscale(frames, num_inference_steps=num_steps, seed=0, progress=False),
+        peak_device_bytes=(lambda: int(torch.cuda.max_memory_allocated())) if device == "cuda" else (lambda: None),
+    )
+
+
+# -- svsr-eval ----------------------------------------------------------------------------------
+def evaluate(output: str | os.PathLike[str], reference: str | os.PathLike[str], *, input: str | os.PathLike[str] | None = None,
+             model: str | os.PathLike[str] | None = None, json_path: str | os.PathLike[str] | None = None,
+             plot: str | os.PathLike[str] | None = None, perceptual: bool = True, crop_border: int = 0,
+             fps: Fraction | int | float | None = None, flow: Any = None, report: Report = _silent) -> Any:  # fmt: skip
+    """Measure ``output`` against ``reference`` (videos or frame folders): what ``svsr-eval`` runs.
+
+    Per frame and mean: PSNR/SSIM on RGB and luma Y, LPIPS/DISTS where their backbone weights are
+    cached (else a note), tOF and warping error through ``model``'s flow graph, and with ``input``
+    (the LR clip) a bicubic baseline. Writes ``json_path`` and the ``plot`` PNG when given, only
+    after every frame was measured. Returns a :class:`svsr.quality.QualityReport`.
+    """
+    from svsr.quality import check_plotting, measure, plot_report
+
+    for name, path in (("json_path", json_path), ("plot", plot)):
+        if path is not None and Path(path).is_dir():
+            raise InputError(f"{name} {path} is a folder; give a file name like quality.{'json' if name == 'json_path' else 'png'}.")
+    if plot is not None:
+        check_plotting()
+    result = measure(output, reference, input=input, model=model, perceptual=perceptual, crop_border=crop_border, fps=fps, flow=flow)
+    if json_path is not None:
+        report(f"svsr-eval: wrote {result.write_json(json_path)}")
+    if plot is not None:
+        report(f"svsr-eval: wrote {plot_report(result, plot)}")
+    return result

@@ -140,42 +140,21 @@ def _device_peak_mib(backend: Any) -> float | None:
 
 def bench_reference(weights: str, height: int, width: int, frames: int, steps: int, warmup: int, repeats: int, device: str = "cpu", half: bool = False) -> dict[str, Any]:
     """Eager PyTorch: float32 reference on the CPU, or (where CUDA exists) fp16 + SDPA on the GPU."""
-    import torch
+    from svsr.api import reference_graphs
 
-    from svsr.reference import StableVSRReference
-    from svsr.reference.flow import raft_flow, upscale_bicubic
-
-    ref = StableVSRReference.from_pretrained(weights)
-    c = ref.components
-    dtype = torch.float16 if half else torch.float32
-    for module in (c.unet, c.controlnet, c.vae, c.flow_model):
-        module.to(device=device, dtype=dtype)
-    c.prompt_embeds = c.prompt_embeds.to(device=device, dtype=dtype)
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    plan = padding_plan(height, width)
-    feeds = {n: {k: torch.from_numpy(v).to(device=device, dtype=dtype) for k, v in sample_graph_inputs(n, plan.padded_height, plan.padded_width).items()} for n in GRAPH_NAMES}
-    c.scheduler.set_timesteps(steps)
-    t = c.scheduler.timesteps[0]
-    calls = {
-        "flow": lambda f=feeds["flow"]: raft_flow(c.flow_model, upscale_bicubic(f["frame"]), upscale_bicubic(f["previous"]), c.num_flow_updates),
-        "denoise": lambda f=feeds["denoise"]: ref.ddpm_step(ref.predict(f["z"], f["lr"], t, f["guidance"]), t, f["z"], f["noise"]),
-        "guide": lambda f=feeds["guide"]: ref.guidance(f["x0"], f["flow"]),
-        "decode": lambda f=feeds["decode"]: ref.decode_output(f["z"]),
-    }
-    graphs = {}
-    with torch.no_grad():
-        for name, call in calls.items():
-            graphs[name] = _summary(time_calls(call, warmup, repeats, sync))
+    ref = reference_graphs(weights, height, width, steps, device=device, half=half)
+    graphs = {name: _summary(time_calls(call, warmup, repeats, ref.synchronize)) for name, call in ref.calls.items()}
     clip = _frames(frames, height, width)
     start = time.perf_counter()
     if device == "cpu" and not half:
-        ref.upscale(clip, num_inference_steps=steps, seed=0, progress=False)
+        ref.upscale(clip, steps)
         total = time.perf_counter() - start
     else:
         total = None  # the exact reference pipeline runs float32 on the CPU only; per-graph rows still count
-    device_peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None
+    peak = ref.peak_device_bytes()
     label = "reference" if not half else "pytorch-fp16-sdpa"
-    return {"backend": label, "precision": "fp16" if half else "fp32", "graphs": graphs, "end_to_end_s": total, "peak_host_mib": _peak_host_mib(), "peak_device_mib": device_peak}
+    return {"backend": label, "precision": "fp16" if half else "fp32", "graphs": graphs, "end_to_end_s": total, "peak_host_mib": _peak_host_mib(),
+            "peak_device_mib": peak / 2**20 if peak is not None else None}
 
 
 def derive(row: dict[str, Any], manifest: dict[str, Any], height: int, width: int, frames: int, steps: int) -> dict[str, Any]:

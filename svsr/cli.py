@@ -1,8 +1,9 @@
-"""Command-line entry points: svsr-export and svsr-run.
+"""Command-line entry points: svsr-export, svsr-run, svsr-bench and svsr-doctor.
 
-Every user-facing failure is an SvsrError: printed as one sentence on stderr, exit code 2, and no
-partial output left behind. torch is imported only by the paths that need it (export, the
-reference backend, the torch noise source).
+They only map arguments onto the Python API (``svsr.api``); svsr-run's video options are generated
+from :class:`VideoOptions`. Every user-facing failure is an SvsrError: printed as one sentence on
+stderr, exit code 2, and no partial output left behind. torch is imported only by the paths that
+need it (export, the reference backend, the torch noise source).
 """
 
 from __future__ import annotations
@@ -15,20 +16,16 @@ import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
+from svsr.contract.backends import BACKEND_NAMES
 from svsr.contract.errors import InputError, SvsrError
-from svsr.contract.noise import DEFAULT_NOISE, NOISE_KINDS
 from svsr.contract.precision import CHOICES, PRECISIONS, Precision
+from svsr.contract.video_options import VideoOptions
 from svsr.cli_options import (
     MAX_STEPS,
     OPSETS,
-    SEED_MAX,
     SentenceParser,
     batch_range,
-    bounded_float,
     bounded_int,
-    check_codec,
-    check_steps_against_scheduler,
-    frame_rate,
     lr_size,
     memory_size,
     ray_address,
@@ -148,42 +145,34 @@ def export_main(argv: Sequence[str] | None = None) -> int:
 
 
 # -- svsr-run -----------------------------------------------------------------------------------
+OUTPUT_RULE = (
+    "where the output goes. A video gives a video (default INPUT_x4.EXT beside it; -o out.mkv picks the container, which must hold "
+    "the codec and the input's audio, or add --no-audio), an image gives a PNG image (IMG_x4.png), a frame folder gives a frame "
+    "folder (FOLDER_x4, or a video where -o names one). -o DIR/ (or an existing folder) puts NAME_x4.EXT inside DIR; several "
+    "inputs (or a glob) need it."
+)  # the rule itself: svsr.runtime.video.output_rule
+
+
 def run_parser() -> argparse.ArgumentParser:
     p = SentenceParser(
         prog="svsr-run",
         description="Upscale a video (or a folder of PNG/JPEG frames) 4x with StableVSR.",
     )
     p.add_argument("input", type=Path, nargs="+", help="video files (mp4, mkv, mov, webm, ...), folders of frames or globs ('videos/*.mp4')")
-    p.add_argument("-o", "--output", type=Path,
-                   help="output video or folder (default: INPUT_x4.EXT); with several inputs the folder their outputs go to")
+    p.add_argument("-o", "--output", type=str, metavar="PATH", help=OUTPUT_RULE)
     p.add_argument("--model", type=Path, help="build folder written by svsr-export")
-    p.add_argument("--backend", default="auto", choices=["auto", "ort", "trt", "reference"], help="default auto")
+    p.add_argument("--backend", default="auto", choices=BACKEND_NAMES, help="default auto")
     p.add_argument("--weights", help="checkpoint folder for --backend reference")
     p.add_argument("--precision", default="auto", choices=CHOICES,
                    help="graph precision (default auto: trt picks fp16 > bf16 > fp32 engines, ort runs fp32)")
     p.add_argument("--vae-precision", choices=PRECISIONS, help="override --precision for guide + decode")
     p.add_argument("--flow-precision", choices=PRECISIONS, help="override --precision for flow")
-    p.add_argument("--steps", type=bounded_int(1, MAX_STEPS), default=50, help="denoising steps (default 50; at most the scheduler's training timesteps)")
-    p.add_argument("--seed", type=bounded_int(0, SEED_MAX), default=0, help="noise seed, 0 to 2**64-1 (default 0)")
-    p.add_argument("--noise", default=DEFAULT_NOISE, choices=NOISE_KINDS,
-                   help="noise source (default philox: a pure function of seed, step and frame; torch reproduces the reference)")
-    p.add_argument("--host-memory", type=memory_size, metavar="SIZE",
-                   help="RAM for the clip state, e.g. 512M or 8G (default: half of the available memory); beyond it the state goes to files in the work folder")
-    p.add_argument("--work-dir", type=Path, help="folder for the clip state and checkpoints (default: beside the output, named after it)")
-    p.add_argument("--restart", action="store_true", help="discard the checkpoint of an interrupted run instead of resuming it")
-    p.add_argument("--flows", default="store", choices=["store", "recompute"],
-                   help="store the optical flows (default) or recompute them each frame-step (less memory, more compute)")
-    p.add_argument("--fps", type=frame_rate, help="frame rate of a folder of frames (default 24), e.g. 30 or 30000/1001")
+    VideoOptions.add_arguments(p)
     p.add_argument("--chunk", help=argparse.SUPPRESS)  # removed: refused with a sentence
-    p.add_argument("--no-scene-split", action="store_true", help="treat each input as one shot (default: split at scene cuts)")
-    p.add_argument("--scene-threshold", type=bounded_float(0, 255, low_open=True), default=27.0,
-                   help="PySceneDetect content-detector threshold for scene cuts (default 27; lower finds more cuts)")
     p.add_argument("--report", type=Path, help="write per-input results (frames, fps, shots, seconds, backend, status) as JSON")
     p.add_argument("--ray", type=ray_address, metavar="local|auto|ADDRESS",
                    help="spread the shots of all inputs over a Ray cluster: local (start one here), auto (join the running one) or its address")
     p.add_argument("--ray-workers", type=bounded_int(1, 4096), help="Ray workers (default: one per GPU for TensorRT, else one per CPU)")
-    p.add_argument("--codec", default="h264", choices=["h264", "h265", "ffv1", "vp9"], help="video codec (default h264)")
-    p.add_argument("--crf", type=bounded_int(0, 63), default=18, help="quality for h264/h265 (0-51) and vp9 (0-63); lower is better (default 18)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -208,31 +197,26 @@ def _expand_inputs(items: Sequence[Path]) -> tuple[list[Path], bool]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from svsr.api import upscale_videos
-    from svsr.runtime.jobs import resolve_output
-    from svsr.runtime.video import probe
+    from svsr import api
 
     if args.chunk is not None:
         raise InputError(
             "--chunk is gone: long videos are now processed exactly as one clip, and --host-memory SIZE bounds the memory they use."
         )
-    if args.steps < 1:
-        raise InputError(f"--steps is {args.steps}; use at least 1.")
-    host_memory, fps = args.host_memory, args.fps
+    options = VideoOptions.from_args(args)  # every later sentence spells options as on this command line
     precision = Precision.from_flags(args.precision, args.vae_precision, args.flow_precision)
-    check_codec(args.codec, args.crf)
-    _check_steps(args)
+    api.check_video_options(options, model=args.model, backend=args.backend, weights=args.weights)
     inputs, globbed = _expand_inputs(args.input)
     batch = len(inputs) > 1 or globbed
     if batch and args.output is None:
-        raise InputError(f"{len(inputs)} inputs need an output folder; add -o OUTDIR (one output per input goes there).")
-    if batch and args.output.exists() and not args.output.is_dir():
+        raise InputError(f"{len(inputs)} inputs need an output folder; add -o DIR/ (one output per input goes there).")
+    if batch and Path(args.output).exists() and not Path(args.output).is_dir():
         raise InputError(f"-o {args.output} is a file, but several inputs need an output folder; give a folder.")
     if not batch:  # bad input fails here, before any model is loaded
-        probe(inputs[0], fps=fps)
-        resolve_output(inputs[0], args.output)
+        api.probe_input(inputs[0], fps=options.fps)
+        api.resolve_output(inputs[0], args.output, options)
     report = (lambda _m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
-    results = upscale_videos(
+    results = api.upscale_videos(
         inputs,
         args.output if batch else None,
         output=None if batch else args.output,
@@ -242,18 +226,7 @@ def _run(args: argparse.Namespace) -> int:
         weights=args.weights,
         ray=args.ray,
         ray_workers=args.ray_workers,
-        num_inference_steps=args.steps,
-        seed=args.seed,
-        noise=args.noise,
-        codec=args.codec,
-        crf=args.crf,
-        host_memory=host_memory,
-        work_dir=args.work_dir,
-        restart=args.restart,
-        flows=args.flows,
-        fps=fps,
-        scene_split=not args.no_scene_split,
-        scene_threshold=args.scene_threshold,
+        options=options,
         skip_existing=batch,
         raise_errors=not batch,
         progress=not args.quiet,
@@ -264,6 +237,8 @@ def _run(args: argparse.Namespace) -> int:
     if batch and not args.quiet:
         print(_summary(results), file=sys.stderr)
     elif not args.quiet and results and results[0].output:
+        if results[0].note:
+            print(f"svsr-run: {Path(results[0].input).name}: {results[0].note}", file=sys.stderr)
         print(f"svsr-run: wrote {results[0].output}")
     failed = [r for r in results if r.status == "failed"]
     if failed:
@@ -279,6 +254,7 @@ def _summary(results) -> str:
         shots = str(len(r.shots)) if r.shots else "-"
         status = r.status + (f": {r.message}" if r.message and r.status != "done" else "")
         lines.append(f"{Path(r.input).name[:40]:40s} {frames:>7s} {shots:>6s} {r.seconds:9.1f} {spf:>8s}  {status}")
+    lines += [f"{Path(r.input).name}: {r.note}" for r in results if r.note]
     return "\n".join(lines)
 
 
@@ -294,21 +270,6 @@ def _write_report(path: Path, results) -> None:
     tmp = path.with_name(f".{path.name}.partial")
     tmp.write_text(json.dumps({"inputs": rows}, indent=2) + "\n")
     os.replace(tmp, path)
-
-
-def _check_steps(args: argparse.Namespace) -> None:
-    """--steps against the scheduler of the build folder (or of the reference's checkpoint), before any work."""
-    import json
-
-    from svsr.contract.manifest import load_manifest
-
-    if args.backend == "reference":
-        config = Path(args.weights or "") / "scheduler" / "scheduler_config.json"
-        if args.weights and config.is_file():
-            check_steps_against_scheduler(args.steps, json.loads(config.read_text()), str(args.weights))
-        return
-    if args.model is not None and (Path(args.model) / "manifest.json").is_file():
-        check_steps_against_scheduler(args.steps, load_manifest(args.model)["scheduler"]["config"], str(args.model))
 
 
 def run_main(argv: Sequence[str] | None = None) -> int:
@@ -351,10 +312,9 @@ def _bench(args: argparse.Namespace) -> int:
     width, height = (int(v) for v in args.resolution.lower().split("x"))  # checked by lr_size
     trt_here = tensorrt_importable() and cuda_device_status()[0]
     backends = args.backend or ["reference", "ort"] + (["trt"] if trt_here else []) + (["torch-fp16"] if torch_cuda_available() else [])
-    from svsr.contract.manifest import load_manifest
+    from svsr.api import check_steps
 
-    if (Path(args.model) / "manifest.json").is_file():
-        check_steps_against_scheduler(args.steps, load_manifest(args.model)["scheduler"]["config"], str(args.model))
+    check_steps(args.steps, args.model, spell=lambda _name, value: f"--steps {value}")
     host_memory = args.host_memory
     rows, errors = run_bench(args.model, backends, args.precision, height, width, args.frames, args.steps, args.warmup, args.repeats, args.weights,
                              long_clip=args.long_clip, host_memory=host_memory)

@@ -46,6 +46,7 @@ BAD_VALUES = {
         "--flows": ["cache"],
         "--fps": ["0", "-24", "abc", "1/0", "5000"],
         "--scene-threshold": ["0", "-5", "nan", "300", "inf"],
+        "--min-shot": ["0", "-1", "1.5", "100001"],
         "--ray": ["somewhere", "10.0.0.1"],
         "--ray-workers": ["0", "-2", "two"],
         "--codec": ["av1", "H264"],
@@ -177,13 +178,61 @@ def test_doctor_paths_are_checked_in_one_sentence(option, make, tmp_path, capsys
 
 
 def test_steps_that_the_offset_pushes_past_the_table_are_refused():
-    from svsr.cli_options import check_steps_against_scheduler
     from svsr.contract.errors import InputError
     from svsr.contract.scheduler import step_coefficients
+    from svsr.contract.video_options import VideoOptions
 
     config = {"num_train_timesteps": 1000, "timestep_spacing": "leading", "steps_offset": 1, "prediction_type": "v_prediction"}
-    check_steps_against_scheduler(999, config, "b")
-    with pytest.raises(InputError, match="reaches timestep 1000 .* use 1 to 999"):
-        check_steps_against_scheduler(1000, config, "b")
+    assert VideoOptions(num_inference_steps=999).scheduler_problem(config, "b") is None
+    problem = VideoOptions(num_inference_steps=1000).scheduler_problem(config, "b", VideoOptions.cli_spelling)
+    assert problem.startswith("--steps 1000 reaches timestep 1000 ") and problem.endswith("use 1 to 999.")
     with pytest.raises(InputError, match="beyond the scheduler's 1000 training timesteps"):
         step_coefficients(config, np.linspace(0.9999, 0.01, 1000), 1000)
+
+
+# -- svsr-run is generated from VideoOptions -------------------------------------------------------
+def test_every_video_option_is_one_run_option_and_back():
+    """Each VideoOptions field is exactly one svsr-run option (flag and dest from its metadata), and parsing gives the defaults."""
+    from dataclasses import fields
+
+    from svsr.contract.video_options import VideoOptions
+
+    parser = cli.run_parser()
+    by_dest = {action.dest: action for action in parser._actions}
+    group = next(g for g in parser._action_groups if g.title == "video options")
+    assert sorted(a.dest for a in group._group_actions) == sorted(f.name for f in fields(VideoOptions))
+    for item in fields(VideoOptions):
+        assert by_dest[item.name].option_strings == [item.metadata["cli"].flag]
+    args = parser.parse_args(["in.mp4"])
+    assert VideoOptions.from_args(args) == VideoOptions()
+    args = parser.parse_args(["in.mp4", "--steps", "3", "--no-scene-split", "--host-memory", "1G", "--fps", "30000/1001", "--restart"])
+    assert VideoOptions.from_args(args) == VideoOptions(num_inference_steps=3, scene_split=False, host_memory=2**30, fps="30000/1001",
+                                                        restart=True)  # fmt: skip
+
+
+# the same bad value from Python (keyword) and from svsr-run (option), and how each door spells it
+SAME_SENTENCE = [
+    ({"codec": "av1"}, ["--codec", "av1"], ("codec='av1'", "--codec av1")),
+    ({"crf": 60}, ["--crf", "60"], ("crf=60", "--crf 60")),
+    ({"codec": "vp9", "crf": 64}, ["--codec", "vp9", "--crf", "64"], ("crf=64", "--crf 64")),
+    ({"num_inference_steps": 1001}, ["--steps", "1001"], ("num_inference_steps=1001", "--steps 1001")),
+    ({"num_inference_steps": 0}, ["--steps", "0"], ("num_inference_steps=0", "--steps 0")),
+    ({"host_memory": "512K"}, ["--host-memory", "512K"], ("host_memory='512K'", "--host-memory 512K")),
+]
+
+
+@pytest.mark.parametrize("keywords, argv, spellings", SAME_SENTENCE, ids=[" ".join(c[1]) for c in SAME_SENTENCE])
+def test_a_bad_value_is_the_same_sentence_from_python_and_from_the_cli(keywords, argv, spellings, tiny_build, small_input, tmp_path, capsys):
+    import svsr
+    from svsr.contract.errors import InputError
+
+    with pytest.raises(InputError) as refused, svsr.Upscaler.open(tiny_build, backend="ort") as upscaler:
+        upscaler.upscale_video(small_input, tmp_path / "api_out", **keywords)
+    from_python = str(refused.value)
+    assert not (tmp_path / "api_out").exists()
+    code = cli.run_main([str(small_input), "-o", str(tmp_path / "out"), "--model", str(tiny_build), "--quiet", *argv])
+    from_cli = capsys.readouterr().err
+    assert code == 2 and from_cli.startswith("svsr: error: ") and from_cli.count("\n") == 1
+    python_spelling, cli_spelling = spellings
+    assert python_spelling in from_python
+    assert from_cli.removeprefix("svsr: error: ").rstrip("\n") == from_python.replace(python_spelling, cli_spelling)

@@ -2,8 +2,8 @@
 
 On this CPU machine the doctor must exit 0, say that the GPU and TensorRT are missing (WARN, with
 what to install), and run the tiny preset through ONNX Runtime (OK, with its figures and its parity
-against the PyTorch reference). The GPU checks run against the recording TensorRT/CUDA test doubles
-of tests/test_trt_backend.py and tests/test_engines.py.
+against the PyTorch reference). The GPU checks run against the recording TensorRT/CUDA/builder test
+doubles of tests/support/trt.py; the per-graph comparison runs polygraphy's own runners (or named doubles).
 """
 
 from __future__ import annotations
@@ -20,21 +20,29 @@ import numpy as np
 import pytest
 
 from svsr import doctor
+from svsr.checks import build_folder, machine, pipeline, tensorrt_clip
+from svsr.checks.per_graph import GraphRunners, check_engines_per_graph, onnx_runner
+from svsr.contract.engine_records import BuildEnvironment, MachineEnv
+from svsr.contract.errors import ManifestError, MissingDependencyError
+from svsr.contract.graphs import GRAPH_NAMES, GRAPHS
+from svsr.contract.manifest import load_manifest, sha256_file, write_manifest
 from svsr.device import cuda as cuda_api
 from svsr.device import tensorrt as trt_contract
 from svsr.device.cuda import CudaDriverError, driver_problem, format_cuda_version, parse_cuda_version
-from svsr.contract.engine_records import BuildEnvironment
-from svsr.contract.errors import ManifestError, MissingDependencyError
-from svsr.contract.graphs import GRAPH_NAMES
-from svsr.contract.manifest import sha256_file, write_manifest
 from svsr.device.noise import make_noise
-from svsr.doctor import FAIL, OK, WARN, Check, Here
-from svsr.engines.builder import lean_record
-from svsr.runtime.sampling.sampler import Sampler
-from svsr.runtime.sampling.trt_backend import TRT_RUNTIME_API, open_trt_backend
+from svsr.doctor import FAIL, OK, WARN, Check
+from svsr.runtime.sampling import Sampler
 from tests.conftest import random_frames
-from tests.test_engines import RecordingTrtBuilderDouble
-from tests.test_trt_backend import H100, FakeEngine, NumpyBackend, RecordingTrtCudaDouble, synthetic_manifest, write_engines
+from tests.support.trt import (
+    H100,
+    KERNELS,
+    EngineTestDouble,
+    NumpyKernelsBackendDouble,
+    RecordingTrtBuilderDouble,
+    RecordingTrtCudaDouble,
+    synthetic_manifest,
+    write_engines,
+)
 
 A100 = BuildEnvironment("10.13.0.35", "NVIDIA A100-SXM4-80GB", "8.0")
 
@@ -87,44 +95,66 @@ def test_the_tensorrt_path_says_the_sentence_instead_of_falling_back(tmp_path, t
             backend_choice.open_sampler(model, backend=backend)
         assert str(info.value) == sentence
     # a build without engines never takes the TensorRT path: auto runs ONNX Runtime without asking
-    sampler, label = backend_choice.open_sampler(tiny_build, backend="auto")
-    assert label.startswith("ort") and sampler.backend.name == "ort"
+    sampler = backend_choice.open_sampler(tiny_build, backend="auto")
+    assert sampler.backend.name == "ort" and sampler.backend.device == "cpu"
     sampler.close()
     # a driver new enough (or no driver): auto goes on to compare the engines with this machine
     asked: list[dict] = []
     monkeypatch.setattr(cuda_api, "cuda_versions", lambda: (13000, 13000))
-    monkeypatch.setattr(backend_choice, "engines_match_this_machine", lambda manifest: asked.append(manifest) or False)
-    monkeypatch.setattr("svsr.runtime.sampling.ort_backend.OrtBackend", lambda *a, **k: types.SimpleNamespace(device="cpu", name="ort"))
-    assert backend_choice.open_sampler(model, backend="auto")[1] == "ort-cpu" and len(asked) == 1
+    monkeypatch.setattr(backend_choice, "engines_match_this_machine", lambda manifest, precision="auto": asked.append(manifest) or False)
+    ort_double = types.SimpleNamespace(device="cpu", name="ort", close=lambda: None)  # test double of OrtBackend
+    monkeypatch.setattr("svsr.runtime.sampling.ort_backend.OrtBackend", lambda *a, **k: ort_double)
+    assert backend_choice.open_sampler(model, backend="auto").backend is ort_double and len(asked) == 1
 
 
 def test_cuda_runtime_check_fails_with_the_sentence():
-    check = doctor.check_cuda_runtime(12040, 13000, "13.0.1")
+    check = machine.check_cuda_runtime(12040, 13000, "13.0.1")
     assert check.status == FAIL and check.fix == driver_problem(12040, 13000)
     assert check.value == "cuda-python 13.0.1, CUDA runtime 13.0 on a CUDA 12.4 driver"
-    ok = doctor.check_cuda_runtime(12080, 12060, "12.6.2")
+    ok = machine.check_cuda_runtime(12080, 12060, "12.6.2")
     assert ok.status == OK and "svsr[tensorrt-cu12]" in ok.value
-    assert "minor version compatibility" in doctor.check_cuda_runtime(12040, 12080).value
-    no_driver = doctor.check_cuda_runtime(None, 13000, "13.0.1")
+    assert "minor version compatibility" in machine.check_cuda_runtime(12040, 12080).value
+    no_driver = machine.check_cuda_runtime(None, 13000, "13.0.1")
     assert no_driver.status == WARN and "R580+" in no_driver.fix
-    missing = doctor.check_cuda_runtime(12040, None)
+    missing = machine.check_cuda_runtime(12040, None)
     assert missing.status == WARN and "'svsr[tensorrt-cu12]'" in missing.fix and "https://pypi.nvidia.com" in missing.fix
 
 
 def test_driver_check_from_cuda_python_or_nvidia_smi(tmp_path, monkeypatch):
-    assert doctor.check_driver(12040).value == "supports CUDA 12.4" and doctor.check_driver(12040).status == OK
-    smi = doctor.check_driver(None, "550.54.15", "12.4")
+    assert machine.check_driver(12040).value == "supports CUDA 12.4" and machine.check_driver(12040).status == OK
+    smi = machine.check_driver(None, "550.54.15", "12.4")
     assert smi.status == OK and smi.value == "driver 550.54.15, supports CUDA 12.4 (nvidia-smi)"
-    none = doctor.check_driver(None)
+    none = machine.check_driver(None)
     assert none.status == WARN and none.value.startswith("no NVIDIA driver") and "ONNX Runtime" in none.value and "R580+" in none.fix
     # nvidia-smi's header is parsed when the tool is on PATH
     fake = tmp_path / "nvidia-smi"
     fake.write_text("#!/bin/sh\necho '| NVIDIA-SMI 550.54.15    Driver Version: 550.54.15    CUDA Version: 12.4     |'\n")
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ.get('PATH', '')}")
-    assert doctor.probe_nvidia_smi() == ("550.54.15", "12.4")
+    assert machine.probe_nvidia_smi() == ("550.54.15", "12.4")
     monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
-    assert doctor.probe_nvidia_smi() == (None, None)
+    assert machine.probe_nvidia_smi() == (None, None)
+
+
+def test_the_tensorrt_wheels_cuda_major_is_compared_with_the_drivers():
+    names = ["numpy", "tensorrt_cu13_bindings", "tensorrt-lean-cu13-libs", "tensorrt-cu12", "tensorrt", "tensorrt-dispatch-cu13"]
+    wheels = machine.tensorrt_wheel_cuda_majors(names)
+    assert wheels == {"tensorrt-cu12": 12, "tensorrt-cu13-bindings": 13, "tensorrt-dispatch-cu13": 13, "tensorrt-lean-cu13-libs": 13}
+    assert set(machine.tensorrt_wheel_cuda_majors()) >= {"tensorrt-cu13-bindings"}  # the dev extra's wheels, installed here
+    full = trt_contract.TensorRTModule(types.SimpleNamespace(__version__="11.4.0.106", Builder=object, OnnxParser=object), "full", "tensorrt")
+    cu13 = {"tensorrt-cu13": 13}
+    old_driver = machine.check_tensorrt(full, "TensorRT 11.4.0.106 (full)", 12040, wheels=cu13)
+    assert old_driver.status == FAIL
+    assert old_driver.fix == (
+        "the TensorRT wheels tensorrt-cu13 are built for CUDA 13 but the NVIDIA driver supports CUDA 12.4; "
+        "install svsr[tensorrt-cu12] instead or update the driver to R580+."
+    )
+    assert machine.check_tensorrt(full, "TensorRT 11.4.0.106 (full)", 13000, wheels=cu13).status == OK
+    assert machine.check_tensorrt(full, "TensorRT 11.4.0.106 (full)", 13000, wheels={"tensorrt-cu12": 12}).status == OK  # older major: runs
+    assert machine.check_tensorrt(full, "TensorRT 11.4.0.106 (full)", None, wheels=cu13).status == OK  # no driver: nothing to compare
+    lean = trt_contract.TensorRTModule(types.SimpleNamespace(__version__="11.4.0.106"), "lean", "tensorrt_lean")
+    assert machine.check_tensorrt(lean, "lean", 12080, wheels={"tensorrt-lean-cu13-libs": 13}).status == FAIL
+    assert machine.check_tensorrt(lean, "lean", 13000, wheels={"tensorrt-lean-cu13-libs": 13}).status == WARN
 
 
 # -- the whole doctor on this CPU machine -----------------------------------------------------------
@@ -202,68 +232,196 @@ def test_machine_checks_alone_are_quick_and_name_every_part(monkeypatch):
     assert all(c.value and "\n" not in c.value and "\n" not in c.fix for c in checks)
 
 
+def test_pyav_check_reads_the_codec_table():
+    every = machine.check_pyav({"h264": True, "h265": True, "vp9": True, "ffv1": True})
+    assert every.status == OK and every.figures["encoders"] == ["h264", "h265", "ffv1", "vp9"]
+    some = machine.check_pyav({"h264": True, "ffv1": True})
+    assert some.status == WARN and some.figures["missing"] == ["h265", "vp9"] and "libx265, libvpx-vp9" in some.fix
+    assert machine.check_pyav({}).status == FAIL
+
+
+# (the doctor, its checks and bench reach svsr only through the API: tests/test_layers.py)
+
+
 # -- --model: engine records against this machine ---------------------------------------------------
+def here_env(version: str = "11.4.0.106", lean: bool = False, gpu: str = H100.gpu_name, cc: str = "9.0") -> MachineEnv:
+    return MachineEnv(version, lean, gpu, cc, "13.0")
+
+
 def test_model_records_from_another_gpu_and_tensorrt_show_the_rebuild_command(tmp_path):
     model = model_folder(tmp_path / "model")
-    here = Here("11.4.0.106", False, H100.gpu_name, "9.0")
-    head, engines = doctor.check_model(model, here)
+    here = here_env()
+    head, engines = build_folder.check_model(model, here)
     assert head.status == OK and "graphs flow, denoise, guide, decode" in head.value
     assert engines.status == WARN and "flow.fp16, denoise.fp16, guide.fp16, decode.fp16" in engines.value
     assert "built with TensorRT 10.13.0.35 but this machine has TensorRT 11.4.0.106" in engines.fix
     assert "built for NVIDIA A100-SXM4-80GB (compute capability 8.0) but this machine has NVIDIA H100 80GB HBM3 (compute capability 9.0)" in engines.fix
     assert engines.fix.endswith(f"rebuild on this machine with: svsr-export --weights /ckpt/tiny --precision fp16 --out {model} --resolution 44x36 --force")
     # the same build on a machine with only the lean runtime: the command makes lean plans
-    lean_here = doctor.check_model(model, Here("11.4.0.106", True, H100.gpu_name, "9.0"))[1]
-    assert "not version-compatible, and this machine has only TensorRT's lean runtime" in lean_here.fix and lean_here.fix.endswith("--force --lean")
-    # no GPU here: the command is for the GPU machine that will run them
-    assert "this machine has no NVIDIA GPU" in doctor.check_model(model, Here())[1].fix
-    assert "rebuild on the GPU machine that will run them with: " in doctor.check_model(model, Here())[1].fix
+    lean_here = build_folder.check_model(model, here_env(lean=True))[1]
+    assert "is not version-compatible, and only TensorRT's lean runtime (11.4.0.106) is installed here" in lean_here.fix
+    assert lean_here.fix.endswith("--lean --force")
+    # no TensorRT or GPU here: the reason, and the command is for the GPU machine that will run them
+    nowhere = build_folder.check_model(model, None, "no NVIDIA GPU")[1]
+    assert "this machine cannot run them (no NVIDIA GPU)" in nowhere.fix and "rebuild on the GPU machine that will run them with: " in nowhere.fix
     # engines made here: OK
     matching = model_folder(tmp_path / "here", env=H100, precision="fp32")
-    assert doctor.check_model(matching, here)[1].status == OK
+    assert build_folder.check_model(matching, here)[1].status == OK
     # bf16 engines on a GPU without bf16
     bf16 = model_folder(tmp_path / "bf16", env=BuildEnvironment("11.4.0.106", "Tesla T4", "7.5"), precision="bf16")
-    t4 = doctor.check_model(bf16, Here("11.4.0.106", False, "Tesla T4", "7.5"))[1]
+    t4 = build_folder.check_model(bf16, here_env(gpu="Tesla T4", cc="7.5"))[1]
     assert t4.status == WARN and "bf16 engines need compute capability 8.0+" in t4.fix and "--precision bf16" in t4.fix
+
+
+def test_the_doctor_judges_records_with_the_contracts_problems(tmp_path, monkeypatch):
+    """One engine verdict: what problems(record, env) says is what the doctor prints."""
+    model = model_folder(tmp_path / "model")
+    asked = []
+
+    def problems_double(record, env, **kwargs):
+        asked.append((record["graph"], env))
+        return ["was judged by the contract"]
+
+    monkeypatch.setattr("svsr.contract.engine_records.problems", problems_double)
+    engines = build_folder.check_model(model, here_env())[1]
+    assert engines.status == WARN and engines.fix.startswith("each engine was judged by the contract; rebuild on this machine")
+    assert sorted(g for g, _ in asked) == sorted(GRAPH_NAMES) and all(env == here_env() for _, env in asked)
 
 
 def test_model_without_engines_or_manifest(tmp_path):
     folder = tmp_path / "onnx"
     folder.mkdir()
     write_manifest(folder, synthetic_manifest(folder))
-    head, engines = doctor.check_model(folder, Here())
+    head, engines = build_folder.check_model(folder, None)
     assert head.status == OK and engines.status == WARN and "no TensorRT engines" in engines.value
     assert "svsr-export --weights /ckpt/tiny --precision fp32 --out" in engines.fix and "--resolution 320x180" in engines.fix
-    (missing,) = doctor.check_model(tmp_path / "nothing", Here())
+    (missing,) = build_folder.check_model(tmp_path / "nothing", None)
     assert missing.status == FAIL and "has no manifest.json; run svsr-export --out" in missing.fix
 
 
 # -- the GPU checks, against the recording TensorRT/CUDA doubles -----------------------------------
 def test_gpu_check_reads_name_capability_and_free_memory():
     double = RecordingTrtCudaDouble(free_bytes=30 << 30)
-    check, api = doctor.check_gpu(double.cuda)
+    check, api = machine.check_gpu(double.cuda)
     assert check.status == OK and api is double.cuda
     assert check.value.startswith("NVIDIA H100 80GB HBM3, compute capability 9.0, 30.0 of ") and check.figures["free_bytes"] == 30 << 30
     old = types.SimpleNamespace(device_name=lambda: "Tesla P100", compute_capability=lambda: "6.0", mem_get_info=lambda: (1 << 30, 16 << 30))
-    assert doctor.check_gpu(old)[0].status == WARN
+    assert machine.check_gpu(old)[0].status == WARN
+
+
+def engines_folder(folder: Path) -> dict:
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = write_engines(folder, synthetic_manifest(folder))
+    write_manifest(folder, manifest)
+    return manifest
 
 
 def test_tensorrt_clip_checks_compare_eager_with_the_reference_and_graphs_with_eager(tmp_path):
-    manifest = write_engines(tmp_path, synthetic_manifest(tmp_path))
+    manifest = engines_folder(tmp_path)
     frames = random_frames(3, 36, 44)
-    reference = Sampler(NumpyBackend(), manifest).upscale(frames, 2, noise=make_noise("numpy", 0))
+    reference = Sampler(NumpyKernelsBackendDouble(), manifest).upscale(frames, 2, noise=make_noise("numpy", 0))
     double = RecordingTrtCudaDouble()
-    eager, graphs = doctor.check_trt_clip(tmp_path, manifest, "fp32", frames, 2, "numpy", reference, trt=double.trt, cuda=double.cuda)
+    eager, graphs = tensorrt_clip.check_trt_clip(tmp_path, "fp32", frames, 2, "numpy", reference, trt=double.trt, cuda=double.cuda)
     assert eager.status == OK and eager.figures["max_abs_diff"] == 0 and eager.figures["seconds_per_frame_step"] > 0
-    assert graphs.status == OK and graphs.figures["bit_equal"] and "bit-equal" in graphs.value
+    assert graphs.status == OK and graphs.figures["bit_equal"] and "bit-equal (3 programs captured and replayed)" in graphs.value
+    assert graphs.figures["captured"] == 3 and len(graphs.figures["programs"]) == 3 and graphs.figures["capture_failed"] == []
     assert [c for c in double.calls if c[0] == "cuda.graph_launch"]  # the second CUDA-graph run replayed its captures
     off = [r + np.float32(3 / 255) for r in reference]  # beyond fp32's 2/255
-    eager, _ = doctor.check_trt_clip(tmp_path, manifest, "fp32", frames, 2, "numpy", off, trt=double.trt, cuda=double.cuda)
+    eager, _ = tensorrt_clip.check_trt_clip(tmp_path, "fp32", frames, 2, "numpy", off, trt=double.trt, cuda=double.cuda)
     assert eager.status == FAIL and "over 2/255" in eager.value and eager.fix
 
 
-def test_tensorrt_pipeline_builds_and_runs_on_the_doubles(tmp_path, monkeypatch):
-    """The doctor's GPU flow (engines built in a copy, then the clip) on the builder + runtime doubles."""
+@pytest.mark.parametrize("stage", ["begin", "enqueue", "end", "instantiate"])
+def test_a_failed_cuda_graph_capture_is_a_fail_not_eager_compared_with_eager(tmp_path, stage):
+    """Issue 17 point 7: the backend falls back to eager (bit-equal to eager by construction); the doctor says FAIL."""
+    manifest = engines_folder(tmp_path)
+    frames = random_frames(3, 36, 44)
+    reference = Sampler(NumpyKernelsBackendDouble(), manifest).upscale(frames, 2, noise=make_noise("numpy", 0))
+    double = RecordingTrtCudaDouble()
+    double.fail = stage
+    with pytest.warns(RuntimeWarning, match="could not be captured"):
+        eager, graphs = tensorrt_clip.check_trt_clip(tmp_path, "fp32", frames, 2, "numpy", reference, trt=double.trt, cuda=double.cuda)
+    assert eager.status == OK
+    assert graphs.figures["bit_equal"]  # what the doctor used to print as "bit-equal"
+    assert graphs.status == FAIL and "3 of 3 frame-step programs could not be captured as CUDA graphs" in graphs.value
+    assert graphs.figures["captured"] == 0 and len(graphs.figures["capture_failed"]) == 3 and "bug report" in graphs.fix
+
+
+def test_fewer_captured_programs_than_the_clip_launches_is_a_fail():
+    frames = random_frames(2, 8, 8)
+    eager = [np.zeros((32, 32, 3), np.float32)] * 2
+    run = tensorrt_clip.TrtRun(outputs=[eager, eager], seconds=0.1, launched=["step0-first", "step1-tcm", "step0-tcm"], captured=2)
+    check = tensorrt_clip.capture_check("TensorRT fp32 CUDA graphs vs eager", eager, run, 0.1, frames, 2)
+    assert check.status == FAIL and check.value.startswith("2 CUDA graphs captured for the 3 frame-step programs the clip launches")
+    whole = tensorrt_clip.TrtRun(outputs=[eager], seconds=0.1, launched=["step0-first", "step1-tcm", "step0-tcm"], captured=3)
+    assert tensorrt_clip.capture_check("x", eager, whole, 0.1, frames, 2).status == OK
+    nothing = tensorrt_clip.TrtRun(outputs=[eager], seconds=0.1, launched=[], captured=0)
+    assert tensorrt_clip.capture_check("x", eager, nothing, 0.1, frames, 2).status == FAIL
+
+
+# -- each engine against ONNX Runtime through polygraphy's Comparator --------------------------------
+class KernelsRunnerDouble:
+    """Test double of a polygraphy runner (a real BaseRunner) running the synthetic build's numpy kernels, optionally off by ``offset``."""
+
+    def __new__(cls, graph: str, offset: float = 0.0, side: str = "engine"):
+        from polygraphy.backend.base import BaseRunner
+        from polygraphy.common import TensorMetadata
+
+        class Runner(BaseRunner):
+            def activate_impl(self):
+                pass
+
+            def deactivate_impl(self):
+                pass
+
+            def get_input_metadata_impl(self):
+                meta = TensorMetadata()
+                for spec in GRAPHS[graph].inputs:
+                    meta.add(spec.name, np.float32, spec.shape)
+                return meta
+
+            def infer_impl(self, feed_dict):
+                self.inference_time = 0.0  # polygraphy adds up each runner's time
+                return {k: np.asarray(v, np.float32) + np.float32(offset) for k, v in KERNELS[graph](**feed_dict).items()}
+
+        return Runner(name=f"{side}-kernels-{graph}")
+
+
+def recorded_inputs(manifest, frames, steps: int = 2) -> dict:
+    from svsr.checks.recorders import GraphInputRecorder
+
+    recorder = GraphInputRecorder(NumpyKernelsBackendDouble())
+    Sampler(recorder, manifest).upscale(frames, steps, noise=make_noise("numpy", 0))
+    return recorder.inputs
+
+
+def test_per_graph_comparison_runs_polygraphy_and_a_mismatch_is_a_fail(tiny_build, tmp_path):
+    """Both sides on polygraphy's OnnxrtRunner (the tiny preset's graphs, the inputs the ONNX Runtime clip recorded)."""
+    check, out, inputs = pipeline.check_ort_clip(tiny_build, pipeline.clip_frames(2), 1, "philox")
+    assert check.status == OK and sorted(inputs) == sorted(GRAPH_NAMES)
+    manifest = load_manifest(tiny_build)
+    manifest = {**manifest, "engines": {f"{g}.fp32": {"file": manifest["graphs"][g]["file"]} for g in GRAPH_NAMES}}  # "plans": the ONNX files
+    same = check_engines_per_graph(tiny_build, manifest, "fp32", inputs, GraphRunners(engine=onnx_runner))
+    assert same.status == OK and all(diff == 0 for diff in same.figures["max_abs_diff"].values()), same
+
+    def shifted_onnx_runner(graph, path):  # test double: the ONNX Runtime runner, its decode output shifted by 0.01
+        from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
+
+        class ShiftedOnnxrtRunnerDouble(OnnxrtRunner):
+            def infer_impl(self, feed_dict):
+                out = super().infer_impl(feed_dict)
+                return {k: v + np.float32(0.01) if graph == "decode" else v for k, v in out.items()}
+
+        return ShiftedOnnxrtRunnerDouble(SessionFromOnnx(str(path)), name=f"shifted-{graph}")
+
+    drifted = check_engines_per_graph(tiny_build, manifest, "fp32", inputs, GraphRunners(engine=shifted_onnx_runner))
+    assert drifted.status == FAIL and drifted.value.startswith("decode over atol 0.001 / rtol 0.001")
+    assert abs(drifted.figures["max_abs_diff"]["decode"] - 0.01) < 1e-6 and drifted.figures["max_abs_diff"]["flow"] == 0
+    assert "drift from their ONNX graphs" in drifted.fix
+
+
+def test_tensorrt_pipeline_builds_compares_per_graph_and_runs_on_the_doubles(tmp_path, monkeypatch):
+    """The doctor's GPU flow (engines built in a copy, each compared with its graph, then the clip) on the builder + runtime doubles."""
     build = tmp_path / "build"
     build.mkdir()
     manifest = synthetic_manifest(build)
@@ -272,21 +430,58 @@ def test_tensorrt_pipeline_builds_and_runs_on_the_doubles(tmp_path, monkeypatch)
         manifest["graphs"][g]["typed"] = {"fp16": {"file": f"{g}.fp16.onnx", "sha256": sha256_file(build / f"{g}.fp16.onnx"), "precision": "fp16"}}
     write_manifest(build, manifest)
     runtime, builder = RecordingTrtCudaDouble(), RecordingTrtBuilderDouble()
-    monkeypatch.setattr(FakeEngine, "get_device_memory_size_for_profile_v2", lambda self, index: 4096, raising=False)
+    monkeypatch.setattr(EngineTestDouble, "get_device_memory_size_for_profile_v2", lambda self, index: 4096, raising=False)
     trt = types.SimpleNamespace(**vars(runtime.trt))
     for name in ("Builder", "OnnxParser", "NetworkDefinitionCreationFlag", "MemoryPoolType", "BuilderFlag"):
-        setattr(trt, name, getattr(builder.trt, name))
+        if hasattr(builder.trt, name):
+            setattr(trt, name, getattr(builder.trt, name))
     frames = random_frames(2, 36, 44)
-    reference = Sampler(NumpyBackend(), manifest).upscale(frames, 2, noise=make_noise("numpy", 0))
-    checks = doctor.trt_pipeline_checks(build, frames, 2, "numpy", reference, tmp_path / "work", trt=trt, cuda=runtime.cuda)
+    reference = Sampler(NumpyKernelsBackendDouble(), manifest).upscale(frames, 2, noise=make_noise("numpy", 0))
+    runners = GraphRunners(engine=lambda graph, path: KernelsRunnerDouble(graph), onnx=lambda graph, path: KernelsRunnerDouble(graph, side="onnx"))
+    checks = tensorrt_clip.trt_pipeline_checks(build, frames, 2, "numpy", reference, tmp_path / "work", trt=trt, cuda=runtime.cuda,
+                                               loaders=builder.loaders, graph_inputs=recorded_inputs(manifest, frames), runners=runners)  # fmt: skip
     names = [c.name for c in checks]
     assert names == [
-        "TensorRT fp32 engines", "TensorRT fp32 eager vs ONNX Runtime", "TensorRT fp32 CUDA graphs vs eager",
-        "TensorRT fp16 engines", "TensorRT fp16 eager vs ONNX Runtime", "TensorRT fp16 CUDA graphs vs eager",
+        "TensorRT fp32 engines", "TensorRT fp32 per graph vs ONNX Runtime", "TensorRT fp32 eager vs ONNX Runtime", "TensorRT fp32 CUDA graphs vs eager",
+        "TensorRT fp16 engines", "TensorRT fp16 per graph vs ONNX Runtime", "TensorRT fp16 eager vs ONNX Runtime", "TensorRT fp16 CUDA graphs vs eager",
     ]  # fmt: skip
     assert all(c.status == OK for c in checks), checks
     assert checks[0].figures["build_seconds"] >= 0 and "44x36 (static)" in checks[0].value
     assert not (build / "engines").exists()  # built in the doctor's own folder, not in the build given
+    # an engine runner that drifts on one graph: that precision's per-graph line FAILs, before the clip runs
+    drifting = GraphRunners(engine=lambda graph, path: KernelsRunnerDouble(graph, offset=0.5 if graph == "guide" else 0.0), onnx=runners.onnx)
+    checks = tensorrt_clip.trt_pipeline_checks(build, frames, 2, "numpy", reference, tmp_path / "work", trt=trt, cuda=runtime.cuda,
+                                               loaders=builder.loaders, precisions=("fp32",), graph_inputs=recorded_inputs(manifest, frames),
+                                               runners=drifting)  # fmt: skip
+    assert [c.status for c in checks] == [OK, FAIL, OK, OK] and checks[1].value.startswith("guide over atol")
+
+
+def test_a_gpu_host_without_torch_still_runs_the_tensorrt_clip_against_onnx_runtime(tiny_build, tmp_path, monkeypatch):
+    """No PyTorch: no reference (a WARN saying why), but the TensorRT clip still runs against ONNX Runtime's output."""
+    monkeypatch.setattr(pipeline, "torch_available", lambda: False)
+    asked = {}
+
+    def trt_pipeline_checks_double(build, frames, steps, noise, reference, work, **kwargs):
+        asked.update(build=build, noise=noise, reference=reference, graph_inputs=kwargs["graph_inputs"], trt=kwargs["trt"], cuda=kwargs["cuda"])
+        return [Check("TensorRT fp32 eager vs ONNX Runtime", OK, "ran (test double)")]
+
+    monkeypatch.setattr(tensorrt_clip, "trt_pipeline_checks", trt_pipeline_checks_double)
+    double = RecordingTrtCudaDouble()
+    full = trt_contract.TensorRTModule(types.SimpleNamespace(__version__="11.4.0.106", Builder=object), "full", "tensorrt")
+    here = pipeline.TensorRTHere(found=full, cuda=double.cuda, driver_ok=True, trt=double.trt)
+    options = pipeline.ClipOptions(work_dir=tiny_build, frames=tuple(pipeline.clip_frames(2)), steps=1)  # a tiny build exported elsewhere
+    checks = {c.name: c for c in pipeline.clip_checks(tmp_path, options, here)}
+    assert checks["tiny preset export"].status == OK and "PyTorch is not installed here" in checks["tiny preset export"].value
+    assert checks["ONNX Runtime clip (CPU)"].status == OK and checks["ONNX Runtime clip (CPU)"].figures["noise"] == "philox"
+    parity = checks["ONNX Runtime vs PyTorch reference"]
+    assert parity.status == WARN and "PyTorch is not installed" in parity.value and "svsr[export]" in parity.fix
+    assert checks["TensorRT fp32 eager vs ONNX Runtime"].status == OK
+    assert asked["build"] == tiny_build and asked["noise"] == "philox" and asked["trt"] is double.trt and asked["cuda"] is double.cuda
+    assert len(asked["reference"]) == 2 and asked["reference"][0].shape == (128, 128, 3)  # ONNX Runtime's frames are what TensorRT is held to
+    assert sorted(asked["graph_inputs"]) == sorted(GRAPH_NAMES)
+    # without a tiny build to reuse, a host without PyTorch says how to get one
+    export, build = pipeline.check_tiny_export(tmp_path / "empty")
+    assert build is None and export.status == WARN and "--work-dir" in export.fix
 
 
 # -- loading through TensorRT's lean runtime -------------------------------------------------------
@@ -333,16 +528,19 @@ def test_the_import_function_says_which_tensorrt_it_found(monkeypatch):
 
 
 def test_lean_runtime_loads_version_compatible_plans_and_refuses_others_with_the_command(tmp_path, monkeypatch):
+    from svsr.engines.builder import lean_record
+    from svsr.runtime.sampling import open_trt_backend
+
     manifest = write_engines(tmp_path, synthetic_manifest(tmp_path))
     double = RecordingTrtCudaDouble()
     _only_lean(monkeypatch, double.trt)
     with pytest.raises(ManifestError) as info:
         open_trt_backend(tmp_path, manifest, "fp32", cuda=double.cuda)  # trt=None: the lean runtime is what imports
-    message = str(info.value)
-    assert message.startswith("only TensorRT's lean runtime (11.4.0.106) is installed here, and it runs only version-compatible plans, ")
-    assert message.endswith(
-        f"the flow fp32 engine in {tmp_path} is not one; rebuild the engines with: "
-        f"svsr-export --weights /ckpt/tiny --precision fp32 --out {tmp_path} --resolution 44x36 --force --lean"
+    message = str(info.value)  # the contract's verdict (problems) with the command that makes lean plans
+    assert message == (
+        f"the flow fp32 engine in {tmp_path} is not version-compatible, and only TensorRT's lean runtime (11.4.0.106) is installed here, "
+        "which runs only version-compatible plans; rebuild it with: "
+        f"svsr-export --weights /ckpt/tiny --precision fp32 --out {tmp_path} --resolution 44x36 --lean --force"
     )
     assert "\n" not in message
     # lean records (what svsr-export --lean writes): loaded with host code allowed, and they run
@@ -352,17 +550,20 @@ def test_lean_runtime_loads_version_compatible_plans_and_refuses_others_with_the
     double.eager = {backend.stream}
     frames = random_frames(2, 36, 44)
     got = Sampler(backend, manifest).upscale(frames, 2, noise=make_noise("numpy", 0))
-    want = Sampler(NumpyBackend(), manifest).upscale(frames, 2, noise=make_noise("numpy", 0))
+    want = Sampler(NumpyKernelsBackendDouble(), manifest).upscale(frames, 2, noise=make_noise("numpy", 0))
     assert all(np.array_equal(a, b) for a, b in zip(got, want))
     backend.close()
     # a lean plan of another TensorRT version: the mismatch sentence's command keeps --lean
     other = dict(manifest["engines"])
     other["flow.fp32"] = {**other["flow.fp32"], "tensorrt_version": "11.3.0.1"}
-    with pytest.raises(ManifestError, match=r"was built with TensorRT 11.3.0.1 but this machine has TensorRT 11.4.0.106; rebuild it with: svsr-export .* --force --lean$"):
+    with pytest.raises(ManifestError, match=r"was built with TensorRT 11.3.0.1 but this machine has TensorRT 11.4.0.106; rebuild it with: svsr-export .* --lean --force$"):
         open_trt_backend(tmp_path, {**manifest, "engines": other}, "fp32", cuda=double.cuda)
 
 
 def test_the_full_library_sets_host_code_only_for_version_compatible_plans(tmp_path):
+    from svsr.engines.builder import lean_record
+    from svsr.runtime.sampling import open_trt_backend
+
     manifest = write_engines(tmp_path, synthetic_manifest(tmp_path))
     double = RecordingTrtCudaDouble()
     plain = open_trt_backend(tmp_path, manifest, "fp32", trt=double.trt, cuda=double.cuda)
@@ -375,7 +576,8 @@ def test_the_full_library_sets_host_code_only_for_version_compatible_plans(tmp_p
 
 
 def test_auto_counts_only_version_compatible_engines_under_the_lean_runtime(tmp_path, monkeypatch):
-    from svsr.runtime.sampling.backend_choice import engines_match_this_machine
+    from svsr.engines.builder import lean_record
+    from svsr.runtime.sampling import engines_match_this_machine
 
     manifest = write_engines(tmp_path, synthetic_manifest(tmp_path))
     double = RecordingTrtCudaDouble()
@@ -387,6 +589,8 @@ def test_auto_counts_only_version_compatible_engines_under_the_lean_runtime(tmp_
 
 
 def test_every_lean_runtime_name_used_exists_in_the_real_lean_wheel():
+    from svsr.runtime.sampling.trt_backend import TRT_RUNTIME_API
+
     lean = pytest.importorskip("tensorrt_lean_bindings", reason="install tensorrt-lean-cu13-bindings and tensorrt-lean-cu13-libs (dev extra)")
     assert "engine_host_code_allowed" in TRT_RUNTIME_API["Runtime"]
     missing = []
@@ -397,3 +601,41 @@ def test_every_lean_runtime_name_used_exists_in_the_real_lean_wheel():
     # the flavour the import function gives the real wheel
     found = trt_contract.TensorRTModule(lean, "lean", "tensorrt_lean_bindings")
     assert found.version.startswith("11.") and not hasattr(lean, "Builder") and not hasattr(lean, "OnnxParser")
+
+
+# -- advice that works (issue 22): a printed fix, run as printed, gets the check further ---------
+def _fix_commands(fix: str) -> list[list[str]]:
+    """The shell commands of a printed fix (``a && b && c (a note)``), split into argument lists."""
+    import shlex
+
+    return [shlex.split(part) for part in fix.split(" (")[0].split("&&")]
+
+
+def test_the_printed_tiny_build_fix_run_as_printed_gets_the_clip_to_run(tiny_build, tmp_path, monkeypatch, capsys):
+    """Base install without PyTorch: the fix's commands (svsr-export stood in by a copy of its output) let the clip run."""
+    import shutil
+
+    from svsr import cli
+
+    monkeypatch.setattr(pipeline, "torch_available", lambda: False)  # stand-in for a base install
+    monkeypatch.chdir(tmp_path)
+    frames = random_frames(2, 32, 36)
+    before = {c.name: c for c in doctor.run_checks(frames=frames, steps=1, parity=False)}
+    assert before["tiny preset export"].status == WARN and before[pipeline.ORT_CLIP].status == WARN
+    commands = _fix_commands(before[pipeline.ORT_CLIP].fix)
+    assert [c[0] for c in commands] == ["pip", "svsr-export", "svsr-doctor"]
+    export, rerun = commands[1], commands[2]
+    assert cli.export_parser().parse_args(export[1:]).onnx_only  # the export command parses as printed
+    shutil.copytree(tiny_build, export[export.index("--out") + 1], ignore=shutil.ignore_patterns("checkpoint"))  # what it writes
+    monkeypatch.setattr(doctor, "run_checks", lambda model=None, **kw: _real_run_checks(model, frames=frames, steps=1, parity=False, **kw))
+    capsys.readouterr()
+    code = cli.doctor_main(rerun[1:])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    assert "exporting the tiny preset" not in err  # an existing build is never exported without PyTorch
+    row = next(line for line in out.splitlines() if line.startswith("ONNX Runtime clip"))
+    assert " OK " in row, out
+    assert "tiny preset export" in out and "reused" in out
+
+
+_real_run_checks = doctor.run_checks

@@ -1,9 +1,10 @@
 """Engine building decided in plain Python: profiles, cache keys, build records, mismatch errors, the build flow.
 
-The build flow runs against RecordingTrtBuilderDouble, a test double of TensorRT's builder API; the
-names it offers are checked against the real TensorRT 11 wheels (runtime names by import of
-`tensorrt_lean_bindings`, builder names in the string table of `tensorrt-cu13-bindings`, which cannot
-be imported without NVIDIA's libraries).
+The build flow runs against RecordingTrtBuilderDouble (tests/support/trt.py), a test double of the
+TensorRT names the builder uses and of polygraphy's loaders; the TensorRT names it offers are checked
+against the real TensorRT 11 wheels (runtime names by import of `tensorrt_lean_bindings`, the others
+in the string table of `tensorrt-cu13-bindings`, which cannot be imported without NVIDIA's
+libraries) and the polygraphy arguments against the installed polygraphy.
 """
 
 from __future__ import annotations
@@ -17,14 +18,8 @@ from pathlib import Path
 import pytest
 
 from svsr.engines import builder as builder_mod
-from svsr.engines.builder import (
-    TRT_BUILDER_API,
-    EngineBuildError,
-    build_engines,
-    network_flags,
-    tensorrt_build_available,
-    timing_cache_path,
-)
+from svsr.engines.builder import TRT_BUILDER_API, EngineBuildError, build_engines, tensorrt_build_available, timing_cache_path
+from svsr.engines.polygraphy_build import POLYGRAPHY_API, strongly_typed_flag
 from svsr.contract.profiles import Profile, parse_batch, parse_size
 from svsr.contract.engine_records import (
     BuildEnvironment,
@@ -39,7 +34,7 @@ from svsr.contract.engine_records import (
 from svsr.contract.errors import InputError, ManifestError, MissingDependencyError
 from svsr.contract.graphs import GRAPH_NAMES
 from svsr.contract.manifest import sha256_file, validate_manifest
-from tests.test_trt_backend import H100, synthetic_manifest
+from tests.support.trt import H100, GpuQueryDouble, RecordingTrtBuilderDouble, synthetic_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -179,198 +174,12 @@ def test_mismatch_errors_are_one_sentence_naming_the_rebuild_command():
 
 
 # -- the build flow, against a recording double of TensorRT's builder -----------------------------
-class RecordingTrtBuilderDouble:
-    """Test double (not TensorRT) of the builder API svsr uses: records every call, builds fake plans.
-
-    Offers exactly the names in svsr.engines.builder.TRT_BUILDER_API. ``parse_from_file`` reads the
-    dummy ONNX files the tests write ("onnx <graph>") and declares that graph's inputs; a file
-    starting with "bad" fails to parse. ``build_serialized_network`` returns None when ``fail_build``.
-    Builder flags set on the config end up in the plan ("flags=..."), and, like TensorRT, the
-    runtime refuses a version-compatible plan unless ``engine_host_code_allowed`` was set.
-    """
-
-    def __init__(self, version: str = "11.4.0.106", with_builder: bool = True) -> None:
-        self.calls: list[tuple] = []
-        self.fail_build = False
-        d = self
-        from svsr.contract.graphs import GRAPHS
-
-        class Logger:
-            WARNING = "WARNING"
-
-            def __init__(self, severity):
-                d.calls.append(("Logger", severity))
-
-        class ITensor:
-            def __init__(self, name):
-                self.name = name
-
-        class INetworkDefinition:
-            def __init__(self, flags):
-                self._inputs: list[ITensor] = []
-                self.flags = flags
-
-            @property
-            def num_inputs(self):
-                return len(self._inputs)
-
-            def get_input(self, i):
-                return self._inputs[i]
-
-        class OnnxParser:
-            def __init__(self, network, logger):
-                self._network = network
-                self._errors: list[str] = []
-
-            def parse_from_file(self, path):
-                text = Path(path).read_text()
-                d.calls.append(("parser.parse_from_file", Path(path).name))
-                if text.startswith("bad"):
-                    self._errors = ["node Foo: unsupported op", "node Bar: bad attribute"]
-                    return False
-                graph = text.split()[1]
-                self._network._inputs = [ITensor(t.name) for t in GRAPHS[graph].inputs]
-                self._network.graph = graph
-                return True
-
-            @property
-            def num_errors(self):
-                return len(self._errors)
-
-            def get_error(self, i):
-                return self._errors[i]
-
-        class IOptimizationProfile:
-            def __init__(self):
-                self.shapes = {}
-
-            def set_shape(self, name, lo, opt, hi):
-                d.calls.append(("profile.set_shape", name, tuple(lo), tuple(opt), tuple(hi)))
-                self.shapes[name] = (tuple(lo), tuple(opt), tuple(hi))
-
-        class ITimingCache:
-            def __init__(self, data):
-                self.data = bytes(data)
-
-            def serialize(self):
-                return self.data + b"+t"
-
-        class IBuilderConfig:
-            def __init__(self):
-                self._level = 3
-                self._cache = None
-                self.profiles = []
-                self._flags: list[str] = []
-
-            @property
-            def builder_optimization_level(self):
-                return self._level
-
-            @builder_optimization_level.setter
-            def builder_optimization_level(self, level):
-                d.calls.append(("config.builder_optimization_level", level))
-                self._level = level
-
-            def set_memory_pool_limit(self, pool, size):
-                d.calls.append(("config.set_memory_pool_limit", pool, size))
-
-            def set_flag(self, flag):
-                d.calls.append(("config.set_flag", flag))
-                self._flags.append(flag)
-
-            def add_optimization_profile(self, profile):
-                d.calls.append(("config.add_optimization_profile",))
-                self.profiles.append(profile)
-                return 0
-
-            def create_timing_cache(self, data):
-                d.calls.append(("config.create_timing_cache", bytes(data)))
-                return ITimingCache(data)
-
-            def set_timing_cache(self, cache, ignore_mismatch):
-                ok = not cache.data.startswith(b"foreign")
-                d.calls.append(("config.set_timing_cache", cache.data, ignore_mismatch, ok))
-                if ok:
-                    self._cache = cache
-                return ok
-
-            def get_timing_cache(self):
-                return self._cache
-
-        class Builder:
-            def __init__(self, logger):
-                d.calls.append(("Builder",))
-
-            def create_network(self, flags):
-                d.calls.append(("builder.create_network", flags))
-                return INetworkDefinition(flags)
-
-            def create_builder_config(self):
-                return IBuilderConfig()
-
-            def create_optimization_profile(self):
-                return IOptimizationProfile()
-
-            def build_serialized_network(self, network, config):
-                d.calls.append(("builder.build_serialized_network", network.graph))
-                if d.fail_build:
-                    return None
-                shapes = json.dumps(config.profiles[0].shapes, sort_keys=True)
-                flags = ",".join(sorted(config._flags))
-                return f"plan {network.graph} {shapes} level={config.builder_optimization_level} flags={flags}".encode()
-
-        class ICudaEngine:
-            def get_device_memory_size_for_profile_v2(self, index):
-                return 4096 * (index + 1)
-
-        class Runtime:
-            def __init__(self, logger):
-                self._host_code = False
-
-            @property
-            def engine_host_code_allowed(self):
-                return self._host_code
-
-            @engine_host_code_allowed.setter
-            def engine_host_code_allowed(self, allowed):
-                d.calls.append(("runtime.engine_host_code_allowed", allowed))
-                self._host_code = bool(allowed)
-
-            def deserialize_cuda_engine(self, plan):
-                d.calls.append(("runtime.deserialize_cuda_engine",))
-                if b"VERSION_COMPATIBLE" in bytes(plan) and not self._host_code:
-                    return None  # TensorRT refuses version-compatible plans unless host code is allowed
-                return ICudaEngine()
-
-        self.classes = {
-            "Logger": Logger, "Builder": Builder, "INetworkDefinition": INetworkDefinition, "ITensor": ITensor,
-            "OnnxParser": OnnxParser, "IBuilderConfig": IBuilderConfig, "IOptimizationProfile": IOptimizationProfile,
-            "ITimingCache": ITimingCache, "Runtime": Runtime, "ICudaEngine": ICudaEngine,
-        }  # fmt: skip
-        trt = types.SimpleNamespace(__version__=version, Logger=Logger, Runtime=Runtime)
-        trt.NetworkDefinitionCreationFlag = types.SimpleNamespace(STRONGLY_TYPED=1)
-        trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE="WORKSPACE")
-        trt.BuilderFlag = types.SimpleNamespace(VERSION_COMPATIBLE="VERSION_COMPATIBLE", EXCLUDE_LEAN_RUNTIME="EXCLUDE_LEAN_RUNTIME")
-        if with_builder:
-            trt.Builder, trt.OnnxParser = Builder, OnnxParser
-        self.trt = trt
-
-
-class FakeGpu:
-    """The two CudaApi queries the builder makes, answering as an H100 would."""
-
-    def device_name(self):
-        return H100.gpu_name
-
-    def compute_capability(self):
-        return H100.compute_capability
-
-
 def build(tmp_path, double, precision="fp32", profile=None, **kwargs):
     manifest = kwargs.pop("manifest", None) or synthetic_manifest(tmp_path)
     messages: list[str] = []
     engines = build_engines(
-        tmp_path, manifest, precision, profile or Profile.static(36, 44), messages.append, trt=double.trt, cuda=FakeGpu(), **kwargs
+        tmp_path, manifest, precision, profile or Profile.static(36, 44), messages.append, trt=double.trt, cuda=GpuQueryDouble(), loaders=double.loaders,
+        **kwargs,
     )
     return engines, messages, manifest
 
@@ -379,12 +188,14 @@ def test_build_engines_makes_strongly_typed_plans_with_records(tmp_path):
     double = RecordingTrtBuilderDouble()
     engines, messages, manifest = build(tmp_path, double)
     assert sorted(engines) == sorted(f"{g}.fp32" for g in GRAPH_NAMES)
-    assert [c[1] for c in double.calls if c[0] == "builder.create_network"] == [0] * 4  # TensorRT 11: always strongly typed
-    shapes = [c for c in double.calls if c[0] == "profile.set_shape"]
-    assert ("profile.set_shape", "guidance", (1, 3, 144, 176), (1, 3, 144, 176), (1, 3, 144, 176)) in shapes
+    # through polygraphy's loaders: TensorRT 11 networks are strongly typed always (the deprecated flag is not asked for)
+    assert [c[1:] for c in double.calls if c[0] == "NetworkFromOnnxPath"] == [(f"{g}.onnx", False) for g in GRAPH_NAMES]
+    shapes = [c for c in double.calls if c[0] == "profile.add"]
+    assert ("profile.add", "guidance", (1, 3, 144, 176), (1, 3, 144, 176), (1, 3, 144, 176)) in shapes
     assert {c[1] for c in shapes} == {"frame", "previous", "z", "lr", "guidance", "noise", "x0", "flow"}
-    assert ("config.builder_optimization_level", 3) in double.calls
-    assert not any(c[0] == "config.set_memory_pool_limit" for c in double.calls)
+    configs = [c[1] for c in double.calls if c[0] == "CreateConfig"]
+    assert len(configs) == 4 and all(c["builder_optimization_level"] == 3 and c["memory_pool_limits"] is None for c in configs)
+    assert not any(c["version_compatible"] or c["exclude_lean_runtime"] for c in configs)
     for g in GRAPH_NAMES:
         record = engines[f"{g}.fp32"]
         plan = tmp_path / record["file"]
@@ -403,8 +214,8 @@ def test_build_engines_makes_strongly_typed_plans_with_records(tmp_path):
 def test_tensorrt_10_sets_the_strongly_typed_flag(tmp_path):
     double = RecordingTrtBuilderDouble(version="10.12.0.36")
     build(tmp_path, double, graphs=("decode",))
-    assert [c[1] for c in double.calls if c[0] == "builder.create_network"] == [1 << 1]
-    assert network_flags(types.SimpleNamespace(__version__="11.0.0", NetworkDefinitionCreationFlag=None)) == 0
+    assert [c[2] for c in double.calls if c[0] == "NetworkFromOnnxPath"] == [True]
+    assert strongly_typed_flag(types.SimpleNamespace(__version__="11.0.0")) is False
 
 
 def test_cached_engines_are_reused_and_force_or_a_new_profile_rebuilds(tmp_path):
@@ -414,11 +225,11 @@ def test_cached_engines_are_reused_and_force_or_a_new_profile_rebuilds(tmp_path)
     double.calls.clear()
     again, messages, _ = build(tmp_path, double, manifest=manifest)
     assert again == first
-    assert not [c for c in double.calls if c[0] in ("Builder", "builder.build_serialized_network")]
+    assert not [c for c in double.calls if c[0] in ("NetworkFromOnnxPath", "EngineBytesFromNetwork")]
     assert all("engine reused" in m for m in messages[1:])
     forced, _, _ = build(tmp_path, double, manifest=manifest, force=True, graphs=("decode",))
     assert forced["decode.fp32"]["file"] == first["decode.fp32"]["file"]
-    assert [c[1] for c in double.calls if c[0] == "builder.build_serialized_network"] == ["decode"]
+    assert [c[1] for c in double.calls if c[0] == "EngineBytesFromNetwork"] == ["decode"]
     other, _, _ = build(tmp_path, double, manifest=manifest, profile=Profile.static(40, 48), graphs=("decode",))
     assert other["decode.fp32"]["file"] != first["decode.fp32"]["file"]
     assert (tmp_path / first["decode.fp32"]["file"]).exists()  # the other profile's engine stays cached
@@ -427,7 +238,7 @@ def test_cached_engines_are_reused_and_force_or_a_new_profile_rebuilds(tmp_path)
     (tmp_path / first["guide.fp32"]["file"]).write_bytes(b"truncated")
     double.calls.clear()
     build(tmp_path, double, manifest=manifest, graphs=("guide",))
-    assert [c[1] for c in double.calls if c[0] == "builder.build_serialized_network"] == ["guide"]
+    assert [c[1] for c in double.calls if c[0] == "EngineBytesFromNetwork"] == ["guide"]
 
 
 def test_timing_cache_is_kept_on_disk_and_reused(tmp_path):
@@ -435,15 +246,14 @@ def test_timing_cache_is_kept_on_disk_and_reused(tmp_path):
     build(tmp_path, double, graphs=("decode", "guide"))
     cache = timing_cache_path(tmp_path, H100)
     assert cache.name == "timing-trt11.4.0.106-nvidia-h100-80gb-hbm3-sm9.0.cache"
-    loads = [c[1] for c in double.calls if c[0] == "config.create_timing_cache"]
-    assert loads == [b"", b"+t"]  # the second build starts from what the first saved
+    loads = [c[1]["load_timing_cache"] for c in double.calls if c[0] == "CreateConfig"]
+    assert loads == [None, str(cache)]  # the second build starts from what the first saved
+    assert [c[2] for c in double.calls if c[0] == "EngineBytesFromNetwork"] == [str(cache)] * 2  # polygraphy appends to it
     assert cache.read_bytes() == b"+t+t"
-    cache.write_bytes(b"foreign cache")
     double.calls.clear()
     build(tmp_path, double, graphs=("flow",), optimization_level=5, workspace_bytes=1 << 30)
-    assert [c[3] for c in double.calls if c[0] == "config.set_timing_cache"] == [False, True]  # refused, then a fresh one
-    assert ("config.set_memory_pool_limit", "WORKSPACE", 1 << 30) in double.calls
-    assert ("config.builder_optimization_level", 5) in double.calls
+    (config,) = [c[1] for c in double.calls if c[0] == "CreateConfig"]
+    assert config["memory_pool_limits"] == {"WORKSPACE": 1 << 30} and config["builder_optimization_level"] == 5
 
 
 def test_precision_plans_pick_typed_graphs(tmp_path):
@@ -457,22 +267,27 @@ def test_precision_plans_pick_typed_graphs(tmp_path):
     assert sorted(engines) == ["decode.fp32", "denoise.fp16", "flow.fp32", "guide.fp32"]
     record = engines["denoise.fp16"]
     assert record["onnx_file"] == "denoise.fp16.onnx" and record["onnx_source_sha256"] == manifest["graphs"]["denoise"]["sha256"]
-    assert ("parser.parse_from_file", "denoise.fp16.onnx") in double.calls
+    assert ("NetworkFromOnnxPath", "denoise.fp16.onnx", False) in double.calls
     with pytest.raises(ManifestError, match="has no fp16 flow graph to build an engine from; run svsr-export --precision fp16"):
         build(tmp_path, double, precision="fp16", manifest=manifest)
     with pytest.raises(InputError, match="precision 'int8'"):
         build(tmp_path, double, precision="int8", manifest=manifest)
 
 
-def test_lean_builds_are_version_compatible_plans_without_the_lean_runtime(tmp_path):
+def test_lean_builds_are_version_compatible_plans_without_the_lean_runtime(tmp_path, monkeypatch):
+    from svsr.device import tensorrt as trt_device
+
+    monkeypatch.setattr(trt_device, "lean_library_path", lambda version: "/libs/libnvinfer_lean.so.11")
     double = RecordingTrtBuilderDouble()
     normal, _, manifest = build(tmp_path, double, graphs=("decode", "guide"))
-    assert not [c for c in double.calls if c[0] in ("config.set_flag", "runtime.engine_host_code_allowed")]
+    assert not [c for c in double.calls if c[0] in ("runtime.load_runtime", "runtime.engine_host_code_allowed")]
+    assert not any(c[1]["version_compatible"] for c in double.calls if c[0] == "CreateConfig")
     assert "version_compatible" not in normal["decode.fp32"] and "lean" not in normal["decode.fp32"]
     double.calls.clear()
     lean, messages, _ = build(tmp_path, double, graphs=("decode", "guide"), lean=True)
-    # both flags on every build's config, in this order; the plan carries them
-    assert [c[1] for c in double.calls if c[0] == "config.set_flag"] == ["VERSION_COMPATIBLE", "EXCLUDE_LEAN_RUNTIME"] * 2
+    # both flags on every build's config; the plan carries them
+    configs = [c[1] for c in double.calls if c[0] == "CreateConfig"]
+    assert [(c["version_compatible"], c["exclude_lean_runtime"]) for c in configs] == [(True, True)] * 2
     for g in ("decode", "guide"):
         record = lean[f"{g}.fp32"]
         assert record["version_compatible"] is True and record["lean"] is True
@@ -482,14 +297,19 @@ def test_lean_builds_are_version_compatible_plans_without_the_lean_runtime(tmp_p
         # the cache key (and so the plan file) tells lean plans from normal ones; both stay cached
         assert record["cache_key"] != normal[f"{g}.fp32"]["cache_key"] and record["file"] != normal[f"{g}.fp32"]["file"]
         assert (tmp_path / normal[f"{g}.fp32"]["file"]).exists()
-    # the scratch probe deserialises the plan with host code allowed (TensorRT refuses it otherwise)
-    assert [c for c in double.calls if c[0] == "runtime.engine_host_code_allowed"] == [("runtime.engine_host_code_allowed", True)] * 2
+    # the scratch probe deserialises the plan as it will run: through the lean runtime the full library loads
+    # (as trtexec does for --excludeLeanRuntime plans), with host code allowed; never the plain full runtime
+    probes = [c for c in double.calls if c[0].startswith("runtime.")]
+    assert probes == [
+        ("runtime.load_runtime", "/libs/libnvinfer_lean.so.11"), ("runtime.engine_host_code_allowed", True),
+        ("runtime.deserialize_cuda_engine", "/libs/libnvinfer_lean.so.11"),
+    ] * 2  # fmt: skip
     assert "lean-runtime (version-compatible) engines for" in messages[0]
     # a lean rebuild reuses the lean plans, a normal one the normal plans
     manifest["engines"] = lean
     double.calls.clear()
     again, messages, _ = build(tmp_path, double, manifest=manifest, graphs=("decode", "guide"), lean=True)
-    assert again == lean and not [c for c in double.calls if c[0] == "builder.build_serialized_network"]
+    assert again == lean and not [c for c in double.calls if c[0] == "EngineBytesFromNetwork"]
     back, _, _ = build(tmp_path, double, manifest=manifest, graphs=("decode",))
     assert back["decode.fp32"] == normal["decode.fp32"] and back["guide.fp32"] == lean["guide.fp32"]
     # the key itself: same inputs, lean options -> another key
@@ -500,13 +320,14 @@ def test_lean_builds_are_version_compatible_plans_without_the_lean_runtime(tmp_p
 def test_lean_builder_flags_exist_in_the_real_tensorrt_wheels():
     """VERSION_COMPATIBLE / EXCLUDE_LEAN_RUNTIME / set_flag in the full builder's string table, and the lean runtime's names by import."""
     assert TRT_BUILDER_API["BuilderFlag"] == builder_mod.LEAN_BUILDER_FLAGS == ("VERSION_COMPATIBLE", "EXCLUDE_LEAN_RUNTIME")
-    assert "set_flag" in TRT_BUILDER_API["IBuilderConfig"] and "engine_host_code_allowed" in TRT_BUILDER_API["Runtime"]
+    assert {"engine_host_code_allowed", "load_runtime"} <= set(TRT_BUILDER_API["Runtime"])
+    assert {"version_compatible", "exclude_lean_runtime"} <= set(POLYGRAPHY_API["CreateConfig"])  # polygraphy sets the flags
     spec = importlib.util.find_spec("tensorrt_bindings")
     if spec is not None and spec.submodule_search_locations:
         so = next(Path(next(iter(spec.submodule_search_locations))).glob("tensorrt*.so"), None)
         if so is not None:
             table = so.read_bytes()
-            missing = [n for n in ("BuilderFlag", "VERSION_COMPATIBLE", "EXCLUDE_LEAN_RUNTIME", "set_flag", "engine_host_code_allowed") if n.encode() + b"\0" not in table]
+            missing = [n for n in ("BuilderFlag", "VERSION_COMPATIBLE", "EXCLUDE_LEAN_RUNTIME", "load_runtime", "engine_host_code_allowed") if n.encode() + b"\0" not in table]
             assert not missing, f"not in {so.name}: {missing}"
     lean = pytest.importorskip("tensorrt_lean_bindings", reason="install tensorrt-lean-cu13-bindings and tensorrt-lean-cu13-libs (dev extra)")
     for flag in builder_mod.LEAN_BUILDER_FLAGS:
@@ -523,7 +344,7 @@ def test_unusable_tensorrt_and_failed_builds_say_why(tmp_path):
     manifest = synthetic_manifest(tmp_path)
     (tmp_path / "flow.onnx").write_text("bad onnx")
     manifest["graphs"]["flow"]["sha256"] = sha256_file(tmp_path / "flow.onnx")
-    with pytest.raises(EngineBuildError, match="could not parse .*flow.onnx \\(node Foo: unsupported op; node Bar: bad attribute\\)"):
+    with pytest.raises(EngineBuildError, match="could not parse .*flow.onnx \\(.*node Foo: unsupported op; node Bar: bad attribute.*check it with svsr-export --check-trt"):
         build(tmp_path, RecordingTrtBuilderDouble(), manifest=manifest)
     double = RecordingTrtBuilderDouble()
     double.fail_build = True
@@ -553,7 +374,9 @@ def test_build_availability_reason_without_tensorrt():
 
 
 def test_no_weak_typing_flags_anywhere():
-    for path in [*sorted((REPO / "svsr" / "engines").glob("*.py")), REPO / "svsr" / "runtime" / "trt_backend.py"]:
+    paths = [*sorted((REPO / "svsr" / "engines").glob("*.py")), *sorted((REPO / "svsr" / "runtime" / "sampling").glob("trt_*.py"))]
+    assert len(paths) >= 8
+    for path in paths:
         source = path.read_text()
         for flag in builder_mod.FORBIDDEN_WEAK_TYPING:
             hits = [line for line in source.splitlines() if flag in line and "FORBIDDEN_WEAK_TYPING" not in line and not line.strip().startswith('"')]
@@ -563,6 +386,28 @@ def test_no_weak_typing_flags_anywhere():
         flags = re.findall(r"set_flag\(([^)]*)\)", source)
         assert all(f in {f"trt.BuilderFlag.{name}" for name in builder_mod.LEAN_BUILDER_FLAGS} for f in flags), flags
         assert not re.search(r"\.flags\s*[|]?=", source), f"{path.name} sets builder flags as a bitmask"
+        # polygraphy's CreateConfig sets precision flags from keyword arguments: never passed
+        assert not re.search(r"\b(fp16|bf16|int8|fp8|tf32)\s*=", source), f"{path.name} asks polygraphy for a precision flag"
+
+
+def test_the_polygraphy_arguments_exist_in_the_installed_polygraphy():
+    """What svsr passes to polygraphy's loaders, against the installed package's own signatures."""
+    import inspect
+
+    loaders = pytest.importorskip("polygraphy.backend.trt", reason="polygraphy is not installed")
+    from polygraphy.backend.trt.config import _CreateConfigCommon
+
+    for owner, arguments in POLYGRAPHY_API.items():
+        target = getattr(loaders, owner)
+        if owner == "Profile":
+            missing = [a for a in arguments if not hasattr(target, a)]
+            assert set(inspect.signature(target.add).parameters) >= {"name", "min", "opt", "max"}
+        else:
+            parameters = set(inspect.signature(target.__init__).parameters)
+            if owner == "CreateConfig":
+                parameters |= set(inspect.signature(_CreateConfigCommon.__init__).parameters)
+            missing = [a for a in arguments if a not in parameters]
+        assert not missing, f"polygraphy {owner} has no {missing}"
 
 
 # -- the names used exist in the real TensorRT 11 wheels ------------------------------------------

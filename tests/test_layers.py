@@ -15,7 +15,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "svsr"
 LAYERS = ("svsr.engines", "svsr.export", "svsr.reference", "svsr.runtime", "svsr.api")
-CLI_TOOLS = ("svsr/cli.py", "svsr/cli_options.py", "svsr/doctor.py", "svsr/bench.py")
+CLI_TOOLS = ("svsr/cli.py", "svsr/cli_options.py", "svsr/doctor.py", "svsr/bench.py", "svsr/checks", "svsr/evaluate.py")
 RUNTIME_ROOMS = ("sampling", "video", "jobs")
 
 # folder -> import prefixes its modules must never use, directly or through svsr modules they import
@@ -25,6 +25,7 @@ FORBIDDEN = {
     "contract": ("svsr.runtime", "svsr.engines", "svsr.export", "svsr.reference", "svsr.device", "svsr.api", "svsr.cli", "svsr.bench", "svsr.sample_clip", "torch", "cuda", "tensorrt"),
     "device": ("svsr.runtime", "svsr.engines", "svsr.export", "svsr.reference", "svsr.api", "svsr.cli"),
     "reference": ("svsr.runtime", "svsr.engines", "svsr.export", "svsr.api", "svsr.cli", "svsr.bench"),
+    "quality": ("svsr.engines", "svsr.export", "svsr.reference", "svsr.api", "svsr.cli"),
 }
 
 
@@ -139,9 +140,9 @@ def test_the_scan_catches_a_forbidden_import(tmp_path, monkeypatch):
         reachable.cache_clear()
 
 
-def test_runtime_imports_no_torch_at_import_time():
-    """Lazily (the torch noise source on the device floor) is allowed; at import time it is not."""
-    for path in sorted((PACKAGE / "runtime").rglob("*.py")):
+def test_runtime_and_quality_import_no_torch_at_import_time():
+    """Lazily (the torch noise source on the device floor, LPIPS) is allowed; at import time it is not."""
+    for path in sorted([*(PACKAGE / "runtime").rglob("*.py"), *(PACKAGE / "quality").rglob("*.py")]):
         bad = [f"{module} via {via}" for module, via in reachable(path, True) if module.split(".")[0] in ("torch", "torchvision", "diffusers")]
         assert bad == [], f"{path.relative_to(PACKAGE.parent)} imports torch at import time: {bad}"
 
@@ -182,4 +183,22 @@ def test_no_module_imports_another_modules_private_names():
                 private = [a.name for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
                 if private:
                     found.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} imports {private} from {node.module}")
+    assert found == []
+
+
+def test_cli_tools_go_through_the_python_api_only():
+    """svsr-export, svsr-run, svsr-bench and svsr-doctor (and the doctor's checks) reach no layer but
+    through svsr.api: nothing under runtime, engines, export or reference, lazily neither."""
+    paths = []
+    for tool in CLI_TOOLS:
+        where = PACKAGE.parent / tool
+        paths += sorted(where.rglob("*.py")) if where.is_dir() else [where]
+    assert all(p.is_file() for p in paths) and len(paths) >= len(CLI_TOOLS)
+    layers = (["svsr", "runtime"], ["svsr", "engines"], ["svsr", "export"], ["svsr", "reference"])
+    found = [
+        f"{path.relative_to(PACKAGE.parent)} reaches {module} (via {via})"
+        for path in paths
+        for module, via in sorted(reachable(path))
+        if module.split(".")[:2] in layers
+    ]
     assert found == []

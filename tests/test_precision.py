@@ -556,7 +556,7 @@ def test_svsr_run_per_graph_precision_overrides(typed_build):
     precision = Precision.from_flags(args.precision, args.vae_precision, args.flow_precision)
     mapping = precision.per_graph()
     assert mapping == {"flow": "fp16", "denoise": "fp16", "guide": "bf16", "decode": "bf16"}
-    sampler, _ = open_sampler(typed_build.dir, backend="ort", precision=precision)
+    sampler = open_sampler(typed_build.dir, backend="ort", precision=precision)
     assert sampler.backend.precisions == mapping
     args = run_parser().parse_args(["in.mp4", "--flow-precision", "fp16"])
     with pytest.raises(InputError, match="fixed precision"):

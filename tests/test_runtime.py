@@ -14,6 +14,7 @@ from svsr.cli import export_main, run_main
 from svsr.contract.manifest import load_manifest
 from svsr.contract.noise import NumpyNoise
 from svsr.device.noise import TorchNoise
+from svsr.runtime.sampling import Backend
 from svsr.runtime.sampling.ort_backend import OrtBackend
 from svsr.runtime.sampling.sampler import Sampler
 from svsr.runtime.video.write import FrameWriter
@@ -95,11 +96,11 @@ def test_numpy_noise_is_seeded(sampler):
     assert max(np.abs(x - z).max() for x, z in zip(a, c)) > 1e-3
 
 
-class RecordingBackendDouble:
-    """Test double: wraps a real backend and records every call the sampler makes (not a backend itself)."""
+class RecordingBackendDouble(Backend):
+    """Test double: wraps a real backend and records every call the sampler makes (prepare and launch: the base's defaults)."""
 
     def __init__(self, inner):
-        self.inner, self.name, self.calls = inner, "recording", []
+        self.inner, self.name, self.device, self.calls = inner, "recording", inner.device, []
 
     def allocate(self, label, shape, dtype="float32", host_io=True):
         self.calls.append(("allocate", label))
@@ -310,7 +311,7 @@ from svsr.contract.manifest import load_manifest
 from svsr.runtime.sampling.backend_choice import open_sampler
 from svsr.contract.noise import NumpyNoise
 import numpy as np
-sampler, label = open_sampler({str(build)!r}, backend="ort")
+sampler = open_sampler({str(build)!r}, backend="ort")
 out = sampler.upscale([np.zeros((32, 32, 3), np.uint8)] * 2, num_inference_steps=1, noise=NumpyNoise(0))
 assert out[0].shape == (128, 128, 3)
 bad = sorted(m for m in sys.modules if m == "torch" or m.startswith("torch.") or m.startswith("diffusers"))

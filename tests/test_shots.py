@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 import svsr
+from svsr.runtime.sampling import Backend
 from svsr.runtime.sampling.sampler import to_model_input
 from svsr.runtime.jobs.shots import CutDetector, shots_from_cuts
 from svsr.runtime.video.read import FrameReader
@@ -71,11 +72,11 @@ def test_one_scene_has_no_cut():
     assert detector.cuts() == []
 
 
-class FlowRecorderDouble:
-    """Test double around a real backend: notes which LR frames each flow run compares."""
+class FlowRecorderDouble(Backend):
+    """Test double around a real backend: notes which LR frames each flow run compares (prepare and launch: the base's defaults)."""
 
     def __init__(self, inner):
-        self.inner, self.name = inner, inner.name
+        self.inner, self.name, self.device = inner, inner.name, inner.device
         self.contents: dict[int, bytes] = {}
         self.flow_pairs: list[tuple[bytes, bytes]] = []
         self.denoise_runs = 0

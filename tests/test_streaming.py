@@ -203,6 +203,6 @@ def test_a_disk_that_fills_up_mid_run_is_one_sentence_with_the_space_needed(ort_
         return real_pwrite(fd, data, offset)
 
     monkeypatch.setattr(os, "pwrite", filling_disk)
-    with pytest.raises(InputError, match=r"is full .* needs up to \d+ MiB there: free space or choose --work-dir"):
+    with pytest.raises(InputError, match=r"is full .* needs up to \d+ MiB there: free space or choose work_dir='DIR'"):  # the API's spelling
         ort_upscaler.upscale_video(source, tmp_path / "out", num_inference_steps=1, host_memory="1M")
     assert not (tmp_path / "out").exists()

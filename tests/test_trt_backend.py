@@ -26,14 +26,14 @@ import pytest
 
 from svsr.device import cuda as cuda_api
 from svsr.device.cuda import CudaApi, CudaError
-from svsr.contract.engine_records import BuildEnvironment, cache_key, make_record, plan_filename
+from svsr.contract.engine_records import BuildEnvironment
 from svsr.contract.errors import InputError, ManifestError
 from svsr.contract.frames import validate_clip
-from svsr.contract.graphs import GRAPH_NAMES, GRAPHS, concrete_shape
-from svsr.contract.manifest import sha256_file, validate_manifest
+from svsr.contract.graphs import GRAPH_NAMES, GRAPHS
+from svsr.contract.manifest import sha256_file
 from svsr.contract.noise import NumpyNoise
 from svsr.contract.profiles import Profile
-from svsr.runtime.sampling import trt_backend as trt_backend_mod
+from svsr.runtime.sampling import trt_plans as trt_plans_mod
 from svsr.runtime.sampling.clip_store import ClipStore, StoreLayout
 from svsr.runtime.sampling.memory_plan import (
     BASE_RESERVE,
@@ -49,495 +49,28 @@ from svsr.runtime.sampling.memory_plan import (
     slot_buffers,
 )
 from svsr.runtime.sampling.sampler import Sampler
-from svsr.runtime.sampling.trt_backend import TRT_RUNTIME_API, ProgramBindingError, TrtBackend, hash_sidecar, open_trt_backend
+from svsr.runtime.sampling.trt_backend import TRT_RUNTIME_API, ProgramBindingError, TrtBackend, open_trt_backend
+from svsr.runtime.sampling.trt_plans import hash_sidecar
+from tests.support.trt import (
+    H100,
+    NEED_PER_PIXEL,
+    PLANS,
+    PROFILE_MAX_SCRATCH,
+    SCRATCH,
+    ContextTestDouble,
+    CudaTestDouble,
+    EngineTestDouble,
+    NumpyKernelsBackendDouble,
+    RecordingTrtCudaDouble,
+    k_decode,
+    synthetic_manifest,
+    write_engines,
+)
 from tests.conftest import random_frames
 
-H100 = BuildEnvironment("11.4.0.106", "NVIDIA H100 80GB HBM3", "9.0")
-SCRATCH = {"flow": 3000, "denoise": 5000, "guide": 4000, "decode": 1000}  # the double's scratch need: this + NEED_PER_PIXEL * h * w
-NEED_PER_PIXEL = {"flow": 2, "denoise": 1, "guide": 3, "decode": 1}
-PROFILE_MAX_SCRATCH = 1 << 30  # what a context would need at the largest size of a dynamic profile (never asked for)
+# The names tests/test_doctor.py imports from here (until it imports tests.support.trt).
+FakeEngine, NumpyBackend = EngineTestDouble, NumpyKernelsBackendDouble
 
-
-# -- a manifest without files (the runtime only needs the scheduler and the graph list) -----------
-def synthetic_manifest(build_dir: Path | None = None) -> dict[str, Any]:
-    betas = np.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=np.float64) ** 2
-    alphas_cumprod = np.cumprod(1.0 - betas)
-    graphs = {}
-    for name in GRAPH_NAMES:
-        file = f"{name}.onnx"
-        sha = "0" * 64
-        if build_dir is not None:
-            (build_dir / file).write_bytes(f"onnx {name}".encode())
-            sha = sha256_file(build_dir / file)
-        spec = GRAPHS[name]
-        graphs[name] = {
-            "file": file,
-            "sha256": sha,
-            "inputs": [{"name": t.name, "dtype": t.dtype, "shape": list(t.shape)} for t in spec.inputs],
-            "outputs": [{"name": t.name, "dtype": t.dtype, "shape": list(t.shape)} for t in spec.outputs],
-            "flops": {"per_call": 1, "lr_height": 32, "lr_width": 32},
-        }
-    manifest = {
-        "schema_version": 1,
-        "checkpoint": {"fingerprint": "f" * 16, "source": "/ckpt/tiny", "preset": None},
-        "exporter": {"opset": 17, "method": "test"},
-        "graphs": graphs,
-        "scheduler": {
-            "config": {"num_train_timesteps": 1000, "prediction_type": "epsilon", "timestep_spacing": "leading", "steps_offset": 1},
-            "alphas_cumprod": alphas_cumprod.tolist(),
-        },
-        "vae_scaling_factor": 0.18215,
-        "latent_channels": 4,
-        "sizes": {"min_side": 32, "pad_multiple": 4, "scale": 4},
-        "engines": {},
-    }
-    return validate_manifest(manifest)
-
-
-# -- tiny numpy "engines": deterministic, and sensitive to every input ---------------------------
-def _up4(x: np.ndarray) -> np.ndarray:
-    return np.repeat(np.repeat(x, 4, axis=2), 4, axis=3)
-
-
-def k_flow(frame, previous):
-    return {"flow": _up4((frame - previous)[:, :2])}
-
-
-def k_guide(x0, flow):
-    return {"guidance": _up4(x0[:, :3]) + np.float32(0.5) * flow.mean(axis=1, keepdims=True)}
-
-
-def k_denoise(z, lr, guidance, tcm_scale, timestep, step_coeffs, noise):
-    c = step_coeffs
-    g = guidance[:, :, ::4, ::4].mean(axis=1, keepdims=True)
-    x0 = z * c[1] + np.float32(0.1) * lr.mean(axis=1, keepdims=True) + tcm_scale[0] * np.float32(0.2) * g + timestep[0] * np.float32(1e-3)
-    z_prev = x0 * c[2] + z * c[3] + noise * c[4]
-    return {"z_prev": z_prev.astype(np.float32), "x0": x0.astype(np.float32)}
-
-
-def k_decode(z):
-    return {"rgb": np.clip(_up4(z[:, :3]) * np.float32(0.5) + np.float32(0.5), 0, 1)}
-
-
-KERNELS: dict[str, Callable[..., dict[str, np.ndarray]]] = {"flow": k_flow, "guide": k_guide, "denoise": k_denoise, "decode": k_decode}
-
-
-class NumpyBackend:
-    """The same kernels run directly on host arrays: what the TensorRT path must reproduce."""
-
-    name = "numpy"
-
-    def allocate(self, label, shape, dtype="float32", host_io=True):
-        return np.zeros(tuple(shape), dtype)
-
-    def upload(self, buffer, array):
-        buffer[...] = array
-
-    def download(self, buffer):
-        return buffer.copy()
-
-    def run(self, graph, inputs, outputs):
-        for name, value in KERNELS[graph](**inputs).items():
-            outputs[name][...] = value
-
-    def synchronize(self):
-        pass
-
-    def close(self):
-        pass
-
-
-# -- the recording test double of TensorRT + CUDA -------------------------------------------------
-class RecordingTrtCudaDouble:
-    """Test double (not TensorRT, not CUDA): records every call the backend makes and emulates their effect.
-
-    ``self.trt`` has the TensorRT runtime names the backend may use, ``self.cuda`` the methods of
-    svsr.device.cuda.CudaApi. Device and pinned memory are numpy byte arrays (fresh device
-    memory is filled with garbage, like cudaMalloc's). Work enqueued on a stream waits in that
-    stream's queue: streams in ``self.eager`` run it at once (as far as their event waits allow),
-    the others only when forced (event or stream synchronisation, another stream waiting on one of
-    their events, a free, which synchronises the device as cudaFree does). Work enqueued on a
-    capturing stream goes into the capture and runs on each graph launch. ``fail`` makes one stage
-    of a capture fail: "begin", "enqueue" (execute_async_v3 returns False while capturing), "end"
-    (cudaStreamEndCapture reports an error but hands back a graph), "instantiate".
-    """
-
-    def __init__(
-        self, free_bytes: int = 40 * GIB, scratch: dict[str, int] | None = None, dtypes: dict | None = None,
-        context_bytes: int = 0, graph_bytes: int = 0,
-    ) -> None:
-        self.calls: list[tuple] = []
-        self.memory: dict[int, np.ndarray] = {}
-        self.device_sizes: dict[int, int] = {}
-        self.free_bytes = free_bytes
-        self.initial_free = free_bytes
-        self.scratch = scratch or SCRATCH
-        self.dtypes = dtypes or {}
-        self.context_bytes, self.graph_bytes = context_bytes, graph_bytes
-        self.queues: dict[int, list[tuple[str, Any]]] = {}
-        self.eager: set[int] = set()
-        self.capturing: dict[int, list[tuple[str, Any]]] = {}
-        self.invalidated: set[int] = set()
-        self.graphs: dict[int, list[tuple[str, Any]]] = {}
-        self.execs: dict[int, list[tuple[str, Any]]] = {}
-        self.events: dict[int, int | None] = {}
-        self.token_stream: dict[int, int] = {}
-        self.done: set[int] = set()
-        self.streams: set[int] = set()
-        self.contexts: list[ContextRecord] = []
-        self.fail: str | None = None
-        self.max_lr = (1 << 30, 1 << 30)
-        self._draining: set[int] = set()
-        self._next = {"dev": 0x1000_0000, "host": 0x7000_0000, "handle": 1}
-        self.trt = self._make_trt()
-        self.cuda = _FakeCuda(self)
-
-    def log(self, *call) -> None:
-        self.calls.append(call)
-
-    def handle(self) -> int:
-        self._next["handle"] += 1
-        return self._next["handle"]
-
-    def alloc(self, kind: str, nbytes: int) -> int:
-        ptr = self._next[kind]
-        self._next[kind] += aligned(max(nbytes, 1), 512)
-        self.memory[ptr] = np.full(nbytes, 0xAB, np.uint8)
-        return ptr
-
-    def array(self, ptr: int, shape, dtype="float32") -> np.ndarray:
-        return self.memory[ptr].view(dtype).reshape(shape)
-
-    # -- streams: queues with CUDA's ordering rules ---------------------------------------------
-    def enqueue(self, stream: int, item: tuple[str, Any]) -> None:
-        if stream in self.capturing:
-            self.capturing[stream].append(item)
-            return
-        self.queues.setdefault(stream, []).append(item)
-        if stream in self.eager:
-            self.drain(stream)
-
-    def drain(self, stream: int, until: int | None = None) -> None:
-        assert stream not in self._draining, "streams wait on each other: a deadlock"
-        self._draining.add(stream)
-        try:
-            queue = self.queues.setdefault(stream, [])
-            while queue:
-                kind, payload = queue[0]
-                if kind == "wait":
-                    self.run_until(payload)
-                elif kind == "op":
-                    payload()
-                else:  # record
-                    self.done.add(payload)
-                queue.pop(0)
-                if kind == "record" and payload == until:
-                    return
-        finally:
-            self._draining.discard(stream)
-
-    def run_until(self, token: int) -> None:
-        if token not in self.done:
-            self.drain(self.token_stream[token], until=token)
-
-    def sync_device(self) -> None:
-        for stream in list(self.queues):
-            self.drain(stream)
-
-    def _make_trt(self) -> Any:
-        double = self
-        trt = types.SimpleNamespace(__version__="11.4.0.106")
-        trt.ExecutionContextAllocationStrategy = types.SimpleNamespace(STATIC="STATIC", USER_MANAGED="USER_MANAGED")
-        trt.TensorIOMode = types.SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT")
-        trt.DataType = types.SimpleNamespace(FLOAT="FLOAT", HALF="HALF", BF16="BF16", INT32="INT32", INT64="INT64")
-
-        class Logger:
-            WARNING = "WARNING"
-
-            def __init__(self, severity):
-                double.log("trt.Logger", severity)
-
-        class Runtime:
-            def __init__(self, logger):
-                double.log("trt.Runtime")
-
-            def deserialize_cuda_engine(self, plan):
-                graph = plan.decode().split()[1]
-                double.log("runtime.deserialize_cuda_engine", graph)
-                return FakeEngine(double, graph)
-
-        trt.Logger, trt.Runtime = Logger, Runtime
-        return trt
-
-
-class FakeEngine:
-    """ICudaEngine of the double: only the attributes listed in TRT_RUNTIME_API['ICudaEngine']."""
-
-    def __init__(self, double: RecordingTrtCudaDouble, graph: str) -> None:
-        self._d, self._graph = double, graph
-        spec = GRAPHS[graph]
-        self._io = [(t.name, "INPUT") for t in spec.inputs] + [(t.name, "OUTPUT") for t in spec.outputs]
-
-    @property
-    def num_io_tensors(self):
-        return len(self._io)
-
-    def get_tensor_name(self, i):
-        return self._io[i][0]
-
-    def get_tensor_mode(self, name):
-        return dict(self._io)[name]
-
-    def get_tensor_dtype(self, name):
-        return self._d.dtypes.get((self._graph, name), "FLOAT")
-
-    def create_execution_context(self, strategy):
-        context = FakeContext(self._d, self._graph)
-        self._d.log("engine.create_execution_context", self._graph, strategy, context.id)
-        return context
-
-
-class ContextRecord(types.SimpleNamespace):
-    """What the double remembers of a context after it is gone: id, graph, alive, the methods called (log), addresses."""
-
-
-class FakeContext:
-    """IExecutionContext of the double: only the attributes listed in TRT_RUNTIME_API['IExecutionContext'].
-
-    ``self.rec`` (kept in ``double.contexts``, outliving the context) logs the names of the methods
-    called on this context, in order.
-    """
-
-    def __init__(self, double: RecordingTrtCudaDouble, graph: str) -> None:
-        self._d, self._graph = double, graph
-        self.id = double.handle()
-        self.rec = ContextRecord(id=self.id, graph=graph, alive=True, log=[], addresses={}, executed=False)
-        self.log = self.rec.log
-        self._shapes: dict[str, tuple] = {}
-        self._addr = self.rec.addresses
-        self.scratch: tuple[int, int] | None = None
-        double.free_bytes -= double.context_bytes
-        double.contexts.append(self.rec)
-
-    def __del__(self):
-        self.rec.alive = False
-        self._d.free_bytes += self._d.context_bytes
-        self._d.log("ctx.destroy", self._graph, self.id)
-
-    def _lr(self) -> tuple[int, int, int]:
-        spec = next(t for t in GRAPHS[self._graph].inputs if "height" in t.shape)
-        b, _, h, w = self._shapes[spec.name]
-        return b, h, w
-
-    def set_input_shape(self, name, shape):
-        self.log.append("set_input_shape")
-        self._d.log("ctx.set_input_shape", self._graph, name, tuple(shape), self.id)
-        if len(shape) == 4 and (shape[2] > self._d.max_lr[0] * 4 or shape[3] > self._d.max_lr[1] * 4):
-            return False
-        self._shapes[name] = tuple(shape)
-        return True
-
-    def get_tensor_shape(self, name):
-        self.log.append("get_tensor_shape")
-        self._d.log("ctx.get_tensor_shape", self._graph, name, self.id)
-        b, h, w = self._lr()
-        out = next(t for t in GRAPHS[self._graph].outputs if t.name == name)
-        return concrete_shape(out, b, h, w)
-
-    def update_device_memory_size_for_shapes(self):
-        self.log.append("update_device_memory_size_for_shapes")
-        self._d.log("ctx.update_device_memory_size_for_shapes", self._graph, self.id)
-        _, h, w = self._lr()
-        return self._need(h, w)
-
-    def _need(self, h, w):
-        return self._d.scratch[self._graph] + NEED_PER_PIXEL[self._graph] * h * w
-
-    def set_device_memory(self, ptr, size):
-        self.log.append("set_device_memory")
-        self._d.log("ctx.set_device_memory", self._graph, ptr, size, self.id)
-        self.scratch = (ptr, size)
-
-    def set_tensor_address(self, name, ptr):
-        self.log.append("set_tensor_address")
-        self._d.log("ctx.set_tensor_address", self._graph, name, ptr, self.id)
-        self._addr[name] = ptr
-        return True
-
-    def execute_async_v3(self, stream):
-        d = self._d
-        self.log.append("execute_async_v3")
-        d.log("ctx.execute_async_v3", self._graph, stream, self.id)
-        self.rec.executed = True
-        if d.fail == "enqueue" and stream in d.capturing:
-            return False
-        b, h, w = self._lr()
-        assert self.scratch is not None and self.scratch[1] >= self._need(h, w), "scratch not set or too small"
-        assert self.scratch[0] in d.memory and d.device_sizes[self.scratch[0]] >= self.scratch[1], "scratch freed"
-        spec = GRAPHS[self._graph]
-        ins = {t.name: (self._addr[t.name], concrete_shape(t, b, h, w)) for t in spec.inputs}
-        outs = {t.name: (self._addr[t.name], concrete_shape(t, b, h, w)) for t in spec.outputs}
-        assert all(p in d.memory for p, _ in [*ins.values(), *outs.values()]), "a tensor address points at freed memory"
-
-        def op():
-            result = KERNELS[self._graph](**{n: d.array(p, s).copy() for n, (p, s) in ins.items()})
-            for n, (p, s) in outs.items():
-                d.array(p, s)[...] = result[n]
-
-        d.enqueue(stream, ("op", op))
-        return True
-
-
-class _FakeCuda:
-    """The CudaApi half of the double (same method names as svsr.device.cuda.CudaApi)."""
-
-    def __init__(self, d: RecordingTrtCudaDouble) -> None:
-        self.d = d
-
-    def device_name(self):
-        return H100.gpu_name
-
-    def compute_capability(self):
-        return H100.compute_capability
-
-    def mem_get_info(self):
-        self.d.log("cuda.mem_get_info")
-        return self.d.free_bytes, 80 * GIB
-
-    def malloc(self, nbytes):
-        ptr = self.d.alloc("dev", nbytes)
-        self.d.device_sizes[ptr] = nbytes
-        self.d.free_bytes -= aligned(nbytes, 512)
-        self.d.log("cuda.malloc", nbytes, ptr)
-        return ptr
-
-    def free(self, ptr):
-        self.d.log("cuda.free", ptr)
-        self.d.sync_device()  # cudaFree synchronises the device
-        del self.d.memory[ptr]
-        self.d.free_bytes += aligned(self.d.device_sizes.pop(ptr), 512)
-
-    def malloc_host(self, nbytes):
-        ptr = self.d.alloc("host", nbytes)
-        self.d.log("cuda.malloc_host", nbytes, ptr)
-        return ptr
-
-    def free_host(self, ptr):
-        self.d.log("cuda.free_host", ptr)
-        self.d.sync_device()
-        del self.d.memory[ptr]
-
-    def host_view(self, ptr, nbytes):
-        return self.d.memory[ptr][:nbytes]
-
-    def memset_async(self, ptr, value, nbytes, stream):
-        self.d.log("cuda.memset_async", ptr, value, nbytes, stream)
-        self.d.enqueue(stream, ("op", lambda: self.d.memory[ptr][:nbytes].fill(value)))
-
-    def memcpy_htod_async(self, dst, src, nbytes, stream):
-        self.d.log("cuda.memcpy_htod_async", dst, src, nbytes, stream)
-        self.d.enqueue(stream, ("op", lambda: self.d.memory[dst].__setitem__(slice(0, nbytes), self.d.memory[src][:nbytes])))
-
-    def memcpy_dtoh_async(self, dst, src, nbytes, stream):
-        self.d.log("cuda.memcpy_dtoh_async", dst, src, nbytes, stream)
-        self.d.enqueue(stream, ("op", lambda: self.d.memory[dst].__setitem__(slice(0, nbytes), self.d.memory[src][:nbytes])))
-
-    def stream_create(self):
-        s = self.d.handle()
-        self.d.streams.add(s)
-        self.d.log("cuda.stream_create", s)
-        return s
-
-    def stream_destroy(self, stream):
-        self.d.log("cuda.stream_destroy", stream)
-        self.d.drain(stream)
-        self.d.streams.remove(stream)
-
-    def stream_synchronize(self, stream):
-        self.d.log("cuda.stream_synchronize", stream)
-        if stream in self.d.capturing:  # not allowed while capturing: the capture is invalidated
-            self.d.invalidated.add(stream)
-            raise CudaError("CUDA call cudaStreamSynchronize failed with cudaErrorStreamCaptureUnsupported (test double).")
-        self.d.drain(stream)
-
-    def event_create(self):
-        e = self.d.handle()
-        self.d.events[e] = None
-        self.d.log("cuda.event_create", e)
-        return e
-
-    def event_destroy(self, event):
-        self.d.log("cuda.event_destroy", event)
-        del self.d.events[event]
-
-    def event_record(self, event, stream):
-        self.d.log("cuda.event_record", event, stream)
-        assert stream not in self.d.capturing, "the backend records events only outside captures"
-        token = self.d.handle()
-        self.d.events[event] = token
-        self.d.token_stream[token] = stream
-        self.d.enqueue(stream, ("record", token))
-
-    def event_synchronize(self, event):
-        self.d.log("cuda.event_synchronize", event)
-        token = self.d.events[event]
-        if token is not None:
-            self.d.run_until(token)
-
-    def stream_wait_event(self, stream, event):
-        self.d.log("cuda.stream_wait_event", stream, event)
-        if stream in self.d.capturing:  # an event from outside the capture: CUDA refuses it
-            raise CudaError("CUDA call cudaStreamWaitEvent failed with cudaErrorStreamCaptureIsolation (test double).")
-        token = self.d.events[event]
-        if token is not None:
-            self.d.enqueue(stream, ("wait", token))
-
-    def begin_capture(self, stream):
-        self.d.log("cuda.begin_capture", stream)
-        if self.d.fail == "begin":
-            raise CudaError("CUDA call cudaStreamBeginCapture failed with cudaErrorStreamCaptureUnsupported (test double).")
-        assert stream not in self.d.capturing
-        self.d.capturing[stream] = []
-
-    def try_end_capture(self, stream):
-        ops = self.d.capturing.pop(stream)
-        if stream in self.d.invalidated:
-            self.d.invalidated.discard(stream)
-            self.d.log("cuda.try_end_capture", stream, 0)
-            return 0, CudaError("CUDA call cudaStreamEndCapture failed with cudaErrorStreamCaptureInvalidated (test double).")
-        g = self.d.handle()
-        self.d.graphs[g] = ops
-        self.d.log("cuda.try_end_capture", stream, g)
-        if self.d.fail == "end":
-            return g, CudaError("CUDA call cudaStreamEndCapture failed with cudaErrorStreamCaptureUnjoined (test double).")
-        return g, None
-
-    def graph_instantiate(self, graph):
-        if self.d.fail == "instantiate":
-            self.d.log("cuda.graph_instantiate", graph, None)
-            raise CudaError("CUDA call cudaGraphInstantiate failed with cudaErrorInvalidValue (test double).")
-        x = self.d.handle()
-        self.d.execs[x] = list(self.d.graphs[graph])
-        self.d.free_bytes -= self.d.graph_bytes
-        self.d.log("cuda.graph_instantiate", graph, x)
-        return x
-
-    def graph_launch(self, graph_exec, stream):
-        self.d.log("cuda.graph_launch", graph_exec, stream)
-        for item in self.d.execs[graph_exec]:
-            self.d.enqueue(stream, item)
-
-    def graph_destroy(self, graph):
-        self.d.log("cuda.graph_destroy", graph)
-        del self.d.graphs[graph]
-
-    def graph_exec_destroy(self, graph_exec):
-        self.d.log("cuda.graph_exec_destroy", graph_exec)
-        del self.d.execs[graph_exec]
-        self.d.free_bytes += self.d.graph_bytes
-
-
-PLANS = {g: f"plan {g}".encode() for g in GRAPH_NAMES}
 
 
 def make_backend(double: RecordingTrtCudaDouble | None = None, *, first: str = "compute", **kwargs) -> tuple[TrtBackend, RecordingTrtCudaDouble]:
@@ -644,7 +177,7 @@ def test_engines_load_without_contexts_or_device_memory_until_a_size_is_prepared
 def test_results_equal_the_kernels_run_directly_for_clips_of_different_lengths_and_two_sizes(first):
     manifest = synthetic_manifest()
     backend, d = make_backend(first=first)
-    sampler, ref = Sampler(backend, manifest), Sampler(NumpyBackend(), manifest)
+    sampler, ref = Sampler(backend, manifest), Sampler(NumpyKernelsBackendDouble(), manifest)
     clips = [(1, 36, 44), (2, 36, 44), (5, 36, 44), (3, 40, 48), (4, 40, 48), (2, 36, 44)]
     for i, (n, h, w) in enumerate(clips):
         frames = random_frames(n, h, w, seed=i)
@@ -658,11 +191,11 @@ def test_flows_recomputed_per_frame_step_give_the_same_results_with_the_same_bin
     backend, d = make_backend()
     frames = random_frames(4, 36, 44, seed=8)
     got = run_clip_recomputing_flows(Sampler(backend, manifest), frames, 3, tmp_path / "trt")
-    assert_same(got, run_clip_recomputing_flows(Sampler(NumpyBackend(), manifest), frames, 3, tmp_path / "np"))
-    assert_same(run_clip(Sampler(NumpyBackend(), manifest), frames, 3), got)  # recomputed flows = stored flows
+    assert_same(got, run_clip_recomputing_flows(Sampler(NumpyKernelsBackendDouble(), manifest), frames, 3, tmp_path / "np"))
+    assert_same(run_clip(Sampler(NumpyKernelsBackendDouble(), manifest), frames, 3), got)  # recomputed flows = stored flows
     overhead = backend.measured_overhead_bytes()
     assert (overhead["contexts"], overhead["programs"]) == binding_counts(manifest)
-    assert sorted(backend._programs) == ["step0-first", "step0-tcm-flow", "step1-tcm-flow"]
+    assert backend.capture_report()["captured_keys"] == ["step0-first", "step0-tcm-flow", "step1-tcm-flow"]
 
 
 def test_each_context_is_bound_once_when_made_and_never_re_pointed():
@@ -755,11 +288,14 @@ def test_a_steady_frame_step_is_uploads_one_replay_and_one_download():
     main, copy = backend.stream, backend.copy_stream
     steps = frame_steps(d.calls[mark:], main)
     assert len(steps) == 7
-    for step in steps[:3]:  # inside the first sweep
-        kinds = {c[0] for c in step}
-        assert kinds <= {"cuda.graph_launch", "cuda.event_record", "cuda.stream_wait_event", "cuda.memcpy_htod_async", "cuda.memcpy_dtoh_async", "cuda.event_synchronize"}
-        assert [c[-1] for c in names(step, "cuda.memcpy")] == [copy] * 5  # z, lr, noise, flow of the next frame; z_out of this one
-        assert len(names(step, "cuda.event_synchronize")) == 1  # the host waits for this frame's z_out copy only
+    kinds_allowed = {"cuda.graph_launch", "cuda.event_record", "cuda.stream_wait_event", "cuda.memcpy_htod_async", "cuda.memcpy_dtoh_async", "cuda.event_synchronize"}
+    # the first frame-step of a sweep fills the pipeline: the next frame's uploads, no download yet
+    assert {c[0] for c in steps[0]} <= kinds_allowed and [c[-1] for c in names(steps[0], "cuda.memcpy")] == [copy] * 4
+    assert not names(steps[0], "cuda.memcpy_dtoh_async", "cuda.event_synchronize")
+    for step in steps[1:3]:  # inside the first sweep
+        assert {c[0] for c in step} <= kinds_allowed
+        assert [c[-1] for c in names(step, "cuda.memcpy")] == [copy] * 5  # z_out of the previous frame; z, lr, noise, flow of the next frame
+        assert len(names(step, "cuda.event_synchronize")) == 1  # the host waits for the previous frame's z_out copy only
         assert step[0] == ("cuda.graph_launch", step[0][1], main)
 
 
@@ -772,22 +308,24 @@ def test_the_next_frames_upload_overlaps_this_frames_compute():
     run_clip(sampler, random_frames(4, 36, 44, seed=1), 2)
     calls = d.calls[mark:]
     main, copy = backend.stream, backend.copy_stream
-    used = {b.used: b.label for b in backend._buffers.values()}
-    copied = {b.copied: b.label for b in backend._buffers.values()}
-    ptr = {b.ptr: b.label for b in backend._buffers.values()}
+    buffers = backend.buffers().values()
+    used = {b.used: b.label for b in buffers}
+    copied = {b.copied: b.label for b in buffers}
+    ptr = {b.ptr: b.label for b in buffers}
     launches = [i for i, c in enumerate(calls) if c[0] == "cuda.graph_launch"]
     for position in (1, 2):  # frame-steps 1 and 2 of the first sweep: slot sets 1 and 0
         s, other = position % 2, (position + 1) % 2
         step = calls[launches[position] : launches[position + 1]]
         launched_after = [used[c[1]] for c in step if c[0] == "cuda.event_record" and c[2] == main]
         assert set(launched_after) >= {f"z{s}", f"z_out{s}", "x0", f"guidance{s}"}
+        # with this frame queued, the previous frame's z_out (the other slot set) comes back, after its own compute
+        waits = [used[c[2]] for c in step if c[0] == "cuda.stream_wait_event" and c[1] == copy]
+        assert waits[0] == f"z_out{other}" and names(step, "cuda.memcpy_dtoh_async")[0][2] == backend.buffers()[f"z_out{other}"].ptr
+        # then the next frame's state goes into that slot set
         uploads = [ptr[c[1]] for c in names(step, "cuda.memcpy_htod_async")]
         assert uploads == [f"z{other}", f"lr{other}", f"noise{other}", f"flow{other}"]
-        # before overwriting the other slot set, the copy stream waits for the frame-step that last used it (the previous one), not this one
-        waits = [used[c[2]] for c in step if c[0] == "cuda.stream_wait_event" and c[1] == copy]
-        assert set(waits[:-1]) <= set(uploads) and f"z{other}" in waits  # (a buffer this sweep has not used needs no wait)
-        # then this frame's z_out comes back, after its own compute
-        assert waits[-1] == f"z_out{s}" and names(step, "cuda.memcpy_dtoh_async")[0][2] == backend._buffers[f"z_out{s}"].ptr
+        # before overwriting it, the copy stream waits for the frame-step that last used it (the previous one), not this one
+        assert set(waits[1:]) <= set(uploads) and f"z{other}" in waits  # (a buffer this sweep has not used needs no wait)
         # and the next launch waits for exactly those uploads
         assert sorted(copied[c[2]] for c in step if c[0] == "cuda.stream_wait_event" and c[1] == main) == sorted(uploads)
 
@@ -801,11 +339,11 @@ def test_decoded_frames_come_back_while_the_next_decode_runs():
     calls = d.calls[mark:]
     main, copy = backend.stream, backend.copy_stream
     tail = calls[next(i for i, c in enumerate(calls) if c[:2] == ("ctx.execute_async_v3", "decode")) :]
-    buffers = backend._buffers
+    buffers = backend.buffers()
     label = {**{b.used: b.label + ".used" for b in buffers.values()}, **{b.copied: b.label + ".copied" for b in buffers.values()}, **{b.ptr: b.label for b in buffers.values()}}
     wanted = ("ctx.execute_async_v3", "cuda.memcpy_dtoh_async", "cuda.stream_wait_event", "cuda.event_synchronize", "cuda.stream_synchronize")
     shown = [tuple(label.get(x, x) for x in c[:3]) for c in tail if c[0] in wanted and not (c[0] == "cuda.stream_wait_event" and c[1] == main)]
-    download = lambda k: [("cuda.stream_wait_event", copy, f"rgb{k}.used"), ("cuda.memcpy_dtoh_async", backend._buffers[f"rgb{k}"].host, f"rgb{k}"), ("cuda.event_synchronize", f"rgb{k}.copied")]  # noqa: E731
+    download = lambda k: [("cuda.stream_wait_event", copy, f"rgb{k}.used"), ("cuda.memcpy_dtoh_async", backend.buffers()[f"rgb{k}"].host, f"rgb{k}"), ("cuda.event_synchronize", f"rgb{k}.copied")]  # noqa: E731
     decode = ("ctx.execute_async_v3", "decode", main)
     up = lambda k: [("cuda.stream_wait_event", copy, f"decode_z{k}.used")]  # noqa: E731
     assert shown == [
@@ -822,7 +360,7 @@ def test_pinned_staging_is_made_with_each_buffer_and_never_inside_a_step():
     first_compute = next(i for i, c in enumerate(d.calls) if c[0] == "ctx.execute_async_v3")
     device_only = {"x0", "zero_guidance", "guidance0", "guidance1"}  # never copied: no staging (host_io=False)
     assert len(pinned) == len(SLOT_LABELS) - len(device_only) and max(pinned) < first_compute
-    assert sorted(c[1] for c in names(d.calls, "cuda.malloc_host")) == sorted(b.nbytes for b in backend._buffers.values() if b.label not in device_only)
+    assert sorted(c[1] for c in names(d.calls, "cuda.malloc_host")) == sorted(b.nbytes for b in backend.buffers().values() if b.label not in device_only)
 
 
 @pytest.mark.parametrize("sabotage", ["compute_waits_for_uploads", "copies_wait_for_compute"])
@@ -831,16 +369,16 @@ def test_the_double_catches_a_missing_wait(monkeypatch, sabotage):
     manifest = synthetic_manifest()
     if sabotage == "compute_waits_for_uploads":
         backend, d = make_backend(first="compute")
-        monkeypatch.setattr(backend, "_wait_uploads", lambda buffers: None)
+        monkeypatch.setattr(backend.memory, "wait_uploads", lambda buffers: None)
         frames = random_frames(3, 36, 44)
         with pytest.raises(AssertionError):
-            assert_same(run_clip(Sampler(backend, manifest), frames, 2), run_clip(Sampler(NumpyBackend(), manifest), frames, 2))
+            assert_same(run_clip(Sampler(backend, manifest), frames, 2), run_clip(Sampler(NumpyKernelsBackendDouble(), manifest), frames, 2))
         return
     backend, d = make_backend(first="copy")
     z, rgb = backend.allocate("z", (1, 4, 36, 44)), backend.allocate("rgb", (1, 3, 144, 176))
     backend.upload(z, np.full(z.shape, 0.25, np.float32))
     backend.run("decode", {"z": z}, {"rgb": rgb})
-    monkeypatch.setattr(backend, "_copy_after_compute", lambda buf: None)
+    monkeypatch.setattr(backend.memory, "copy_after_compute", lambda buf: None)
     backend.upload(z, np.full(z.shape, -0.75, np.float32))  # lands before the decode read z
     assert not np.array_equal(backend.download(rgb), k_decode(np.full(z.shape, 0.25, np.float32))["rgb"])
 
@@ -860,12 +398,12 @@ def test_replaying_a_program_whose_enqueue_binds_other_buffers_is_an_error():
     calls = iter([0, 1, 0, 1])
     with pytest.raises(ProgramBindingError, match=r"the flaky program's enqueue made launch 0 \(decode\) with other buffers than its dry run \(binds z to z1 instead of z0\)"):
         backend.launch("flaky", lambda: backend.run("decode", {"z": z[next(calls)]}, {"rgb": rgb}))
-    assert not d.capturing and not d.graphs.keys() - {p.graph for p in backend._programs.values() if hasattr(p, "graph")}
+    assert not d.capturing and len(d.graphs) == backend.capture_report()["captured"]  # no graph left behind by the failed attempt
     with pytest.raises(RuntimeError, match="upload inside the nested frame-step program"):
         backend.launch("nested", lambda: backend.upload(z[0], np.zeros(z[0].shape, np.float32)))
 
 
-@pytest.mark.parametrize("stage", ["begin", "enqueue", "end", "instantiate"])
+@pytest.mark.parametrize("stage", ["begin", "enqueue", "end", "last_error", "instantiate"])
 def test_a_failed_capture_destroys_its_graph_and_the_program_runs_eagerly(stage):
     manifest = synthetic_manifest()
     double = RecordingTrtCudaDouble()
@@ -874,7 +412,7 @@ def test_a_failed_capture_destroys_its_graph_and_the_program_runs_eagerly(stage)
     frames = random_frames(3, 36, 44, seed=4)
     with pytest.warns(RuntimeWarning, match="frame-step could not be captured as a CUDA graph"):
         got = run_clip(Sampler(backend, manifest), frames, 4)
-    assert_same(got, run_clip(Sampler(NumpyBackend(), manifest), frames, 4))
+    assert_same(got, run_clip(Sampler(NumpyKernelsBackendDouble(), manifest), frames, 4))
     assert len(names(d.calls, "cuda.begin_capture")) == 3  # tried once per program, then eager
     assert not names(d.calls, "cuda.graph_launch")
     made = [c[2] for c in names(d.calls, "cuda.try_end_capture") if c[2]]
@@ -882,6 +420,101 @@ def test_a_failed_capture_destroys_its_graph_and_the_program_runs_eagerly(stage)
     assert [g for g in made if ("cuda.graph_destroy", g) not in d.calls] == []  # every graph a failed capture made is destroyed
     assert not d.graphs and not d.execs and not d.capturing
     assert backend.measured_overhead_bytes()["programs"] == 0
+    report = backend.capture_report()  # what the doctor FAILs on
+    assert report["captured"] == 0 and report["failed"] == ["step0-first", "step0-tcm", "step1-tcm"]
+    assert sorted(report["reasons"]) == report["failed"] and all(report["reasons"].values())  # why, per key
+
+
+def test_cuda_get_last_error_is_read_after_every_capture():
+    manifest = synthetic_manifest()
+    backend, d = make_backend()
+    run_clip(Sampler(backend, manifest), random_frames(3, 36, 44), 2)
+    ends = [i for i, c in enumerate(d.calls) if c[0] == "cuda.try_end_capture"]
+    instantiates = [i for i, c in enumerate(d.calls) if c[0] == "cuda.graph_instantiate"]
+    checks = [i for i, c in enumerate(d.calls) if c[0] == "cuda.get_last_error"]
+    assert len(ends) == len(checks) == len(instantiates) == 3
+    assert all(end < check < inst for end, check, inst in zip(ends, checks, instantiates))
+    assert backend.capture_report() == {
+        "cuda_graphs": True, "captured": 3, "captured_keys": ["step0-first", "step0-tcm", "step1-tcm"], "failed": [], "reasons": {},
+    }  # fmt: skip
+
+
+def test_a_key_that_failed_to_capture_is_captured_again_after_a_frame_size_change():
+    manifest = synthetic_manifest()
+    double = RecordingTrtCudaDouble()
+    double.fail = "instantiate"
+    backend, d = make_backend(double)
+    sampler = Sampler(backend, manifest)
+    with pytest.warns(RuntimeWarning):
+        run_clip(sampler, random_frames(3, 36, 44), 2)
+    assert backend.capture_report()["failed"] == ["step0-first", "step0-tcm", "step1-tcm"]
+    mark = len(d.calls)
+    run_clip(sampler, random_frames(3, 36, 44), 2)  # the same size: still eager, not tried again
+    assert not names(d.calls[mark:], "cuda.begin_capture")
+    double.fail = None
+    frames = random_frames(3, 40, 48, seed=2)
+    got = run_clip(sampler, frames, 2)  # another size: tried again, and now captured
+    assert_same(got, run_clip(Sampler(NumpyKernelsBackendDouble(), manifest), frames, 2))
+    report = backend.capture_report()
+    assert report["captured"] == 3 and report["failed"] == []
+    assert len(names(d.calls, "cuda.graph_launch")) == 3 * 2 - 3
+
+
+class EventLogBackendDouble(NumpyKernelsBackendDouble):
+    """Test double: the numpy kernels, logging each launch, graph run and download with buffer labels."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, ...]] = []
+        self.labels: dict[int, str] = {}
+
+    def allocate(self, label, shape, dtype="float32", host_io=True):
+        buffer = super().allocate(label, shape, dtype, host_io)
+        self.labels[id(buffer)] = label
+        return buffer
+
+    def launch(self, key, enqueue):
+        self.events.append(("launch", key))
+        enqueue()
+
+    def run(self, graph, inputs, outputs):
+        self.events.append(("run", graph, *(self.labels[id(b)] for b in outputs.values())))
+        super().run(graph, inputs, outputs)
+
+    def download(self, buffer):
+        self.events.append(("download", self.labels[id(buffer)]))
+        return super().download(buffer)
+
+
+@pytest.mark.parametrize("store_flows", [True, False])
+def test_the_next_frame_is_launched_before_this_frames_latent_is_downloaded(tmp_path, store_flows):
+    manifest = synthetic_manifest()
+    log = EventLogBackendDouble()
+    sampler = Sampler(log, manifest)
+    frames = random_frames(4, 36, 44, seed=6)
+    plan = validate_clip(frames)
+    store = ClipStore(sampler.store_layout(len(frames), plan), tmp_path, 1 << 30, store_flows=store_flows)
+    noise = NumpyNoise(1)
+    slots = sampler.slots(plan.padded_height, plan.padded_width)
+    sampler.load_frames(store, frames, plan)
+    sampler.compute_flows(store, slots)
+    flows = [e for e in log.events if e[0] in ("run", "download") and "flow" in e[-1]]
+    if store_flows:  # 3 frame pairs, forward and backward: job j+1 runs before job j's flow comes back
+        assert flows[:3] == [("run", "flow", "flow0"), ("run", "flow", "flow1"), ("download", "flow0")]
+        runs = [i for i, e in enumerate(flows) if e[0] == "run"]
+        downloads = [i for i, e in enumerate(flows) if e[0] == "download"]
+        assert len(runs) == len(downloads) == 6 and all(runs[j + 1] < downloads[j] for j in range(5))
+    else:
+        assert flows == []
+    sampler.initial_latents(store, noise)
+    log.events.clear()
+    sampler.run_step(store, slots, sampler.steps(2)[0], noise)
+    steps = [e for e in log.events if e[0] in ("launch", "download")]
+    launches = [i for i, e in enumerate(steps) if e[0] == "launch"]
+    downloads = [i for i, e in enumerate(steps) if e[0] == "download"]
+    assert len(launches) == len(downloads) == 4
+    assert all(launches[k + 1] < downloads[k] for k in range(3))  # launch of k+1 precedes download of k
+    assert [steps[i][1] for i in downloads] == ["z_out0", "z_out1", "z_out0", "z_out1"]  # z_out double-buffered
+    store.close()
 
 
 def test_the_stream_is_synchronised_between_the_warm_up_and_the_capture():
@@ -900,7 +533,7 @@ def test_without_cuda_graphs_every_frame_step_is_eager():
     manifest = synthetic_manifest()
     backend, d = make_backend(cuda_graphs=False)
     frames = random_frames(3, 36, 44, seed=4)
-    assert_same(run_clip(Sampler(backend, manifest), frames, 3), run_clip(Sampler(NumpyBackend(), manifest), frames, 3))
+    assert_same(run_clip(Sampler(backend, manifest), frames, 3), run_clip(Sampler(NumpyKernelsBackendDouble(), manifest), frames, 3))
     assert not names(d.calls, "cuda.begin_capture")
     assert backend.memory_plan(manifest, 36, 44).programs == 0
 
@@ -936,7 +569,7 @@ def test_a_frame_size_that_does_not_fit_is_refused_before_allocation():
     run_clip(Sampler(backend, manifest), random_frames(2, 36, 44), 2)
     # a second Sampler on the same size counts what the backend already holds (buffers, scratch, contexts, graphs) as available
     again = backend.memory_plan(manifest, 36, 44)
-    double.free_bytes = again.total_bytes - backend._held_bytes() - 1
+    double.free_bytes = again.total_bytes - backend.held_device_bytes() - 1
     with pytest.raises(DeviceMemoryError):
         Sampler(backend, manifest).slots(36, 44)
     double.free_bytes += 1
@@ -982,7 +615,7 @@ def test_close_is_idempotent_and_complete_and_a_reopened_backend_works():
     manifest = synthetic_manifest()
     double = RecordingTrtCudaDouble(context_bytes=MIB, graph_bytes=MIB)
     frames = random_frames(3, 36, 44, seed=2)
-    want = run_clip(Sampler(NumpyBackend(), manifest), frames, 3)
+    want = run_clip(Sampler(NumpyKernelsBackendDouble(), manifest), frames, 3)
     for _ in range(2):  # open, run, close; then again in the same process
         backend, d = make_backend(double)
         sampler = Sampler(backend, manifest)
@@ -1001,22 +634,6 @@ def test_close_is_idempotent_and_complete_and_a_reopened_backend_works():
 
 
 # -- opening a build folder: records checked against this machine ---------------------------------
-def write_engines(build: Path, manifest: dict, env: BuildEnvironment = H100, precision: str = "fp32") -> dict:
-    profile = Profile.static(36, 44)
-    (build / "engines").mkdir(exist_ok=True)
-    for g in GRAPH_NAMES:
-        entry = manifest["graphs"][g]
-        key = cache_key(entry["sha256"], env, profile)
-        rel = f"engines/{plan_filename(g, precision, key)}"
-        (build / rel).write_bytes(f"plan {g}".encode())
-        manifest["engines"][f"{g}.{precision}"] = make_record(
-            graph=g, precision=precision, plan_file=rel, plan_sha256=sha256_file(build / rel), plan_size=(build / rel).stat().st_size,
-            onnx_file=entry["file"], onnx_sha256=entry["sha256"], onnx_source_sha256=entry["sha256"], env=env, profile=profile,
-            key=key, device_memory_bytes=SCRATCH[g],
-        )
-    return validate_manifest(manifest)
-
-
 def test_open_build_folder_loads_checked_engines(tmp_path):
     manifest = write_engines(tmp_path, synthetic_manifest(tmp_path))
     double = RecordingTrtCudaDouble()
@@ -1025,7 +642,7 @@ def test_open_build_folder_loads_checked_engines(tmp_path):
     assert backend.profiles["denoise"] == Profile.static(36, 44)
     double.eager = {backend.stream}
     got = run_clip(Sampler(backend, manifest), random_frames(2, 36, 44), 2)
-    want = run_clip(Sampler(NumpyBackend(), manifest), random_frames(2, 36, 44), 2)
+    want = run_clip(Sampler(NumpyKernelsBackendDouble(), manifest), random_frames(2, 36, 44), 2)
     assert_same(got, want)
     backend.close()
 
@@ -1077,7 +694,7 @@ def test_plan_hashes_are_cached_and_a_changed_plan_is_hashed_again_and_refused(t
         hashed.append(Path(path).name)
         return sha256_file(path)
 
-    monkeypatch.setattr(trt_backend_mod, "sha256_file", counting_sha256)
+    monkeypatch.setattr(trt_plans_mod, "sha256_file", counting_sha256)
     double = RecordingTrtCudaDouble()
     open_trt_backend(tmp_path, manifest, "fp32", trt=double.trt, cuda=double.cuda).close()
     assert len(hashed) == 4
@@ -1111,13 +728,13 @@ def _public(cls) -> set[str]:
 
 
 def test_the_double_offers_only_the_declared_tensorrt_names():
-    assert _public(FakeEngine) <= set(TRT_RUNTIME_API["ICudaEngine"])
-    assert _public(FakeContext) <= set(TRT_RUNTIME_API["IExecutionContext"])
+    assert _public(EngineTestDouble) <= set(TRT_RUNTIME_API["ICudaEngine"])
+    assert _public(ContextTestDouble) <= set(TRT_RUNTIME_API["IExecutionContext"])
     double = RecordingTrtCudaDouble()
     assert {n for n in vars(double.trt)} - {"__version__"} <= set(TRT_RUNTIME_API["tensorrt"])
     assert _public(double.trt.Runtime) <= set(TRT_RUNTIME_API["Runtime"])
     # the CUDA half has exactly CudaApi's methods (less the device queries the backend never calls)
-    assert _public(_FakeCuda) <= _public(CudaApi)
+    assert _public(CudaTestDouble) <= _public(CudaApi)
 
 
 def test_every_tensorrt_runtime_name_exists_in_the_real_lean_bindings():
@@ -1202,11 +819,78 @@ def test_device_only_slot_buffers_get_no_pinned_staging():
     pinned = [c[1] for c in double.calls if c[0] == "cuda.malloc_host"]
     device_only = [slots.x0, slots.zero_guidance, *(s.guidance for s in slots.sets)]
     assert all(b.host == 0 for b in device_only)
-    assert sum(pinned) == sum(b.nbytes for b in backend._buffers.values() if b.host)
-    assert sum(b.nbytes for b in device_only) > 0.3 * sum(b.nbytes for b in backend._buffers.values())  # what it saves
+    assert sum(pinned) == sum(b.nbytes for b in backend.buffers().values() if b.host)
+    assert sum(b.nbytes for b in device_only) > 0.3 * sum(b.nbytes for b in backend.buffers().values())  # what it saves
     with pytest.raises(ValueError, match="device-only"):
         backend.upload(slots.x0, np.zeros(slots.x0.shape, np.float32))
     out = sampler.upscale(random_frames(3, 36, 44), num_inference_steps=2, noise=NumpyNoise(0))
-    want = Sampler(NumpyBackend(), manifest).upscale(random_frames(3, 36, 44), num_inference_steps=2, noise=NumpyNoise(0))
+    want = Sampler(NumpyKernelsBackendDouble(), manifest).upscale(random_frames(3, 36, 44), num_inference_steps=2, noise=NumpyNoise(0))
     assert all(np.array_equal(a, b) for a, b in zip(out, want))
     backend.close()
+
+
+# -- lean (version-compatible) plans: loaded as trtexec loads --excludeLeanRuntime plans ---------
+def _lean_manifest(tmp_path):
+    manifest = write_engines(tmp_path, synthetic_manifest(tmp_path))
+    manifest["engines"] = {k: {**v, "version_compatible": True, "lean": True} for k, v in manifest["engines"].items()}
+    return manifest
+
+
+def test_lean_plans_on_the_full_library_go_through_the_loaded_lean_runtime(tmp_path, monkeypatch):
+    from svsr.device import tensorrt as trt_device
+
+    monkeypatch.setattr(trt_device, "lean_library_path", lambda version: f"/libs/libnvinfer_lean.so.{version.split('.')[0]}")
+    double = RecordingTrtCudaDouble()
+    backend = open_trt_backend(tmp_path, _lean_manifest(tmp_path), "fp32", trt=double.trt, cuda=double.cuda, lean=False)
+    loads = names(double.calls, "runtime.load_runtime", "runtime.deserialize_cuda_engine")
+    assert loads[0] == ("runtime.load_runtime", "/libs/libnvinfer_lean.so.11") and len(loads) == 5  # loaded once, before any plan
+    assert backend.runtime.lean_library == "/libs/libnvinfer_lean.so.11" and backend.runtime.engine_host_code_allowed is True
+    backend.close()
+    plain = open_trt_backend(tmp_path, write_engines(tmp_path, synthetic_manifest(tmp_path)), "fp32", trt=double.trt, cuda=double.cuda)
+    assert names(double.calls, "runtime.load_runtime") == loads[:1]  # ordinary plans: the plain runtime
+    plain.close()
+
+
+def test_lean_plans_on_the_lean_runtime_are_deserialised_by_it_and_others_are_refused_with_lean_rebuild(tmp_path):
+    double = RecordingTrtCudaDouble()
+    backend = open_trt_backend(tmp_path, _lean_manifest(tmp_path), "fp32", trt=double.trt, cuda=double.cuda, lean=True)
+    assert not names(double.calls, "runtime.load_runtime") and backend.runtime.engine_host_code_allowed is True
+    backend.close()
+    with pytest.raises(ManifestError) as info:
+        open_trt_backend(tmp_path, write_engines(tmp_path, synthetic_manifest(tmp_path)), "fp32", trt=double.trt, cuda=double.cuda, lean=True)
+    message = str(info.value)
+    assert "is not version-compatible, and only TensorRT's lean runtime (11.4.0.106) is installed here" in message
+    assert message.endswith(f"rebuild it with: svsr-export --weights /ckpt/tiny --precision fp32 --out {tmp_path} --resolution 44x36 --lean --force")
+
+
+def test_the_backend_says_its_name_and_device():
+    backend, _ = make_backend()
+    assert (backend.name, backend.device) == ("trt", "cuda:0")
+    backend.close()
+
+
+# -- one engine verdict, and the chooser that asks it ------------------------------------------------
+def test_engine_problems_judge_the_engines_the_loader_would_load(tmp_path):
+    from svsr.contract.engine_records import MachineEnv
+    from svsr.runtime.sampling import engine_problems
+
+    manifest = write_engines(tmp_path, synthetic_manifest(tmp_path))
+    here = MachineEnv(H100.tensorrt_version, False, H100.gpu_name, H100.compute_capability, "13.0")
+    assert engine_problems(manifest, here) == {g: [] for g in GRAPH_NAMES}  # TensorRT runs here
+    lean = engine_problems(manifest, MachineEnv(H100.tensorrt_version, True, H100.gpu_name, H100.compute_capability))
+    assert all(p[0].startswith("is not version-compatible") for p in lean.values())
+    l4 = engine_problems(manifest, MachineEnv(H100.tensorrt_version, False, "NVIDIA L4", "8.9"))
+    assert all(p == [f"was built for {H100.gpu_name} (compute capability 9.0) but this machine has NVIDIA L4 (compute capability 8.9)"] for p in l4.values())
+    assert engine_problems(manifest, here, "fp16")["flow"] == ["has no fp16 engine"]
+
+
+def test_open_sampler_returns_the_sampler_whose_backend_says_what_it_is(tiny_build):
+    from svsr.contract.backends import ORT
+    from svsr.runtime.sampling import open_sampler
+
+    for backend in ("ort", ORT(threads=1), "auto"):  # auto: the tiny build has no engines
+        sampler = open_sampler(tiny_build, backend=backend)
+        assert isinstance(sampler, Sampler) and (sampler.backend.name, sampler.backend.device) == ("ort", "cpu")
+        sampler.close()
+    with pytest.raises(InputError, match="unknown backend 'onnx'"):
+        open_sampler(tiny_build, backend="onnx")

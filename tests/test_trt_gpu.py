@@ -100,7 +100,7 @@ def real_frames():
 
 def _upscale_trt(build_dir: Path, frames, precision: str, steps: int, seed: int, cuda_graphs: bool = True, clips: int = 1):
     """``clips`` upscales of ``frames`` on one backend (closed after), captures required when ``cuda_graphs``."""
-    from svsr.runtime.sampling.trt_backend import open_trt_backend
+    from svsr.runtime.sampling import open_trt_backend
 
     manifest = load_manifest(build_dir)
     backend = open_trt_backend(build_dir, manifest, precision, cuda_graphs=cuda_graphs)
@@ -110,7 +110,8 @@ def _upscale_trt(build_dir: Path, frames, precision: str, steps: int, seed: int,
             warnings.filterwarnings("error", message=CAPTURE_FAILED)  # a silent fallback to eager would prove nothing
             results = [sampler.upscale(frames, num_inference_steps=steps, noise=NumpyNoise(seed)) for _ in range(clips)]
         if cuda_graphs:
-            assert backend.measured_overhead_bytes()["programs"] == 3
+            report = backend.capture_report()  # what svsr-doctor checks: every program captured, none failed
+            assert report["captured"] == 3 and report["failed"] == [] and backend.measured_overhead_bytes()["programs"] == 3
         return results
     finally:
         sampler.close()
@@ -186,7 +187,7 @@ def test_a_closed_backend_reopens_in_the_same_process_and_frees_its_memory(real_
 
 def test_the_memory_plan_covers_what_a_realistic_clip_takes(real_build, real_frames):
     from svsr.device.cuda import CudaApi
-    from svsr.runtime.sampling.trt_backend import open_trt_backend
+    from svsr.runtime.sampling import open_trt_backend
 
     cuda = CudaApi(0)
     manifest = load_manifest(real_build)
@@ -210,7 +211,7 @@ def test_the_memory_plan_covers_what_a_realistic_clip_takes(real_build, real_fra
 
 def test_two_sizes_in_a_row_on_one_backend(real_build):
     """A size change releases the slots and the contexts and graphs bound to them; going back rebinds and recaptures."""
-    from svsr.runtime.sampling.trt_backend import open_trt_backend
+    from svsr.runtime.sampling import open_trt_backend
 
     manifest = load_manifest(real_build)
     backend = open_trt_backend(real_build, manifest, "fp32")
@@ -230,7 +231,7 @@ def test_two_sizes_in_a_row_on_one_backend(real_build):
 
 def test_rebuild_is_skipped_and_foreign_engines_are_refused(build):
     from svsr.contract.errors import ManifestError
-    from svsr.runtime.sampling.trt_backend import open_trt_backend
+    from svsr.runtime.sampling import open_trt_backend
 
     manifest = load_manifest(build)
     messages: list[str] = []

@@ -10,7 +10,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from svsr.export.trt_lint import LintFinding, format_findings, lint_model, load_table, main
+from svsr.export.trt_lint import TRT_PARSER_API, LintFinding, check_model, format_findings, lint_model, load_table, main
 
 CUBIC_WARNING = (
     "Resize mode 'cubic' is not listed in operators.md (nearest, linear), but the parser's static checker "
@@ -196,3 +196,97 @@ def test_cli_exit_code_and_report(tmp_path: Path, capsys: pytest.CaptureFixture[
     out = capsys.readouterr().out
     assert "TensorRT lint: 1 error, 0 warnings." in out and "uniq (Unique)" in out
     assert format_findings([]) == "TensorRT lint: no findings."
+
+
+class TrtParserDouble:
+    """Test double (not TensorRT) of the ONNX parser names TRT_PARSER_API lists: refuses a model whose file name starts with "bad"."""
+
+    __version__ = "11.4.0.106"
+
+    class Logger:
+        WARNING = "WARNING"
+
+        def __init__(self, severity):
+            pass
+
+    class ParserError:
+        def __init__(self, node, op, text):
+            self._node, self._op, self._text = node, op, text
+
+        def node_name(self):
+            return self._node
+
+        def node_operator(self):
+            return self._op
+
+        def __str__(self):
+            return self._text
+
+    class Builder:
+        def __init__(self, logger):
+            pass
+
+        def create_network(self, flags):
+            return "network"
+
+    class OnnxParser:
+        def __init__(self, network, logger):
+            self._errors = []
+
+        def parse_from_file(self, path):
+            if Path(path).name.startswith("bad"):
+                self._errors = [TrtParserDouble.ParserError("uniq", "Unique", "In node 0 (uniq): UNSUPPORTED_NODE: No importer registered for op: Unique")]
+            return not self._errors
+
+        @property
+        def num_errors(self):
+            return len(self._errors)
+
+        def get_error(self, i):
+            return self._errors[i]
+
+
+def test_check_trt_asks_tensorrts_parser_where_tensorrt_is_installed(tmp_path: Path):
+    node = helper.make_node("Unique", ["x"], ["y"], name="uniq")
+    model = _model([node], [_f32("x", [5])], [_f32("y", None)])
+    for name in ("bad.onnx", "good.onnx"):
+        onnx.save(model, str(tmp_path / name))
+    how, findings = check_model(tmp_path / "bad.onnx", trt=TrtParserDouble)
+    assert how == "TensorRT 11.4.0.106's ONNX parser"
+    assert findings == [LintFinding("bad.onnx", "uniq", "Unique", "error", "In node 0 (uniq): UNSUPPORTED_NODE: No importer registered for op: Unique")]
+    assert check_model(tmp_path / "good.onnx", trt=TrtParserDouble) == (how, [])  # TensorRT's verdict, not the table's
+    # the double offers only the names the check declares
+    for owner, names in TRT_PARSER_API.items():
+        holder = TrtParserDouble if owner == "tensorrt" else getattr(TrtParserDouble, owner)
+        assert all(hasattr(holder, n) for n in names), owner
+
+
+def test_check_trt_keeps_the_static_lint_without_tensorrt(tmp_path: Path):
+    from svsr.contract.errors import MissingDependencyError
+    from svsr.device.tensorrt import import_tensorrt
+
+    try:
+        import_tensorrt()
+    except MissingDependencyError:
+        pass
+    else:
+        pytest.skip("the full TensorRT is installed here")
+    node = helper.make_node("Unique", ["x"], ["y"], name="uniq")
+    onnx.save(_model([node], [_f32("x", [5])], [_f32("y", None)]), str(tmp_path / "m.onnx"))
+    how, findings = check_model(tmp_path / "m.onnx", "10")
+    assert how == "static lint for TensorRT 10 (TensorRT is not installed here)"
+    assert findings == lint_model(tmp_path / "m.onnx", "10") and _errors(findings)
+
+
+def test_parser_names_are_in_the_real_tensorrt_wheel():
+    import importlib.util
+
+    spec = importlib.util.find_spec("tensorrt_bindings")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("tensorrt-cu13-bindings is not installed (dev extra)")
+    so = next(Path(next(iter(spec.submodule_search_locations))).glob("tensorrt*.so"), None)
+    if so is None:
+        pytest.skip("no compiled module in tensorrt_bindings")
+    table = so.read_bytes()
+    names = {n for owner, attrs in TRT_PARSER_API.items() for n in (owner, *attrs)} - {"tensorrt"}
+    assert not sorted(n for n in names if n.encode() + b"\0" not in table)

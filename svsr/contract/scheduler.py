@@ -98,3 +98,29 @@ def step_coefficients(config: Mapping[str, Any], alphas_cumprod: np.ndarray, num
         )
         steps.append(Step(index, int(t), coeffs, bool(t > 0)))
     return steps
+
+
+def steps_problem(config: Mapping[str, Any], num_inference_steps: int, where: str, *, spell=lambda name, value: f"{name}={value!r}") -> str | None:
+    """Why ``num_inference_steps`` does not fit the scheduler ``config`` (of the build or checkpoint ``where``), or None.
+
+    The one steps check: diffusers would fail deep inside for a count past the training timesteps,
+    and 'leading' spacing plus ``steps_offset`` can step past the table. ``spell(name, value)`` writes
+    the option as the caller's user wrote it (``num_inference_steps=1001`` or ``--steps 1001``).
+    """
+    steps = spell("num_inference_steps", num_inference_steps)
+    total = int(config.get("num_train_timesteps", 1000))
+    if num_inference_steps < 1:
+        return f"{steps} is below 1; use 1 to {total}."
+    if num_inference_steps > total:
+        return f"{steps} is more than the {total} training timesteps of the scheduler in {where}; use 1 to {total}."
+    try:
+        last = int(timesteps(config, num_inference_steps).max())
+    except ValueError as exc:
+        return f"{steps} does not fit the scheduler in {where} ({exc}); use fewer steps."
+    if last >= total:
+        usable = max(s for s in range(1, total + 1) if int(timesteps(config, s).max()) < total)
+        return (
+            f"{steps} reaches timestep {last} with the scheduler in {where} (steps_offset "
+            f"{config.get('steps_offset', 0)}), beyond its {total} training timesteps; use 1 to {usable}."
+        )
+    return None

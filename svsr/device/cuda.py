@@ -232,6 +232,12 @@ class CudaApi:
         self.rt.cudaGetLastError()
         return handle, error
 
+    def get_last_error(self) -> CudaError | None:
+        """Read and clear the runtime's sticky last error (trtexec checks it after every capture); None when clear."""
+        result = self.rt.cudaGetLastError()
+        err = result[0] if isinstance(result, tuple) else result
+        return None if int(err) == 0 else self._error("cudaGetLastError", err)
+
     def graph_instantiate(self, graph: int) -> int:
         return int(self._check("cudaGraphInstantiate", self.rt.cudaGraphInstantiate(graph, 0)))
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from svsr.contract.engine_records import MachineEnv
 from svsr.contract.errors import SvsrError
-from svsr.device.cuda import CudaApi, CudaError, cuda_versions, format_cuda_version
+from svsr.device import cuda as cuda_module
 from svsr.device.tensorrt import import_tensorrt_runtime
 
 __all__ = ["machine_env", "machine_env_or_reason"]
@@ -26,10 +26,10 @@ def machine_env(device: int = 0, *, trt: Any = None, lean: bool | None = None, c
     if trt is None:
         found = import_tensorrt_runtime()
         trt, lean = found.module, found.lean if lean is None else lean
-    cuda = cuda if cuda is not None else CudaApi(device)
+    cuda = cuda if cuda is not None else cuda_module.CudaApi(device)  # looked up now: tests stand a double in
     try:
-        driver = format_cuda_version(cuda_versions()[0])
-    except CudaError:
+        driver = cuda_module.format_cuda_version(cuda_module.cuda_versions()[0])
+    except cuda_module.CudaError:
         driver = None
     return MachineEnv(str(trt.__version__), bool(lean), cuda.device_name(), cuda.compute_capability(), driver)
 

@@ -122,3 +122,55 @@ def tensorrt_importable() -> bool:
     except Exception:  # noqa: BLE001 - any failure means TensorRT cannot run here
         return False
     return True
+
+
+# -- runtimes for plans ---------------------------------------------------------------------------
+LEAN_LIBRARY = "libnvinfer_lean.so.{major}"  # the lean runtime a --lean plan leaves out (trtexec's --leanDLLPath)
+LEAN_LIBRARY_PACKAGES = ("tensorrt_lean_libs", "tensorrt_libs")  # NVIDIA's wheels that ship it
+
+
+def lean_library_path(version: str) -> str:
+    """Where TensorRT ``version``'s lean runtime library is: inside NVIDIA's libs wheels, else its soname for the loader's search path."""
+    import importlib.util
+    from pathlib import Path
+
+    name = LEAN_LIBRARY.format(major=str(version).split(".")[0])
+    for package in LEAN_LIBRARY_PACKAGES:
+        spec = importlib.util.find_spec(package)
+        for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+            if (Path(folder) / name).exists():
+                return str(Path(folder) / name)
+    return name
+
+
+class PlanRuntime(NamedTuple):
+    """The TensorRT runtime that deserialises a build folder's plans, and the runtime that made it (kept alive with it)."""
+
+    runtime: Any
+    parent: Any = None
+
+
+def open_plan_runtime(trt: Any, logger: Any, *, version_compatible: bool, lean: bool, lean_library: str | None = None) -> PlanRuntime:
+    """The runtime for plans built with (or without) ``--lean``, made the way trtexec makes it.
+
+    ``lean``: ``trt`` is TensorRT's lean runtime itself, which runs version-compatible plans
+    directly. On the full library, a version-compatible plan built with EXCLUDE_LEAN_RUNTIME has no
+    runtime inside, so (as trtexec with ``--leanDLLPath``) the full runtime loads the lean library
+    with ``Runtime.load_runtime`` and that runtime deserialises the plan. Either way a
+    version-compatible plan needs ``engine_host_code_allowed`` (TensorRT refuses it otherwise).
+    """
+    parent = trt.Runtime(logger)
+    runtime = parent
+    if version_compatible and not lean:
+        path = lean_library or lean_library_path(str(trt.__version__))
+        runtime = parent.load_runtime(path)
+        if runtime is None:
+            raise MissingDependencyError(
+                f"TensorRT could not load its lean runtime library {path}, which runs plans built with svsr-export --lean; "
+                f"install {INSTALL_LEAN.split(' (')[0]} beside the full TensorRT, or rebuild the engines without --lean."
+            )
+    else:
+        parent = None
+    if version_compatible:
+        runtime.engine_host_code_allowed = True
+    return PlanRuntime(runtime, parent)

@@ -19,8 +19,12 @@ version (``svsr[tensorrt-lean-cu13]``, ~100 MB) runs them. These are the only bu
 set. The options go into the cache key (a lean plan never replaces a normal one) and the record
 says ``"version_compatible": true, "lean": true``.
 
-The TensorRT module is passed in (``trt=``) so the whole flow runs against a test double on a CPU;
-TRT_BUILDER_API lists every TensorRT name used here.
+Plans are built through polygraphy's loaders (svsr/engines/polygraphy_build.py). Lean plans are
+deserialised back (for their scratch size) the way they will be run: the full library loads the
+lean runtime library first (``Runtime.load_runtime``, as trtexec does for ``--excludeLeanRuntime``
+plans; svsr/device/tensorrt.py), never the plain full runtime. The TensorRT module and polygraphy's
+loaders are passed in (``trt=``, ``loaders=``) so the whole flow runs against test doubles on a
+CPU; TRT_BUILDER_API lists every TensorRT name used here.
 """
 
 from __future__ import annotations
@@ -45,10 +49,11 @@ from svsr.contract.engine_records import (
     plan_filename,
     validate_record,
 )
-from svsr.contract.errors import InputError, ManifestError, MissingDependencyError, SvsrError
+from svsr.contract.errors import InputError, ManifestError, MissingDependencyError
 from svsr.contract.precision import Precision, PrecisionLike
-from svsr.device.tensorrt import INSTALL_FULL, import_tensorrt
-from svsr.contract.graphs import GRAPH_NAMES, GRAPHS
+from svsr.device.tensorrt import INSTALL_FULL, import_tensorrt, open_plan_runtime
+from svsr.engines.polygraphy_build import EngineBuildError, build_plan
+from svsr.contract.graphs import GRAPH_NAMES
 from svsr.contract.manifest import check_graph_file, sha256_file
 
 MIN_TENSORRT = (10, 12)  # first release whose ONNX parser + STRONGLY_TYPED flow this module relies on
@@ -58,45 +63,25 @@ DEFAULT_OPTIMIZATION_LEVEL = 3  # TensorRT's default; 4-5 search longer for (som
 LEAN_BUILDER_FLAGS = ("VERSION_COMPATIBLE", "EXCLUDE_LEAN_RUNTIME")
 LEAN_OPTIONS = {"version_compatible": True, "exclude_lean_runtime": True}  # builder options of a lean plan (in its cache key)
 
-# Every TensorRT name this module touches, by owner. The runtime part (Runtime, ICudaEngine, Logger)
-# is checked against the real tensorrt_lean_bindings module in tests. The builder-only names cannot
-# be imported on a machine without TensorRT's libraries: the `tensorrt-cu13-bindings` wheel needs
-# libnvinfer.so.11 / libnvonnxparser.so.11 from `tensorrt-cu13-libs`, which on PyPI is a stub that
-# downloads from NVIDIA's index at install time. tests/test_engines.py checks them against the
-# string table of that wheel's tensorrt.so instead (weaker than an import, but the real wheel),
-# and the recording double in the tests implements exactly these names and nothing else.
+# Every TensorRT name this module touches, by owner (polygraphy's loaders touch the rest of the
+# builder API; svsr/engines/polygraphy_build.py lists what svsr passes them). The runtime part
+# (Runtime, ICudaEngine, Logger) is checked against the real tensorrt_lean_bindings module in tests.
+# The others cannot be imported on a machine without TensorRT's libraries (the
+# `tensorrt-cu13-bindings` wheel needs libnvinfer.so.11 from NVIDIA's index), so tests check them
+# against the string table of that wheel's tensorrt.so instead, and the recording doubles implement
+# exactly these names.
 TRT_BUILDER_API: dict[str, tuple[str, ...]] = {
-    "tensorrt": (
-        "__version__", "Logger", "Builder", "OnnxParser", "Runtime", "NetworkDefinitionCreationFlag", "MemoryPoolType", "BuilderFlag",
-    ),
+    "tensorrt": ("__version__", "Logger", "Runtime", "Builder", "OnnxParser", "MemoryPoolType", "BuilderFlag"),
     "Logger": ("WARNING",),
-    "NetworkDefinitionCreationFlag": ("STRONGLY_TYPED",),
     "MemoryPoolType": ("WORKSPACE",),
     "BuilderFlag": LEAN_BUILDER_FLAGS,
-    "Builder": ("create_network", "create_builder_config", "create_optimization_profile", "build_serialized_network"),
     "INetworkDefinition": ("num_inputs", "get_input"),
     "ITensor": ("name",),
-    "OnnxParser": ("parse_from_file", "num_errors", "get_error"),
-    "IBuilderConfig": (
-        "builder_optimization_level",
-        "set_memory_pool_limit",
-        "set_flag",
-        "add_optimization_profile",
-        "create_timing_cache",
-        "set_timing_cache",
-        "get_timing_cache",
-    ),
-    "IOptimizationProfile": ("set_shape",),
-    "ITimingCache": ("serialize",),
-    "Runtime": ("deserialize_cuda_engine", "engine_host_code_allowed"),
+    "Runtime": ("deserialize_cuda_engine", "engine_host_code_allowed", "load_runtime"),
     "ICudaEngine": ("get_device_memory_size_for_profile_v2",),
 }
 # Names that exist in TensorRT's builder but must never be used here (weak typing is gone in 11).
 FORBIDDEN_WEAK_TYPING = ("BuilderFlag.FP16", "BuilderFlag.BF16", "BuilderFlag.INT8", "BuilderFlag.FP8", "BuilderFlag.TF32")
-
-
-class EngineBuildError(SvsrError):
-    """TensorRT could not parse a graph or build an engine."""
 
 
 Report = Callable[[str], None]
@@ -138,15 +123,10 @@ def tensorrt_build_available() -> tuple[bool, str]:
 
 
 def current_environment(trt: Any, cuda: Any) -> BuildEnvironment:
-    """This machine's TensorRT version and GPU (name + compute capability)."""
-    return BuildEnvironment(str(trt.__version__), cuda.device_name(), cuda.compute_capability())
+    """This machine's TensorRT version and GPU (name + compute capability), made as every MachineEnv is."""
+    from svsr.device.machine import machine_env
 
-
-def network_flags(trt: Any) -> int:
-    """Network creation flags: STRONGLY_TYPED on TensorRT 10.x; 0 on 11+, where it is always on (and the flag deprecated)."""
-    if _version_tuple(str(trt.__version__)) >= (11,):
-        return 0
-    return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    return machine_env(trt=trt, lean=False, cuda=cuda).build_environment
 
 
 # -- caches ---------------------------------------------------------------------------------------
@@ -195,6 +175,7 @@ def build_engines(
     lean: bool = False,
     trt: Any = None,
     cuda: Any = None,
+    loaders: Any = None,
 ) -> dict[str, dict[str, Any]]:
     """Build (or reuse) one strongly typed plan per graph and return the new ``manifest["engines"]``.
 
@@ -238,7 +219,7 @@ def build_engines(
             report(f"  {graph:8s} {prec} engine reused  {record['size_bytes'] / 1e6:9.1f} MB  (same ONNX, TensorRT, GPU and profile)")
         else:
             start = time.perf_counter()
-            plan = _build_one(trt, logger, graph, onnx_path, profile, options, cache_file)
+            plan = build_plan(trt, graph, onnx_path, profile, options, cache_file, loaders=loaders)
             seconds = time.perf_counter() - start
             _write_atomic(plan_path, plan)
             scratch = _scratch_bytes(trt, logger, plan, graph, host_code=bool(lean))
@@ -267,62 +248,19 @@ def build_engines(
     return engines
 
 
-def _build_one(
-    trt: Any, logger: Any, graph: str, onnx_path: Path, profile: Profile, options: Mapping[str, Any], cache_file: Path
-) -> bytes:
-    builder = trt.Builder(logger)
-    network = builder.create_network(network_flags(trt))
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors)) or "no details"
-        raise EngineBuildError(f"TensorRT could not parse {onnx_path} ({errors}); check it with svsr-export --check-trt.")
-    names = {network.get_input(i).name for i in range(network.num_inputs)}
-    expected = {t.name for t in GRAPHS[graph].inputs}
-    if names != expected:
-        raise EngineBuildError(
-            f"{onnx_path} has inputs {sorted(names)} but the {graph} graph needs {sorted(expected)}; re-run svsr-export --force."
-        )
-
-    config = builder.create_builder_config()
-    config.builder_optimization_level = int(options["optimization_level"])
-    if "workspace_bytes" in options:
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(options["workspace_bytes"]))
-    trt_profile = builder.create_optimization_profile()
-    for name, (lo, mid, hi) in profile.input_shapes(graph).items():
-        trt_profile.set_shape(name, lo, mid, hi)
-    config.add_optimization_profile(trt_profile)
-    if options.get("version_compatible"):
-        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
-        if options.get("exclude_lean_runtime"):
-            config.set_flag(trt.BuilderFlag.EXCLUDE_LEAN_RUNTIME)
-
-    cached = cache_file.read_bytes() if cache_file.exists() else b""
-    timing = config.create_timing_cache(cached)
-    if not config.set_timing_cache(timing, False):  # a cache from elsewhere is refused: start afresh
-        timing = config.create_timing_cache(b"")
-        config.set_timing_cache(timing, False)
-
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise EngineBuildError(
-            f"TensorRT could not build the {graph} engine from {onnx_path} for {profile.describe()}; "
-            "see TensorRT's messages above (often: not enough GPU memory for the profile's max size)."
-        )
-    _write_atomic(cache_file, bytes(config.get_timing_cache().serialize()))
-    return bytes(serialized)
-
-
 def lean_record(record: dict[str, Any]) -> dict[str, Any]:
     """A build record marked as a version-compatible plan without the lean runtime inside."""
     return validate_record({**record, "version_compatible": True, "lean": True})
 
 
 def _scratch_bytes(trt: Any, logger: Any, plan: bytes, graph: str, host_code: bool = False) -> int:
-    """TensorRT scratch one execution context of this plan needs (recorded for the memory plan)."""
-    runtime = trt.Runtime(logger)
-    if host_code:  # version-compatible plans are refused unless the runtime may load their host code
-        runtime.engine_host_code_allowed = True
-    engine = runtime.deserialize_cuda_engine(plan)
+    """TensorRT scratch one execution context of this plan needs (recorded for the memory plan).
+
+    A lean plan (``host_code``) is deserialised by the lean runtime the full library loads, as it
+    will be run: it has no runtime of its own inside.
+    """
+    loaded = open_plan_runtime(trt, logger, version_compatible=host_code, lean=False)
+    engine = loaded.runtime.deserialize_cuda_engine(plan)
     if engine is None:
         raise EngineBuildError(f"TensorRT built the {graph} engine but cannot load it back; rebuild with --force.")
     return int(engine.get_device_memory_size_for_profile_v2(0))

@@ -7,6 +7,10 @@ the op's data type where shape inference knows it.  The table is package data,
 ``svsr/export/data/onnx_trt_ops.json``, whose ``source`` header names the onnx-tensorrt revision it
 was transcribed from.
 
+Where the full TensorRT is installed, :func:`check_model` asks TensorRT's own ONNX parser instead
+(what ``svsr-export --check-trt`` runs): its verdict is the real one; the static lint stays for
+hosts without TensorRT.
+
     python -m svsr.export.trt_lint model.onnx [--trt 10|10.N|11]
 """
 
@@ -407,6 +411,48 @@ def lint_model(model: onnx.ModelProto | str | Path, trt_version: str = "11") -> 
     target = _parse_target(trt_version)
     loaded = _load(model)
     return _Linter(loaded, target).lint(loaded)
+
+
+# Every TensorRT name the parser check uses (tests check them against the real wheel's string table).
+TRT_PARSER_API: dict[str, tuple[str, ...]] = {
+    "tensorrt": ("Logger", "Builder", "OnnxParser"),
+    "Logger": ("WARNING",),
+    "Builder": ("create_network",),
+    "OnnxParser": ("parse_from_file", "num_errors", "get_error"),
+    "ParserError": ("node_name", "node_operator"),
+}
+
+
+def parse_with_tensorrt(path: str | Path, trt: Any) -> list[LintFinding]:
+    """TensorRT's own ONNX parser on ``path`` (module ``trt``, the full library): one error finding per parser error."""
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)  # TensorRT 11 parses into strongly typed networks only
+    parser = trt.OnnxParser(network, logger)
+    if parser.parse_from_file(str(path)) and parser.num_errors == 0:
+        return []
+    graph = Path(path).name
+    findings = []
+    for i in range(parser.num_errors):
+        error = parser.get_error(i)
+        findings.append(LintFinding(graph, str(error.node_name()), str(error.node_operator()), "error", " ".join(str(error).split())))
+    return findings or [LintFinding(graph, "", "", "error", "TensorRT's ONNX parser refused the model without saying why")]
+
+
+def check_model(path: str | Path, trt_version: str = "11", *, trt: Any = None) -> tuple[str, list[LintFinding]]:
+    """(what checked it, findings) for an ONNX file: TensorRT's own parser where the full TensorRT imports, else the static lint.
+
+    ``trt``: a TensorRT module to use (default: the full library, if installed).
+    """
+    if trt is None:
+        from svsr.contract.errors import MissingDependencyError
+        from svsr.device.tensorrt import import_tensorrt
+
+        try:
+            trt = import_tensorrt("the TensorRT parser check")
+        except MissingDependencyError:
+            return f"static lint for TensorRT {trt_version} (TensorRT is not installed here)", lint_model(path, trt_version)
+    return f"TensorRT {getattr(trt, '__version__', '?')}'s ONNX parser", parse_with_tensorrt(path, trt)
 
 
 def format_findings(findings: Sequence[LintFinding]) -> str:

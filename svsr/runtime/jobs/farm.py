@@ -1,7 +1,7 @@
 """Shots of many inputs over a Ray cluster: one actor per GPU (or CPU workers for ONNX Runtime) (torch-free).
 
-Every actor opens the build folder once and then runs shot jobs (``svsr.runtime.jobs.job.ShotJob``) off
-one shared queue. A shot is resumable from its checkpoint in the work folder, so when a worker dies
+Every actor opens the build folder once and then runs shots off one shared queue with the same code
+as a run in this process (``svsr.runtime.jobs.runner.run_shot``). A shot is resumable from its checkpoint in the work folder, so when a worker dies
 (process killed, node lost) Ray restarts the actor and retries the shot, which continues where its
 last completed timestep left it. The work folders (beside the outputs) and the inputs must
 therefore be the same paths on every node: a shared file system such as NFS.
@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from svsr.contract.backends import ORT, BackendLike, backend_options
 from svsr.contract.errors import InputError, MissingDependencyError, SvsrError
-from svsr.device.noise import make_noise
-from svsr.runtime.jobs.job import CRASH_ONCE_VARIABLE, CRASH_VARIABLE, InputPlan, JobOptions, ShotJob
+from svsr.contract.video_options import VideoOptions
+from svsr.runtime.jobs.job import CRASH_ONCE_VARIABLE, CRASH_VARIABLE, InputPlan
+from svsr.runtime.jobs.runner import backend_name, run_shot
 from svsr.runtime.jobs.shots import Shot
 
 Report = Callable[[str], None]
@@ -35,22 +37,22 @@ class FarmSettings:
 
 
 class ShotWorker:
-    """A Ray actor: the build folder opened once, then any number of shots."""
+    """A Ray actor: the build folder opened once, then any number of shots (the in-process shot code)."""
 
-    def __init__(self, build_dir: str, backend: str, precision: Any, threads: int) -> None:
+    def __init__(self, build_dir: str, backend: BackendLike, precision: Any) -> None:
         from svsr.runtime.sampling import open_sampler
 
         self.build_dir = Path(build_dir)
-        self.sampler, self.label = open_sampler(self.build_dir, backend=backend, precision=precision, threads=threads)
+        self.sampler = open_sampler(self.build_dir, backend=backend, precision=precision)
 
     def pid(self) -> int:
         return os.getpid()
 
-    def run(self, plan: InputPlan, shot: Shot, noise_kind: str, seed: int, options: JobOptions) -> dict[str, Any]:
+    def run(self, plan: InputPlan, shot: Shot, options: VideoOptions) -> dict[str, Any]:
         start = time.perf_counter()
-        job = ShotJob(self.sampler, plan, shot, lambda: make_noise(noise_kind, seed), options, build_dir=self.build_dir, label=self.label)
-        job.run()
-        return {"input": str(plan.input), "shot": shot.index, "seconds": time.perf_counter() - start, "pid": os.getpid(), "backend": self.label}
+        run_shot(self.sampler, plan, shot, options, build_dir=self.build_dir)
+        return {"input": str(plan.input), "shot": shot.index, "seconds": time.perf_counter() - start, "pid": os.getpid(),
+                "backend": backend_name(self.sampler)}  # fmt: skip
 
 
 def import_ray() -> Any:
@@ -80,47 +82,48 @@ def _connect(ray: Any, settings: FarmSettings) -> bool:
 
 
 def run_shots_on_ray(
-    plans: Sequence[InputPlan],
+    inputs: Sequence[tuple[InputPlan, VideoOptions]],
     *,
     build_dir: Path,
-    backend: str,
+    backend: BackendLike,
     precision: Any,
-    noise_kind: str,
-    seed: int,
-    options: JobOptions,
     settings: FarmSettings,
     report: Report = lambda _m: None,
     on_shot: Callable[[dict[str, Any]], None] | None = None,
-) -> list[dict[str, Any]]:
-    """Run every unfinished shot of ``plans`` on Ray actors; return one record per shot run."""
+) -> str:
+    """Run every unfinished shot of the planned inputs on Ray actors; returns the backend name they ran."""
+    chosen = backend_options(backend)
+    if chosen.name == "reference":
+        raise InputError("--ray runs the exported graphs; use --backend auto, ort or trt with it.")
+    if any(not isinstance(options.noise, str) for _, options in inputs):
+        raise InputError("Ray workers draw noise by name; give noise='philox', 'numpy' or 'torch' instead of a NoiseSource object.")
+    tasks = [(plan, shot, options) for plan, options in inputs for shot in plan.shots if not plan.segment_path(shot).exists()]
+    if not tasks:
+        return chosen.name
     ray = import_ray()
     from ray.util import ActorPool
 
-    tasks = [(plan, shot) for plan in plans for shot in plan.shots if not plan.segment_path(shot).exists()]
-    if not tasks:
-        return []
     started = _connect(ray, settings)
     try:
         resources = ray.cluster_resources()
         gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
-        use_gpu = backend == "trt" or (backend == "auto" and gpus > 0)
-        if backend == "trt" and gpus == 0:
+        use_gpu = chosen.name == "trt" or (chosen.name == "auto" and gpus > 0)
+        if chosen.name == "trt" and gpus == 0:
             raise InputError("--backend trt with --ray needs GPUs in the Ray cluster, and it reports none; use --backend ort.")
         if use_gpu:
             count, per_actor = settings.workers or gpus, {"num_gpus": 1, "num_cpus": 1}
         else:
             count = settings.workers or max(1, cpus // settings.cpus_per_worker)
             per_actor = {"num_cpus": settings.cpus_per_worker}
-            backend = "ort" if backend == "auto" else backend
+            if chosen.name in ("auto", "ort"):
+                chosen = ORT(threads=settings.cpus_per_worker)
         count = max(1, min(count, len(tasks)))
-        report(f"svsr-run: {len(tasks)} shot(s) on {count} Ray worker(s) ({'GPU' if use_gpu else 'CPU'}, backend {backend})")
+        report(f"svsr-run: {len(tasks)} shot(s) on {count} Ray worker(s) ({'GPU' if use_gpu else 'CPU'}, backend {chosen.name})")
         actor = ray.remote(max_restarts=-1, max_task_retries=-1, **per_actor)(ShotWorker)
-        workers = [actor.remote(str(build_dir), backend, precision, settings.cpus_per_worker) for _ in range(count)]
+        workers = [actor.remote(str(build_dir), chosen, precision) for _ in range(count)]
         pool = ActorPool(workers)
-        records = []
         try:
-            for record in pool.map_unordered(lambda w, task: w.run.remote(task[0], task[1], noise_kind, seed, options), tasks):
-                records.append(record)
+            for record in pool.map_unordered(lambda w, task: w.run.remote(*task), tasks):
                 if on_shot is not None:
                     on_shot(record)
         except ray.exceptions.RayTaskError as exc:  # a shot refused (bad input...): its own sentence
@@ -130,7 +133,7 @@ def run_shots_on_ray(
             raise
         for w in workers:
             ray.kill(w)
-        return records
+        return chosen.name
     finally:
         if started:
             ray.shutdown()

@@ -4,7 +4,8 @@ An input is split at scene cuts into shots (``svsr.runtime.jobs.shots``); each s
 (StableVSR is defined on a whole clip: no chunks, no seams inside a shot, no guidance across a cut):
 
 1. plan: one decoding pass counts the frames and finds the cuts (kept in ``plan.json`` of the work folder);
-2. per shot (in-process, or on Ray workers: ``svsr.runtime.jobs.farm``), the shot job:
+2. per shot (in-process, or on Ray workers: ``svsr.runtime.jobs.farm``; both through
+   ``svsr.runtime.jobs.runner.run_shot``), the shot job:
    decode its LR frames (with their times) into the work folder, compute flows into the clip store
    (RAM up to the budget, then files), draw initial latents, one sweep per timestep with a checkpoint
    after each, then decode the final frames in order into an output segment (absolute frame times);
@@ -20,12 +21,13 @@ from __future__ import annotations
 import errno
 import os
 import queue
+import shutil
 import signal
 import threading
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
@@ -33,6 +35,7 @@ from svsr.contract.errors import InputError, SvsrError
 from svsr.contract.frames import validate_clip
 from svsr.contract.noise import NoiseSource
 from svsr.contract.sizes import padding_plan
+from svsr.contract.video_options import VideoOptions
 from svsr.runtime.sampling import ClipStore, FileFrameArray, StoreLayout, default_host_memory
 from svsr.runtime.jobs.resume import (
     Checkpoint,
@@ -46,14 +49,10 @@ from svsr.runtime.jobs.resume import (
     save_checkpoint,
 )
 from svsr.runtime.sampling import Sampler, to_model_input
-from svsr.runtime.jobs.shots import DEFAULT_THRESHOLD, CutDetector, Shot, shots_from_cuts
-from svsr.runtime.video import VIDEO_SUFFIXES, VideoInfo, output_path_for, probe
-from svsr.runtime.video import FrameReader
-from svsr.runtime.video import FrameWriter
+from svsr.runtime.jobs.shots import CutDetector, Shot, shots_from_cuts
+from svsr.runtime.video import FrameReader, FrameWriter, VideoInfo, audio_problem, check_output, input_kind, output_kind, output_rule, probe
 
 Report = Callable[[str], None]
-# upscale a whole clip at once (the PyTorch reference): LR uint8 frames -> [0, 1] float frames
-WholeClip = Callable[[Sequence[np.ndarray]], Sequence[np.ndarray]]
 CRASH_VARIABLE = "SVSR_TEST_CRASH_AT"  # test hook: SIGKILL this process at a named point (see _crash_point)
 CRASH_ONCE_VARIABLE = "SVSR_TEST_CRASH_ONCE"  # with it: a marker file, so a restarted worker does not crash again
 SEGMENT_OPTIONS: dict[str, Any] = {"segment": True}  # no audio, starts on a keyframe: joined later without re-encoding
@@ -70,12 +69,20 @@ def to_uint8(frame: np.ndarray) -> np.ndarray:
     return (np.clip(frame, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def resolve_output(input_path: Path, output_path: str | os.PathLike[str] | None) -> Path:
-    """The output path (default derived from the input); refuses to overwrite the input."""
-    output = Path(output_path) if output_path is not None else output_path_for(input_path)
-    if output.resolve() == input_path.resolve():
-        raise InputError(f"the output path {output} is the input; choose another output path with -o.")
-    return output
+def resolve_output(input_path: Path, output_path: str | os.PathLike[str] | None, options: VideoOptions | None = None, *,
+                   many: bool = False) -> Path:  # fmt: skip
+    """The output path by the output rule (:func:`svsr.runtime.video.output_rule`); refuses to overwrite the input.
+
+    ``output_path``: the ``-o`` value (a file, a folder, ``DIR/``) or None; ``many``: one of several
+    inputs, so ``output_path`` is their folder.
+    """
+    options = options or VideoOptions()
+    raw = os.fspath(output_path) if output_path is not None else None
+    target = output_rule(input_path, input_kind(input_path), raw, many=many, output_is_folder=raw is not None and Path(raw).is_dir(),
+                         options=options)  # fmt: skip
+    if target.path.resolve() == input_path.resolve():
+        raise InputError(f"the output path {target.path} is the input; choose another with {options.spell('output', 'PATH')}.")
+    return target.path
 
 
 def _crash_point(tag: str) -> None:
@@ -128,22 +135,6 @@ class _ThreadedWriter:
             raise self._error
 
 
-@dataclass
-class JobOptions:
-    """How a video job runs (what changes the result is fingerprinted; memory and folders are not)."""
-
-    num_inference_steps: int = 50
-    codec: str = "h264"
-    crf: int = 18
-    host_memory: int | None = None  # bytes of RAM for the clip store; default half of what is available
-    work_dir: Path | None = None  # default: beside the output, named after it
-    restart: bool = False  # discard a checkpoint instead of resuming
-    store_flows: bool = True  # False: recompute each flow per frame-step instead of storing it
-    fps: Fraction | None = None  # frame rate of a frame-folder input (default 24)
-    scene_split: bool = True  # split at scene cuts (PySceneDetect)
-    scene_threshold: float = DEFAULT_THRESHOLD
-
-
 NoiseFactory = Callable[[], NoiseSource]
 
 
@@ -157,56 +148,82 @@ class InputPlan:
     info: VideoInfo
     num_frames: int
     shots: tuple[Shot, ...]
+    keep_audio: bool = True  # False with no_audio: the stitch copies no sound
+    merged_cuts: tuple[int, ...] = ()  # scene cuts closer than min_shot frames to the previous one, not split at
 
     def segment_path(self, shot: Shot) -> Path:
         """Where the shot's output segment goes: same container as the output (a folder for PNG output)."""
-        suffix = self.output.suffix if self.output.suffix.lower() in VIDEO_SUFFIXES else ""
+        suffix = self.output.suffix if output_kind(self.output) == "video" else ""
         return self.work / "segments" / f"shot{shot.index:05d}{suffix}"
 
     def shot_work(self, shot: Shot) -> Path:
         return self.work / f"shot{shot.index:05d}"
 
 
-def plan_input(input_path: Path, output_path: Path, options: JobOptions, report: Report = lambda _m: None) -> InputPlan:
-    """Probe, count frames and find the cuts in one decoding pass (reused from ``plan.json`` when unchanged)."""
+def plan_input(input_path: Path, output_path: Path, options: VideoOptions, report: Report = lambda _m: None) -> InputPlan:
+    """Probe, check the output and its sound, count frames and find the cuts in one decoding pass (reused from ``plan.json``).
+
+    Everything that can be refused is refused before the work folder exists.
+    """
     import json
 
     info = probe(input_path, fps=options.fps)
-    # the writer checks output folder, container and codec on creation (nothing is written yet)
-    FrameWriter(output_path, info.fps, codec=options.codec, crf=options.crf, audio_from=None if info.is_image_sequence else input_path)
+    kind = output_kind(output_path)
+    keep_audio = not options.no_audio and not info.is_image_sequence
+    if keep_audio and info.has_audio:
+        problem = audio_problem(input_path, output_path, kind == "video")
+        if problem:
+            keep = f"use a video output such as {output_path.with_suffix('.mkv').name} to keep it" if kind != "video" else "use an .mkv output to keep it"
+            raise InputError(f"{problem}; {keep}, or add {options.spell('no_audio', True)} to drop it.")
+    if options.no_audio and info.has_audio:
+        report(f"svsr-run: {input_path.name}: its audio is not copied ({options.spell('no_audio', True)})")
+    if kind == "image":
+        check_output(output_path, True, None)
+    else:  # the writer checks output folder, container and codec on creation (nothing is written yet)
+        FrameWriter(output_path, info.fps, codec=options.codec, crf=options.crf, audio_from=input_path if keep_audio else None)
     work = options.work_dir or default_work_dir(output_path)
     fresh = not work.exists()
-    prepare_work_dir(work, options.restart)
+    prepare_work_dir(work, options.restart, options.spell)
     _remove_stale_partials(output_path)
     key = {"input": input_fingerprint(input_path), "scene_split": options.scene_split, "threshold": options.scene_threshold,
-           "fps": str(options.fps)}
+           "min_shot": options.min_shot, "fps": str(options.fps)}
     plan_file = work / "plan.json"
     try:
         cached = json.loads(plan_file.read_text()) if plan_file.exists() else None
     except (OSError, ValueError):
         cached = None
     if cached is not None and cached.get("key") == key:
-        num_frames, cuts = int(cached["num_frames"]), [int(c) for c in cached["cuts"]]
+        num_frames, cuts, merged = int(cached["num_frames"]), [int(c) for c in cached["cuts"]], [int(c) for c in cached.get("merged", [])]
     else:
         try:
-            num_frames, cuts = _count_and_cut(input_path, info, options)
+            num_frames, cuts, merged = _count_and_cut(input_path, info, options)
         except BaseException:
             if fresh:
                 remove_work_dir(work)
             raise
         tmp = work / ".plan.json.partial"
-        tmp.write_text(json.dumps({"key": key, "num_frames": num_frames, "cuts": cuts}) + "\n")
+        tmp.write_text(json.dumps({"key": key, "num_frames": num_frames, "cuts": cuts, "merged": merged}) + "\n")
         os.replace(tmp, plan_file)
     shots = tuple(shots_from_cuts(input_path, num_frames, cuts))
     if info.is_image_sequence:
-        report(f"svsr-run: {input_path.name} is a folder of frames: written at {info.fps} fps (--fps to change)")
+        report(f"svsr-run: {input_path.name} is a folder of frames: written at {info.fps} fps ({options.spell('fps', 'RATE')} to change)")
     if len(shots) > 1:
         report(f"svsr-run: {input_path.name}: {len(shots)} shots (scene cuts at frames {', '.join(map(str, cuts))})")
-    return InputPlan(input_path, output_path, work, info, num_frames, shots)
+    if merged:
+        report(f"svsr-run: {input_path.name}: {merged_sentence(merged, options)}")
+    return InputPlan(input_path, output_path, work, info, num_frames, shots, keep_audio=keep_audio, merged_cuts=tuple(merged))
 
 
-def _count_and_cut(input_path: Path, info: VideoInfo, options: JobOptions) -> tuple[int, list[int]]:
-    detector = CutDetector(info.fps, options.scene_threshold) if options.scene_split else None
+def merged_sentence(merged: list[int] | tuple[int, ...], options: VideoOptions) -> str:
+    """What the minimum shot length did: which cuts it merged, and the option that changes it."""
+    frames = ", ".join(map(str, merged))
+    return (f"{len(merged)} scene cut{'s' if len(merged) > 1 else ''} (at frame{'s' if len(merged) > 1 else ''} {frames}) came less than "
+            f"{options.min_shot} frames after the previous one and {'were' if len(merged) > 1 else 'was'} merged; "
+            f"lower {options.spell('min_shot', 'N')} to split there")  # fmt: skip
+
+
+def _count_and_cut(input_path: Path, info: VideoInfo, options: VideoOptions) -> tuple[int, list[int], list[int]]:
+    detector = CutDetector(info.fps, options.scene_threshold, options.min_shot) if options.scene_split else None
     count = 0
     with FrameReader(input_path, fps=options.fps) as reader:
         for frame in reader:
@@ -217,7 +234,10 @@ def _count_and_cut(input_path: Path, info: VideoInfo, options: JobOptions) -> tu
             count += 1
     if count == 0:
         raise InputError(f"{input_path} has no frames; give a video or folder with at least one frame.")
-    return count, detector.cuts() if detector is not None else []
+    if detector is None:
+        return count, [], []
+    cuts = detector.cuts()
+    return count, cuts, detector.merged_cuts()
 
 
 class ShotJob:
@@ -229,21 +249,25 @@ class ShotJob:
         plan: InputPlan,
         shot: Shot,
         make_noise: NoiseFactory,
-        options: JobOptions,
+        options: VideoOptions,
         *,
         build_dir: Path | None,
-        label: str,
         report: Report = lambda _m: None,
         progress: Any = None,
     ) -> None:
         self.sampler, self.plan, self.shot = sampler, plan, shot
         self.noise = make_noise()
-        self.options, self.label = options, label
+        self.options = options
         self.build_dir = build_dir
         self.report, self.progress = report, progress
         self.work = plan.shot_work(shot)
         self.segment = plan.segment_path(shot)
         self.steps = sampler.steps(options.num_inference_steps)
+
+    def layout(self, num_frames: int) -> StoreLayout:
+        """The clip store's sizes for ``num_frames`` of this input (latent channels from the manifest)."""
+        padded = padding_plan(self.plan.info.height, self.plan.info.width)
+        return StoreLayout(num_frames, padded.padded_height, padded.padded_width, latent_channels=self.sampler.latent_channels)
 
     @property
     def done(self) -> bool:
@@ -253,9 +277,10 @@ class ShotJob:
         o = self.options
         return Checkpoint(
             input=f"{input_fingerprint(self.plan.input)}:{self.shot.first}-{self.shot.last}",
-            build=build_fingerprint(self.build_dir, self.label.split("-")[0]),
+            build=build_fingerprint(self.build_dir, self.sampler.backend.name),
+            # named noise: its seed says it all; a NoiseSource object is known by its starting state's digest only
             options=options_of({"steps": o.num_inference_steps, "noise": self.noise.kind, "fps": o.fps,
-                                "noise seed": _digest(self.noise.state())}),
+                                **({"noise seed": o.seed} if isinstance(o.noise, str) else {"noise state": _digest(self.noise.state())})}),
             num_frames=self.shot.num_frames,
             height=height,
             width=width,
@@ -267,7 +292,7 @@ class ShotJob:
             return self.segment
         self.segment.parent.mkdir(parents=True, exist_ok=True)
         fresh = not self.work.exists()
-        prepare_work_dir(self.work, self.options.restart)
+        prepare_work_dir(self.work, self.options.restart, self.options.spell)
         try:
             self._run()
         except SvsrError:
@@ -281,12 +306,11 @@ class ShotJob:
             raise Interrupted(f"interrupted; {self.plan.work} keeps the work up to {where}: rerun the same command to resume.") from None
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                plan = padding_plan(self.plan.info.height, self.plan.info.width)
-                layout = StoreLayout(self.shot.num_frames, plan.padded_height, plan.padded_width)
+                layout = self.layout(self.shot.num_frames)
                 need = sum(layout.bytes_of(part) for part in ("lr", "latents", "flows")) / 2**20
                 raise InputError(
                     f"the disk of {self.work} is full ({exc.strerror}); this shot's clip state needs up to {need:.0f} MiB there: "
-                    "free space or choose --work-dir elsewhere, then rerun to resume."
+                    f"free space or choose {self.options.spell('work_dir', 'DIR')} elsewhere, then rerun to resume."
                 ) from None
             raise
         remove_work_dir(self.work)
@@ -296,15 +320,16 @@ class ShotJob:
         o, steps = self.options, self.steps
         lr_file, times = self._read_frames()
         plan = padding_plan(self.plan.info.height, self.plan.info.width)
-        layout = StoreLayout(lr_file.count, plan.padded_height, plan.padded_width)
+        layout = self.layout(lr_file.count)
         wanted = self.fingerprint(layout.height, layout.width)
         checkpoint = load_checkpoint(self.work)
         if checkpoint is not None:
             differences = checkpoint.differences(wanted)
             if differences:
+                spell = self.options.spell
                 raise InputError(
-                    f"{self.plan.work} holds an interrupted run of another job (different {', '.join(differences)}); "
-                    "rerun with --restart to discard it, or choose another --work-dir."
+                    f"{self.plan.work} holds an interrupted run of another job (different {'; '.join(differences)}); "
+                    f"rerun with {spell('restart', True)} to discard it, or choose another {spell('work_dir', 'DIR')}."
                 )
             shot = f" (shot {self.shot.index + 1} of {len(self.plan.shots)})" if len(self.plan.shots) > 1 else ""
             self.report(f"svsr-run: resuming from step {checkpoint.steps_done} of {len(steps)}{shot}")
@@ -327,8 +352,9 @@ class ShotJob:
                 save_checkpoint(self.work, state)
             else:
                 self.noise.restore(checkpoint.noise_state)
-                if self.progress is not None:
-                    self.progress.update(checkpoint.steps_done * layout.num_frames)
+                if self.progress is not None:  # done by the interrupted run: counted, but not timed as this run's
+                    skip = getattr(self.progress, "skip", self.progress.update)
+                    skip(checkpoint.steps_done * layout.num_frames)
             self._steps(store, slots, steps, state)
             self._decode(store, slots, len(steps), plan, times)
         finally:
@@ -355,7 +381,7 @@ class ShotJob:
             lr.close()
             raise InputError(
                 f"{self.plan.input} gave {len(times)} frames for frames {self.shot.first}..{self.shot.last}, "
-                f"{self.shot.num_frames} were counted before; it changed or decodes differently each time: rerun with --restart."
+                f"{self.shot.num_frames} were counted before; it changed or decodes differently each time: rerun with {self.options.spell('restart', True)}."
             )
         return lr, times
 
@@ -393,33 +419,19 @@ def finish_input(plan: InputPlan) -> Path:
     from svsr.runtime.video import stitch_segments
 
     segments = [plan.segment_path(shot) for shot in plan.shots]
-    audio = None if plan.info.is_image_sequence else plan.input
-    stitch_segments(segments, plan.output, audio_from=audio, fps=plan.info.fps)
+    audio = plan.input if plan.keep_audio else None
+    if output_kind(plan.output) == "image":  # one frame: stitched as a frame folder in the work folder, its PNG moved into place
+        folder = plan.work / "image"
+        shutil.rmtree(folder, ignore_errors=True)
+        stitch_segments(segments, folder, audio_from=None, fps=plan.info.fps)
+        frames = sorted(folder.glob("*.png"))
+        if len(frames) != 1:
+            raise InputError(f"{plan.input} gave {len(frames)} frames, but {plan.output} holds one image; name a folder or a video output instead.")
+        os.replace(frames[0], plan.output)
+    else:
+        stitch_segments(segments, plan.output, audio_from=audio, fps=plan.info.fps)
     remove_work_dir(plan.work)
     return plan.output
-
-
-def run_input(
-    sampler: Sampler,
-    plan: InputPlan,
-    make_noise: NoiseFactory,
-    options: JobOptions,
-    *,
-    build_dir: Path | None,
-    label: str,
-    report: Report = lambda _m: None,
-    progress: Any = None,
-) -> Path:
-    """Every shot of one input in this process, then the stitch."""
-    try:
-        for shot in plan.shots:
-            ShotJob(sampler, plan, shot, make_noise, options, build_dir=build_dir, label=label, report=report, progress=progress).run()
-        return finish_input(plan)
-    except Interrupted:
-        raise
-    except SvsrError:
-        discard_if_nothing_done(plan)
-        raise
 
 
 def discard_if_nothing_done(plan: InputPlan) -> None:
@@ -447,16 +459,3 @@ def _remove_stale_partials(output: Path) -> None:
             shutil.rmtree(stale, ignore_errors=True)
         else:
             stale.unlink(missing_ok=True)
-
-
-def upscale_whole_clip(input_path: Path, output_path: Path, process: WholeClip, *, codec: str = "h264", crf: int = 18, fps: Fraction | None = None) -> Path:
-    """Read every frame, upscale them as one clip with ``process``, write them (the PyTorch reference)."""
-    with FrameReader(input_path, fps=fps) as reader:
-        info = reader.info
-        timed = list(reader.timed())
-    frames = [f for f, _ in timed]
-    audio = input_path if not info.is_image_sequence else None
-    with FrameWriter(output_path, info.fps, codec=codec, crf=crf, audio_from=audio, time_base=info.time_base) as writer:
-        for frame, (_, time) in zip(process(frames), timed):
-            writer.write(to_uint8(frame), time)
-    return output_path

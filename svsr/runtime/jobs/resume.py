@@ -15,13 +15,14 @@ import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from svsr.contract.errors import InputError
 
 CHECKPOINT_NAME = "checkpoint.json"
 CHECKPOINT_VERSION = 1
 WORK_SUFFIX = ".svsr-work"
+OPAQUE_OPTIONS = ("noise state",)  # recorded as digests: a difference is named, its values are not
 _EDGE_BYTES = 4 << 20  # input fingerprint: size, mtime and the first and last 4 MiB
 
 
@@ -73,19 +74,21 @@ class Checkpoint:
     version: int = CHECKPOINT_VERSION
 
     def differences(self, other: "Checkpoint") -> list[str]:
-        """What makes ``other`` (today's job) a different job than this checkpoint's."""
+        """What makes ``other`` (today's job) a different job than this checkpoint's: each option as ``steps 4 -> 2``."""
         found = []
         if self.version != other.version:
-            found.append("the checkpoint format")
+            found.append(f"checkpoint format {self.version} -> {other.version}")
         if self.input != other.input:
-            found.append("the input")
+            found.append("input (the file or frames changed since)")
         if self.build != other.build:
-            found.append("the model (build folder or backend)")
+            found.append("model (another build folder, engines or backend)")
         for key in sorted(set(self.options) | set(other.options)):
-            if self.options.get(key) != other.options.get(key):
-                found.append(f"{key} ({self.options.get(key)} then, {other.options.get(key)} now)")
+            then, now = self.options.get(key, "unset"), other.options.get(key, "unset")
+            if then != now:
+                # a custom noise source is known by a digest of its state only: say it changed, not the digests
+                found.append(f"{key} (another state)" if key in OPAQUE_OPTIONS else f"{key} {then} -> {now}")
         if (self.num_frames, self.height, self.width) != (other.num_frames, other.height, other.width):
-            found.append("the frame count or size")
+            found.append(f"frames {self.num_frames} of {self.width}x{self.height} -> {other.num_frames} of {other.width}x{other.height}")
         return found
 
 
@@ -114,16 +117,16 @@ def load_checkpoint(folder: Path) -> Checkpoint | None:
         return None
 
 
-def prepare_work_dir(folder: Path, restart: bool) -> None:
-    """Create (or, with ``restart``, empty) the work folder; one sentence when it cannot be written."""
+def prepare_work_dir(folder: Path, restart: bool, spell: Callable[[str, Any], str] = lambda _name, _value: "--work-dir DIR") -> None:
+    """Create (or, with ``restart``, empty) the work folder; one sentence (naming the option as ``spell`` writes it) when it cannot be written."""
     if restart and folder.exists():
         shutil.rmtree(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise InputError(f"cannot create the work folder {folder} ({exc.strerror}); choose a writable one with --work-dir.") from None
+        raise InputError(f"cannot create the work folder {folder} ({exc.strerror}); choose a writable one with {spell('work_dir', 'DIR')}.") from None
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise InputError(f"the work folder {folder} is not writable; choose another with --work-dir.")
+        raise InputError(f"the work folder {folder} is not writable; choose another with {spell('work_dir', 'DIR')}.")
 
 
 def remove_work_dir(folder: Path) -> None:

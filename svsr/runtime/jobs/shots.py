@@ -16,8 +16,9 @@ from typing import Iterable
 import numpy as np
 
 from svsr.contract.errors import MissingDependencyError
+from svsr.contract.video_options import DEFAULT_SCENE_THRESHOLD
 
-DEFAULT_THRESHOLD = 27.0  # PySceneDetect's ContentDetector default
+DEFAULT_THRESHOLD = DEFAULT_SCENE_THRESHOLD  # PySceneDetect's ContentDetector default
 DEFAULT_MIN_SHOT_FRAMES = 15  # and its minimum scene length
 
 
@@ -52,20 +53,34 @@ class CutDetector:
         self._timecode = FrameTimecode
         self._fps = float(fps) if fps else 24.0
         self._detector = ContentDetector(threshold=threshold, min_scene_len=min_shot_frames)
+        # the same detector without a minimum shot length: the cuts only it finds are the ones merged
+        self._unfiltered = ContentDetector(threshold=threshold, min_scene_len=1) if min_shot_frames > 1 else None
         self._cuts: list[int] = []
+        self._all_cuts: list[int] = []
         self._count = 0
 
     def add(self, rgb: np.ndarray) -> None:
         """The next frame (HxWx3 uint8 RGB); PySceneDetect works on OpenCV's BGR order."""
         bgr = np.ascontiguousarray(rgb[:, :, ::-1])
-        found = self._detector.process_frame(self._timecode(self._count, fps=self._fps), bgr)
-        self._cuts += [int(t.frame_num) for t in found]
+        at = self._timecode(self._count, fps=self._fps)
+        self._cuts += [int(t.frame_num) for t in self._detector.process_frame(at, bgr)]
+        if self._unfiltered is not None:
+            self._all_cuts += [int(t.frame_num) for t in self._unfiltered.process_frame(at, bgr)]
         self._count += 1
 
     def cuts(self) -> list[int]:
+        """The first frame of every shot after the first (call once, after the last frame)."""
         if self._count:
-            self._cuts += [int(t.frame_num) for t in self._detector.post_process(self._timecode(self._count - 1, fps=self._fps))]
+            end = self._timecode(self._count - 1, fps=self._fps)
+            self._cuts += [int(t.frame_num) for t in self._detector.post_process(end)]
+            if self._unfiltered is not None:
+                self._all_cuts += [int(t.frame_num) for t in self._unfiltered.post_process(end)]
         return sorted({c for c in self._cuts if 0 < c < self._count})
+
+    def merged_cuts(self) -> list[int]:
+        """Cuts the minimum shot length merged away (after :meth:`cuts`): found without it, not with it."""
+        kept = set(self._cuts)
+        return sorted({c for c in self._all_cuts if 0 < c < self._count and c not in kept})
 
 
 def shots_from_cuts(input_path: Path, num_frames: int, cuts: Iterable[int]) -> list[Shot]:

@@ -1,36 +1,64 @@
-"""The small interface every runtime backend implements (torch-free).
+"""The base class every runtime backend derives from (torch-free).
 
-The schedule (svsr/runtime/sampling/sampler.py) only allocates buffers, uploads host arrays, runs graphs on
-named buffers, downloads results and synchronises. ONNX Runtime and TensorRT implement it; tests
-use a recording double.
+The schedule (svsr/runtime/sampling/sampler.py) only prepares a frame size, allocates buffers,
+uploads host arrays, runs graphs on named buffers (grouped into frame-step programs by
+``launch``), downloads results and synchronises. ONNX Runtime and TensorRT implement it; tests
+use recording doubles derived from it. The sampler calls every method directly: a backend that
+has nothing to do for ``prepare`` or ``launch`` keeps the defaults here.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 Buffer = Any  # a backend-specific device (or host) tensor handle
 
 
-class Backend(Protocol):
-    name: str
+class Backend:
+    """What the sampler needs from a backend.
+
+    ``name``: ``"ort"`` or ``"trt"`` (progress output, reports); ``device``: where the graphs run,
+    ``"cpu"`` or ``"cuda:<ordinal>"``.
+    """
+
+    name: str = "backend"
+    device: str = "cpu"
+
+    def prepare(self, manifest: Mapping[str, Any], height: int, width: int) -> None:
+        """Called before the slot buffers of padded LR frames ``height`` x ``width`` are allocated.
+
+        TensorRT checks the size against its engines' profiles and the free memory here; the default
+        has nothing to check.
+        """
+
+    def launch(self, key: str, enqueue: Callable[[], None]) -> None:
+        """Run one frame-step program: ``enqueue()`` makes its graph launches on fixed buffers.
+
+        ``key`` names the program (one per slot set and TCM use), so a backend may capture it once and
+        replay it (TensorRT with CUDA graphs); the default just runs it.
+        """
+        enqueue()
 
     def allocate(self, label: str, shape: Sequence[int], dtype: str = "float32", host_io: bool = True) -> Buffer:
         """A zero-filled buffer that lives until the backend is closed; ``host_io=False``: never uploaded or downloaded."""
+        raise NotImplementedError
 
     def upload(self, buffer: Buffer, array: np.ndarray) -> None:
         """Copy a host array into a buffer of the same shape."""
+        raise NotImplementedError
 
     def download(self, buffer: Buffer) -> np.ndarray:
         """Copy a buffer back to the host."""
+        raise NotImplementedError
 
     def run(self, graph: str, inputs: Mapping[str, Buffer], outputs: Mapping[str, Buffer]) -> None:
         """Run one graph reading ``inputs`` and writing ``outputs`` (names as in svsr/contract/graphs.py)."""
+        raise NotImplementedError
 
     def synchronize(self) -> None:
-        """Wait for all queued work."""
+        """Wait for all queued work (nothing to wait for by default: runs return when done)."""
 
     def close(self) -> None:
-        """Release every buffer and session."""
+        """Release every buffer and session (nothing held by default)."""

@@ -25,9 +25,10 @@ from typing import Sequence
 import numpy as np
 
 from svsr.contract.errors import InputError
+from svsr.contract.video_options import parse_memory_size  # the one parser of memory sizes, re-exported here
 
 FLOAT32 = np.dtype(np.float32)
-LATENT_CHANNELS = 4
+LATENT_CHANNELS = 4  # Stable Diffusion's VAE; the sampler passes the manifest's count (Sampler.store_layout)
 
 
 class FrameArray:
@@ -123,6 +124,7 @@ class StoreLayout:
     num_frames: int
     height: int
     width: int
+    latent_channels: int = LATENT_CHANNELS  # the manifest's latent_channels (the sampler's)
 
     @property
     def lr_shape(self) -> tuple[int, ...]:
@@ -130,7 +132,7 @@ class StoreLayout:
 
     @property
     def latent_shape(self) -> tuple[int, ...]:
-        return (1, LATENT_CHANNELS, self.height, self.width)
+        return (1, self.latent_channels, self.height, self.width)
 
     @property
     def flow_shape(self) -> tuple[int, ...]:
@@ -141,20 +143,6 @@ class StoreLayout:
         item = {"lr": self.lr_shape, "latents": self.latent_shape, "flows": self.flow_shape}[part]
         count = {"lr": n, "latents": 2 * n, "flows": 2 * max(n - 1, 0)}[part]
         return count * int(np.prod(item)) * FLOAT32.itemsize
-
-
-def parse_memory_size(text: str, option: str = "--host-memory") -> int:
-    """``512M``, ``8G``, ``1.5G``, ``65536`` (bytes) -> bytes; InputError naming ``option`` otherwise."""
-    units = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
-    raw = str(text).strip().upper().removesuffix("IB").removesuffix("B")
-    number, unit = (raw[:-1], raw[-1]) if raw and raw[-1] in units else (raw, "")
-    try:
-        value = float(number)
-    except ValueError:
-        value = -1.0
-    if not value > 0 or value != value or value == float("inf"):
-        raise InputError(f"{option} {text!r} is not a memory size; write it like 512M, 8G or 1.5G.")
-    return int(value * units[unit])
 
 
 def default_host_memory() -> int:

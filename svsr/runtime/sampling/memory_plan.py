@@ -26,6 +26,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from svsr.contract.errors import InputError
+from svsr.runtime.sampling.backend import Backend
 
 ALIGNMENT = 512  # cudaMalloc hands out at least 256-byte aligned blocks; plan with a little slack
 BASE_RESERVE = 128 * 1024**2  # CUDA context odds and ends (streams, events, TensorRT's small allocations), fragmentation
@@ -54,7 +55,7 @@ def aligned(nbytes: int, alignment: int = ALIGNMENT) -> int:
     return -(-int(nbytes) // alignment) * alignment
 
 
-class _ShapeRecorder:
+class _ShapeRecorder(Backend):
     """Stands in for a backend while the sampler runs: records buffers, bindings and programs; computes nothing."""
 
     name = "shape-recorder"
@@ -82,11 +83,6 @@ class _ShapeRecorder:
         self.programs.add(key)
         enqueue()
 
-    def synchronize(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 def slot_buffers(manifest: Mapping[str, Any], height: int, width: int) -> list[BufferSpec]:

@@ -11,7 +11,7 @@ import onnxruntime as ort
 from svsr.contract.errors import ManifestError
 from svsr.contract.manifest import check_graph_file
 from svsr.contract.precision import Precision, PrecisionLike
-from svsr.runtime.sampling.backend import Buffer
+from svsr.runtime.sampling.backend import Backend, Buffer
 
 PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
 
@@ -41,8 +41,12 @@ def graph_file(build_dir: Path, manifest: Mapping[str, Any], name: str, precisio
     return check_graph_file(build_dir, name, entry)
 
 
-class OrtBackend:
-    """Buffers are OrtValues on the session's device; every run binds them by name (no copies on CPU)."""
+class OrtBackend(Backend):
+    """Buffers are OrtValues on the session's device; every run binds them by name (no copies on CPU).
+
+    ``device``: ``"auto"`` (CUDA where onnxruntime-gpu sees a GPU), ``"cpu"`` or ``"cuda"``; the
+    backend's ``device`` then reads ``"cpu"`` or ``"cuda:0"``.
+    """
 
     name = "ort"
 
@@ -55,8 +59,11 @@ class OrtBackend:
         graphs: Sequence[str] = ("flow", "denoise", "guide", "decode"),
         threads: int = 0,
     ) -> None:
-        self.device = ("cuda" if cuda_available() else "cpu") if device == "auto" else device
-        self._ort_device = "cuda" if self.device == "cuda" else "cpu"
+        kind = ("cuda" if cuda_available() else "cpu") if device == "auto" else device.split(":")[0]
+        if kind not in PROVIDERS:
+            raise ValueError(f"ONNX Runtime runs on 'cpu' or 'cuda', not {device!r}.")
+        self.device = "cuda:0" if kind == "cuda" else "cpu"
+        self._ort_device = kind
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads
@@ -67,8 +74,8 @@ class OrtBackend:
         # ONNX Runtime runs the exported float32 graphs unless a precision is asked for
         self.precision = Precision.parse(precision).resolve(lambda graph, prec: prec == "fp32")
         for name in graphs:
-            path = graph_file(build_dir, manifest, name, self.precision.of(name), self.device)
-            self.sessions[name] = ort.InferenceSession(str(path), options, providers=PROVIDERS[self.device])
+            path = graph_file(build_dir, manifest, name, self.precision.of(name), kind)
+            self.sessions[name] = ort.InferenceSession(str(path), options, providers=PROVIDERS[kind])
             self.precisions[name] = self.precision.of(name)
         self._input_types = {
             name: {i.name: i.type for i in s.get_inputs()} for name, s in self.sessions.items()
@@ -91,9 +98,6 @@ class OrtBackend:
         for name, value in outputs.items():
             binding.bind_ortvalue_output(name, value)
         session.run_with_iobinding(binding)
-
-    def synchronize(self) -> None:
-        """ORT's run_with_iobinding returns when the outputs are ready."""
 
     def close(self) -> None:
         self.sessions.clear()

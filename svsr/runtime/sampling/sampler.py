@@ -13,7 +13,9 @@ Per frame-step (frame ``k`` at position ``j`` of the sweep of timestep index ``s
     download z_out -> z[k] (plane (s+1) % 2)
 
 Frame k+1 is uploaded into the other slot set while frame k computes (backends with a copy stream
-overlap the two); ``x0`` stays on the device between frames. Every graph call binds the same slot
+overlap the two) and launched before frame k's new latent is downloaded (``z_out`` is
+double-buffered), so the device never idles while the host stores a latent; the flows are
+pipelined the same way. ``x0`` stays on the device between frames. Every graph call binds the same slot
 buffers every time, so backends can bind each execution context once and capture each frame-step
 program (per slot set and TCM on/off) once for every frame, step, clip and video of that size.
 """
@@ -30,6 +32,7 @@ from tqdm.auto import tqdm
 
 from svsr.contract.frames import pad_frame, validate_clip
 from svsr.contract.graphs import GRAPHS, concrete_shape
+from svsr.contract.errors import ManifestError
 from svsr.contract.noise import NoiseSource, PhiloxNoise
 from svsr.contract.scheduler import Step, step_coefficients
 from svsr.contract.sizes import PaddingPlan
@@ -38,6 +41,24 @@ from svsr.runtime.sampling.backend import Backend, Buffer
 from svsr.runtime.sampling.clip_store import ClipStore, StoreLayout, default_host_memory
 
 Emit = Callable[[int, np.ndarray], None]  # (frame index, 4Hx4Wx3 float32 RGB in [0, 1])
+LATENT_TENSORS = ("z", "noise", "z_prev", "x0")  # graph tensors with the VAE's latent channels
+
+
+def latent_channels(manifest: Mapping[str, Any]) -> int:
+    """The VAE's latent channels: the manifest's ``latent_channels``, else the denoise graph's ``z`` input as exported."""
+    if "latent_channels" in manifest:
+        return int(manifest["latent_channels"])
+    z = next((t for t in manifest["graphs"]["denoise"]["inputs"] if t["name"] == "z"), None)
+    if z is None or len(z["shape"]) != 4 or not isinstance(z["shape"][1], int):
+        raise ManifestError("the manifest names no latent channel count; re-run svsr-export --force.")
+    return int(z["shape"][1])
+
+
+def tensor_shape(manifest: Mapping[str, Any], graph: str, tensor: str, height: int, width: int) -> tuple[int, ...]:
+    """The shape of ``graph``'s ``tensor`` for padded LR frames of ``height`` x ``width`` (batch 1; latents from the manifest)."""
+    spec = next(t for t in GRAPHS[graph].inputs + GRAPHS[graph].outputs if t.name == tensor)
+    shape = concrete_shape(spec, 1, height, width)
+    return (shape[0], latent_channels(manifest), *shape[2:]) if tensor in LATENT_TENSORS else shape
 
 
 def to_model_input(frame: np.ndarray, plan: PaddingPlan) -> np.ndarray:
@@ -99,7 +120,7 @@ class Sampler:
         self._scheduler_config = scheduler["config"]
         self._alphas_cumprod = np.asarray(scheduler["alphas_cumprod"], dtype=np.float32)
         self.init_sigma = np.float32(scheduler.get("init_noise_sigma", 1.0))
-        self.latent_channels = int(manifest.get("latent_channels", 4))
+        self.latent_channels = latent_channels(manifest)
         self._slots: DeviceSlots | None = None
 
     def close(self) -> None:
@@ -110,19 +131,21 @@ class Sampler:
     def steps(self, num_inference_steps: int) -> list[Step]:
         return step_coefficients(self._scheduler_config, self._alphas_cumprod, num_inference_steps)
 
+    def store_layout(self, num_frames: int, plan: PaddingPlan) -> StoreLayout:
+        """The clip store's layout for ``num_frames`` frames padded as ``plan`` says (latent channels from the manifest)."""
+        return StoreLayout(num_frames, plan.padded_height, plan.padded_width, latent_channels=self.latent_channels)
+
     # -- device slots -----------------------------------------------------------------------------
     def slots(self, height: int, width: int) -> DeviceSlots:
         """The slot buffers for padded LR frames of ``height`` x ``width``; allocated once per size."""
         if self._slots is not None and (self._slots.height, self._slots.width) == (height, width):
             return self._slots
-        prepare = getattr(self.backend, "prepare_slots", None)
-        if prepare is not None:  # e.g. TensorRT: check the size against engine profiles and free memory
-            prepare(self.manifest, height, width)
         b = self.backend
+        b.prepare(self.manifest, height, width)  # e.g. TensorRT: the size against engine profiles and free memory
 
         def alloc(label: str, graph: str, tensor: str, host_io: bool = True) -> Buffer:
             spec = next(t for t in GRAPHS[graph].inputs + GRAPHS[graph].outputs if t.name == tensor)
-            shape = concrete_shape(spec, 1, height, width)
+            shape = tensor_shape(self.manifest, graph, tensor, height, width)
             # device-only buffers tell the backend so (no pinned staging for what never crosses to the host)
             return b.allocate(label, shape, spec.dtype) if host_io else b.allocate(label, shape, spec.dtype, host_io=False)
 
@@ -162,20 +185,37 @@ class Sampler:
             store.lr.write(start + offset, to_model_input(frame, plan))
 
     def compute_flows(self, store: ClipStore, slots: DeviceSlots, progress: Any = None) -> None:
-        """fwd[i-1] = flow(frame i -> i-1); bwd = reversed(bwd_pair), bwd_pair[i-1] = flow(frame i-1 -> i)."""
+        """fwd[i-1] = flow(frame i -> i-1); bwd = reversed(bwd_pair), bwd_pair[i-1] = flow(frame i-1 -> i).
+
+        Each flow is one job on slot set ``job % 2`` (inputs ``lr``/``lr_previous``, output ``flow``:
+        the bindings the per-step flow recompute uses too); job j+1 is launched before job j's flow
+        is downloaded, so the device computes while the host stores.
+        """
         if not store.store_flows:
             return
         b, n = self.backend, store.layout.num_frames
-        s = slots.sets[0]
-        for i in range(1, n):
-            b.upload(s.lr, store.lr.read(i))
-            b.upload(s.lr_previous, store.lr.read(i - 1))
+        jobs = [(i, forward) for i in range(1, n) for forward in (True, False)]
+
+        def launch_job(j: int) -> None:
+            i, forward = jobs[j]
+            s = slots.sets[j % 2]
+            frame, previous = (i, i - 1) if forward else (i - 1, i)
+            b.upload(s.lr, store.lr.read(frame))
+            b.upload(s.lr_previous, store.lr.read(previous))
             b.run("flow", {"frame": s.lr, "previous": s.lr_previous}, {"flow": s.flow})
-            store.fwd.write(i - 1, b.download(s.flow))
-            b.run("flow", {"frame": s.lr_previous, "previous": s.lr}, {"flow": s.flow})
-            store.bwd.write(n - 1 - i, b.download(s.flow))
-            if progress is not None:
-                progress(i, n - 1)
+
+        if jobs:
+            launch_job(0)
+        for j, (i, forward) in enumerate(jobs):
+            if j + 1 < len(jobs):
+                launch_job(j + 1)  # queued behind this job before its result is fetched
+            flow = b.download(slots.sets[j % 2].flow)
+            if forward:
+                store.fwd.write(i - 1, flow)
+            else:
+                store.bwd.write(n - 1 - i, flow)
+                if progress is not None:
+                    progress(i, n - 1)
 
     def initial_latents(self, store: ClipStore, noise: NoiseSource) -> None:
         """Plane 0 gets every frame's initial latent, drawn in frame order (the official draw order)."""
@@ -207,14 +247,19 @@ class Sampler:
                 else:
                     b.upload(s.lr_previous, store.lr.read(order[position - 1]))
 
+        flow_per_step = not store.store_flows
+
+        def launch_frame(position: int) -> None:
+            s, uses_tcm = slots.sets[position % 2], position > 0
+            b.launch(frame_step_key(s.index, uses_tcm, flow_per_step), lambda: self.enqueue_frame_step(slots, s, uses_tcm, flow_per_step))
+
         stage(0)
+        launch_frame(0)
         for position, k in enumerate(order):
-            s = slots.sets[position % 2]
-            uses_tcm = position > 0
-            launch(b, frame_step_key(s.index, uses_tcm, not store.store_flows), lambda: self.enqueue_frame_step(slots, s, uses_tcm, not store.store_flows))
             if position + 1 < n:
                 stage(position + 1)  # overlaps this frame's compute on backends with a copy stream
-            write.write(k, b.download(s.z_out))
+                launch_frame(position + 1)  # queued before this frame's latent is fetched: the device keeps busy
+            write.write(k, b.download(slots.sets[position % 2].z_out))
             if on_frame is not None:
                 on_frame()
 
@@ -275,7 +320,7 @@ class Sampler:
         plan = validate_clip(frames)
         steps = self.steps(num_inference_steps)
         noise = noise if noise is not None else PhiloxNoise(0)
-        layout = StoreLayout(len(frames), plan.padded_height, plan.padded_width)
+        layout = self.store_layout(len(frames), plan)
         budget = default_host_memory() if host_memory is None else host_memory
         with tempfile.TemporaryDirectory(prefix="svsr-clip-", dir=work_dir) as folder:
             store = ClipStore(layout, Path(folder), budget)
@@ -302,11 +347,3 @@ class Sampler:
             finally:
                 store.close()
 
-
-def launch(backend: Backend, key: str, enqueue: Callable[[], None]) -> None:
-    """Run one frame-step's launches; backends that capture (TensorRT + CUDA graphs) replay instead."""
-    launcher = getattr(backend, "launch", None)
-    if launcher is None:
-        enqueue()
-    else:
-        launcher(key, enqueue)

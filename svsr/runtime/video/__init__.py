@@ -8,7 +8,8 @@ copy), ``containers`` (opening files with FFmpeg), ``images`` (frame folders), `
 """
 
 from svsr.runtime.video.encoders import available_codecs, encoder_available
-from svsr.runtime.video.outputs import VIDEO_SUFFIXES, output_path_for
+from svsr.runtime.video.audio import audio_problem
+from svsr.runtime.video.outputs import VIDEO_SUFFIXES, OutputTarget, check_output, input_kind, output_kind, output_path_for, output_rule
 from svsr.runtime.video.probe import VideoInfo, probe
 from svsr.runtime.video.read import FrameReader
 from svsr.runtime.video.stitch import stitch_segments
@@ -18,10 +19,16 @@ __all__ = [
     "VIDEO_SUFFIXES",
     "FrameReader",
     "FrameWriter",
+    "OutputTarget",
     "VideoInfo",
+    "audio_problem",
     "available_codecs",
+    "check_output",
     "encoder_available",
+    "input_kind",
+    "output_kind",
     "output_path_for",
+    "output_rule",
     "probe",
     "stitch_segments",
 ]

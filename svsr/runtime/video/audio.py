@@ -16,7 +16,7 @@ import av
 
 from svsr.runtime.video.containers import open_container, video_origin
 
-__all__ = ["AudioCopier", "add_audio", "open_audio_source", "start_with_audio", "warn_audio_not_in_folder"]
+__all__ = ["AudioCopier", "add_audio", "audio_problem", "open_audio_source", "start_with_audio", "warn_audio_not_in_folder"]
 
 
 class AudioCopier:
@@ -73,6 +73,36 @@ def open_audio_source(audio_from: Path | None) -> av.audio.stream.AudioStream | 
         warnings.warn(f"the audio of {audio_from} is damaged (no codec), so the output has no sound.", stacklevel=3)
         return None
     return audio
+
+
+def audio_problem(audio_from: Path, output: Path, output_is_video: bool) -> str | None:
+    """Why ``output`` would lose the audio of ``audio_from`` (no sound kept), or None when it keeps it or there is none.
+
+    Asked before any work: the output's muxer is tried on the audio stream in memory, as the writer
+    will try it on the file (``avformat_query_codec`` through PyAV's ``add_stream_from_template``).
+    """
+    import io
+
+    from svsr.contract.codecs import CONTAINERS
+
+    if audio_from.is_dir():
+        return None
+    with open_container(audio_from) as source:
+        if not source.streams.audio:
+            return None
+        audio = source.streams.audio[0]
+        codec = getattr(audio.codec_context, "name", None) if audio.codec_context is not None else None
+        if codec is None:
+            return f"the audio of {audio_from} is damaged (no codec), so the output would have no sound"
+        if not output_is_video:
+            return f"{output} holds no sound, so the {codec} audio of {audio_from} would be lost"
+        muxer = CONTAINERS.get(output.suffix.lower())
+        try:
+            with av.open(io.BytesIO(), "w", format=muxer) as target:
+                target.add_stream_from_template(audio)
+        except (ValueError, av.FFmpegError):
+            return f"{output.suffix} files cannot hold the {codec} audio of {audio_from}"
+    return None
 
 
 def _drop_audio_message(path: Path, audio: Any, audio_from: Path | None) -> str:

@@ -1,0 +1,262 @@
+"""How a video is upscaled, declared once: :class:`VideoOptions` (torch-free, no PyAV).
+
+The API takes it (``upscale_video(..., options=VideoOptions(crf=20))`` or keyword overrides), video
+jobs and Ray workers receive it, and ``svsr-run`` is generated from it the way polygraphy builds its
+argument groups: :meth:`VideoOptions.add_arguments` adds one option per field from the field's
+metadata (flag, help, bounds, choices read from the codec and noise tables) and
+:meth:`VideoOptions.from_args` builds the options back. Every rule lives in ``__post_init__``; a
+broken one is one sentence that spells the option the way its user wrote it: ``codec='vp9'`` from
+Python, ``--codec vp9`` from the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from dataclasses import dataclass, field, fields
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Callable, Literal, Mapping
+
+from svsr.contract.codecs import CODECS, DEFAULT_CODEC, DEFAULT_CRF, codec_problem
+from svsr.contract.errors import InputError
+from svsr.contract.noise import DEFAULT_NOISE, NOISE_KINDS, NoiseSource
+from svsr.contract.scheduler import steps_problem
+
+__all__ = ["DEFAULT_MIN_SHOT", "FLOW_MODES", "MAX_STEPS", "MIN_HOST_MEMORY", "SEED_MAX", "Spell", "VideoOptions", "api_spelling", "parse_memory_size"]
+
+Spell = Callable[[str, Any], str]
+SEED_MAX = 2**64 - 1  # Philox keys are 64 bits; numpy and torch accept the same range
+MAX_STEPS = 10_000  # before any scheduler is known; the scheduler's training timesteps bound it again
+MIN_HOST_MEMORY = 2**20
+MAX_FPS = 1000
+MAX_SCENE_THRESHOLD = 255.0
+FLOW_MODES = ("store", "recompute")
+DEFAULT_SCENE_THRESHOLD = 27.0  # PySceneDetect's ContentDetector default
+DEFAULT_MIN_SHOT = 15  # PySceneDetect's minimum scene length, in frames
+MAX_MIN_SHOT = 100_000
+# Arguments beside the video options that sentences may name, as the command line spells them.
+OTHER_FLAGS = {"output": "-o", "model": "--model", "backend": "--backend", "weights": "--weights", "precision": "--precision",
+               "ray": "--ray", "ray_workers": "--ray-workers"}  # fmt: skip
+_MEMORY_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def api_spelling(name: str, value: Any) -> str:
+    """An option as a Python caller writes it: ``codec='vp9'``."""
+    return f"{name}={value!r}"
+
+
+def parse_memory_size(text: str | int, option: str = "--host-memory") -> int:
+    """``512M``, ``8G``, ``1.5G``, ``65536`` (bytes) -> bytes; InputError naming ``option`` otherwise."""
+    raw = str(text).strip().upper().removesuffix("IB").removesuffix("B")
+    number, unit = (raw[:-1], raw[-1]) if raw and raw[-1] in _MEMORY_UNITS else (raw, "")
+    try:
+        value = float(number)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or not math.isfinite(value):
+        raise InputError(f"{option} {text!r} is not a memory size; write it like 512M, 8G or 1.5G.")
+    return int(value * _MEMORY_UNITS[unit])
+
+
+def _whole_number(text: str) -> int:
+    try:
+        return int(str(text).strip(), 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+_whole_number.__name__ = "whole number"  # argparse names the type in its own messages
+_number.__name__ = "number"
+
+
+@dataclass(frozen=True)
+class Flag:
+    """How one field appears on the command line (read by :meth:`VideoOptions.add_arguments`)."""
+
+    flag: str
+    help: str
+    parse: Callable[[str], Any] | None = None  # syntax only; VideoOptions checks the value
+    choices: tuple[str, ...] = ()  # shown in --help; checked by VideoOptions, so both doors say the same
+    metavar: str | None = None
+    switch: bool = False  # a flag without a value that sets the field to ``not default``
+
+
+def _option(default: Any, flag: Flag) -> Any:
+    return field(default=default, metadata={"cli": flag})
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    """How one or many videos are upscaled: steps, noise, encoding, memory, resume, shots.
+
+    ``host_memory`` (bytes or ``"8G"``) bounds the RAM of the clip store (default: half of the
+    available memory); beyond it the store uses files in ``work_dir`` (default: beside the output).
+    ``restart`` discards the work of an interrupted run instead of resuming it. ``flows="recompute"``
+    runs the flow graph per frame-step instead of storing flows. ``scene_split`` finds scene cuts
+    (PySceneDetect's content detector at ``scene_threshold``) and upscales each shot as its own exact
+    clip. ``fps``: frame rate of a folder of frames (default 24).
+    """
+
+    num_inference_steps: int = _option(50, Flag("--steps", "denoising steps (default 50; at most the scheduler's training timesteps)", _whole_number, metavar="N"))
+    seed: int = _option(0, Flag("--seed", "noise seed, 0 to 2**64-1 (default 0)", _whole_number, metavar="N"))
+    noise: str | NoiseSource = _option(DEFAULT_NOISE, Flag(
+        "--noise", "noise source (default philox: a pure function of seed, step and frame; torch reproduces the reference)",
+        choices=NOISE_KINDS))  # fmt: skip
+    codec: str = _option(DEFAULT_CODEC, Flag("--codec", f"video codec (default {DEFAULT_CODEC})", choices=tuple(CODECS)))
+    crf: int = _option(DEFAULT_CRF, Flag(
+        "--crf", "quality for " + ", ".join(f"{c.name} ({c.crf_range[0]}-{c.crf_range[1]})" for c in CODECS.values() if not c.lossless)
+        + f"; lower is better (default {DEFAULT_CRF})", _whole_number, metavar="N"))  # fmt: skip
+    host_memory: int | str | None = _option(None, Flag(
+        "--host-memory", "RAM for the clip state, e.g. 512M or 8G (default: half of the available memory); "
+        "beyond it the state goes to files in the work folder", metavar="SIZE"))  # fmt: skip
+    work_dir: str | os.PathLike[str] | None = _option(None, Flag(
+        "--work-dir", "folder for the clip state and checkpoints (default: beside the output, named after it)", Path, metavar="DIR"))  # fmt: skip
+    restart: bool = _option(False, Flag("--restart", "discard the checkpoint of an interrupted run instead of resuming it", switch=True))
+    flows: Literal["store", "recompute"] = _option("store", Flag(
+        "--flows", "store the optical flows (default) or recompute them each frame-step (less memory, more compute)",
+        choices=FLOW_MODES))  # fmt: skip
+    fps: Fraction | int | float | str | None = _option(None, Flag(
+        "--fps", "frame rate of a folder of frames (default 24), e.g. 30 or 30000/1001", metavar="RATE"))  # fmt: skip
+    scene_split: bool = _option(True, Flag("--no-scene-split", "treat each input as one shot (default: split at scene cuts)", switch=True))
+    scene_threshold: float = _option(DEFAULT_SCENE_THRESHOLD, Flag(
+        "--scene-threshold", "PySceneDetect content-detector threshold for scene cuts (default 27; lower finds more cuts)", _number, metavar="T"))  # fmt: skip
+    min_shot: int = _option(DEFAULT_MIN_SHOT, Flag(
+        "--min-shot", f"shortest shot in frames: a scene cut closer than this to the previous one is merged into it "
+        f"(default {DEFAULT_MIN_SHOT}, PySceneDetect's minimum scene length)", _whole_number, metavar="N"))  # fmt: skip
+    no_audio: bool = _option(False, Flag("--no-audio", "write no sound (without it, an input's audio the output cannot hold is an error)",
+                                         switch=True))  # fmt: skip
+
+    def __post_init__(self) -> None:
+        problem = self._normalise(api_spelling)
+        if problem:
+            raise InputError(problem)
+
+    # -- the rules ------------------------------------------------------------------------------------
+    def _normalise(self, spell: Spell) -> str | None:
+        """Check every field (first broken rule's sentence, or None) and store normalised values."""
+        object.__setattr__(self, "_spell", spell)  # later sentences (output, audio, resume) spell options as this caller does
+        for name, low, high in (("num_inference_steps", 1, MAX_STEPS), ("seed", 0, SEED_MAX), ("min_shot", 1, MAX_MIN_SHOT)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                return f"{spell(name, value)} is not a whole number from {low} to {high}."
+        if isinstance(self.noise, str):
+            if self.noise not in NOISE_KINDS:
+                return f"unknown noise source {spell('noise', self.noise)}; use one of {', '.join(NOISE_KINDS)}."
+        elif not all(hasattr(self.noise, m) for m in ("initial_latent", "step_noise", "state", "restore")):
+            return f"{spell('noise', self.noise)} is neither a noise source name ({', '.join(NOISE_KINDS)}) nor a NoiseSource."
+        problem = codec_problem(self.codec, self.crf, spell=spell)
+        if problem:
+            return problem
+        if self.host_memory is not None:
+            size = self.host_memory if isinstance(self.host_memory, int) and not isinstance(self.host_memory, bool) else None
+            if size is None:
+                try:
+                    size = parse_memory_size(self.host_memory)
+                except InputError:
+                    return f"{spell('host_memory', self.host_memory)} is not a memory size; write it like 512M, 8G or 1.5G."
+            if size < MIN_HOST_MEMORY:
+                return f"{spell('host_memory', self.host_memory)} is below 1M; give the clip state at least 1M of RAM (e.g. 512M)."
+            object.__setattr__(self, "host_memory", size)
+        if self.work_dir is not None:
+            object.__setattr__(self, "work_dir", Path(self.work_dir))
+        for switch in ("restart", "scene_split", "no_audio"):
+            if not isinstance(getattr(self, switch), bool):
+                return f"{spell(switch, getattr(self, switch))} must be True or False."
+        if self.flows not in FLOW_MODES:
+            return f"{spell('flows', self.flows)} is not one of {' or '.join(FLOW_MODES)}."
+        if self.fps is not None:
+            try:
+                rate = Fraction(str(self.fps).strip() if isinstance(self.fps, str) else self.fps).limit_denominator(1_000_000)
+            except (ValueError, ZeroDivisionError, TypeError):
+                return f"{spell('fps', self.fps)} is not a frame rate; write it like 24, 29.97 or 30000/1001."
+            if not 0 < rate <= MAX_FPS:
+                return f"{spell('fps', self.fps)} is not a frame rate above 0 and at most {MAX_FPS}."
+            object.__setattr__(self, "fps", rate)
+        threshold = self.scene_threshold
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold) \
+                or not 0 < threshold <= MAX_SCENE_THRESHOLD:  # fmt: skip
+            return f"{spell('scene_threshold', threshold)} is not a number above 0 and at most {MAX_SCENE_THRESHOLD:g}."
+        object.__setattr__(self, "scene_threshold", float(threshold))
+        return None
+
+    def scheduler_problem(self, config: Mapping[str, Any], where: str, spell: Spell | None = None) -> str | None:
+        """Why the step count does not fit the scheduler ``config`` of the build or checkpoint ``where``, or None."""
+        return steps_problem(config, self.num_inference_steps, where, spell=spell or self.spell)
+
+    def whole_clip_problem(self, spell: Spell | None = None) -> str | None:
+        """What a pipeline holding each shot in memory (the PyTorch reference) cannot honour, or None."""
+        spell = spell or self.spell
+        if self.host_memory is not None:
+            return (f"the reference backend holds each shot in memory, so {spell('host_memory', self.host_memory)} cannot bound it; "
+                    "drop it or use the ort or trt backend.")  # fmt: skip
+        if self.flows != "store":
+            return f"the reference backend computes its flows once per shot, so {spell('flows', self.flows)} cannot apply; drop it or use the ort or trt backend."
+        return None
+
+    @property
+    def store_flows(self) -> bool:
+        return self.flows == "store"
+
+    def spell(self, name: str, value: Any) -> str:
+        """An option (a field, or ``output``, ``model``, ...) as the user who made these options writes it."""
+        return getattr(self, "_spell", api_spelling)(name, value)
+
+    def with_overrides(self, **overrides: Any) -> "VideoOptions":
+        """A copy with some fields changed (checked again, spelled as these options are); an unknown name is one sentence."""
+        if not overrides:
+            return self
+        return VideoOptions.spelled(getattr(self, "_spell", api_spelling), **{**{item.name: getattr(self, item.name) for item in fields(self)},
+                                                                              **overrides})  # fmt: skip
+
+    # -- the command line -----------------------------------------------------------------------------
+    @staticmethod
+    def cli_spelling(name: str, value: Any) -> str:
+        """An option as a command-line user writes it: ``--codec vp9`` (switches without their value)."""
+        flag = _FLAGS.get(name)
+        if flag is None:
+            return f"{OTHER_FLAGS[name]} {value}" if name in OTHER_FLAGS else api_spelling(name, value)
+        return flag.flag if flag.switch else f"{flag.flag} {value}"
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+        """One command-line option per field, in an argument group (polygraphy's ``add_parser_args``)."""
+        group = parser.add_argument_group("video options")
+        for item in fields(cls):
+            flag: Flag = item.metadata["cli"]
+            if flag.switch:
+                group.add_argument(flag.flag, dest=item.name, action="store_false" if item.default else "store_true", help=flag.help)
+                continue
+            metavar = flag.metavar or ("{" + ",".join(flag.choices) + "}" if flag.choices else None)
+            group.add_argument(flag.flag, dest=item.name, default=item.default, type=flag.parse, metavar=metavar, help=flag.help)
+        return group
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "VideoOptions":
+        """The options the parsed arguments give; a broken rule is one sentence spelled as on the command line."""
+        return cls.spelled(cls.cli_spelling, **{item.name: getattr(args, item.name) for item in fields(cls)})
+
+    @classmethod
+    def spelled(cls, spell: Spell, **values: Any) -> "VideoOptions":
+        """Options from ``values`` (defaults for the rest) whose broken rule is spelled by ``spell``."""
+        unknown = sorted(set(values) - set(_FLAGS))
+        if unknown:
+            raise InputError(f"unknown video option {unknown[0]!r}; use one of {', '.join(_FLAGS)}.")
+        options = object.__new__(cls)  # checked below with the caller's spelling instead of __post_init__'s
+        for item in fields(cls):
+            object.__setattr__(options, item.name, values.get(item.name, item.default))
+        problem = options._normalise(spell)
+        if problem:
+            raise InputError(problem)
+        return options
+
+
+_FLAGS: dict[str, Flag] = {item.name: item.metadata["cli"] for item in fields(VideoOptions)}
