@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 
-from svsr.cli import bench_main, export_main
+from svsr.cli import bench_main
 
 
-def test_bench_reference_and_ort_side_by_side(tiny_checkpoint, tmp_path, capsys):
-    build = tmp_path / "build"
-    assert export_main(["--weights", str(tiny_checkpoint), "--out", str(build), "--quiet", "--onnx-only"]) == 0
+def test_bench_reference_and_ort_side_by_side(tiny_build, tmp_path, capsys):
+    build = tiny_build  # read only: the session's tiny build (its checkpoint is the reference's baseline)
     out_json, out_png, out_md = tmp_path / "b.json", tmp_path / "b.png", tmp_path / "b.md"
     code = bench_main([
         "--model", str(build), "--backend", "reference", "--backend", "ort", "--resolution", "40x32",
