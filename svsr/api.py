@@ -366,6 +366,8 @@ class Upscaler:
         every frame was written. An interrupted run resumes from its last completed timestep when
         called again with the same options; ``restart=True`` discards that work instead. Each shot
         between scene cuts is its own exact clip; the shots' segments are stitched without re-encoding.
+        ``frames="START:END"`` (frame indices, END excluded, or seconds: ``"10s:14s"``) upscales only
+        that part, as its own clip at its frames' original times (default output ``INPUT_x4_framesSTART-END.EXT``).
         """
         results = self.upscale_videos([input], output=output, options=options, skip_existing=False, raise_errors=True, progress=progress,
                                       report=report, **overrides)  # fmt: skip

@@ -23,11 +23,11 @@ OPSETS = (17, 20)  # the TorchScript exporter's range that the graphs are tested
 
 
 class SentenceParser(argparse.ArgumentParser):
-    """argparse, but its errors are one line: ``svsr: error: PROG: ...; see PROG --help.``"""
+    """argparse, but its errors are one line ending in the command that lists the options: ``svsr: error: PROG: ...; the options: PROG --help``"""
 
     def error(self, message: str) -> NoReturn:
         message = message.rstrip(".")
-        print(f"svsr: error: {self.prog}: {message}; see {self.prog} --help.", file=sys.stderr)
+        print(f"svsr: error: {self.prog}: {message}; the options: {self.prog} --help", file=sys.stderr)
         raise SystemExit(2)
 
 

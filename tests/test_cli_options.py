@@ -47,6 +47,7 @@ BAD_VALUES = {
         "--fps": ["0", "-24", "abc", "1/0", "5000"],
         "--scene-threshold": ["0", "-5", "nan", "300", "inf"],
         "--min-shot": ["0", "-1", "1.5", "100001"],
+        "--frames": ["5:2", "4:4", "abc", "1:3s", ":", "1.5:3", "xs:2s"],
         "--ray": ["somewhere", "10.0.0.1"],
         "--ray-workers": ["0", "-2", "two"],
         "--codec": ["av1", "H264"],
@@ -218,6 +219,8 @@ SAME_SENTENCE = [
     ({"num_inference_steps": 1001}, ["--steps", "1001"], ("num_inference_steps=1001", "--steps 1001")),
     ({"num_inference_steps": 0}, ["--steps", "0"], ("num_inference_steps=0", "--steps 0")),
     ({"host_memory": "512K"}, ["--host-memory", "512K"], ("host_memory='512K'", "--host-memory 512K")),
+    ({"frames": "5:2"}, ["--frames", "5:2"], ("frames='5:2'", "--frames 5:2")),
+    ({"frames": "0:99"}, ["--frames", "0:99"], ("frames='0:99'", "--frames 0:99")),  # beyond the input's 2 frames: known only once it is read
 ]
 
 

@@ -109,7 +109,11 @@ def test_the_tensorrt_path_says_the_sentence_instead_of_falling_back(tmp_path, t
 
 def test_cuda_runtime_check_fails_with_the_sentence():
     check = machine.check_cuda_runtime(12040, 13000, "13.0.1")
-    assert check.status == FAIL and check.fix == driver_problem(12040, 13000)
+    # the sentence first, then the command that installs the flavour this driver runs
+    assert check.status == FAIL and check.fix == (
+        driver_problem(12040, 13000).rstrip(".") + "; the tensorrt-cu12 flavour runs on this driver: "
+        "pip install --extra-index-url https://pypi.nvidia.com 'svsr[tensorrt-cu12]'"
+    )
     assert check.value == "cuda-python 13.0.1, CUDA runtime 13.0 on a CUDA 12.4 driver"
     ok = machine.check_cuda_runtime(12080, 12060, "12.6.2")
     assert ok.status == OK and "svsr[tensorrt-cu12]" in ok.value
@@ -147,7 +151,8 @@ def test_the_tensorrt_wheels_cuda_major_is_compared_with_the_drivers():
     assert old_driver.status == FAIL
     assert old_driver.fix == (
         "the TensorRT wheels tensorrt-cu13 are built for CUDA 13 but the NVIDIA driver supports CUDA 12.4; "
-        "install svsr[tensorrt-cu12] instead or update the driver to R580+."
+        "install svsr[tensorrt-cu12] instead or update the driver to R580+; the tensorrt-cu12 flavour runs on this driver: "
+        "pip install --extra-index-url https://pypi.nvidia.com 'svsr[tensorrt-cu12]'"
     )
     assert machine.check_tensorrt(full, "TensorRT 11.4.0.106 (full)", 13000, wheels=cu13).status == OK
     assert machine.check_tensorrt(full, "TensorRT 11.4.0.106 (full)", 13000, wheels={"tensorrt-cu12": 12}).status == OK  # older major: runs
@@ -296,7 +301,9 @@ def test_model_without_engines_or_manifest(tmp_path):
     assert head.status == OK and engines.status == WARN and "no TensorRT engines" in engines.value
     assert "svsr-export --weights /ckpt/tiny --precision fp32 --out" in engines.fix and "--resolution 320x180" in engines.fix
     (missing,) = build_folder.check_model(tmp_path / "nothing", None)
-    assert missing.status == FAIL and "has no manifest.json; run svsr-export --out" in missing.fix
+    # the contract's sentence in the value; the fix is a command (its checkpoint a placeholder the shell rejects)
+    assert missing.status == FAIL and "has no manifest.json; run svsr-export --out" in missing.value
+    assert missing.fix.endswith(f"svsr-export --weights <CHECKPOINT> --out {tmp_path / 'nothing'} --force")
 
 
 # -- the GPU checks, against the recording TensorRT/CUDA doubles -----------------------------------
@@ -605,10 +612,20 @@ def test_every_lean_runtime_name_used_exists_in_the_real_lean_wheel():
 
 # -- advice that works (issue 22): a printed fix, run as printed, gets the check further ---------
 def _fix_commands(fix: str) -> list[list[str]]:
-    """The shell commands of a printed fix (``a && b && c (a note)``), split into argument lists."""
+    """The shell commands of a printed fix (``why: a && b && c``), split into argument lists as a shell would."""
     import shlex
 
-    return [shlex.split(part) for part in fix.split(" (")[0].split("&&")]
+    from svsr.checks.check import fix_command
+
+    words = shlex.split(fix_command(fix))
+    commands, current = [], []
+    for word in words:
+        if word == "&&":
+            commands.append(current)
+            current = []
+        else:
+            current.append(word)
+    return [*commands, current]
 
 
 def test_the_printed_tiny_build_fix_run_as_printed_gets_the_clip_to_run(tiny_build, tmp_path, monkeypatch, capsys):
@@ -639,3 +656,192 @@ def test_the_printed_tiny_build_fix_run_as_printed_gets_the_clip_to_run(tiny_bui
 
 
 _real_run_checks = doctor.run_checks
+
+
+def _extras() -> set[str]:
+    """The extras pyproject.toml declares ([project.optional-dependencies])."""
+    import tomllib
+
+    root = Path(__file__).resolve().parent.parent
+    return set(tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"])
+
+
+def _check_pip(command: list[str]) -> None:
+    """A printed ``pip install``: parses as pip's own options, and every svsr[...] names extras pyproject.toml has."""
+    import re
+
+    assert command[:2] == ["pip", "install"], command
+    args = command[2:]
+    while args and args[0].startswith("--"):
+        option = args.pop(0)
+        assert option in ("--extra-index-url", "--force-reinstall", "--no-binary"), command
+        if option in ("--extra-index-url", "--no-binary"):
+            value = args.pop(0)
+            assert option != "--extra-index-url" or value.startswith("https://"), command
+    assert args and all(not a.startswith("-") for a in args), command
+    for requirement in args:
+        match = re.fullmatch(r"svsr\[([a-z0-9,-]+)\]", requirement)
+        if requirement.startswith("svsr"):
+            assert match and set(match.group(1).split(",")) <= _extras(), (requirement, sorted(_extras()))
+
+
+def _every_fix(tmp_path: Path, monkeypatch) -> list[tuple[str, str]]:
+    """(where, fix) for every non-OK branch of every check, driven by values or named doubles."""
+    from svsr.checks import check as check_module
+    from svsr.checks import per_graph
+
+    fixes: list[tuple[str, str]] = []
+
+    def add(where: str, c: Check) -> None:
+        assert c.status != OK and c.fix, (where, c)
+        fixes.append((where, c.fix))
+
+    add("driver missing", machine.check_driver(None))
+    for driver in (None, 12040, 13000):
+        add(f"cuda-python missing, driver {driver}", machine.check_cuda_runtime(driver, None))
+    add("runtime without driver", machine.check_cuda_runtime(None, 13000, "13.0.1"))
+    add("runtime newer than driver", machine.check_cuda_runtime(12040, 13000, "13.0.1"))
+    add("runtime newer than an unknown major's driver", machine.check_cuda_runtime(11080, 13000, "13.0.1"))
+    full = trt_contract.TensorRTModule(types.SimpleNamespace(__version__="11.4.0.106", Builder=object, OnnxParser=object), "full", "tensorrt")
+    lean = trt_contract.TensorRTModule(types.SimpleNamespace(__version__="11.4.0.106"), "lean", "tensorrt_lean")
+    for driver in (None, 12040, 13000):
+        add(f"no TensorRT, driver {driver}", machine.check_tensorrt(None, "no TensorRT", driver, wheels={}))
+        add(f"lean only, driver {driver}", machine.check_tensorrt(lean, "lean", driver, wheels={}))
+    add("wheels newer than the driver", machine.check_tensorrt(full, "full", 12040, wheels={"tensorrt-cu13": 13}))
+    monkeypatch.setattr("svsr.api.tensorrt_build_problem", lambda module: "the builder does not load")
+    add("TensorRT that cannot build", machine.check_tensorrt(full, "full", 13000, wheels={}))
+    old_gpu_double = types.SimpleNamespace(device_name=lambda: "Tesla P100", compute_capability=lambda: "6.0", mem_get_info=lambda: (1 << 30, 16 << 30))
+    add("GPU too old", machine.check_gpu(old_gpu_double)[0])
+    monkeypatch.setattr("svsr.device.cuda.cuda_device_status", lambda: (False, "no NVIDIA driver"))
+    add("no GPU", machine.check_gpu()[0])
+    add("PyAV with some encoders", machine.check_pyav({"h264": True, "ffv1": True}))
+    add("PyAV with none", machine.check_pyav({}))
+    monkeypatch.setattr(machine, "module_version", lambda module: None)
+    add("no Ray", machine.check_ray())
+    add("no PySceneDetect", machine.check_scenedetect())
+    add("no export extra", machine.check_export_extra())
+    monkeypatch.setattr(pipeline, "torch_available", lambda: False)
+    add("no tiny build, no work dir", pipeline.check_tiny_export(tmp_path / "svsr tiny")[0])
+    options = pipeline.ClipOptions(work_dir=tmp_path / "work")
+    skipped = pipeline.clip_checks(tmp_path, options, pipeline.TensorRTHere())
+    add("clip without a build", skipped[-1])
+    add("reference without a checkpoint", pipeline.check_reference_parity(tmp_path, [], 1, []))
+    fixes.append(("the bug report", check_module.BUG_REPORT))
+    fixes.append(("a bug", check_module.bug_report("x failed")))
+    add("per-graph without inputs", per_graph.check_engines_per_graph(tmp_path, synthetic_manifest(), "fp32", {}))
+    add("typed graphs without the precision extra", _typed_without_extra(tmp_path, monkeypatch))
+    model = model_folder(tmp_path / "model", env=A100)
+    for c in build_folder.check_model(model, MachineEnv(H100.tensorrt_version, False, H100.gpu_name, H100.compute_capability, "13.0")):
+        if c.status != OK:
+            add("engines from another GPU", c)
+    add("no build folder", build_folder.check_model(tmp_path / "nothing", None)[0])
+    return fixes
+
+
+def _typed_without_extra(tmp_path: Path, monkeypatch) -> Check:
+    import svsr
+
+    def export_double(*args, **kwargs):  # stands in for svsr.export_model without ModelOpt installed
+        raise MissingDependencyError("ModelOpt is not installed")
+
+    monkeypatch.setattr(svsr, "export_model", export_double)
+    return tensorrt_clip.check_typed_graphs(tmp_path, [])
+
+
+def test_every_printed_fix_is_a_command_that_parses(tmp_path, monkeypatch):
+    """Table-driven: every fix a check can print ends in a command (after its last ": ") that shlex
+    parses, whose words start with a known tool, with pip extras that pyproject.toml declares and
+    placeholders only in the shell-rejected <NAME> form."""
+    from svsr.checks.check import FIX_COMMANDS
+
+    fixes = _every_fix(tmp_path, monkeypatch)
+    assert len(fixes) >= 30
+    for where, fix in fixes:
+        commands = _fix_commands(fix)
+        for command in commands:
+            assert command and command[0] in FIX_COMMANDS, (where, fix)
+            if command[0] == "pip":
+                _check_pip(command)
+            for word in command:
+                assert not ("<" in word or ">" in word) or (word.startswith("<") and word.endswith(">") and word[1:-1].isupper()), (where, fix)
+        assert not fix.rstrip().endswith((")", ".")), (where, fix)  # nothing after the command
+
+
+def test_the_printed_export_fix_run_as_printed_gets_the_model_check_further(tiny_checkpoint, tiny_build, tmp_path, monkeypatch, capsys):
+    """A folder that is no build: the printed svsr-export (its <CHECKPOINT> filled in), parsed and run by svsr-export's
+    own entry point, makes it one the model check reads. The export itself is stood in by a copy of the session's
+    tiny build (exporting again costs most of a minute; conftest's tiny_build already tests it)."""
+    import shutil
+
+    import svsr.api
+    from svsr import cli
+
+    folder = tmp_path / "build"
+    folder.mkdir()
+    (before,) = build_folder.check_model(folder, None)
+    assert before.status == FAIL
+    (export,) = _fix_commands(before.fix.replace("<CHECKPOINT>", str(tiny_checkpoint)))
+    assert export[0] == "svsr-export"
+    asked: dict = {}
+
+    def export_model_double(source, out, **kwargs):  # records what svsr-export asks for and writes its output
+        asked.update(kwargs, source=source, out=out)
+        shutil.rmtree(out)
+        shutil.copytree(tiny_build, out)
+
+    monkeypatch.setattr(svsr.api, "export_model", export_model_double)
+    code = cli.export_main([*export[1:], "--onnx-only"])  # --onnx-only: this machine has no TensorRT to build engines with
+    capsys.readouterr()
+    assert code == 0 and asked["source"] == str(tiny_checkpoint) and asked["out"] == folder and asked["force"] is True
+    after = build_folder.check_model(folder, None)
+    assert after[0].status == OK and [c.name for c in after] == ["model", "model engines"]
+
+
+def test_the_printed_doctor_fix_rerun_in_process_gets_the_tensorrt_check_further(tiny_build, tmp_path, monkeypatch, capsys):
+    """The TensorRT clip's fix re-runs the doctor on the same --work-dir: run in-process, the clip stays OK and no export is repeated."""
+    import shutil
+
+    from svsr import cli
+
+    work = tmp_path / "work dir"
+    shutil.copytree(tiny_build, work)
+    frames = random_frames(2, 32, 36)
+    before = {c.name: c for c in doctor.run_checks(work_dir=work, frames=frames, steps=1, parity=False)}
+    (rerun,) = _fix_commands(before["TensorRT clip"].fix)
+    assert rerun == ["svsr-doctor", "--work-dir", str(work)]
+    monkeypatch.setattr(doctor, "run_checks", lambda model=None, **kw: _real_run_checks(model, frames=frames, steps=1, parity=False, **kw))
+    capsys.readouterr()
+    assert cli.doctor_main(rerun[1:]) == 0
+    out = capsys.readouterr().out
+    assert f"reused {work}" in out or "float32 graphs" in out
+    assert any(line.startswith("ONNX Runtime clip") and " OK " in line for line in out.splitlines()), out
+
+
+def test_printed_pip_fixes_name_extras_pyproject_declares(monkeypatch):
+    """Each pip install a check prints, parsed as pip would: the extras exist, so pip resolves what the check asks for."""
+    fixes = [machine.check_cuda_runtime(d, None).fix for d in (None, 12040, 13000)]
+    monkeypatch.setattr(machine, "module_version", lambda module: None)
+    fixes += [machine.check_ray().fix, machine.check_export_extra().fix]
+    seen = set()
+    for fix in fixes:
+        (command,) = _fix_commands(fix)
+        _check_pip(command)
+        seen |= {w for w in command if w.startswith("svsr[")}
+    assert seen == {"svsr[tensorrt-cu13]", "svsr[tensorrt-cu12]", "svsr[ray]", "svsr[export]"}
+    # and a wrong extra is caught
+    with pytest.raises(AssertionError):
+        _check_pip(["pip", "install", "svsr[tensorrt-cu11]"])
+
+
+def test_a_cli_usage_error_ends_in_the_command_that_lists_the_options(capsys):
+    """The CLI's hint on a bad option is a command: run as printed, it prints the options and exits 0."""
+    from svsr import cli
+    from svsr.checks.check import fix_command
+
+    assert cli.doctor_main(["--no-such-option"]) == 2
+    hint = capsys.readouterr().err.strip().splitlines()[-1]
+    (command,) = _fix_commands(hint)
+    assert command == ["svsr-doctor", "--help"] and fix_command(hint) == "svsr-doctor --help"
+    with pytest.raises(SystemExit) as done:
+        cli.doctor_parser().parse_args(command[1:])
+    assert done.value.code == 0 and "--work-dir" in capsys.readouterr().out

@@ -3,6 +3,7 @@
 // The checks follow MANIFEST_SCHEMA of the Python package for every field it requires, then add
 // what this host relies on: the graphs declare exactly the tensors of svsr/contract/graphs.py as
 // float32, and the scheduler options are ones the denoise graph's DDPM step implements.
+#include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -184,6 +185,48 @@ std::string join_path(const std::string& dir, const std::string& file) {
     return dir.back() == '/' ? dir + file : dir + "/" + file;
 }
 
+std::string real_path(const std::string& path) {
+    char* resolved = ::realpath(path.c_str(), nullptr);
+    if (!resolved) return std::string();
+    std::string out(resolved);
+    std::free(resolved);
+    return out;
+}
+
+// The rule of svsr/contract/paths.py: every file a build folder names stays inside it. No absolute
+// names, no '..', no symbolic link that resolves outside the (resolved) build folder. Whoever writes
+// the manifest writes the sha256 too, so only this keeps a host from opening files elsewhere.
+std::string escape_reason(const std::string& build_dir, const std::string& name) {
+    if (name.empty() || name.find('\0') != std::string::npos) return "is not a file name";
+    if (name[0] == '/' || name[0] == '\\') return "is an absolute path, outside the build folder " + build_dir;
+    std::string part;
+    for (size_t i = 0; i <= name.size(); ++i) {
+        if (i == name.size() || name[i] == '/' || name[i] == '\\') {
+            if (part == "..") return "climbs out of the build folder " + build_dir + " with '..'";
+            part.clear();
+        } else {
+            part += name[i];
+        }
+    }
+    const std::string root = real_path(build_dir);
+    if (root.empty()) return std::string();  // no folder to compare with: nothing here can be opened either
+    // the deepest part of the name that exists decides (the rest, free of '..', cannot leave it)
+    std::string candidate = join_path(build_dir, name);
+    struct stat st;
+    while (candidate.size() > build_dir.size() && ::lstat(candidate.c_str(), &st) != 0) candidate = candidate.substr(0, candidate.rfind('/'));
+    const std::string target = real_path(candidate);
+    if (target.empty() || target == root || target.compare(0, root.size() + 1, root + "/") == 0) return std::string();
+    return "is a symbolic link to " + target + ", outside the build folder " + build_dir;
+}
+
+void check_inside(const std::string& build_dir, const std::string& name, const std::string& what, const std::string& where) {
+    const std::string reason = escape_reason(build_dir, name);
+    if (reason.empty()) return;
+    throw Error(Status::manifest, where + " names " + what + " '" + name + "', which " + reason +
+                                      "; build folders may only name files inside themselves: re-export it with svsr-export --out " +
+                                      build_dir + ".");
+}
+
 }  // namespace
 
 std::string Manifest::rebuild_command(const std::string& precision_flags) const {
@@ -272,6 +315,7 @@ Manifest parse_manifest(const std::string& text, const std::string& build_dir, c
         GraphEntry g;
         g.name = it.key();
         g.file = v.string(*it, path, "file");
+        check_inside(build_dir, g.file, "the " + g.name + " graph file", where);
         g.sha256 = v.string(*it, path, "sha256");
         if (!is_sha256(g.sha256)) v.fail(path + "/sha256", "expected 64 lowercase hex digits");
         g.inputs = parse_tensors(v, *it, path, "inputs");
@@ -345,6 +389,7 @@ Manifest parse_manifest(const std::string& text, const std::string& build_dir, c
             r.graph = v.string(*it, path, "graph");
             r.precision = v.string(*it, path, "precision");
             r.file = v.string(*it, path, "file");
+            check_inside(build_dir, r.file, "the " + r.key + " engine plan", where);
             r.sha256 = v.string(*it, path, "sha256");
             if (r.key != r.graph + "." + r.precision) v.fail(path, "the key must be '<graph>.<precision>' of the record");
             bool known = false;

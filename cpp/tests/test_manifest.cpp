@@ -1,6 +1,7 @@
 // manifest.json parsing and the refusals, on fixtures written by this test.
 //   test_manifest FIXTURE_DIR
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "engine_compat.hpp"
 #include "fixtures.hpp"
@@ -164,6 +165,38 @@ int main(int argc, char** argv) {
         on_h100.compute_capability = "9.0";
         CHECK_THROWS(check_on(on_h100, "11.0.0.5", true, true), svsr::Status::manifest,
                      "was built for NVIDIA H100 80GB HBM3 (compute capability 9.0) but this machine has NVIDIA H200");
+    }
+
+    // every file the manifest names stays inside the build folder (svsr/contract/paths.py's rule)
+    {
+        const std::string outside = dir + "/outside";
+        ::mkdir(outside.c_str(), 0755);
+        check::write_file(outside + "/flow.onnx", "abc");
+        auto refused = [&](const std::string& name, const std::string& file, const char* reason) {
+            json j = fixtures::valid_manifest();
+            j["graphs"]["flow"]["file"] = file;
+            CHECK_THROWS(load(name, j), svsr::Status::manifest, reason);
+            CHECK_THROWS(load(name, j), svsr::Status::manifest, "names the flow graph file '" + file + "'");
+            CHECK_THROWS(load(name, j), svsr::Status::manifest, "build folders may only name files inside themselves: re-export it with svsr-export --out");
+        };
+        refused("dotdot", "../outside/flow.onnx", "with '..'");
+        refused("dotdot2", "sub/../../outside/flow.onnx", "with '..'");
+        refused("absolute", outside + "/flow.onnx", "is an absolute path");
+        const std::string linked = write_build("symlink", "{}");
+        ::unlink((linked + "/sub").c_str());  // a fixture folder left by an earlier run
+        CHECK(::symlink(outside.c_str(), (linked + "/sub").c_str()) == 0);
+        refused("symlink", "sub/flow.onnx", "is a symbolic link to");
+        // a link that stays inside is fine
+        const std::string inside = write_build("inside_link", "{}");
+        ::mkdir((inside + "/real").c_str(), 0755);
+        ::unlink((inside + "/sub").c_str());
+        CHECK(::symlink("real", (inside + "/sub").c_str()) == 0);
+        json ok = fixtures::valid_manifest();
+        ok["graphs"]["flow"]["file"] = "sub/flow.onnx";
+        CHECK(load("inside_link", ok).graphs.at("flow").file == "sub/flow.onnx");
+        json plan = fixtures::valid_manifest();
+        plan["engines"]["flow.fp32"] = {{"graph", "flow"}, {"precision", "fp32"}, {"file", "../outside/flow.plan"}, {"sha256", std::string(64, 'a')}};
+        CHECK_THROWS(load("plan_out", plan), svsr::Status::manifest, "names the flow.fp32 engine plan '../outside/flow.plan', which climbs out");
     }
 
     // graph files: missing, wrong sha256, right sha256

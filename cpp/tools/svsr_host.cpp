@@ -8,8 +8,9 @@
 // first (into the clip store: RAM up to --host-memory, then files in --work-dir, so host memory is
 // bounded at any clip length), upscales the clip, and writes each output frame as soon as it is
 // decoded. Progress and errors go to stderr. --dry-run checks the arguments and the build folder
-// (and, where built with TensorRT, loads the engines) without reading stdin, which is also all a
-// build without TensorRT can do.
+// (and, where built with TensorRT, loads the engines) without reading stdin, and reports the device
+// memory the frame size needs (svsr/memory_plan.hpp) and, with a GPU, whether it fits; that is also
+// all a build without TensorRT can do.
 #include <sys/stat.h>
 
 #include <cerrno>
@@ -22,6 +23,7 @@
 
 #include "svsr.h"
 #include "svsr/host.hpp"
+#include "svsr/memory_plan.hpp"
 
 namespace {
 
@@ -189,19 +191,22 @@ int main(int argc, char** argv) {
     const Args a = parse(argc, argv);
 
     // validate the build folder and the sizes before reading any frame
+    svsr::MemoryPlan plan;
     try {
         const svsr::Manifest m = svsr::load_manifest(a.model);
-        svsr::padding_plan(a.height, a.width, m.min_side, m.pad_multiple, m.scale);
+        const svsr::PaddingPlan padding = svsr::padding_plan(a.height, a.width, m.min_side, m.pad_multiple, m.scale);
         svsr::step_coefficients(m.scheduler, m.alphas_cumprod, a.steps);
+        plan = svsr::plan_memory(m, padding.padded_height, padding.padded_width, a.precision, a.cuda_graphs);
     } catch (const svsr::Error& e) {
         std::fprintf(stderr, "svsr-host: %s\n", e.what());
         return 2;
     }
+    const std::string need = "needs " + svsr::describe_plan(plan, a.width, a.height);
     if (!svsr_has_tensorrt()) {
         if (a.dry_run) {
-            std::fprintf(stderr, "svsr-host: %s is a valid build folder for %dx%d frames and %d steps; "
-                                 "this svsr-host was built without TensorRT, so it cannot upscale (rebuild with TensorRT, see cpp/README.md).\n",
-                         a.model.c_str(), a.width, a.height, a.steps);
+            std::fprintf(stderr, "svsr-host: %s is a valid build folder for %dx%d frames and %d steps; it %s; cannot tell whether that fits without a GPU.\n"
+                                 "svsr-host: this svsr-host was built without TensorRT, so it cannot upscale (rebuild with TensorRT, see cpp/README.md).\n",
+                         a.model.c_str(), a.width, a.height, a.steps, need.c_str());
             return 0;
         }
         std::fprintf(stderr, "svsr-host: this svsr-host was built without TensorRT, so it has no runner to upscale with; "
@@ -222,9 +227,24 @@ int main(int argc, char** argv) {
         return st == SVSR_ERROR_MANIFEST || st == SVSR_ERROR_UNSUPPORTED || st == SVSR_ERROR_INVALID_ARGUMENT ? 2 : 1;
     }
     if (a.dry_run) {
-        std::fprintf(stderr, "svsr-host: %s loaded with the %s runner for %dx%d frames and %d steps.\n", a.model.c_str(),
-                     svsr_runner_name(up), a.width, a.height, a.steps);
+        // the engines are loaded now: what is free is what the slots, scratch and reserve can have
+        uint64_t free_bytes = 0;
+        const bool known = svsr::device_free_bytes(a.device, &free_bytes);
+        char free_text[32];
+        std::snprintf(free_text, sizeof(free_text), "%.2f GiB", double(free_bytes) / double(1ull << 30));
+        std::fprintf(stderr, "svsr-host: %s loaded with the %s runner for %dx%d frames and %d steps; it %s", a.model.c_str(),
+                     svsr_runner_name(up), a.width, a.height, a.steps, need.c_str());
         svsr_close(up);
+        if (!known) {
+            std::fprintf(stderr, "; cannot tell whether that fits (no free-memory figure from device %d).\n", a.device);
+            return 0;
+        }
+        if (plan.total_bytes() > free_bytes) {
+            std::fprintf(stderr, "; only %s is free on device %d, so it does not fit: free GPU memory (other processes), or use smaller frames or fp16 engines.\n",
+                         free_text, a.device);
+            return 2;
+        }
+        std::fprintf(stderr, "; fits in the %s free on device %d.\n", free_text, a.device);
         return 0;
     }
 

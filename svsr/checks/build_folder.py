@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from svsr.checks.check import FAIL, OK, WARN, Check, cc_tuple, sentence
+from svsr.checks.check import FAIL, OK, WARN, Check, cc_tuple, fix, sentence
 from svsr.contract.engine_records import MachineEnv
 
 BF16_COMPUTE_CAPABILITY = (8, 0)
@@ -57,7 +57,10 @@ def check_model(build_dir: str | Path, env: MachineEnv | None, why_not: str = "n
         manifest = load_manifest(build_dir)
         engines = validate_engines(manifest.get("engines") or {}, str(build_dir / "manifest.json"))
     except Exception as exc:  # noqa: BLE001
-        return [Check("model", FAIL, f"{build_dir} cannot be used", sentence(exc))]
+        import shlex
+
+        again = f"svsr-export --weights <CHECKPOINT> --out {shlex.quote(str(build_dir))} --force"
+        return [Check("model", FAIL, f"{build_dir} cannot be used: {sentence(exc)}", fix("export it again from its checkpoint folder", again))]
     typed = sorted({p for g in manifest["graphs"].values() for p in (g.get("typed") or {})})
     source = (manifest.get("checkpoint") or {}).get("source") or "?"
     checks = [Check("model", OK, f"{build_dir}: graphs {', '.join(manifest['graphs'])} (float32{''.join(', ' + p for p in typed)}) from {source}")]
@@ -66,7 +69,7 @@ def check_model(build_dir: str | Path, env: MachineEnv | None, why_not: str = "n
     if not engines:
         precision = "fp16" if all("fp16" in (g.get("typed") or {}) for g in manifest["graphs"].values()) else "fp32"
         command = rebuild_command(manifest, build_dir, precision, Profile.from_args(resolution="320x180"), lean=here_lean).replace(" --force", "")
-        checks.append(Check("model engines", WARN, "no TensorRT engines: svsr-run uses ONNX Runtime", f"build them on {where_here} with: {command}"))
+        checks.append(Check("model engines", WARN, "no TensorRT engines: svsr-run uses ONNX Runtime", fix(f"build them on {where_here} with", command)))
         return checks
     for (version, gpu, cc, compatible), records in _engine_groups(engines).items():
         keys = sorted(records, key=lambda k: (GRAPH_NAMES.index(records[k]["graph"]), k))
@@ -87,6 +90,6 @@ def check_model(build_dir: str | Path, env: MachineEnv | None, why_not: str = "n
             checks.append(Check("model engines", OK, value + ": run here", figures=figures))
             continue
         command = rebuild_command(manifest, build_dir, per_graph, profile, lean=lean or here_lean)
-        fix = f"{'; '.join(found)}; rebuild on {where_here} with: {command}"
-        checks.append(Check("model engines", WARN, value + ": svsr-run uses ONNX Runtime instead", fix, figures | {"problems": found}))
+        advice = fix(f"{'; '.join(found)}; rebuild on {where_here} with", command)
+        checks.append(Check("model engines", WARN, value + ": svsr-run uses ONNX Runtime instead", advice, figures | {"problems": found}))
     return checks

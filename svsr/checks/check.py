@@ -13,7 +13,38 @@ STATUSES = (OK, WARN, FAIL)
 GIB = 1 << 30
 
 Report = Callable[[str], None]
-BUG_REPORT = "rerun with --debug and attach the --json to a bug report"
+# A printed fix is "<why>: <command>": the explanation first, so the command after the last ": "
+# copies and runs as printed (commands never contain ": "); these are the commands fixes start with.
+FIX_COMMANDS = ("pip", "svsr-export", "svsr-run", "svsr-doctor", "nvidia-smi", "apt-get")
+DOCTOR_JSON = "svsr-doctor --json doctor.json"
+BUG_REPORT = f"attach the doctor.json it writes to a bug report: {DOCTOR_JSON}"
+
+
+def fix(why: str, command: str) -> str:
+    """One fix line: what to do and why, then the command that does it."""
+    return f"{why}: {command}" if why else command
+
+
+def bug_report(why: str) -> str:
+    """The fix of a failure that is svsr's bug: say what broke, then how to write the report's JSON."""
+    return fix(f"{why}; attach the doctor.json it writes to a bug report", DOCTOR_JSON)
+
+
+def fix_command(text: str) -> str:
+    """The command of a printed fix: what follows its last ": " (the whole line when there is no explanation)."""
+    return text.rsplit(": ", 1)[-1]
+
+
+def doctor_command(work_dir: Any = None, model: Any = None) -> str:
+    """``svsr-doctor`` with the options that re-run the same checks (shell-quoted where needed)."""
+    import shlex
+
+    parts = ["svsr-doctor"]
+    if work_dir is not None:
+        parts += ["--work-dir", shlex.quote(str(work_dir))]
+    if model is not None:
+        parts += ["--model", shlex.quote(str(model))]
+    return " ".join(parts)
 
 
 def silent(_message: str) -> None:

@@ -13,7 +13,7 @@ import shutil
 import subprocess
 from typing import Any, Iterable
 
-from svsr.checks.check import FAIL, GIB, OK, WARN, Check, cc_tuple, module_version, sentence
+from svsr.checks.check import FAIL, GIB, OK, WARN, Check, cc_tuple, fix, module_version, sentence
 from svsr.contract.errors import SvsrError
 
 MIN_COMPUTE_CAPABILITY = (7, 5)  # TensorRT 10/11: Turing or newer
@@ -22,17 +22,18 @@ TENSORRT_WHEEL = re.compile(r"^tensorrt[-_](?:(?:lean|dispatch)[-_])?cu(\d+)(?:[
 
 
 def install_extra(driver_major: int | None) -> str:
-    """The TensorRT install line for a driver of this CUDA major (both flavours when unknown)."""
+    """The TensorRT install command for a driver of this CUDA major (CUDA 13 when unknown: see :func:`install_fix`)."""
     from svsr.device.tensorrt import NVIDIA_INDEX
 
-    if driver_major == 12:
-        return f"pip install --extra-index-url {NVIDIA_INDEX} 'svsr[tensorrt-cu12]'"
-    if driver_major is not None and driver_major >= 13:
-        return f"pip install --extra-index-url {NVIDIA_INDEX} 'svsr[tensorrt-cu13]'"
-    return (
-        f"pip install --extra-index-url {NVIDIA_INDEX} 'svsr[tensorrt-cu13]' on an R580+ driver "
-        "(svsr[tensorrt-cu12] on R525+ CUDA 12 drivers)"
-    )
+    flavour = "tensorrt-cu12" if driver_major == 12 else "tensorrt-cu13"
+    return f"pip install --extra-index-url {NVIDIA_INDEX} 'svsr[{flavour}]'"
+
+
+def install_fix(why: str, driver_major: int | None) -> str:
+    """``why``, then the TensorRT install command for this driver; with the driver unknown, which flavour fits which driver."""
+    if driver_major is None:
+        why += ", with an R580+ driver (with an R525+ CUDA 12 driver the extra is svsr[tensorrt-cu12] instead)"
+    return fix(why, install_extra(driver_major))
 
 
 # -- probes -----------------------------------------------------------------------------------------
@@ -123,7 +124,7 @@ def check_driver(driver: int | None, smi_driver: str | None = None, smi_cuda: st
         "NVIDIA driver",
         WARN,
         "no NVIDIA driver: svsr runs the graphs on ONNX Runtime on the CPU (slow for real models)",
-        "for TensorRT, use a machine with an NVIDIA GPU and driver: R580+ (CUDA 13, svsr[tensorrt-cu13]) or R525+ (CUDA 12, svsr[tensorrt-cu12])",
+        install_fix("for TensorRT, on a machine with an NVIDIA GPU", None),
     )
 
 
@@ -136,7 +137,7 @@ def check_cuda_runtime(driver: int | None, runtime: int | None, package: str | N
     if runtime is None:
         return Check(
             name, WARN, "cuda-python is not installed: no TensorRT path (ONNX Runtime runs on the CPU)",
-            f"for TensorRT: {install_extra(driver_major)}",
+            install_fix("for TensorRT", driver_major),
         )  # fmt: skip
     pkg = f"cuda-python {package}" if package else "cuda-python"
     r_major, _ = parse_cuda_version(runtime)
@@ -144,15 +145,24 @@ def check_cuda_runtime(driver: int | None, runtime: int | None, package: str | N
     figures = {"runtime": runtime, "driver": driver, "package": package}
     if not driver:
         branch = DRIVER_BRANCH.get(r_major, f"a CUDA {r_major}")
-        return Check(name, WARN, f"{value}; no NVIDIA driver to run it", f"on a GPU machine it needs a CUDA {r_major} driver ({branch}+)", figures)
+        return Check(name, WARN, f"{value}; no NVIDIA driver to run it", fix(f"on a GPU machine it needs a CUDA {r_major} driver ({branch}+); check the driver there with", "nvidia-smi"), figures)
     problem = driver_problem(driver, runtime)
     if problem:
-        return Check(name, FAIL, f"{value} on a CUDA {format_cuda_version(driver)} driver", problem, figures)
+        return Check(name, FAIL, f"{value} on a CUDA {format_cuda_version(driver)} driver", runtime_fix(problem, driver_major), figures)
     note = ""
     if parse_cuda_version(runtime) > parse_cuda_version(driver):
         note = f" (CUDA {format_cuda_version(driver)} driver: minor version compatibility)"
     extra = TENSORRT_EXTRA.get(r_major)
     return Check(name, OK, f"{value}{note}" + (f"; matches svsr[{extra}]" if extra else ""), figures=figures)
+
+
+def runtime_fix(problem: str, driver_major: int) -> str:
+    """A driver/runtime mismatch: the sentence, then the install command of the flavour this driver runs (or, without one, nvidia-smi to check the updated driver)."""
+    from svsr.device.cuda import TENSORRT_EXTRA
+
+    if driver_major in TENSORRT_EXTRA:
+        return fix(f"{problem.rstrip('.')}; the {TENSORRT_EXTRA[driver_major]} flavour runs on this driver", install_extra(driver_major))
+    return fix(f"{problem.rstrip('.')}; then check the driver with", "nvidia-smi")
 
 
 def check_tensorrt(found: Any = None, why: str | None = None, driver: int | None = None, wheels: dict[str, int] | None = None) -> Check:
@@ -163,27 +173,26 @@ def check_tensorrt(found: Any = None, why: str | None = None, driver: int | None
     """
     from svsr.api import tensorrt_build_problem
     from svsr.device.cuda import parse_cuda_version
-    from svsr.device.tensorrt import INSTALL_LEAN, tensorrt_status
+    from svsr.device.tensorrt import tensorrt_status
 
     if found is None and why is None:
         found, why = tensorrt_status()
     driver_major = parse_cuda_version(driver)[0] if driver else None
-    install = install_extra(driver_major)
     if found is None:
         return Check(
             "TensorRT", WARN, f"{why}: svsr runs the graphs on ONNX Runtime (CPU) instead",
-            f"for TensorRT engines: {install}; for running --lean engines only: {INSTALL_LEAN}",
+            install_fix("for TensorRT engines (to run svsr-export --lean engines only, the extra is svsr[tensorrt-lean-cu13])", driver_major),
         )  # fmt: skip
     wheels = tensorrt_wheel_cuda_majors() if wheels is None else wheels
     figures = {"version": found.version, "flavour": found.flavour, "module": found.name, "wheels": wheels}
     mismatch = wheel_driver_problem(wheels, driver)
     if mismatch:
-        return Check("TensorRT", FAIL, why or found.describe(), mismatch, figures)
+        return Check("TensorRT", FAIL, why or found.describe(), runtime_fix(mismatch, driver_major or 0), figures)
     if found.lean:
-        return Check("TensorRT", WARN, why or found.describe(), f"to build engines here install the full TensorRT: {install}", figures)
+        return Check("TensorRT", WARN, why or found.describe(), install_fix("to build engines here install the full TensorRT", driver_major), figures)
     problem = tensorrt_build_problem(found.module)
     if problem:
-        return Check("TensorRT", FAIL, problem, install, figures)
+        return Check("TensorRT", FAIL, problem, install_fix("reinstall TensorRT", driver_major), figures)
     return Check("TensorRT", OK, why or found.describe(), figures=figures)
 
 
@@ -196,19 +205,19 @@ def check_gpu(cuda: Any = None) -> tuple[Check, Any]:
         if not ok:
             return Check(
                 "GPU", WARN, f"{what}: svsr-run uses ONNX Runtime on the CPU",
-                "for TensorRT, run on a machine with an NVIDIA GPU (compute capability 7.5+, Turing or newer)",
+                fix("for TensorRT, run the doctor on a machine with an NVIDIA GPU (compute capability 7.5+, Turing or newer)", "svsr-doctor"),
             ), None  # fmt: skip
         try:
             cuda = CudaApi(0)
         except SvsrError as exc:
-            return Check("GPU", WARN, f"{exc}: svsr-run uses ONNX Runtime on the CPU", "check the driver and CUDA_VISIBLE_DEVICES"), None
+            return Check("GPU", WARN, f"{exc}: svsr-run uses ONNX Runtime on the CPU", fix("check that the driver sees the GPU and that CUDA_VISIBLE_DEVICES allows it", "nvidia-smi")), None
     name, cc = cuda.device_name(), cuda.compute_capability()
     free, total = cuda.mem_get_info()
     value = f"{name}, compute capability {cc}, {free / GIB:.1f} of {total / GIB:.1f} GiB free"
     figures = {"name": name, "compute_capability": cc, "free_bytes": int(free), "total_bytes": int(total)}
     cc_t = cc_tuple(cc)
     if cc_t is not None and cc_t < MIN_COMPUTE_CAPABILITY:
-        return Check("GPU", WARN, value, "TensorRT 10/11 need compute capability 7.5+ (Turing or newer); use ONNX Runtime here", figures), cuda
+        return Check("GPU", WARN, value, fix("TensorRT 10/11 need compute capability 7.5+ (Turing or newer); run on ONNX Runtime here", "svsr-run <INPUT> --backend ort --model <BUILD_DIR>"), figures), cuda
     return Check("GPU", OK, value, figures=figures), cuda
 
 
@@ -239,11 +248,12 @@ def check_pyav(encoders: dict[str, bool] | None = None) -> Check:
     if not have:
         return Check("PyAV encoders", FAIL, value, f"this PyAV build encodes none of {'/'.join(CODECS)}: pip install --force-reinstall av", figures)
     if missing:
-        fix = (
-            f"svsr-run --codec {'/'.join(have)} works; for {', '.join(missing)} install a PyAV build whose FFmpeg has "
-            f"{', '.join(CODECS[c].encoder for c in missing)}"
+        advice = fix(
+            f"for {', '.join(missing)} install a PyAV built on an FFmpeg with {', '.join(CODECS[c].encoder for c in missing)} "
+            f"(until then svsr-run --codec {'/'.join(have)} works); with that FFmpeg's development files installed",
+            "pip install --force-reinstall --no-binary av av",
         )
-        return Check("PyAV encoders", WARN, value, fix, figures)
+        return Check("PyAV encoders", WARN, value, advice, figures)
     return Check("PyAV encoders", OK, value, figures=figures)
 
 
@@ -259,7 +269,7 @@ def check_scenedetect() -> Check:
     if version is None:
         return Check(
             "PySceneDetect", WARN, "not installed: no scene cuts (every input is one shot)",
-            "pip install scenedetect-headless (a base dependency of svsr), or run svsr-run --no-scene-split",
+            fix("install svsr's base dependency (or run svsr-run --no-scene-split)", "pip install scenedetect-headless"),
         )  # fmt: skip
     return Check("PySceneDetect", OK, f"scenedetect {version} (scene cuts)", figures={"version": version})
 
@@ -270,6 +280,6 @@ def check_export_extra() -> Check:
         missing = " and ".join(n for n, v in (("PyTorch", torch), ("diffusers", diffusers)) if v is None)
         return Check(
             "export extra", WARN, f"{missing} not installed: no svsr-export, no PyTorch reference, no tiny-preset export here",
-            "pip install 'svsr[export]' (the runtime needs neither: svsr-run works on exported build folders)",
+            fix("for svsr-export and the PyTorch reference (svsr-run needs neither)", "pip install 'svsr[export]'"),
         )  # fmt: skip
     return Check("export extra", OK, f"torch {torch}, diffusers {diffusers}", figures={"torch": torch, "diffusers": diffusers})

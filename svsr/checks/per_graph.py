@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from svsr.checks.check import BUG_REPORT, FAIL, OK, WARN, Check, sentence
+from svsr.checks.check import BUG_REPORT, FAIL, OK, WARN, Check, bug_report, sentence
 
 # (atol, rtol) per engine precision against float32 ONNX Runtime: an element fails when it is off by
 # more than both. Looser than the clip's output tolerance because graph outputs (latents, flows in
@@ -72,7 +72,7 @@ def check_engines_per_graph(
     engines = manifest.get("engines") or {}
     missing = [g for g in manifest["graphs"] if g not in graph_inputs]
     if missing:
-        return Check(name, WARN, f"skipped: no recorded inputs for {', '.join(missing)}", "fix the ONNX Runtime clip first")
+        return Check(name, WARN, f"skipped: no recorded inputs for {', '.join(missing)}", bug_report("the ONNX Runtime clip above recorded no inputs"))
     diffs: dict[str, dict[str, float]] = {}
     failed: list[str] = []
     for graph, entry in manifest["graphs"].items():
@@ -91,6 +91,6 @@ def check_engines_per_graph(
     if failed:
         return Check(
             name, FAIL, f"{', '.join(failed)} over atol {atol:g} / rtol {rtol:g} (max abs diff: {listed})",
-            f"the {precision} engines of {', '.join(failed)} drift from their ONNX graphs: attach the --json to a bug report", figures,
+            bug_report(f"the {precision} engines of {', '.join(failed)} drift from their ONNX graphs"), figures,
         )  # fmt: skip
     return Check(name, OK, f"every graph within atol {atol:g} / rtol {rtol:g} (max abs diff: {listed})", figures=figures)

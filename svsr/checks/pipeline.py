@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from svsr.checks.check import BUG_REPORT, FAIL, OK, WARN, Check, Report, module_version, sentence, silent
+from svsr.checks.check import BUG_REPORT, FAIL, OK, WARN, Check, Report, bug_report, doctor_command, fix, module_version, sentence, silent
 from svsr.checks.recorders import GraphInputRecorder, recording
 
 CLIP_FRAMES, CLIP_STEPS, CLIP_SIZE = 4, 3, (32, 32)  # the end-to-end clip: frames x steps of HxW
@@ -85,9 +85,20 @@ DEFAULT_TINY_DIR = "svsr-tiny"  # where the printed fix puts the tiny build (rel
 
 def tiny_build_fix(work_dir: Path | None) -> str:
     """Commands that, run as printed, give the doctor a tiny-preset build to run the clip on (without PyTorch here)."""
+    import shlex
+
     folder = work_dir if work_dir is not None else Path(DEFAULT_TINY_DIR)
-    return (f"pip install 'svsr[export]' && svsr-export --preset tiny --onnx-only --out {folder} && svsr-doctor --work-dir {folder} "
-            "(or run that svsr-export where PyTorch is installed and copy the folder here)")  # fmt: skip
+    return fix(
+        f"export a tiny-preset build and re-run the doctor on it (or run the svsr-export where PyTorch is installed and copy {folder} here)",
+        f"pip install 'svsr[export]' && svsr-export --preset tiny --onnx-only --out {shlex.quote(str(folder))} && {doctor_command(folder)}",
+    )
+
+
+def reexport_fix(why: str, build: Path) -> str:
+    """``why``, then the commands that export the tiny preset (with its checkpoint) into ``build`` again and re-run the doctor on it."""
+    import shlex
+
+    return fix(why, f"svsr-export --preset tiny --onnx-only --force --out {shlex.quote(str(build))} && {doctor_command(build)}")
 
 
 def check_tiny_export(work_dir: str | Path, report: Report = silent) -> tuple[Check, Path | None]:
@@ -144,7 +155,7 @@ def check_reference_parity(build: Path, frames: Sequence[np.ndarray], steps: int
 
     weights = Path(build) / "checkpoint"
     if not weights.is_dir():
-        return Check(PARITY, WARN, f"skipped: {build} has no checkpoint/ folder to run the reference from", "point --work-dir at a tiny-preset build")
+        return Check(PARITY, WARN, f"skipped: {build} has no checkpoint/ folder to run the reference from", reexport_fix("export the tiny preset again, with its checkpoint", build))
     try:
         start = time.perf_counter()
         with svsr.Upscaler.open(backend="reference", weights=weights) as reference:
@@ -157,7 +168,7 @@ def check_reference_parity(build: Path, frames: Sequence[np.ndarray], steps: int
     value = f"max abs diff {diff:.2e} (<= {PARITY_TOLERANCE:.0e}), same torch noise draws"
     if diff <= PARITY_TOLERANCE:
         return Check(PARITY, OK, value, figures=figures)
-    return Check(PARITY, FAIL, value.replace("<=", "over"), "the exported graphs do not reproduce the reference: re-export with svsr-export --force and report it", figures)
+    return Check(PARITY, FAIL, value.replace("<=", "over"), reexport_fix("the exported graphs do not reproduce the reference; export them again, and if this stays a FAIL report it", build), figures)
 
 
 def clip_checks(tmp: Path, options: ClipOptions, here: TensorRTHere) -> list[Check]:
@@ -192,17 +203,17 @@ def clip_checks(tmp: Path, options: ClipOptions, here: TensorRTHere) -> list[Che
         else:
             checks.append(Check(
                 PARITY, WARN, "skipped: PyTorch is not installed, so the clip is compared with ONNX Runtime only",
-                "pip install 'svsr[export]' to compare with the PyTorch reference too",
+                fix("to compare with the PyTorch reference too", "pip install 'svsr[export]'" + (f" && {doctor_command(options.work_dir)}" if options.work_dir else "")),
             ))  # fmt: skip
     reasons = here.why_not()
     if reasons:
         checks.append(Check(
             "TensorRT clip", WARN, f"skipped ({'; '.join(reasons)}): svsr-run uses ONNX Runtime on the CPU here",
-            "see the TensorRT, GPU and driver lines above for what to install",
+            fix("after the fixes of the driver, TensorRT and GPU lines above, re-run", doctor_command(options.work_dir)),
         ))  # fmt: skip
         return checks
     if ort_out is None:
-        checks.append(Check("TensorRT clip", WARN, "skipped: no ONNX Runtime result to compare with", "fix the ONNX Runtime clip first"))
+        checks.append(Check("TensorRT clip", WARN, "skipped: no ONNX Runtime result to compare with", bug_report("the ONNX Runtime clip above failed")))
         return checks
     trt = here.trt if here.trt is not None else here.found.module
     checks += trt_pipeline_checks(build, frames, steps, noise, ort_out, tmp, trt=trt, cuda=here.cuda, loaders=here.loaders, graph_inputs=graph_inputs, report=report)

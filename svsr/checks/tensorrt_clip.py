@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from svsr.checks.check import BUG_REPORT, FAIL, OK, WARN, Check, Report, sentence, silent
+from svsr.checks.check import BUG_REPORT, FAIL, OK, WARN, Check, Report, bug_report, fix, sentence, silent
 from svsr.checks.per_graph import GraphRunners, check_engines_per_graph
 from svsr.checks.pipeline import max_abs_diff, per_frame_step
 from svsr.checks.recorders import LaunchRecorder, recording
@@ -32,7 +32,7 @@ def check_typed_graphs(build: Path, frames: Sequence[np.ndarray], precision: str
     try:
         svsr.export_model("preset:tiny", build, precision=precision, engines=False, calibration_frames=list(frames), calibration_steps=2)
     except MissingDependencyError as exc:
-        return Check(name, WARN, f"skipped: {exc}", "pip install 'svsr[export,precision]' for fp16/bf16 graphs and engines")
+        return Check(name, WARN, f"skipped: {exc}", fix("for fp16/bf16 graphs and engines", "pip install 'svsr[export,precision]'"))
     except Exception as exc:  # noqa: BLE001
         return Check(name, FAIL, f"AutoCast failed: {sentence(exc)}", BUG_REPORT)
     seconds = time.perf_counter() - start
@@ -107,16 +107,15 @@ def capture_check(name: str, eager: Sequence[np.ndarray], run: TrtRun, eager_per
         return Check(
             name, FAIL, f"{len(run.failed)} of {needed} frame-step programs could not be captured as CUDA graphs ({', '.join(run.failed)}) "
             "and ran eagerly, so their replay was never compared",
-            f"a CUDA-graph capture failure ({'; '.join(f'{k}: {v}' for k, v in run.reasons.items()) or 'see the warning above'}): "
-            "attach the --json to a bug report", figures,
+            bug_report(f"a CUDA-graph capture failure ({'; '.join(f'{k} {v}' for k, v in run.reasons.items()) or 'see the warning above'})"), figures,
         )  # fmt: skip
     if needed == 0 or run.captured != needed:
         return Check(
             name, FAIL, f"{run.captured} CUDA graphs captured for the {needed} frame-step programs the clip launches ({', '.join(run.launched) or 'none'})",
-            "the TensorRT backend did not capture every frame-step program: attach the --json to a bug report", figures,
+            bug_report("the TensorRT backend did not capture every frame-step program"), figures,
         )  # fmt: skip
     if not equal:
-        return Check(name, FAIL, f"differ from eager by up to {worst:.2e}", "a CUDA-graph replay bug: attach the --json to a bug report", figures)
+        return Check(name, FAIL, f"differ from eager by up to {worst:.2e}", bug_report("a CUDA-graph replay bug"), figures)
     return Check(name, OK, f"bit-equal ({needed} programs captured and replayed); {per * 1e3:.2f} ms per frame-step (eager {eager_per * 1e3:.2f})", figures=figures)
 
 
@@ -132,7 +131,7 @@ def check_trt_clip(
         eager_run = trt_run(build, precision, frames, steps, noise, cuda_graphs=False, runs=2, trt=trt, cuda=cuda, lean=lean)
     except Exception as exc:  # noqa: BLE001
         fail = Check(eager_name, FAIL, f"the clip failed: {sentence(exc)}", BUG_REPORT)
-        return [fail, Check(graphs_name, WARN, "skipped: the eager run failed", "fix the eager run first")]
+        return [fail, Check(graphs_name, WARN, "skipped: the eager run failed", bug_report("the eager run above failed"))]
     eager = eager_run.outputs[-1]
     diff = max_abs_diff(eager, reference)
     per = per_frame_step(eager_run.seconds, frames, steps)
@@ -141,7 +140,7 @@ def check_trt_clip(
     checks = [
         Check(eager_name, OK, value, figures=figures)
         if diff <= tol
-        else Check(eager_name, FAIL, value.replace("<=", "over"), f"the {precision} engines drift from the float32 graphs: attach the --json to a bug report", figures)
+        else Check(eager_name, FAIL, value.replace("<=", "over"), bug_report(f"the {precision} engines drift from the float32 graphs"), figures)
     ]
     try:
         graphs_run = trt_run(build, precision, frames, steps, noise, cuda_graphs=True, runs=2, trt=trt, cuda=cuda, lean=lean)

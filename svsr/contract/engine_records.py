@@ -28,20 +28,27 @@ from typing import Any, Mapping
 import jsonschema
 
 from svsr.contract.profiles import Profile
-from svsr.contract.errors import ManifestError
+from svsr.contract.errors import InputError, ManifestError
+from svsr.contract.manifest import MAX_BYTES, MAX_FILE_NAME, MAX_SIDE, non_finite_field
+from svsr.contract.sizes import MIN_SIDE, PAD_MULTIPLE
 from svsr.contract.graphs import GRAPH_NAMES
 from svsr.contract.precision import PRECISIONS, Precision, PrecisionLike
 
 CACHE_KEY_VERSION = 1
 ENGINE_DIR = "engines"
+MAX_BATCH = 1024
 
 _sha = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
-_shape3 = {
-    "type": "object",
-    "required": ["min", "opt", "max"],
-    "properties": {k: {"type": "array", "items": {"type": "integer", "minimum": 1}} for k in ("min", "opt", "max")},
+# bounds: a record comes from elsewhere (svsr.contract.manifest explains); sizes follow the size rules
+_dims = {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 4 * MAX_SIDE}, "maxItems": 8}
+_shape3 = {"type": "object", "required": ["min", "opt", "max"], "properties": {k: _dims for k in ("min", "opt", "max")}}
+_size = {
+    "type": "array",
+    "items": {"type": "integer", "minimum": MIN_SIDE, "maximum": MAX_SIDE, "multipleOf": PAD_MULTIPLE},
+    "minItems": 2,
+    "maxItems": 2,
 }
-_size = {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 2, "maxItems": 2}
+_file_name = {"type": "string", "minLength": 1, "maxLength": MAX_FILE_NAME}
 
 ENGINE_RECORD_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -55,10 +62,10 @@ ENGINE_RECORD_SCHEMA: dict[str, Any] = {
     "properties": {
         "graph": {"enum": list(GRAPH_NAMES)},
         "precision": {"enum": list(PRECISIONS)},
-        "file": {"type": "string"},
+        "file": _file_name,
         "sha256": _sha,
-        "size_bytes": {"type": "integer", "minimum": 0},
-        "onnx_file": {"type": "string"},
+        "size_bytes": {"type": "integer", "minimum": 0, "maximum": MAX_BYTES},
+        "onnx_file": _file_name,
         "onnx_sha256": _sha,
         "onnx_source_sha256": _sha,
         "tensorrt_version": {"type": "string", "pattern": r"^\d+\.\d+"},
@@ -71,18 +78,18 @@ ENGINE_RECORD_SCHEMA: dict[str, Any] = {
                 "lr_min": _size,
                 "lr_opt": _size,
                 "lr_max": _size,
-                "batch": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 3, "maxItems": 3},
+                "batch": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": MAX_BATCH}, "minItems": 3, "maxItems": 3},
             },
         },
-        "shapes": {"type": "object", "additionalProperties": _shape3},
-        "device_memory_bytes": {"type": "integer", "minimum": 0},
+        "shapes": {"type": "object", "additionalProperties": _shape3, "maxProperties": 64},
+        "device_memory_bytes": {"type": "integer", "minimum": 0, "maximum": MAX_BYTES},
         "builder": {"type": "object"},
         "cache_key": _sha,
         "strongly_typed": {"const": True},
         "version_compatible": {"type": "boolean"},  # svsr-export --lean
         "lean": {"type": "boolean"},
         "built_at": {"type": "string"},
-        "build_seconds": {"type": "number", "minimum": 0},
+        "build_seconds": {"type": "number", "minimum": 0, "maximum": 1e7},
     },
 }
 
@@ -178,12 +185,21 @@ def make_record(
 
 
 def validate_record(record: Any, where: str = "engine record") -> dict[str, Any]:
-    """Return ``record`` if it follows ENGINE_RECORD_SCHEMA, else ManifestError naming the field."""
+    """Return ``record`` if it follows ENGINE_RECORD_SCHEMA (numbers finite, profile ordered), else ManifestError naming the field."""
+    bad = non_finite_field(record)
+    if bad is not None:
+        raise ManifestError(f"{where} holds {bad[1]} at {bad[0]}, and every number must be finite; rebuild the engines with svsr-export --force.")
     try:
         jsonschema.validate(record, ENGINE_RECORD_SCHEMA)
     except jsonschema.ValidationError as exc:
         path = "/".join(str(p) for p in exc.absolute_path) or "(top level)"
         raise ManifestError(f"{where} is malformed at {path}: {exc.message}; rebuild the engines with svsr-export --force.") from None
+    try:
+        Profile.from_json(record["profile"])
+    except InputError:  # said with the field, not with the CLI options Profile's own sentence names
+        raise ManifestError(
+            f"{where} is malformed at profile: its sizes and batches are not ordered min <= opt <= max; rebuild the engines with svsr-export --force."
+        ) from None
     return record
 
 

@@ -24,7 +24,7 @@ from svsr.contract.errors import InputError
 from svsr.contract.noise import DEFAULT_NOISE, NOISE_KINDS, NoiseSource
 from svsr.contract.scheduler import steps_problem
 
-__all__ = ["DEFAULT_MIN_SHOT", "FLOW_MODES", "MAX_STEPS", "MIN_HOST_MEMORY", "SEED_MAX", "Spell", "VideoOptions", "api_spelling", "parse_memory_size"]
+__all__ = ["DEFAULT_MIN_SHOT", "FLOW_MODES", "FrameRange", "MAX_STEPS", "MIN_HOST_MEMORY", "SEED_MAX", "Spell", "VideoOptions", "api_spelling", "parse_memory_size"]
 
 Spell = Callable[[str, Any], str]
 SEED_MAX = 2**64 - 1  # Philox keys are 64 bits; numpy and torch accept the same range
@@ -58,6 +58,76 @@ def parse_memory_size(text: str | int, option: str = "--host-memory") -> int:
     if not value > 0 or not math.isfinite(value):
         raise InputError(f"{option} {text!r} is not a memory size; write it like 512M, 8G or 1.5G.")
     return int(value * _MEMORY_UNITS[unit])
+
+
+_RANGE_FORMS = "write it like 10:50, :50, 100: (frame indices, END excluded) or 10s:14s, 1.5s:3s (seconds)"
+
+
+@dataclass(frozen=True)
+class FrameRange:
+    """A part of an input to upscale as its own clip: ``START:END`` in frame indices or in seconds (``10s:14s``).
+
+    Like a Python slice, START is included and END is not; either may be omitted. Times select the
+    frames whose presentation time falls in ``[start, end)``.
+    """
+
+    start: int | Fraction | None
+    end: int | Fraction | None
+    in_seconds: bool
+
+    @classmethod
+    def parse(cls, text: str) -> "FrameRange":
+        """``"10:50"``, ``":50"``, ``"100:"``, ``"10s:14s"`` -> a range; ValueError saying why (a clause) otherwise."""
+        parts = str(text).strip().split(":")
+        if len(parts) != 2:
+            raise ValueError(f"is not START:END; {_RANGE_FORMS}")
+        ends = [_range_end(part.strip()) for part in parts]
+        if ends[0] is None and ends[1] is None:
+            raise ValueError(f"gives neither START nor END; {_RANGE_FORMS}")
+        units = {unit for _, unit in filter(None, ends)}
+        if len(units) > 1:
+            raise ValueError("mixes a frame index with a time; give both ends as frame indices (10:50) or both in seconds (10s:14s)")
+        start, end = (None if item is None else item[0] for item in ends)
+        if start is not None and end is not None and not start < end:
+            raise ValueError("ends where it starts, so it selects no frame; give an END after START" if start == end
+                             else "ends before it starts; give START before END (END is excluded, as in a Python slice)")  # fmt: skip
+        return cls(start, end, units == {"s"})
+
+    @property
+    def first_index(self) -> int:
+        """The first frame index a reader may skip to (0 for a time range, whose frames are found by their times)."""
+        return 0 if self.in_seconds or self.start is None else int(self.start)
+
+    def selects(self, index: int, time: Fraction) -> bool:
+        """Whether the frame ``index`` shown at ``time`` (seconds) lies in the range."""
+        at = time if self.in_seconds else index
+        return (self.start is None or at >= self.start) and not self.ends_before(index, time)
+
+    def ends_before(self, index: int, time: Fraction) -> bool:
+        """Whether the frame ``index`` at ``time`` and every later one lie past the range's end."""
+        at = time if self.in_seconds else index
+        return self.end is not None and at >= self.end
+
+
+def _range_end(part: str) -> tuple[int | Fraction, str] | None:
+    """One end of a frame range: None when omitted, (index, "") or (seconds, "s"); ValueError when neither."""
+    if not part:
+        return None
+    if part.endswith("s"):
+        try:
+            seconds = Fraction(part[:-1].strip())
+        except (ValueError, ZeroDivisionError):
+            raise ValueError(f"has {part!r}, which is not a time in seconds; {_RANGE_FORMS}") from None
+        if seconds < 0:
+            raise ValueError("starts or ends before the input does; times count from its start and cannot be negative")
+        return seconds, "s"
+    try:
+        index = int(part, 10)
+    except ValueError:
+        raise ValueError(f"has {part!r}, which is neither a frame index nor a time in seconds; {_RANGE_FORMS}") from None
+    if index < 0:
+        raise ValueError("starts or ends before the input does; frame indices count from 0 and cannot be negative")
+    return index, ""
 
 
 def _whole_number(text: str) -> int:
@@ -103,7 +173,9 @@ class VideoOptions:
     ``restart`` discards the work of an interrupted run instead of resuming it. ``flows="recompute"``
     runs the flow graph per frame-step instead of storing flows. ``scene_split`` finds scene cuts
     (PySceneDetect's content detector at ``scene_threshold``) and upscales each shot as its own exact
-    clip. ``fps``: frame rate of a folder of frames (default 24).
+    clip. ``fps``: frame rate of a folder of frames (default 24). ``frames="START:END"`` upscales only
+    that part of each input (frame indices, END excluded, or seconds: ``"10s:14s"``) as its own clip,
+    its frames keeping their times; its audio is not copied, so an input with sound needs ``no_audio``.
     """
 
     num_inference_steps: int = _option(50, Flag("--steps", "denoising steps (default 50; at most the scheduler's training timesteps)", _whole_number, metavar="N"))
@@ -132,6 +204,9 @@ class VideoOptions:
     min_shot: int = _option(DEFAULT_MIN_SHOT, Flag(
         "--min-shot", f"shortest shot in frames: a scene cut closer than this to the previous one is merged into it "
         f"(default {DEFAULT_MIN_SHOT}, PySceneDetect's minimum scene length)", _whole_number, metavar="N"))  # fmt: skip
+    frames: str | None = _option(None, Flag(
+        "--frames", "upscale only frames START:END (END excluded; e.g. 100:250, :50) or the frames shown in a time span (e.g. 10s:14s) "
+        "as their own clip, to try settings before a long job; the input's audio is not copied (add --no-audio)", metavar="START:END"))  # fmt: skip
     no_audio: bool = _option(False, Flag("--no-audio", "write no sound (without it, an input's audio the output cannot hold is an error)",
                                          switch=True))  # fmt: skip
 
@@ -181,6 +256,13 @@ class VideoOptions:
             if not 0 < rate <= MAX_FPS:
                 return f"{spell('fps', self.fps)} is not a frame rate above 0 and at most {MAX_FPS}."
             object.__setattr__(self, "fps", rate)
+        if self.frames is not None:
+            if not isinstance(self.frames, str):
+                return f"{spell('frames', self.frames)} is not a frame range; write it as a string like '10:50' or '10s:14s'."
+            try:
+                FrameRange.parse(self.frames)
+            except ValueError as why:
+                return f"{spell('frames', self.frames)} {why}."
         threshold = self.scene_threshold
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold) \
                 or not 0 < threshold <= MAX_SCENE_THRESHOLD:  # fmt: skip
@@ -201,6 +283,11 @@ class VideoOptions:
         if self.flows != "store":
             return f"the reference backend computes its flows once per shot, so {spell('flows', self.flows)} cannot apply; drop it or use the ort or trt backend."
         return None
+
+    @property
+    def frame_range(self) -> FrameRange | None:
+        """The part of each input to upscale (``frames``), or None for the whole input."""
+        return None if self.frames is None else FrameRange.parse(self.frames)
 
     @property
     def store_flows(self) -> bool:

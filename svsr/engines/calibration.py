@@ -27,6 +27,7 @@ import numpy as np
 from svsr.contract.errors import InputError
 from svsr.contract.frames import IMAGE_SUFFIXES
 from svsr.contract.graphs import GRAPH_NAMES, GRAPHS
+from svsr.contract.paths import inside_build_folder
 
 DEFAULT_FRAMES = 3
 DEFAULT_STEPS = 6
@@ -91,7 +92,12 @@ class CalibrationData:
         meta = json.loads((folder / "calibration.json").read_text())
         arrays = {}
         for graph in meta["counts"]:
-            with np.load(folder / f"{graph}.npz") as npz:
+            # graph names come from calibration.json: each names a file that must stay inside the folder
+            path = inside_build_folder(
+                folder, f"{graph}.npz", "calibration data", str(folder / "calibration.json"),
+                fix=f"delete {folder} and run svsr-export again, which records the calibration afresh",
+            )
+            with np.load(path, allow_pickle=False) as npz:
                 arrays[graph] = {k: npz[k] for k in npz.files}
         return cls(arrays, {k: int(v) for k, v in meta["counts"].items()}, meta.get("info", {}))
 

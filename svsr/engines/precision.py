@@ -45,10 +45,11 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 import svsr
+from svsr.contract.paths import inside_build_folder
 from svsr.engines.calibration import CALIBRATION_DIR, CalibrationData, CalibrationSettings, calibration_key, default_frames, load_frames
 from svsr.contract.errors import InputError, MissingDependencyError, SvsrError
 from svsr.contract.graphs import GRAPH_NAMES
-from svsr.contract.manifest import check_graph_file, load_manifest, sha256_file, write_manifest
+from svsr.contract.manifest import check_onnx_graph, load_manifest, sha256_file, write_manifest
 from svsr.contract.precision import LOW_PRECISIONS, Precision, PrecisionLike
 from svsr.export.onnx_files import needs_external_data, save_model
 
@@ -449,10 +450,11 @@ def _reusable(entry: Mapping[str, Any] | None, build_dir: Path, key: Mapping[str
     for file, sha in ((entry.get("file"), entry.get("sha256")), (entry.get("ort_cpu_file"), entry.get("ort_cpu_sha256"))):
         if file is None:
             continue
-        path = build_dir / file
-        if not path.exists() or sha256_file(path) != sha:
+        path = inside_build_folder(build_dir, file, "a typed graph file")
+        if not path.is_file() or sha256_file(path) != sha:
             return False
-    return all((build_dir / e).exists() for e in (entry.get("external_data"), entry.get("ort_cpu_external_data")) if e)
+    externals = [e for e in (entry.get("external_data"), entry.get("ort_cpu_external_data")) if e]
+    return all(inside_build_folder(build_dir, e, "a typed graph's external data").is_file() for e in externals)
 
 
 def _load_or_record_calibration(
@@ -465,7 +467,8 @@ def _load_or_record_calibration(
     graphs: Sequence[str],
     report: Callable[[str], None],
 ) -> tuple[CalibrationData, dict[str, Path]]:
-    folder = build_dir / CALIBRATION_DIR
+    # recorded data is read from, and written to, this folder: it must not lead out of the build folder
+    folder = inside_build_folder(build_dir, CALIBRATION_DIR, "the calibration folder")
     try:
         data = CalibrationData.load(folder)
         if data.info.get("key") == dict(key) and all(g in data.arrays for g in graphs):
@@ -534,7 +537,7 @@ def make_typed_graphs(
         )
         for name, precision in pending:
             entry = manifest["graphs"][name]
-            source = check_graph_file(build_dir, name, entry)
+            source = check_onnx_graph(build_dir, name, entry)  # external data inside the folder before onnx opens it
             typed = convert_graph(source, precision, list(data.samples(name)), autocast, ort_emulation=ort_emulation)
             typed["source_sha256"] = entry["sha256"]
             typed["key"] = keys[name]

@@ -225,7 +225,8 @@ def export_all(
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "svsr_version": svsr.__version__,
-        "checkpoint": {"fingerprint": components.fingerprint, "source": str(components.source), "preset": preset},
+        # resolved: the build folder is used from elsewhere (svsr-bench, svsr-doctor, rebuild commands); only a default
+        "checkpoint": {"fingerprint": components.fingerprint, "source": str(Path(components.source).resolve()), "preset": preset},
         "exporter": {
             "method": EXPORT_METHOD,
             "opset": opset,

@@ -5,6 +5,14 @@ as a run in this process (``svsr.runtime.jobs.runner.run_shot``). A shot is resu
 (process killed, node lost) Ray restarts the actor and retries the shot, which continues where its
 last completed timestep left it. The work folders (beside the outputs) and the inputs must
 therefore be the same paths on every node: a shared file system such as NFS.
+
+One writer per shot: a retried shot whose first worker is still alive (a node cut off from the
+cluster but still running, say) must not write the same work folder and segment. The shot's work
+folder lock (``svsr.runtime.jobs.lock``; flock, which NFS v4 carries between nodes) covers it, and the
+retried task *waits* for that lock rather than failing: the first worker either finishes the
+segment (the retried task then finds it and returns) or dies (the kernel or the NFS lease releases
+its lock and the retried task resumes from the checkpoint). Failing instead would fail the whole
+run for a shot that is being done.
 """
 
 from __future__ import annotations
@@ -18,7 +26,9 @@ from typing import Any, Callable, Sequence
 from svsr.contract.backends import ORT, BackendLike, backend_options
 from svsr.contract.errors import InputError, MissingDependencyError, SvsrError
 from svsr.contract.video_options import VideoOptions
+from svsr.runtime.jobs import lock
 from svsr.runtime.jobs.job import CRASH_ONCE_VARIABLE, CRASH_VARIABLE, InputPlan
+from svsr.runtime.jobs.resume import segment_damage
 from svsr.runtime.jobs.runner import backend_name, run_shot
 from svsr.runtime.jobs.shots import Shot
 
@@ -50,7 +60,13 @@ class ShotWorker:
 
     def run(self, plan: InputPlan, shot: Shot, options: VideoOptions) -> dict[str, Any]:
         start = time.perf_counter()
-        run_shot(self.sampler, plan, shot, options, build_dir=self.build_dir)
+        shot_lock = plan.shot_work(shot) / lock.LOCK_NAME
+        # waits while another worker (the first try of a retried task) holds the shot; the shot code then re-enters the lock
+        lock.acquire(shot_lock, f"shot {shot.index + 1} of {plan.input.name}", "wait for it", wait=True)
+        try:
+            run_shot(self.sampler, plan, shot, options, build_dir=self.build_dir)
+        finally:
+            lock.release(shot_lock)
         return {"input": str(plan.input), "shot": shot.index, "seconds": time.perf_counter() - start, "pid": os.getpid(),
                 "backend": backend_name(self.sampler)}  # fmt: skip
 
@@ -97,7 +113,8 @@ def run_shots_on_ray(
         raise InputError("--ray runs the exported graphs; use --backend auto, ort or trt with it.")
     if any(not isinstance(options.noise, str) for _, options in inputs):
         raise InputError("Ray workers draw noise by name; give noise='philox', 'numpy' or 'torch' instead of a NoiseSource object.")
-    tasks = [(plan, shot, options) for plan, options in inputs for shot in plan.shots if not plan.segment_path(shot).exists()]
+    # a segment counts as finished when it matches its record; a damaged one goes to a worker, which says so and redoes it
+    tasks = [(plan, shot, options) for plan, options in inputs for shot in plan.shots if segment_damage(plan.segment_path(shot)) is not None]
     if not tasks:
         return chosen.name
     ray = import_ray()

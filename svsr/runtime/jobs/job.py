@@ -42,13 +42,19 @@ from svsr.runtime.jobs.resume import (
     build_fingerprint,
     default_work_dir,
     input_fingerprint,
+    close_work_dir,
+    discard_segment,
     load_checkpoint,
+    open_work_dir,
     options_of,
-    prepare_work_dir,
+    record_segment,
     remove_work_dir,
     save_checkpoint,
+    segment_damage,
 )
+from svsr.runtime.jobs import lock
 from svsr.runtime.sampling import Sampler, to_model_input
+from svsr.runtime.jobs.selection import Selection, select_and_cut
 from svsr.runtime.jobs.shots import CutDetector, Shot, shots_from_cuts
 from svsr.runtime.video import FrameReader, FrameWriter, VideoInfo, audio_problem, check_output, input_kind, output_kind, output_rule, probe
 
@@ -140,7 +146,7 @@ NoiseFactory = Callable[[], NoiseSource]
 
 @dataclass(frozen=True)
 class InputPlan:
-    """One input: its output, work folder, frame count, frame rate and shots."""
+    """One input: its output, work folder, frame count (of the frames upscaled), frame rate and shots."""
 
     input: Path
     output: Path
@@ -150,6 +156,7 @@ class InputPlan:
     shots: tuple[Shot, ...]
     keep_audio: bool = True  # False with no_audio: the stitch copies no sound
     merged_cuts: tuple[int, ...] = ()  # scene cuts closer than min_shot frames to the previous one, not split at
+    selection: Selection | None = None  # the frames a --frames range selects (None: the whole input)
 
     def segment_path(self, shot: Shot) -> Path:
         """Where the shot's output segment goes: same container as the output (a folder for PNG output)."""
@@ -170,6 +177,9 @@ def plan_input(input_path: Path, output_path: Path, options: VideoOptions, repor
     info = probe(input_path, fps=options.fps)
     kind = output_kind(output_path)
     keep_audio = not options.no_audio and not info.is_image_sequence
+    if keep_audio and info.has_audio and options.frames is not None:  # the audio copy takes a whole input's sound only
+        raise InputError(f"{options.spell('frames', options.frames)} upscales a part of {input_path.name}, whose audio is copied only whole; "
+                         f"add {options.spell('no_audio', True)} to upscale that part without sound.")  # fmt: skip
     if keep_audio and info.has_audio:
         problem = audio_problem(input_path, output_path, kind == "video")
         if problem:
@@ -183,35 +193,55 @@ def plan_input(input_path: Path, output_path: Path, options: VideoOptions, repor
         FrameWriter(output_path, info.fps, codec=options.codec, crf=options.crf, audio_from=input_path if keep_audio else None)
     work = options.work_dir or default_work_dir(output_path)
     fresh = not work.exists()
-    prepare_work_dir(work, options.restart, options.spell)
+    _hold_input(output_path, work, options, report)  # before anything is written, the stale partials' removal included
     _remove_stale_partials(output_path)
     key = {"input": input_fingerprint(input_path), "scene_split": options.scene_split, "threshold": options.scene_threshold,
-           "min_shot": options.min_shot, "fps": str(options.fps)}
+           "min_shot": options.min_shot, "fps": str(options.fps), "frames": options.frames}
     plan_file = work / "plan.json"
     try:
         cached = json.loads(plan_file.read_text()) if plan_file.exists() else None
     except (OSError, ValueError):
         cached = None
+    selection: Selection | None = None
     if cached is not None and cached.get("key") == key:
         num_frames, cuts, merged = int(cached["num_frames"]), [int(c) for c in cached["cuts"]], [int(c) for c in cached.get("merged", [])]
+        selection = Selection.from_json(cached["selection"]) if cached.get("selection") else None
     else:
         try:
-            num_frames, cuts, merged = _count_and_cut(input_path, info, options)
+            if cached is not None and cached.get("key", {}).get("frames") != options.frames:
+                _refuse_other_range(work, cached["key"].get("frames"), options)
+            if options.frames is not None:
+                selection, cuts, merged = select_and_cut(input_path, info, options)
+                num_frames = selection.count
+            else:
+                num_frames, cuts, merged = _count_and_cut(input_path, info, options)
         except BaseException:
-            if fresh:
-                remove_work_dir(work)
+            _release_input(output_path, work, remove=fresh)
             raise
         tmp = work / ".plan.json.partial"
-        tmp.write_text(json.dumps({"key": key, "num_frames": num_frames, "cuts": cuts, "merged": merged}) + "\n")
+        tmp.write_text(json.dumps({"key": key, "num_frames": num_frames, "cuts": cuts, "merged": merged,
+                                   **({"selection": selection.to_json()} if selection else {})}) + "\n")  # fmt: skip
         os.replace(tmp, plan_file)
-    shots = tuple(shots_from_cuts(input_path, num_frames, cuts))
+    shots = tuple(selection.shots(input_path, cuts) if selection else shots_from_cuts(input_path, num_frames, cuts))
+    if selection is not None:
+        report(f"svsr-run: {input_path.name}: {selection.sentence()}")
     if info.is_image_sequence:
         report(f"svsr-run: {input_path.name} is a folder of frames: written at {info.fps} fps ({options.spell('fps', 'RATE')} to change)")
     if len(shots) > 1:
         report(f"svsr-run: {input_path.name}: {len(shots)} shots (scene cuts at frames {', '.join(map(str, cuts))})")
     if merged:
         report(f"svsr-run: {input_path.name}: {merged_sentence(merged, options)}")
-    return InputPlan(input_path, output_path, work, info, num_frames, shots, keep_audio=keep_audio, merged_cuts=tuple(merged))
+    return InputPlan(input_path, output_path, work, info, num_frames, shots, keep_audio=keep_audio, merged_cuts=tuple(merged),
+                     selection=selection)  # fmt: skip
+
+
+def _refuse_other_range(work: Path, planned: str | None, options: VideoOptions) -> None:
+    """Finished shots of another ``frames`` range are not this job's: refuse to mix them in (unless nothing was done yet)."""
+    if any((work / "segments").glob("*")) or any(work.glob("shot*/checkpoint.json")):
+        spell = options.spell
+        was = "the whole input" if planned is None else spell("frames", planned)
+        raise InputError(f"{work} holds an interrupted run of another job (it upscaled {was}); "
+                         f"rerun with {spell('restart', True)} to discard it, or choose another {spell('work_dir', 'DIR')}.")  # fmt: skip
 
 
 def merged_sentence(merged: list[int] | tuple[int, ...], options: VideoOptions) -> str:
@@ -271,7 +301,17 @@ class ShotJob:
 
     @property
     def done(self) -> bool:
-        return self.segment.exists()
+        """The segment is finished and matches its record; a damaged one is removed, with one line, to be made again."""
+        damage = segment_damage(self.segment)
+        if damage is None:
+            return True
+        if damage != "missing":
+            self.report(f"svsr-run: {self.segment} is damaged ({damage}); upscaling {self._shot_name()} again")
+            discard_segment(self.segment)
+        return False
+
+    def _shot_name(self) -> str:
+        return f"shot {self.shot.index + 1} of {len(self.plan.shots)}" if len(self.plan.shots) > 1 else "it"
 
     def fingerprint(self, height: int, width: int) -> Checkpoint:
         o = self.options
@@ -292,7 +332,16 @@ class ShotJob:
             return self.segment
         self.segment.parent.mkdir(parents=True, exist_ok=True)
         fresh = not self.work.exists()
-        prepare_work_dir(self.work, self.options.restart, self.options.spell)
+        spell = self.options.spell
+        open_work_dir(self.work, self.options.restart, what=f"the work folder {self.work} of shot {self.shot.index + 1} of {self.plan.input.name}",
+                      fix=f"choose another {spell('work_dir', 'DIR')}", spell=spell)  # fmt: skip
+        try:
+            self._run_locked(fresh)
+        finally:
+            close_work_dir(self.work)
+        return self.segment
+
+    def _run_locked(self, fresh: bool) -> None:
         try:
             self._run()
         except SvsrError:
@@ -313,8 +362,8 @@ class ShotJob:
                     f"free space or choose {self.options.spell('work_dir', 'DIR')} elsewhere, then rerun to resume."
                 ) from None
             raise
+        record_segment(self.segment)
         remove_work_dir(self.work)
-        return self.segment
 
     def _run(self) -> None:
         o, steps = self.options, self.steps
@@ -331,11 +380,14 @@ class ShotJob:
                     f"{self.plan.work} holds an interrupted run of another job (different {'; '.join(differences)}); "
                     f"rerun with {spell('restart', True)} to discard it, or choose another {spell('work_dir', 'DIR')}."
                 )
-            shot = f" (shot {self.shot.index + 1} of {len(self.plan.shots)})" if len(self.plan.shots) > 1 else ""
-            self.report(f"svsr-run: resuming from step {checkpoint.steps_done} of {len(steps)}{shot}")
         budget = default_host_memory() if o.host_memory is None else o.host_memory
         store = ClipStore(layout, self.work, budget, resume=checkpoint is not None, store_flows=o.store_flows, lr=lr_file)
         try:
+            if checkpoint is not None:
+                checkpoint = self._verified(checkpoint, store)
+            if checkpoint is not None:
+                shot = f" (shot {self.shot.index + 1} of {len(self.plan.shots)})" if len(self.plan.shots) > 1 else ""
+                self.report(f"svsr-run: resuming from step {checkpoint.steps_done} of {len(steps)}{shot}")
             if store.spilled:
                 self.report(f"svsr-run: clip state beyond --host-memory goes to {self.work} ({', '.join(store.spilled)})")
             slots = self.sampler.slots(layout.height, layout.width)
@@ -349,7 +401,7 @@ class ShotJob:
                 self.sampler.initial_latents(store, self.noise)
                 store.flush()
                 state.steps_done, state.noise_state = 0, self.noise.state()
-                save_checkpoint(self.work, state)
+                self._save(store, state)
             else:
                 self.noise.restore(checkpoint.noise_state)
                 if self.progress is not None:  # done by the interrupted run: counted, but not timed as this run's
@@ -359,6 +411,33 @@ class ShotJob:
             self._decode(store, slots, len(steps), plan, times)
         finally:
             store.close()
+
+    def _save(self, store: ClipStore, state: Checkpoint) -> None:
+        """The checkpoint, with the checksums of the files it relies on (flushed before): this step's latents, stored flows."""
+        relied = [f"latents{state.steps_done % 2}.f32"] + (["flows_fwd.f32", "flows_bwd.f32"] if state.flows_done else [])
+        state.files = store.records(relied)
+        save_checkpoint(self.work, state)
+
+    def _verified(self, checkpoint: Checkpoint, store: ClipStore) -> Checkpoint | None:
+        """The checkpoint when the files it relies on match their checksums; damaged flows are computed again,
+        damaged latents start the shot again (None); one line says which file and what was done."""
+        latents = f"latents{checkpoint.steps_done % 2}.f32"
+        records = dict(checkpoint.files)
+        damage = store.damage(records)
+        if latents not in records:
+            damage[latents] = "the checkpoint has no checksums for it"
+        if latents in damage:
+            self.report(f"svsr-run: {self.work / latents} is damaged ({damage[latents]}); upscaling {self._shot_name()} again from step 0")
+            return None
+        in_files = store.files()
+        for name in ("flows_fwd.f32", "flows_bwd.f32"):
+            if checkpoint.flows_done and name in in_files and name not in records:
+                damage[name] = "the checkpoint has no checksums for it"
+        flows = [name for name in ("flows_fwd.f32", "flows_bwd.f32") if name in damage]
+        if flows and checkpoint.flows_done:
+            self.report(f"svsr-run: {self.work / flows[0]} is damaged ({damage[flows[0]]}); computing the flows again")
+            checkpoint.flows_done = False
+        return checkpoint
 
     def _read_frames(self) -> tuple[FileFrameArray, list[Fraction]]:
         """Stream the shot's frames into ``lr.f32`` of its work folder; their times into a list."""
@@ -398,7 +477,7 @@ class ShotJob:
             self.sampler.run_step(store, slots, step, self.noise, on_frame=one_frame)
             store.latents[(step.index + 1) % 2].flush()
             state.steps_done, state.noise_state = step.index + 1, self.noise.state()
-            save_checkpoint(self.work, state)
+            self._save(store, state)
 
     def _decode(self, store: ClipStore, slots: Any, num_steps: int, plan: Any, times: list[Fraction]) -> None:
         o, info = self.options, self.plan.info
@@ -430,7 +509,7 @@ def finish_input(plan: InputPlan) -> Path:
         os.replace(frames[0], plan.output)
     else:
         stitch_segments(segments, plan.output, audio_from=audio, fps=plan.info.fps)
-    remove_work_dir(plan.work)
+    _release_input(plan.output, plan.work, remove=True)
     return plan.output
 
 
@@ -438,8 +517,7 @@ def discard_if_nothing_done(plan: InputPlan) -> None:
     """A refused input leaves no work folder behind, unless it holds work worth resuming."""
     segments = [plan.segment_path(shot) for shot in plan.shots]
     checkpoints = [plan.shot_work(shot) / "checkpoint.json" for shot in plan.shots]
-    if not any(p.exists() for p in segments + checkpoints):
-        remove_work_dir(plan.work)
+    _release_input(plan.output, plan.work, remove=not any(p.exists() for p in segments + checkpoints))
 
 
 def _digest(state: Any) -> str:
@@ -448,6 +526,26 @@ def _digest(state: Any) -> str:
     import json
 
     return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _hold_input(output: Path, work: Path, options: VideoOptions, report: Report) -> None:
+    """Lock the output's work folder (and, when it is not beside the output, the output too) before writing anything."""
+    spell = options.spell
+    beside = work.resolve() == default_work_dir(output).resolve()
+    if not beside:
+        lock.acquire(lock.output_lock_path(output), f"the output {output}", f"choose another {spell('output', 'PATH')}", report=report)
+    try:
+        open_work_dir(work, options.restart, what=f"the output {output}" if beside else f"the work folder {work}",
+                      fix=f"choose another {spell('output', 'PATH') if beside else spell('work_dir', 'DIR')}", spell=spell, report=report)  # fmt: skip
+    except BaseException:
+        lock.release(lock.output_lock_path(output))
+        raise
+
+
+def _release_input(output: Path, work: Path, *, remove: bool) -> None:
+    """Let go of what :func:`_hold_input` holds (``remove``: the work folder is deleted first)."""
+    close_work_dir(work, remove=remove)
+    lock.release(lock.output_lock_path(output))
 
 
 def _remove_stale_partials(output: Path) -> None:

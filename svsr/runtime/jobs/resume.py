@@ -5,6 +5,12 @@ and renamed, so it is never half-written) beside the latent planes of the clip s
 number of completed steps, the noise source's state, whether the stored flows are complete, and
 fingerprints of everything that changes the result: the input, the build folder and the options.
 A rerun with equal fingerprints continues bit-identically; any difference is named in one sentence.
+
+Nothing in a work folder is trusted unverified: the checkpoint records, for every file it relies on,
+its size and a CRC-32 per frame record (written and flushed before the checkpoint is renamed into
+place), and every finished shot's segment has a record of its size and BLAKE2b digest beside it
+(``.NAME.check``). A resumed run checks them first; what does not match is done again, with one line
+saying which file was damaged.
 """
 
 from __future__ import annotations
@@ -18,9 +24,10 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from svsr.contract.errors import InputError
+from svsr.runtime.jobs import lock
 
 CHECKPOINT_NAME = "checkpoint.json"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: checksums of the files it relies on
 WORK_SUFFIX = ".svsr-work"
 OPAQUE_OPTIONS = ("noise state",)  # recorded as digests: a difference is named, its values are not
 _EDGE_BYTES = 4 << 20  # input fingerprint: size, mtime and the first and last 4 MiB
@@ -71,6 +78,7 @@ class Checkpoint:
     steps_done: int = 0  # completed timesteps; the latents of plane steps_done % 2 hold them
     noise_state: dict[str, Any] = field(default_factory=dict)
     flows_done: bool = False  # stored flows (in files) are complete
+    files: dict[str, Any] = field(default_factory=dict)  # file name -> size and per-frame CRC-32s (ClipStore.records)
     version: int = CHECKPOINT_VERSION
 
     def differences(self, other: "Checkpoint") -> list[str]:
@@ -117,16 +125,88 @@ def load_checkpoint(folder: Path) -> Checkpoint | None:
         return None
 
 
-def prepare_work_dir(folder: Path, restart: bool, spell: Callable[[str, Any], str] = lambda _name, _value: "--work-dir DIR") -> None:
-    """Create (or, with ``restart``, empty) the work folder; one sentence (naming the option as ``spell`` writes it) when it cannot be written."""
-    if restart and folder.exists():
-        shutil.rmtree(folder)
+def open_work_dir(folder: Path, restart: bool, *, what: str, fix: str, spell: Callable[[str, Any], str] = lambda _name, _value: "--work-dir DIR",
+                  report: Callable[[str], None] | None = None, wait: bool = False) -> None:  # fmt: skip
+    """Create the work folder and hold its lock (:mod:`svsr.runtime.jobs.lock`) before anything in it is written.
+
+    With ``restart`` its contents (but the lock) are discarded once the lock is held. One sentence
+    (naming the option as ``spell`` writes it) when it cannot be written; one naming the holder
+    (``what`` is in use ...; ``fix``) when another run holds it. Release with :func:`close_work_dir`.
+    """
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"cannot create the work folder {folder} ({exc.strerror}); choose a writable one with {spell('work_dir', 'DIR')}.") from None
     if not os.access(folder, os.W_OK | os.X_OK):
         raise InputError(f"the work folder {folder} is not writable; choose another with {spell('work_dir', 'DIR')}.")
+    lock.acquire(folder / lock.LOCK_NAME, what, fix, report=report, wait=wait)
+    if restart:
+        for child in folder.iterdir():
+            if child.name == lock.LOCK_NAME:
+                continue
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+
+
+def close_work_dir(folder: Path, *, remove: bool = False) -> None:
+    """Release the work folder's lock (``remove``: delete the folder first, still holding it)."""
+    if remove:
+        remove_work_dir(folder)
+    lock.release(folder / lock.LOCK_NAME)
+
+
+def segment_record_path(segment: Path) -> Path:
+    return segment.with_name(f".{segment.name}.check")
+
+
+def _segment_digest(segment: Path) -> dict[str, Any]:
+    """Size and BLAKE2b of a segment file, or of a segment folder's files (names included)."""
+    digest, size = hashlib.blake2b(digest_size=16), 0
+    files = sorted(p for p in segment.rglob("*") if p.is_file()) if segment.is_dir() else [segment]
+    for path in files:
+        digest.update(f"{path.relative_to(segment) if segment.is_dir() else ''}\0".encode())
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+                size += len(chunk)
+    return {"size": size, "blake2b": digest.hexdigest()}
+
+
+def record_segment(segment: Path) -> None:
+    """Write the finished segment's size and digest beside it (write, flush, rename)."""
+    record = segment_record_path(segment)
+    tmp = record.with_name(record.name + ".partial")
+    with open(tmp, "w") as f:
+        json.dump(_segment_digest(segment), f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, record)
+
+
+def segment_damage(segment: Path) -> str | None:
+    """None when ``segment`` is a finished segment matching its record; else what is wrong (``missing``: not written)."""
+    if not segment.exists():
+        return "missing"
+    try:
+        recorded = json.loads(segment_record_path(segment).read_text())
+    except (OSError, ValueError):
+        return "it has no record of being complete"
+    found = _segment_digest(segment)
+    if found["size"] != recorded.get("size"):
+        return f"it is {found['size']} bytes, {recorded.get('size')} were written"
+    if found["blake2b"] != recorded.get("blake2b"):
+        return "its contents differ from the checksum written with it"
+    return None
+
+
+def discard_segment(segment: Path) -> None:
+    if segment.is_dir():
+        shutil.rmtree(segment, ignore_errors=True)
+    else:
+        segment.unlink(missing_ok=True)
+    segment_record_path(segment).unlink(missing_ok=True)
 
 
 def remove_work_dir(folder: Path) -> None:

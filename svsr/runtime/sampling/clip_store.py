@@ -13,11 +13,16 @@ positioned reads go through the page cache instead and leave RSS flat.
 Latents are always in a file of the work folder: they are the resume checkpoint. Two latent
 planes ping-pong by step parity (step ``s`` reads plane ``s % 2`` and writes plane ``(s+1) % 2``),
 so a crash in the middle of a sweep never touches the last completed step.
+
+Every frame record written to a file gets a CRC-32 (:meth:`FileFrameArray.record`), which the job's
+checkpoint stores; a resumed run checks the files against it (:meth:`ClipStore.damage`) before it
+trusts them, so a truncated or bit-flipped file is found, never silently used.
 """
 
 from __future__ import annotations
 
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -71,11 +76,13 @@ class FileFrameArray(FrameArray):
         self.item_shape = tuple(item_shape)
         self.path = path
         size = count * self.item_bytes
-        existed = path.exists() and path.stat().st_size == size
+        self.found_size = path.stat().st_size if path.exists() else None  # before any reservation: what a resume found
+        existed = self.found_size == size
         if not keep or not existed:
             _reserve(path, size)
         self._fd = os.open(path, os.O_RDWR)
         self.reused = keep and existed
+        self._crc: dict[int, int] = {}  # frame -> CRC-32 of the record written there (by this run or a verified one)
 
     def read(self, index: int, out: np.ndarray | None = None) -> np.ndarray:
         out = np.empty(self.item_shape, FLOAT32) if out is None else out
@@ -90,6 +97,25 @@ class FileFrameArray(FrameArray):
         written = os.pwrite(self._fd, memoryview(data), index * self.item_bytes)
         if written != self.item_bytes:
             raise OSError(f"could not write {self.item_bytes} bytes to {self.path}")
+        self._crc[index] = zlib.crc32(data)
+
+    def record(self) -> dict[str, object]:
+        """Size and per-frame CRC-32s of what was written (None: a frame never written), for a checkpoint."""
+        return {"size": self.count * self.item_bytes, "crc32": [self._crc.get(k) for k in range(self.count)]}
+
+    def damage(self, record: dict) -> str | None:
+        """How the file differs from ``record`` (what a checkpoint wrote), or None; a match adopts its checksums."""
+        size, crcs = record.get("size"), record.get("crc32") or []
+        if self.found_size is None:
+            return "it is missing"
+        if self.found_size != size:
+            return f"it is {self.found_size} bytes, {size} were written"
+        buffer = np.empty(self.item_shape, FLOAT32)
+        for index, expected in enumerate(crcs):
+            if expected is not None and zlib.crc32(self.read(index, buffer).reshape(-1).view(np.uint8)) != expected:
+                return f"frame record {index} differs from the checksum written with it"
+        self._crc = {k: c for k, c in enumerate(crcs) if c is not None}
+        return None
 
     def flush(self) -> None:
         os.fsync(self._fd)
@@ -216,6 +242,22 @@ class ClipStore:
         """Names of the parts kept in files beyond the latents (for progress output and tests)."""
         names = {"lr": self.lr, "flows_fwd": self.fwd, "flows_bwd": self.bwd}
         return [name for name, a in names.items() if a is not None and a.in_file]
+
+    def files(self) -> dict[str, FileFrameArray]:
+        """The arrays kept in files, by file name."""
+        arrays = (self.lr, *self.latents, self.fwd, self.bwd)
+        return {a.path.name: a for a in arrays if isinstance(a, FileFrameArray)}
+
+    def records(self, names: Sequence[str]) -> dict[str, dict]:
+        """Size and per-frame checksums of the named files (those of ``names`` kept in files)."""
+        files = self.files()
+        return {name: files[name].record() for name in names if name in files}
+
+    def damage(self, records: dict[str, dict]) -> dict[str, str]:
+        """File name -> how it differs from its record, for each recorded file this store keeps in a file."""
+        files = self.files()
+        found = {name: files[name].damage(record) for name, record in records.items() if name in files}
+        return {name: problem for name, problem in found.items() if problem}
 
     def flush(self) -> None:
         for array in (self.lr, *self.latents, self.fwd, self.bwd):

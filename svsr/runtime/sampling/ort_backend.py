@@ -2,18 +2,56 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import onnxruntime as ort
 
-from svsr.contract.errors import ManifestError
-from svsr.contract.manifest import check_graph_file
+from svsr.contract.errors import InputError, ManifestError
+from svsr.contract.manifest import check_onnx_graph
 from svsr.contract.precision import Precision, PrecisionLike
 from svsr.runtime.sampling.backend import Backend, Buffer
 
 PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
+# ONNX Runtime's own log lines never reach the user: only fatal ones (the failures become sentences below)
+LOG_FATAL_ONLY = 4
+# what ONNX Runtime says when an allocation fails (CPU: std::bad_alloc; its arenas and CUDA: "Failed to allocate memory")
+_OUT_OF_MEMORY = ("bad_alloc", "failed to allocate memory", "out of memory", "cudaerrormemoryallocation")
+# ValueError: a damaged file's strings fail ONNX Runtime's UTF-8 decoding (UnicodeDecodeError)
+_ORT_ERRORS: tuple[type[BaseException], ...] = (RuntimeError, ValueError, MemoryError)
+try:  # ONNX Runtime's exception classes (Fail, InvalidGraph, InvalidProtobuf, ...) derive from Exception only
+    from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
+
+    _ORT_ERRORS += tuple(
+        v for k, v in vars(_ort_state).items() if isinstance(v, type) and issubclass(v, Exception) and k[:1].isupper()
+    )
+except ImportError:  # pragma: no cover - every onnxruntime wheel has it
+    pass
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether an ONNX Runtime failure is an allocation that did not fit."""
+    return isinstance(exc, MemoryError) or any(m in str(exc).lower() for m in _OUT_OF_MEMORY)
+
+
+def open_session(path: Path, graph: str, options: ort.SessionOptions, providers: list[str], build_dir: Path) -> ort.InferenceSession:
+    """An InferenceSession for a (sha- and path-checked) graph file; ONNX Runtime's refusals become one sentence."""
+    try:
+        # ONNX Runtime's Python layer prints its provider fallback ("EP Error ... Falling back") to stdout
+        with contextlib.redirect_stdout(io.StringIO()):
+            return ort.InferenceSession(str(path), options, providers=providers)
+    except _ORT_ERRORS as exc:
+        if is_out_of_memory(exc):
+            raise InputError(
+                f"loading the {graph} graph ({path}) ran out of memory; free memory on this machine or use one with more."
+            ) from None
+        raise ManifestError(
+            f"ONNX Runtime refused the {graph} graph {path} (a damaged file or external data it cannot read); "
+            f"re-export it with svsr-export --force --out {build_dir}."
+        ) from None
 
 
 def cuda_available() -> bool:
@@ -21,7 +59,7 @@ def cuda_available() -> bool:
 
 
 def graph_file(build_dir: Path, manifest: Mapping[str, Any], name: str, precision: str, device: str = "cpu") -> Path:
-    """The ONNX file of graph ``name`` at ``precision`` ('fp32' is the exported graph), sha-checked.
+    """The ONNX file of graph ``name`` at ``precision`` ('fp32' is the exported graph), checked (paths, sha256, external data).
 
     On the CPU a typed graph runs through its emulation twin (``ort_cpu_file``: float32 arithmetic
     with every fp16/bf16 value rounded where it is produced), because ONNX Runtime's CPU provider has
@@ -38,7 +76,16 @@ def graph_file(build_dir: Path, manifest: Mapping[str, Any], name: str, precisio
         entry = typed[precision]
         if device == "cpu" and entry.get("ort_cpu_file"):
             entry = {"file": entry["ort_cpu_file"], "sha256": entry["ort_cpu_sha256"]}
-    return check_graph_file(build_dir, name, entry)
+    return check_onnx_graph(build_dir, name, entry)  # paths, sha256 and external data before ONNX Runtime opens it
+
+
+def frame_size(inputs: Mapping[str, Buffer]) -> str:
+    """``"WxH low-resolution"``: the smallest 4-d input of a call (the LR frame or tile; others are 4x)."""
+    shapes = [tuple(v.shape()) for v in inputs.values() if len(v.shape()) == 4]
+    if not shapes:
+        return "this"
+    height, width = min(shapes, key=lambda s: s[2] * s[3])[2:]
+    return f"{width}x{height} low-resolution"
 
 
 class OrtBackend(Backend):
@@ -67,7 +114,9 @@ class OrtBackend(Backend):
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads
-        options.log_severity_level = 3
+        ort.set_default_logger_severity(LOG_FATAL_ONLY)  # the environment's logger (provider loading) as well
+        options.log_severity_level = LOG_FATAL_ONLY
+        options.log_verbosity_level = 0
         build_dir = Path(build_dir)
         self.sessions: dict[str, ort.InferenceSession] = {}
         self.precisions: dict[str, str] = {}
@@ -75,7 +124,7 @@ class OrtBackend(Backend):
         self.precision = Precision.parse(precision).resolve(lambda graph, prec: prec == "fp32")
         for name in graphs:
             path = graph_file(build_dir, manifest, name, self.precision.of(name), kind)
-            self.sessions[name] = ort.InferenceSession(str(path), options, providers=PROVIDERS[kind])
+            self.sessions[name] = open_session(path, name, options, PROVIDERS[kind], build_dir)
             self.precisions[name] = self.precision.of(name)
         self._input_types = {
             name: {i.name: i.type for i in s.get_inputs()} for name, s in self.sessions.items()
@@ -97,7 +146,15 @@ class OrtBackend(Backend):
             binding.bind_ortvalue_input(name, value)
         for name, value in outputs.items():
             binding.bind_ortvalue_output(name, value)
-        session.run_with_iobinding(binding)
+        try:
+            session.run_with_iobinding(binding)
+        except _ORT_ERRORS as exc:
+            if not is_out_of_memory(exc):
+                raise  # anything else is a bug of ours or of ONNX Runtime: the internal-error sentence says so
+            raise InputError(
+                f"the {graph} graph ran out of {'GPU' if self._ort_device == 'cuda' else 'host'} memory on a "
+                f"{frame_size(inputs)} frame; use a smaller frame (or tiles) or a machine with more memory."
+            ) from None
 
     def close(self) -> None:
         self.sessions.clear()

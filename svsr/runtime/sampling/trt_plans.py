@@ -19,6 +19,7 @@ from typing import Any, Mapping
 from svsr.contract.engine_records import MachineEnv, check_record, engine_key, onnx_entry, rebuild_command, validate_engines
 from svsr.contract.errors import ManifestError
 from svsr.contract.manifest import sha256_file
+from svsr.contract.paths import inside_build_folder
 from svsr.contract.precision import Precision, PrecisionLike
 from svsr.contract.profiles import Profile
 from svsr.runtime.sampling.backend_choice import choose_precision
@@ -84,13 +85,14 @@ def verify_plans(build_dir: str | Path, manifest: Mapping[str, Any], precision: 
                 f"{build_dir} has no {prec} TensorRT engine for the {graph} graph; build it with: "
                 f"{rebuild_command(manifest, build_dir, chosen, lean=env.lean)} (plus --resolution WxH or --min/--max)."
             )
+        # before anything reads it (the sha cache writes beside it): the plan stays inside the build folder
+        path = inside_build_folder(build_dir, record["file"], f"the {graph} {prec} engine plan", str(build_dir / "manifest.json"))
         profile = Profile.from_json(record["profile"])
         onnx_sha = onnx_entry(manifest, graph, prec, build_dir)["sha256"]
         check_record(record, env, manifest, build_dir, onnx_sha256=onnx_sha, precisions=chosen)
         lean = env.lean or bool(record.get("lean") or record.get("version_compatible"))
         command = rebuild_command(manifest, build_dir, chosen, profile, lean=lean)
-        path = build_dir / record["file"]
-        if not path.exists():
+        if not path.is_file():
             raise ManifestError(f"the {graph} {prec} engine {path} named in the manifest is missing; rebuild it with: {command}")
         if cached_sha256(path) != record["sha256"]:
             raise ManifestError(f"the {graph} {prec} engine {path} does not match its recorded sha256; rebuild it with: {command}")

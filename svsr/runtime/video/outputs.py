@@ -55,14 +55,18 @@ def output_kind(path: str | os.PathLike[str]) -> InputKind:
 
 
 def default_output_name(input_path: Path, kind: InputKind, options: VideoOptions) -> str:
-    """``clip_x4.mp4`` (the input's container when it holds the codec, else the codec's first), ``img_x4.png``, ``frames_x4``."""
+    """``clip_x4.mp4`` (the input's container when it holds the codec, else the codec's first), ``img_x4.png``, ``frames_x4``.
+
+    A part of the input (``frames="10:50"``) is named after it, ``clip_x4_frames10-50.mp4``, so it never takes the whole run's name.
+    """
+    part = "" if options.frames is None else "_frames" + options.frames.strip().replace(":", "-").replace(".", "_")
     if kind == "frames":
-        return f"{input_path.name}_x4"
+        return f"{input_path.name}_x4{part}"
     if kind == "image":
-        return f"{input_path.stem}_x4{IMAGE_OUTPUT_SUFFIX}"
+        return f"{input_path.stem}_x4{part}{IMAGE_OUTPUT_SUFFIX}"
     containers = CODECS[options.codec].containers
     suffix = input_path.suffix if input_path.suffix.lower() in containers else containers[0]
-    return f"{input_path.stem}_x4{suffix}"
+    return f"{input_path.stem}_x4{part}{suffix}"
 
 
 def output_rule(input_path: str | os.PathLike[str], kind: InputKind, output: str | os.PathLike[str] | None, *, many: bool,
