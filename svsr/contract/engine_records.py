@@ -324,3 +324,9 @@ def check_record(
     lean = bool(getattr(env, "lean", False) or record.get("lean") or record.get("version_compatible"))
     command = rebuild_command(manifest, build_dir, precisions or record["precision"], Profile.from_json(record["profile"]), lean=lean)
     raise ManifestError(f"the {record['graph']} {record['precision']} engine in {build_dir} {found[0]}; rebuild it with: {command}")
+
+
+def choose_precision(manifest: Mapping[str, Any], precision: PrecisionLike) -> Precision:
+    """``precision`` resolved for TensorRT: ``auto`` takes, per graph, the fastest precision with a built engine."""
+    engines = manifest.get("engines") or {}
+    return Precision.parse(precision).resolve(lambda graph, prec: engine_key(graph, prec) in engines)

@@ -7,7 +7,8 @@ the one verdict (:func:`engine_problems`).
 """
 
 from svsr.runtime.sampling.backend import Backend, Buffer
-from svsr.runtime.sampling.backend_choice import choose_precision, engine_problems, engines_match_this_machine, open_sampler
+from svsr.contract.engine_records import choose_precision
+from svsr.runtime.sampling.backend_choice import engine_problems, engines_match_this_machine, open_sampler
 from svsr.runtime.sampling.clip_store import (
     ClipStore,
     FileFrameArray,

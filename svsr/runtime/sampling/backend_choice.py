@@ -18,20 +18,14 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from svsr.contract.backends import ORT, TRT, Auto, BackendLike, Reference, backend_options
-from svsr.contract.engine_records import MachineEnv, engine_key, problems
+from svsr.contract.engine_records import MachineEnv, choose_precision, engine_key, problems
 from svsr.contract.errors import InputError, MissingDependencyError
 from svsr.contract.graphs import GRAPH_NAMES
 from svsr.contract.manifest import load_manifest
-from svsr.contract.precision import Precision, PrecisionLike
+from svsr.contract.precision import PrecisionLike
 from svsr.device.cuda import check_cuda_driver
 from svsr.device.tensorrt import INSTALL_FULL, INSTALL_LEAN, tensorrt_importable
 from svsr.runtime.sampling.sampler import Sampler
-
-
-def choose_precision(manifest: Mapping[str, Any], precision: PrecisionLike) -> Precision:
-    """``precision`` resolved for TensorRT: ``auto`` takes, per graph, the fastest precision with a built engine."""
-    engines = manifest.get("engines") or {}
-    return Precision.parse(precision).resolve(lambda graph, prec: engine_key(graph, prec) in engines)
 
 
 def engine_problems(manifest: Mapping[str, Any], env: MachineEnv, precision: PrecisionLike = "auto") -> dict[str, list[str]]:

@@ -16,13 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from svsr.contract.engine_records import MachineEnv, check_record, engine_key, onnx_entry, rebuild_command, validate_engines
+from svsr.contract.engine_records import MachineEnv, check_record, choose_precision, engine_key, onnx_entry, rebuild_command, validate_engines
 from svsr.contract.errors import ManifestError
 from svsr.contract.manifest import sha256_file
 from svsr.contract.paths import inside_build_folder
 from svsr.contract.precision import Precision, PrecisionLike
 from svsr.contract.profiles import Profile
-from svsr.runtime.sampling.backend_choice import choose_precision
 
 
 def hash_sidecar(path: Path) -> Path:
