@@ -68,8 +68,6 @@ from tests.support.trt import (
 )
 from tests.conftest import random_frames
 
-# The names tests/test_doctor.py imports from here (until it imports tests.support.trt).
-FakeEngine, NumpyBackend = EngineTestDouble, NumpyKernelsBackendDouble
 
 
 

@@ -31,7 +31,7 @@ INSTALL_FULL = (
     "(svsr[tensorrt-cu12] on CUDA 12 drivers; README: TensorRT)"
 )
 INSTALL_LEAN = "pip install 'svsr[tensorrt-lean-cu13]' (runs engines built with svsr-export --lean)"
-INSTALL_HINT = f"install it from NVIDIA's index: {INSTALL_FULL}"  # kept for callers of the old name
+INSTALL_HINT = f"install it from NVIDIA's index: {INSTALL_FULL}"
 
 
 class TensorRTModule(NamedTuple):
