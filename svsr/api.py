@@ -27,6 +27,7 @@ from svsr.contract.codecs import CODECS
 from svsr.contract.errors import InputError, MissingDependencyError, SvsrError
 from svsr.contract.noise import DEFAULT_NOISE, NoiseSource
 from svsr.contract.precision import Precision, PrecisionLike
+from svsr.contract.tiles import AUTO, DEFAULT_OVERLAP, TileOption
 from svsr.contract.video_options import Spell, VideoOptions, api_spelling, parse_memory_size
 from svsr.device.noise import make_noise
 
@@ -38,7 +39,7 @@ __all__ = [
     "resolve_output", "upscale_videos", "video_options",
 ]  # fmt: skip
 PRESET_PREFIX = "preset:"
-PRESET_NAMES = ("tiny", "full")
+PRESET_NAMES = ("tiny", "demo", "full")
 # LR sizes an engine serves when no resolution or range is given
 DEFAULT_PROFILE = {"min": "32x32", "opt": "320x180", "max": "640x360"}
 
@@ -99,7 +100,8 @@ def ensure_preset(preset: str, seed: int, folder: Path, report: Report = _silent
                 return folder
         except json.JSONDecodeError:
             pass
-    report(f"svsr-export: writing the {preset!r} preset (random weights, seed {seed}) to {folder}")
+    weights = "the trained demo weights" if preset == "demo" else f"random weights, seed {seed}"
+    report(f"svsr-export: writing the {preset!r} preset ({weights}) to {folder}")
     return write_preset(preset, folder, seed=seed)
 
 
@@ -143,7 +145,8 @@ def export_model(
     """Preset -> load -> float32 ONNX graphs -> typed fp16/bf16 graphs -> TensorRT lint -> engines.
 
     ``weights_or_preset``: a checkpoint folder (diffusers layout), a Hugging Face id, or
-    ``preset:tiny`` / ``preset:full`` (random weights from ``seed``, written to ``out_dir/checkpoint``).
+    ``preset:tiny`` / ``preset:full`` (random weights from ``seed``) or ``preset:demo`` (the small trained
+    model shipped in the package), written to ``out_dir/checkpoint``.
     ``calibration_steps``: steps of the reference run that calibrates fp16/bf16 graphs (default 6).
     ``engines``: True builds TensorRT engines for ``profile`` (see :func:`engine_profile`) and raises
     :class:`EnginesNotBuiltError` (graphs kept) where TensorRT or a GPU is missing; ``"auto"`` builds
@@ -222,8 +225,9 @@ def _build_engines(out: Path, manifest: dict[str, Any], precision: Precision, pr
 class Pipeline(Protocol):
     """What an :class:`Upscaler` runs: a streaming Sampler (ort, trt) or the PyTorch reference."""
 
-    def upscale(self, frames: Sequence[np.ndarray], num_inference_steps: int, noise: NoiseSource, progress: Any = False) -> list[np.ndarray]:
-        """HxWx3 uint8 frames of one clip -> 4Hx4Wx3 float32 frames in [0, 1]."""
+    def upscale(self, frames: Sequence[np.ndarray], num_inference_steps: int, noise: NoiseSource, progress: Any = False, *,
+                scheduler: str = "ddpm", eta: float = 0.0) -> list[np.ndarray]:  # fmt: skip
+        """HxWx3 uint8 frames of one clip -> 4Hx4Wx3 float32 frames in [0, 1] (a Sampler also takes ``tile``, ``tile_overlap``)."""
         ...
 
     def close(self) -> None:
@@ -254,8 +258,9 @@ class ReferencePipeline:
         self.scheduler_config = dict(self._reference.components.scheduler.config)
         self.device = str(next(self._reference.components.unet.parameters()).device)  # where its weights live: cpu
 
-    def upscale(self, frames: Sequence[np.ndarray], num_inference_steps: int, noise: NoiseSource, progress: Any = False) -> list[np.ndarray]:
-        return self._reference.upscale(frames, num_inference_steps=num_inference_steps, noise=noise, progress=progress)
+    def upscale(self, frames: Sequence[np.ndarray], num_inference_steps: int, noise: NoiseSource, progress: Any = False, *,
+                scheduler: str = "ddpm", eta: float = 0.0) -> list[np.ndarray]:  # fmt: skip
+        return self._reference.upscale(frames, num_inference_steps=num_inference_steps, noise=noise, progress=progress, scheduler=scheduler, eta=eta)
 
     def close(self) -> None:
         pass
@@ -324,19 +329,49 @@ class Upscaler:
     def upscale(
         self,
         frames: Sequence[np.ndarray],
-        num_inference_steps: int = 50,
+        num_inference_steps: int | None = None,
         seed: int = 0,
         noise: str | NoiseSource = DEFAULT_NOISE,
         progress: bool | Any = False,
+        *,
+        scheduler: str = "ddpm",
+        eta: float = 0.0,
+        tile: TileOption = AUTO,
+        tile_overlap: int = DEFAULT_OVERLAP,
+        tcm: bool = True,
+        report: Report = _silent,
     ) -> list[np.ndarray]:
         """HxWx3 uint8 RGB frames (one clip) -> 4Hx4Wx3 float32 frames in [0, 1].
 
         ``noise``: ``philox`` (default: counter-based, a pure function of seed, step and frame; see
         docs/noise.md), ``numpy``, ``torch`` (reproduces the reference's seeded draws), or any
-        :class:`svsr.contract.noise.NoiseSource`.
+        :class:`svsr.contract.noise.NoiseSource`. ``scheduler`` (``ddpm``, ``ddim``, ``dpmpp-2m``),
+        ``num_inference_steps`` (None: the scheduler's default), ``eta``, ``tile`` and
+        ``tile_overlap`` as in :class:`VideoOptions`; ``report`` hears the tile choice of ``auto``.
+        ``tcm=False`` is an ablation, not StableVSR: every frame without the temporal conditioning
+        (benchmarks/quality.py measures what the TCM adds); the reference backend has no such switch.
         """
         self._check_open()
-        return self.pipeline.upscale(frames, num_inference_steps=num_inference_steps, noise=_noise_source(noise, seed), progress=progress)
+        options = VideoOptions(num_inference_steps=num_inference_steps, seed=seed, noise=noise, scheduler=scheduler, eta=eta, tile=tile,
+                               tile_overlap=tile_overlap)  # fmt: skip
+        self.check(options)
+        keywords: dict[str, Any] = {"scheduler": options.scheduler, "eta": options.eta}
+        if self.backend != "reference":
+            from svsr.contract.frames import validate_clip
+            from svsr.runtime.jobs import choose_tiles
+
+            plan = validate_clip(frames)
+            from svsr.contract.scheduler import needs_history
+
+            choice = choose_tiles(self.pipeline, options.tile, options.tile_overlap, plan.padded_height, plan.padded_width, spell=options.spell,
+                                  history=needs_history(options.scheduler))  # fmt: skip
+            if options.tile != "off":
+                report(choice.sentence)
+            keywords.update(tile=choice.tile, tile_overlap=options.tile_overlap, tcm=tcm)
+        elif not tcm:
+            raise InputError("tcm=False is an ablation of the exported graphs; use the ort or trt backend for it.")
+        return self.pipeline.upscale(frames, num_inference_steps=options.num_inference_steps, noise=_noise_source(noise, seed),
+                                     progress=progress, **keywords)  # fmt: skip
 
     def check(self, options: VideoOptions, spell: Spell | None = None) -> None:
         """Refuse, in one sentence, what ``options`` ask that this upscaler cannot do (before any work)."""
@@ -359,8 +394,9 @@ class Upscaler:
     ) -> Path:
         """Upscale a video file or a folder of frames; returns the output path (:meth:`upscale_videos` with one input).
 
-        ``options``: a :class:`VideoOptions` (steps, seed, noise, codec, crf, host_memory, work_dir,
-        restart, flows, fps, scene_split, scene_threshold); keyword ``overrides`` change its fields,
+        ``options``: a :class:`VideoOptions` (scheduler, steps, eta, seed, noise, tile, tile_overlap, codec,
+        crf, host_memory, work_dir, restart, flows, fps, scene_split, scene_threshold, min_shot, frames,
+        no_audio); keyword ``overrides`` change its fields,
         e.g. ``upscale_video("in.mp4", num_inference_steps=4, codec="ffv1")``. Default output
         ``INPUT_x4.EXT``; same frame times, audio copied; the output appears under its name only when
         every frame was written. An interrupted run resumes from its last completed timestep when
@@ -681,9 +717,9 @@ def video_encoders() -> dict[str, bool]:
 
 @dataclass
 class ReferenceGraphs:
-    """The eager PyTorch reference's four graph computations on fixed inputs, as calls (svsr-bench's baseline)."""
+    """The eager PyTorch reference's computation of each exported graph on fixed inputs, as calls (svsr-bench's baseline)."""
 
-    calls: dict[str, Callable[[], Any]]  # flow, denoise, guide, decode
+    calls: dict[str, Callable[[], Any]]  # one per graph of svsr/contract/graphs.py
     synchronize: Callable[[], None]
     upscale: Callable[[Sequence[np.ndarray], int], list[np.ndarray]]  # the exact pipeline (float32, CPU)
     peak_device_bytes: Callable[[], int | None]
@@ -699,6 +735,7 @@ def reference_graphs(weights: str | os.PathLike[str], height: int, width: int, s
     from svsr.contract.sizes import padding_plan
     from svsr.reference import StableVSRReference
     from svsr.reference.flow import raft_flow, upscale_bicubic
+    from svsr.reference.warp import warp
 
     ref = StableVSRReference.from_pretrained(weights)
     c = ref.components
@@ -714,9 +751,13 @@ def reference_graphs(weights: str | os.PathLike[str], height: int, width: int, s
     computations = {
         "flow": lambda f=feeds["flow"]: raft_flow(c.flow_model, upscale_bicubic(f["frame"]), upscale_bicubic(f["previous"]), c.num_flow_updates),
         "denoise": lambda f=feeds["denoise"]: ref.ddpm_step(ref.predict(f["z"], f["lr"], t, f["guidance"]), t, f["z"], f["noise"]),
-        "guide": lambda f=feeds["guide"]: ref.guidance(f["x0"], f["flow"]),
+        "guide_decode": lambda f=feeds["guide_decode"]: ref.decode_latent(f["x0"]),
+        "warp": lambda f=feeds["warp"]: warp(f["image"], f["flow"]),
         "decode": lambda f=feeds["decode"]: ref.decode_output(f["z"]),
+        "blend": lambda f=feeds["blend"]: f["acc"] + f["tile"] * f["weight"],
     }
+    if set(computations) != set(GRAPH_NAMES):
+        raise RuntimeError(f"reference_graphs covers {sorted(computations)} but the graphs are {list(GRAPH_NAMES)}")
 
     def without_grad(compute: Callable[[], Any]) -> Callable[[], Any]:
         def call() -> Any:
@@ -761,3 +802,19 @@ def evaluate(output: str | os.PathLike[str], reference: str | os.PathLike[str], 
     if plot is not None:
         report(f"svsr-eval: wrote {plot_report(result, plot)}")
     return result
+
+
+# -- make demo ----------------------------------------------------------------------------------
+def write_comparison_video(input: str | os.PathLike[str], upscaled: str | os.PathLike[str], output: str | os.PathLike[str],
+                           labels: Sequence[str] = ("bicubic", "svsr")) -> Path:  # fmt: skip
+    """Write ``output`` (a video, or a PNG folder): the bicubic upscale of ``input`` | ``upscaled``, labelled.
+
+    What ``make demo`` shows a newcomer (build/demo/compare.mp4). ``upscaled`` is ``input`` upscaled by
+    svsr: the two must have the same frame count; the bicubic half takes the upscaled frames' size.
+    """
+    from svsr.runtime.video import write_comparison
+
+    for name, path in (("input", input), ("upscaled", upscaled)):
+        if not Path(path).exists():
+            raise InputError(f"{name} {path} does not exist; give the video (or frame folder) that was upscaled and its output.")
+    return write_comparison(input, upscaled, output, labels)

@@ -77,18 +77,19 @@ def _guarded(main: Callable[[argparse.Namespace], int], parser: argparse.Argumen
 def export_parser() -> argparse.ArgumentParser:
     p = SentenceParser(
         prog="svsr-export",
-        description="Export StableVSR's networks to ONNX graphs (flow, denoise, guide, decode) with manifest.json.",
+        description="Export StableVSR's networks to ONNX graphs (flow, denoise, guide_decode, warp, decode, blend) with manifest.json.",
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--weights", help="StableVSR checkpoint folder (diffusers layout) or Hugging Face id")
-    src.add_argument("--preset", choices=["tiny", "full"], help="write a random-weight checkpoint of this preset first")
+    src.add_argument("--preset", choices=["tiny", "demo", "full"],
+                     help="write a preset checkpoint first (tiny/full: random weights from --seed; demo: the small trained model)")
     p.add_argument("--out", required=True, type=Path, help="build folder for graphs and manifest.json")
     p.add_argument("--seed", type=bounded_int(0, 2**32 - 1), default=0, help="seed of the preset's random weights (default 0)")
     p.add_argument("--prompt", default="", help='prompt embedded once into the graphs (default "")')
     p.add_argument("--opset", type=bounded_int(*OPSETS), default=17, help=f"ONNX opset ({OPSETS[0]} to {OPSETS[1]}; default 17)")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS,
                    help="precision of every graph (fp16/bf16: ModelOpt AutoCast, calibrated on real inputs; default fp32)")
-    p.add_argument("--vae-precision", choices=PRECISIONS, help="override for the VAE graphs (guide, decode)")
+    p.add_argument("--vae-precision", choices=PRECISIONS, help="override for the VAE graphs (guide_decode, decode); warp and blend always run in fp32")
     p.add_argument("--flow-precision", choices=PRECISIONS, help="override for the RAFT flow graph")
     p.add_argument("--calibration-frames", type=Path, help="folder of PNG/JPEG frames to calibrate with (default: the sample clip)")
     p.add_argument("--onnx-only", action="store_true", help="write ONNX graphs and manifest only (no TensorRT engines)")
@@ -165,7 +166,7 @@ def run_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="checkpoint folder for --backend reference")
     p.add_argument("--precision", default="auto", choices=CHOICES,
                    help="graph precision (default auto: trt picks fp16 > bf16 > fp32 engines, ort runs fp32)")
-    p.add_argument("--vae-precision", choices=PRECISIONS, help="override --precision for guide + decode")
+    p.add_argument("--vae-precision", choices=PRECISIONS, help="override --precision for guide_decode + decode")
     p.add_argument("--flow-precision", choices=PRECISIONS, help="override --precision for flow")
     VideoOptions.add_arguments(p)
     p.add_argument("--chunk", help=argparse.SUPPRESS)  # removed: refused with a sentence

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ def test_export_model_returns_the_loaded_manifest(tiny_build):
     manifest = svsr.export_model("preset:tiny", tiny_build, engines=False)  # everything reused
     assert manifest == load_manifest(tiny_build)
     assert manifest["checkpoint"]["preset"] == "tiny"
-    assert sorted(manifest["graphs"]) == ["decode", "denoise", "flow", "guide"]
+    assert sorted(manifest["graphs"]) == ["blend", "decode", "denoise", "flow", "guide_decode", "warp"]
 
 
 def test_export_model_refuses_auto_precision_and_unknown_presets(tmp_path):
@@ -184,3 +185,73 @@ def test_the_job_reads_latent_channels_from_the_manifest(tiny_build, tmp_path):
         sampler.latent_channels = 6  # as a build with a 6-channel latent would say
         job = ShotJob(sampler, plan, plan.shots[0], noise_factory(options), options, build_dir=tiny_build)
         assert job.layout(2).latent_shape == (1, 6, 32, 36)
+
+
+# -- tiles and schedulers through the API ---------------------------------------------------------------
+class SamplerDouble:
+    """Test double of a Sampler for the tile choice: only what choose_tiles reads."""
+
+    manifest: dict = {}
+    backend = SimpleNamespace(name="ort")
+
+
+def test_the_tile_option_resolves_to_whole_frames_or_a_layout_with_one_line_saying_so():
+    from svsr.contract.video_options import VideoOptions
+    from svsr.runtime.jobs import choose_tiles
+
+    sampler, spell = SamplerDouble(), VideoOptions.cli_spelling
+    off = choose_tiles(sampler, "off", 16, 180, 320, spell=spell)
+    assert off.tile is None and off.slot_tiles is None and off.text == "off" and off.sentence == "tiles: off (--tile off): whole 320x180 frames"
+    covering = choose_tiles(sampler, (192, 320), 16, 180, 320, spell=spell)
+    assert covering.tile is None and covering.layout.single and covering.text == "off"
+    assert covering.sentence == "tiles: off (a 192x320 tile covers the whole 320x180 frame; as asked (--tile 192x320))"
+    tiled = choose_tiles(sampler, (96, 128), 16, 176, 320, spell=spell)
+    assert tiled.tile == (96, 128) and tiled.text == "96x128" and tiled.slot_tiles is tiled.layout and len(tiled.layout.tiles) == 6
+    assert tiled.sentence == "tiles: 6 tiles of 96x128 (2 rows), overlap 16 per 320x176 frame (as asked (--tile 96x128))"
+    # auto keeps the choice an interrupted run recorded, whatever memory says now
+    kept = choose_tiles(sampler, "auto", 16, 180, 320, spell=spell, recorded=(96, 128))
+    assert kept.text == "96x128" and kept.sentence.endswith("(as the interrupted run chose)")
+    assert choose_tiles(sampler, "auto", 16, 180, 320, recorded="off").tile is None
+
+
+def test_auto_tiles_follow_the_memory_plan_and_refuse_an_overlap_its_tile_cannot_hold(monkeypatch):
+    import svsr.runtime.sampling as sampling
+    from svsr.contract.video_options import VideoOptions
+    from svsr.runtime.jobs import choose_tiles
+
+    asked = []
+
+    def choose_tile_double(manifest, height, width, available_bytes, **keywords):  # test double of the memory plan's choice
+        asked.append((height, width, keywords["backend"], keywords["overlap"], keywords["history"]))
+        assert available_bytes >= 0
+        if width > 320:
+            return SimpleNamespace(tile=(64, 64), reason="tiles of 64x64: 2.0 GiB of 12.0 GiB memory budget; untiled would need 30.0 GiB")
+        return SimpleNamespace(tile=None, reason=f"untiled {width}x{height}: needs 1.0 GiB of 12.0 GiB memory budget")
+
+    monkeypatch.setattr(sampling, "choose_tile", choose_tile_double, raising=False)
+    sampler, spell = SamplerDouble(), VideoOptions.cli_spelling
+    small = choose_tiles(sampler, "auto", 16, 180, 320, spell=spell, store_bytes=2**20)
+    assert small.tile is None and small.sentence == "tiles: off (untiled 320x180: needs 1.0 GiB of 12.0 GiB memory budget)"
+    big = choose_tiles(sampler, "auto", 8, 540, 960, spell=spell, history=True)
+    assert big.tile == (64, 64) and big.layout.tile_shape == (64, 64) and big.layout.overlap == 8
+    assert big.sentence == "tiles: tiles of 64x64: 2.0 GiB of 12.0 GiB memory budget; untiled would need 30.0 GiB"
+    assert asked == [(180, 320, "ort", 16, False), (540, 960, "ort", 8, True)]
+    with pytest.raises(InputError) as refused:
+        choose_tiles(sampler, "auto", 40, 540, 960, spell=spell)
+    assert str(refused.value).startswith("--tile auto chose 64x64 tiles for 960x540 frames, and --tile-overlap 40 is half a tile or more")
+
+
+def test_upscale_plumbs_scheduler_and_tiles_to_the_sampler(tiny_build):
+    frames = random_frames(2, 32, 36, seed=4)
+    said: list[str] = []
+    with svsr.Upscaler.open(tiny_build, backend="ort") as upscaler:
+        whole = upscaler.upscale(frames, num_inference_steps=2, tile="off")
+        covering = upscaler.upscale(frames, num_inference_steps=2, tile=(32, 36), tile_overlap=8, report=said.append)
+        ddim = upscaler.upscale(frames, num_inference_steps=2, scheduler="ddim")
+        with pytest.raises(InputError, match=r"^unknown scheduler scheduler='euler'; use one of ddpm, ddim, dpmpp-2m\.$"):
+            upscaler.upscale(frames, scheduler="euler")
+        with pytest.raises(InputError, match=r"^tile='8x8' is below the smallest tile"):
+            upscaler.upscale(frames, tile="8x8")
+    assert said == ["tiles: off (a 32x36 tile covers the whole 36x32 frame; as asked (tile='32x36'))"]
+    assert all(np.array_equal(a, b) for a, b in zip(whole, covering))  # a tile covering the frame is the untiled path, bit for bit
+    assert all(d.shape == w.shape for d, w in zip(ddim, whole)) and any(not np.array_equal(d, w) for d, w in zip(ddim, whole))

@@ -19,15 +19,28 @@ def test_bench_reference_and_ort_side_by_side(tiny_build, tmp_path, capsys):
     data = json.loads(out_json.read_text())
     assert [r["backend"] for r in data["rows"]] == ["reference", "ort-cpu"]
     for row in data["rows"]:
-        for name in ("flow", "denoise", "guide", "decode"):
+        for name in ("flow", "denoise", "guide_decode", "warp", "decode", "blend"):
             stats = row["graphs"][name]
             assert 0 < stats["median_ms"] <= stats["p90_ms"]
-            assert stats["tflops"] > 0
+            # FLOPs are the convolutions and matmuls the exporter counted: the warp and the blend have none
+            assert stats["tflops"] > 0 if name not in ("warp", "blend") else stats["tflops"] >= 0
+        g = row["graphs"]
+        # 2 frames: the second frame of each sweep needs guidance (guide_decode, then warp)
+        want = g["denoise"]["median_ms"] + (g["guide_decode"]["median_ms"] + g["warp"]["median_ms"]) / 2
+        assert abs(row["frame_step_from_graphs_ms"] - want) < 1e-9
         assert row["frame_step_ms"] > 0 and row["output_frame_ms"] > 0
         assert row["peak_host_mib"] > 50
+    reference, ort = data["rows"]
+    assert reference["speedup_vs_reference"] == {"end_to_end": None, "from_graphs": None}
+    assert ort["speedup_vs_reference"]["end_to_end"] == reference["end_to_end_s"] / ort["end_to_end_s"]
+    assert ort["speedup_vs_reference"]["from_graphs"] == reference["frame_step_from_graphs_ms"] / ort["frame_step_from_graphs_ms"]
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = out_md.read_text()
-    assert "| reference |" in table and "| ort-cpu |" in table and "x |" in table
+    assert "| reference |" in table and "| ort-cpu |" in table
+    assert "| speed-up vs reference, end to end | speed-up vs reference, from graph medians |" in table
+    ort_line = next(line for line in table.splitlines() if line.startswith("| ort-cpu |"))
+    ratios = ort_line.rstrip(" |").split(" | ")[-2:]
+    assert ratios == [f"{ort['speedup_vs_reference'][k]:.2f}x" for k in ("end_to_end", "from_graphs")]
     long_clip = data["rows"][1]["long_clip"]
     assert long_clip["frames"] == 12 and long_clip["synchronous"]
     assert 0 < long_clip["graph_s"] < long_clip["end_to_end_s"] and long_clip["host_overhead_pct"] > 0

@@ -107,7 +107,7 @@ def test_a_plan_outside_the_folder_is_refused_by_the_tensorrt_loader(tmp_path):
     build.mkdir()
     manifest = write_engines(build, synthetic_manifest(build))
     env = MachineEnv(H100.tensorrt_version, False, H100.gpu_name, H100.compute_capability)
-    assert set(verify_plans(build, manifest, "fp32", env).plans) == {"flow", "denoise", "guide", "decode"}
+    assert set(verify_plans(build, manifest, "fp32", env).plans) == {"flow", "denoise", "guide_decode", "warp", "decode", "blend"}
     elsewhere = tmp_path / "elsewhere.plan"
     shutil.copy(build / manifest["engines"]["flow.fp32"]["file"], elsewhere)
     manifest["engines"]["flow.fp32"]["file"] = str(elsewhere)
@@ -155,19 +155,19 @@ def test_a_graph_whose_external_data_leads_out_is_refused_before_onnx_runtime_se
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
 def test_a_damaged_graph_file_is_one_sentence(build, damage):
-    data = (build / "guide.onnx").read_bytes()
+    data = (build / "guide_decode.onnx").read_bytes()
     damaged = {"truncated": data[: len(data) // 2], "garbage": b"\xff" * 64, "empty": b""}[damage]
-    (build / "guide.onnx").write_bytes(damaged)
+    (build / "guide_decode.onnx").write_bytes(damaged)
     from svsr.contract.manifest import sha256_file
 
-    edit_manifest(build, lambda m: m["graphs"]["guide"].update(sha256=sha256_file(build / "guide.onnx")))
+    edit_manifest(build, lambda m: m["graphs"]["guide_decode"].update(sha256=sha256_file(build / "guide_decode.onnx")))
     from svsr.runtime.sampling import OrtBackend
 
     with pytest.raises(ManifestError) as info:
-        OrtBackend(build, load_manifest(build), device="cpu", graphs=("guide",))
-    assert "graph guide" in one_sentence(info.value) and "damaged" in str(info.value) and "svsr-export --force" in str(info.value)
+        OrtBackend(build, load_manifest(build), device="cpu", graphs=("guide_decode",))
+    assert "graph guide_decode" in one_sentence(info.value) and "damaged" in str(info.value) and "svsr-export --force" in str(info.value)
     with pytest.raises(DamagedOnnxFile):
-        onnx_external_data_locations(build / "guide.onnx")
+        onnx_external_data_locations(build / "guide_decode.onnx")
 
 
 @pytest.mark.parametrize("damage", ["unknown operator", "invalid utf-8"])
@@ -242,7 +242,8 @@ def test_nan_and_infinity_are_refused_naming_the_field(build, field, change):
         ("sizes/min_side", lambda m: m["sizes"].update(min_side=0)),
         ("graphs/denoise/flops/lr_height", lambda m: m["graphs"]["denoise"]["flops"].update(lr_height=-36)),
         ("graphs/denoise/flops/per_call", lambda m: m["graphs"]["denoise"]["flops"].update(per_call=10**30)),
-        ("graphs/guide/inputs/0/shape/1", lambda m: m["graphs"]["guide"]["inputs"][0]["shape"].__setitem__(1, 10**9)),
+        ("graphs/guide_decode/inputs/0/shape/1", lambda m: m["graphs"]["guide_decode"]["inputs"][0]["shape"].__setitem__(1, 10**9)),
+        ("graphs/blend/inputs/0/shape/1", lambda m: m["graphs"]["blend"]["inputs"][0]["shape"].__setitem__(1, "depth")),
     ],
 )
 def test_absurd_numbers_are_refused_naming_the_field(build, field, change):
@@ -278,3 +279,44 @@ def test_the_graph_checks_return_the_file_inside(tiny_build):
     data = load_manifest(tiny_build)
     assert check_graph_file(tiny_build, "flow", data["graphs"]["flow"]) == tiny_build / "flow.onnx"
     assert check_onnx_graph(tiny_build, "flow", data["graphs"]["flow"]) == tiny_build / "flow.onnx"
+
+
+# -- a build folder of an older svsr (manifest schema 1) ----------------------------------------------
+def schema_1_folder(tiny_build: Path, folder: Path) -> Path:
+    """The tiny build as a schema-1 svsr wrote it: schema_version 1 and its ``guide`` graph (decode + warp in one)."""
+    shutil.copytree(tiny_build, folder)
+
+    def as_schema_1(m):
+        m["schema_version"] = 1
+        m["graphs"]["guide"] = m["graphs"].pop("guide_decode")
+        for name in ("warp", "blend"):
+            del m["graphs"][name]
+
+    edit_manifest(folder, as_schema_1)
+    return folder
+
+
+def test_a_schema_1_folder_through_the_api_is_one_sentence_naming_the_re_export(tiny_build, tmp_path):
+    import svsr
+
+    old = schema_1_folder(tiny_build, tmp_path / "old")
+    with pytest.raises(ManifestError) as info:
+        svsr.Upscaler.open(old, backend="ort")
+    text = one_sentence(info.value)
+    assert "was written by an older svsr (manifest schema 1; this svsr reads schema 2" in text
+    assert text.endswith(f"re-export it: svsr-export --preset tiny --out {old} --force.")
+    edit_manifest(old, lambda m: m.update(schema_version=3))  # and one from a newer svsr
+    with pytest.raises(ManifestError, match="written by a newer svsr .* update svsr"):
+        load_manifest(old)
+
+
+def test_a_schema_1_folder_through_svsr_run_is_one_sentence_and_exit_2(tiny_build, tmp_path):
+    from tests.conftest import random_frames, svsr_run, write_png_folder
+
+    old = schema_1_folder(tiny_build, tmp_path / "old")
+    frames = write_png_folder(tmp_path / "in", random_frames(2, 36, 44))
+    result = svsr_run(str(frames), "-o", str(tmp_path / "out"), "--model", str(old), "--backend", "ort", "--steps", "1", "--quiet")
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert "manifest schema 1" in lines[0] and f"svsr-export --preset tiny --out {old} --force" in lines[0]
+    assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()

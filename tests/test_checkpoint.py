@@ -109,7 +109,7 @@ def test_hub_id_from_cache(tiny_checkpoint, monkeypatch, tmp_path):
 
 
 def test_unknown_preset(tmp_path):
-    with pytest.raises(InputError, match="choose one of full, tiny"):
+    with pytest.raises(InputError, match="choose one of demo, full, tiny"):
         write_preset("huge", tmp_path / "x")
     assert not list(tmp_path.iterdir())
 

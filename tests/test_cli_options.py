@@ -36,6 +36,10 @@ BAD_VALUES = {
     },
     "svsr-run": {
         "--steps": ["0", "-3", "many", "10001", "1e3"],
+        "--scheduler": ["euler", "DDIM", ""],
+        "--eta": ["-0.1", "1.5", "nan", "x"],
+        "--tile": ["8x8", "30x64", "66x66", "big", "0", "64x"],
+        "--tile-overlap": ["-1", "x", "1.5"],
         "--seed": ["-1", "18446744073709551616", "0x10"],
         "--noise": ["gauss"],
         "--backend": ["cuda"],
@@ -209,6 +213,24 @@ def test_every_video_option_is_one_run_option_and_back():
     args = parser.parse_args(["in.mp4", "--steps", "3", "--no-scene-split", "--host-memory", "1G", "--fps", "30000/1001", "--restart"])
     assert VideoOptions.from_args(args) == VideoOptions(num_inference_steps=3, scene_split=False, host_memory=2**30, fps="30000/1001",
                                                         restart=True)  # fmt: skip
+    args = parser.parse_args(["in.mp4", "--scheduler", "ddim", "--eta", "0.5", "--tile", "64x96", "--tile-overlap", "8"])
+    assert VideoOptions.from_args(args) == VideoOptions(scheduler="ddim", eta=0.5, tile=(64, 96), tile_overlap=8)
+
+
+def test_tile_and_scheduler_options_are_normalised_and_steps_default_per_scheduler():
+    from svsr.contract.tiles import DEFAULT_OVERLAP
+    from svsr.contract.video_options import VideoOptions, default_steps
+
+    options = VideoOptions()
+    assert (options.scheduler, options.eta, options.tile, options.tile_overlap) == ("ddpm", 0.0, "auto", DEFAULT_OVERLAP)
+    assert options.num_inference_steps == default_steps("ddpm") == 50
+    assert VideoOptions(tile="OFF").tile == "off" and VideoOptions(tile="128x64").tile == (128, 64) and VideoOptions(tile=96).tile == (96, 96)
+    assert VideoOptions(tile=[64, 48]).tile_size == (64, 48) and VideoOptions(tile="auto").tile_size is None
+    # a default step count follows the scheduler through overrides; a given one stays
+    ddim = options.with_overrides(scheduler="ddim")
+    assert ddim.num_inference_steps == default_steps("ddim")
+    assert VideoOptions(num_inference_steps=7).with_overrides(scheduler="dpmpp-2m").num_inference_steps == 7
+    assert VideoOptions(scheduler="dpmpp-2m").num_inference_steps == default_steps("dpmpp-2m")
 
 
 # the same bad value from Python (keyword) and from svsr-run (option), and how each door spells it
@@ -221,6 +243,12 @@ SAME_SENTENCE = [
     ({"host_memory": "512K"}, ["--host-memory", "512K"], ("host_memory='512K'", "--host-memory 512K")),
     ({"frames": "5:2"}, ["--frames", "5:2"], ("frames='5:2'", "--frames 5:2")),
     ({"frames": "0:99"}, ["--frames", "0:99"], ("frames='0:99'", "--frames 0:99")),  # beyond the input's 2 frames: known only once it is read
+    ({"scheduler": "euler"}, ["--scheduler", "euler"], ("scheduler='euler'", "--scheduler euler")),
+    ({"eta": 1.5}, ["--eta", "1.5"], ("eta=1.5", "--eta 1.5")),
+    ({"tile": "8x8"}, ["--tile", "8x8"], ("tile='8x8'", "--tile 8x8")),
+    ({"tile": "66x64"}, ["--tile", "66x64"], ("tile='66x64'", "--tile 66x64")),
+    ({"tile": "64x64", "tile_overlap": 32}, ["--tile", "64x64", "--tile-overlap", "32"],
+     ("tile_overlap=32", "--tile-overlap 32", "tile='64x64'", "--tile 64x64")),  # names both options
 ]
 
 
@@ -236,6 +264,8 @@ def test_a_bad_value_is_the_same_sentence_from_python_and_from_the_cli(keywords,
     code = cli.run_main([str(small_input), "-o", str(tmp_path / "out"), "--model", str(tiny_build), "--quiet", *argv])
     from_cli = capsys.readouterr().err
     assert code == 2 and from_cli.startswith("svsr: error: ") and from_cli.count("\n") == 1
-    python_spelling, cli_spelling = spellings
-    assert python_spelling in from_python
-    assert from_cli.removeprefix("svsr: error: ").rstrip("\n") == from_python.replace(python_spelling, cli_spelling)
+    as_cli = from_python
+    for python_spelling, cli_spelling in zip(spellings[::2], spellings[1::2]):  # (python, cli) pairs
+        assert python_spelling in from_python
+        as_cli = as_cli.replace(python_spelling, cli_spelling)
+    assert from_cli.removeprefix("svsr: error: ").rstrip("\n") == as_cli

@@ -32,7 +32,7 @@ def _load_make_golden():
 
 make_golden = _load_make_golden()
 
-SVSR_OK, SVSR_ERROR_MANIFEST, SVSR_ERROR_INPUT = 0, 2, 3
+SVSR_OK, SVSR_ERROR_INVALID_ARGUMENT, SVSR_ERROR_MANIFEST, SVSR_ERROR_INPUT = 0, 1, 2, 3
 
 
 # -- building and loading the library -----------------------------------------------------------
@@ -73,6 +73,8 @@ SYNC = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
 FREE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint64)
 LAST_ERROR = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p)  # returns const char*: an address we keep alive
 DESTROY = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+COPY_REGION = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64, *[ctypes.c_int64] * 6)
+ZERO = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_uint64)
 
 
 class RunnerCallbacks(ctypes.Structure):
@@ -87,6 +89,8 @@ class RunnerCallbacks(ctypes.Structure):
         ("free", FREE),
         ("last_error", LAST_ERROR),
         ("destroy", DESTROY),
+        ("copy_region", COPY_REGION),  # abi_version 2
+        ("zero", ZERO),
     ]
 
 
@@ -108,6 +112,10 @@ def lib(cpp_build):
     lib.svsr_philox_normal.restype = ctypes.c_int
     lib.svsr_buffer_bytes.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint64)]
     lib.svsr_buffer_bytes.restype = ctypes.c_int
+    lib.svsr_set_scheduler.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_double]
+    lib.svsr_set_scheduler.restype = ctypes.c_int
+    lib.svsr_set_tiles.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int]
+    lib.svsr_set_tiles.restype = ctypes.c_int
     return lib
 
 
@@ -132,8 +140,9 @@ class OrtCallbackRunner:
         self.destroyed = False
         self._next = 1
         self.table = RunnerCallbacks(
-            1, None, ALLOCATE(self._allocate), COPY(self._upload), COPY(self._download), RUN(self._run),
+            2, None, ALLOCATE(self._allocate), COPY(self._upload), COPY(self._download), RUN(self._run),
             SYNC(lambda _u: 0), FREE(self._free), LAST_ERROR(lambda _u: ctypes.addressof(self.error)), DESTROY(self._destroy),
+            COPY_REGION(self._copy_region), ZERO(self._zero),
         )
 
     def _fail(self, exc: BaseException) -> int:
@@ -183,6 +192,20 @@ class OrtCallbackRunner:
         except BaseException as exc:  # noqa: BLE001
             return self._fail(exc)
 
+    def _copy_region(self, _user, source, target, sy, sx, ty, tx, rows, cols) -> int:
+        try:
+            self.buffers[target][..., ty : ty + rows, tx : tx + cols] = self.buffers[source][..., sy : sy + rows, sx : sx + cols]
+            return 0
+        except BaseException as exc:  # noqa: BLE001
+            return self._fail(exc)
+
+    def _zero(self, _user, handle) -> int:
+        try:
+            self.buffers[handle].fill(0)
+            return 0
+        except BaseException as exc:  # noqa: BLE001
+            return self._fail(exc)
+
     def _free(self, _user, handle) -> None:
         self.buffers.pop(handle, None)
 
@@ -225,10 +248,10 @@ def test_goldens_are_current(tmp_path):
 
 
 def test_ctests_match_fresh_goldens(cpp_build, tmp_path):
-    """The C++ step coefficients (float32 bit patterns) and call order against goldens made now."""
-    scheduler, calls = make_golden.write(tmp_path)[:2]  # memory_plan.json: ctest memory_plan
-    for args in ([str(scheduler)], ["--calls", str(calls)]):
-        result = subprocess.run([str(cpp_build / "test_scheduler"), *args], capture_output=True, text=True)
+    """The C++ step coefficients (float32 bit patterns), call order and tile layouts against goldens made now."""
+    scheduler, calls, _, tiles = make_golden.write(tmp_path)  # memory_plan.json: ctest memory_plan
+    for program, args in (("test_scheduler", [str(scheduler)]), ("test_scheduler", ["--calls", str(calls)]), ("test_tiles", [str(tiles)])):
+        result = subprocess.run([str(cpp_build / program), *args], capture_output=True, text=True)
         assert result.returncode == 0, result.stdout + result.stderr
         assert "0 failed" in result.stdout
 
@@ -251,8 +274,11 @@ def test_noise_is_python_philox(lib):
 
 
 # -- end to end ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("num_frames, height, width, steps, seed", [(3, 34, 45, 3, 0), (4, 32, 48, 2, 7)])
-def test_cpp_host_equals_python_runtime(lib, tiny_build, num_frames, height, width, steps, seed):
+@pytest.mark.parametrize(
+    "num_frames, height, width, steps, seed, scheduler, eta",
+    [(3, 34, 45, 3, 0, "ddpm", 0.0), (4, 32, 48, 2, 7, "ddpm", 0.0), (3, 32, 36, 3, 1, "ddim", 0.5), (3, 36, 32, 4, 2, "dpmpp-2m", 0.0)],
+)
+def test_cpp_host_equals_python_runtime(lib, tiny_build, num_frames, height, width, steps, seed, scheduler, eta):
     from svsr.contract.manifest import load_manifest
     from svsr.contract.noise import PhiloxNoise
     from svsr.runtime.sampling.ort_backend import OrtBackend
@@ -263,6 +289,7 @@ def test_cpp_host_equals_python_runtime(lib, tiny_build, num_frames, height, wid
     runner = OrtCallbackRunner(tiny_build)
     handle = open_upscaler(lib, tiny_build, runner)
     try:
+        assert lib.svsr_set_scheduler(handle, scheduler.encode(), eta) == SVSR_OK, lib.svsr_last_error(handle).decode()
         got = cpp_upscale(lib, handle, frames, steps, seed)
         held = ctypes.c_uint64()
         assert lib.svsr_buffer_bytes(handle, ctypes.byref(held)) == SVSR_OK
@@ -272,29 +299,65 @@ def test_cpp_host_equals_python_runtime(lib, tiny_build, num_frames, height, wid
 
     manifest = load_manifest(tiny_build)
     sampler = Sampler(OrtBackend(tiny_build, manifest, device="cpu"), manifest)
-    want = sampler.upscale(frames, num_inference_steps=steps, noise=PhiloxNoise(seed))
+    want = sampler.upscale(frames, num_inference_steps=steps, noise=PhiloxNoise(seed), scheduler=scheduler, eta=eta)
     assert len(got) == len(want) == num_frames
     for k, (a, b) in enumerate(zip(got, want)):
         assert a.shape == b.shape == (4 * height, 4 * width, 3)
         assert np.abs(a - b).max() <= 1e-5, (k, float(np.abs(a - b).max()))
 
-    # the slot design: 2(n-1) flows, n*S denoise, (n-1)*S guide, n decode; bound once per slot set
+    # the slot design: 2(n-1) flows, n*S denoise, (n-1)*S guide_decode and warp, n decode, no blend
+    # (untiled); bound once per slot set
     graphs = [g for g, _ in runner.runs]
-    assert graphs.count("flow") == 2 * (num_frames - 1) and graphs.count("decode") == num_frames
-    assert graphs.count("denoise") == num_frames * steps and graphs.count("guide") == (num_frames - 1) * steps
+    assert graphs.count("flow") == 2 * (num_frames - 1) and graphs.count("decode") == num_frames and "blend" not in graphs
+    assert graphs.count("denoise") == num_frames * steps
+    assert graphs.count("guide_decode") == graphs.count("warp") == (num_frames - 1) * steps
     bindings = {g: {tuple(sorted(b.items())) for gg, b in runner.runs if gg == g} for g in set(graphs)}
-    assert len(bindings["flow"]) == 2 and len(bindings["guide"]) == 2 and len(bindings["decode"]) == 2
-    assert len(bindings["denoise"]) <= 4
-    # runner memory is a fixed set of slot buffers (9 per slot set + 5 shared), whatever the clip length
+    assert len(bindings["flow"]) == 2 and len(bindings["guide_decode"]) == 2 and len(bindings["warp"]) == 2
+    assert len(bindings["decode"]) == 2 and len(bindings["denoise"]) <= 4
+    # runner memory is a fixed set of slot buffers (10 per slot set + 7 shared), whatever the clip length
     assert held.value == sum(a.nbytes for a in runner_buffers_at_peak(height, width))
 
 
+@pytest.mark.parametrize("scheduler", ["ddpm", "dpmpp-2m"])
+def test_cpp_host_tiles_equal_python_runtime(lib, tiny_build, scheduler):
+    """Tiles (svsr_set_tiles) through the callbacks' copy_region and zero: the Python runtime's tiled frames."""
+    from svsr.contract.manifest import load_manifest
+    from svsr.contract.noise import PhiloxNoise
+    from svsr.runtime.sampling.ort_backend import OrtBackend
+    from svsr.runtime.sampling.sampler import Sampler
+    from tests.conftest import random_frames
+
+    num_frames, height, width, steps, seed, tile, overlap = 2, 40, 52, 2, 4, (32, 32), 8
+    frames = random_frames(num_frames, height, width, seed=5)
+    runner = OrtCallbackRunner(tiny_build)
+    handle = open_upscaler(lib, tiny_build, runner)
+    try:
+        assert lib.svsr_set_scheduler(handle, scheduler.encode(), 0.0) == SVSR_OK
+        assert lib.svsr_set_tiles(handle, *tile, overlap) == SVSR_OK, lib.svsr_last_error(handle).decode()
+        got = cpp_upscale(lib, handle, frames, steps, seed)
+    finally:
+        lib.svsr_close(handle)
+    graphs = [g for g, _ in runner.runs]
+    tiles = 4  # 32x32 tiles over 40x52, overlap 8: rows at 0 and 8, columns at 0 and 20
+    assert graphs.count("denoise") == num_frames * steps * tiles and graphs.count("decode") == num_frames * tiles
+    assert graphs.count("warp") == (num_frames - 1) * steps and graphs.count("blend") > 0
+
+    manifest = load_manifest(tiny_build)
+    sampler = Sampler(OrtBackend(tiny_build, manifest, device="cpu"), manifest)
+    want = sampler.upscale(frames, num_inference_steps=steps, noise=PhiloxNoise(seed), scheduler=scheduler, tile=tile, tile_overlap=overlap)
+    for k, (a, b) in enumerate(zip(got, want)):
+        assert a.shape == b.shape == (4 * height, 4 * width, 3)
+        assert np.abs(a - b).max() <= 1e-5, (k, float(np.abs(a - b).max()))
+
+
 def runner_buffers_at_peak(height: int, width: int) -> list[np.ndarray]:
-    """The 23 slot buffers for one padded LR size."""
+    """The 27 slot buffers for one padded LR size."""
     h, w = -(-height // 4) * 4, -(-width // 4) * 4
+    # z_in, lr, lr_prev, flow, noise, guidance, z_out, x0, x0_history, rgb
     per_set = [(1, 4, h, w), (1, 3, h, w), (1, 3, h, w), (1, 2, 4 * h, 4 * w), (1, 4, h, w), (1, 3, 4 * h, 4 * w),
-               (1, 4, h, w), (1, 4, h, w), (1, 3, 4 * h, 4 * w)]
-    shared = [(1, 3, 4 * h, 4 * w), (1,), (1,), (1,), (6,)]
+               (1, 4, h, w), (1, 4, h, w), (1, 4, h, w), (1, 3, 4 * h, 4 * w)]
+    # image, zero_guidance, zero_latent, tcm_on, tcm_off, timestep, step_coeffs
+    shared = [(1, 3, 4 * h, 4 * w), (1, 3, 4 * h, 4 * w), (1, 4, h, w), (1,), (1,), (1,), (8,)]
     return [np.empty(s, np.float32) for s in per_set * 2 + shared]
 
 
@@ -314,11 +377,25 @@ def test_refusals_through_the_c_abi(lib, tiny_build, tmp_path):
     copy = tmp_path / "build"
     shutil.copytree(tiny_build, copy)
     manifest = json.loads((copy / "manifest.json").read_text())
-    manifest["schema_version"] = 2
+    manifest["schema_version"] = 1
     (copy / "manifest.json").write_text(json.dumps(manifest))
     bad = ctypes.c_void_p()
     assert lib.svsr_open(str(copy).encode(), ctypes.byref(runner.table), ctypes.byref(bad)) == SVSR_ERROR_MANIFEST
-    assert "schema_version 2 but this host reads schema_version 1" in lib.svsr_last_error(None).decode()
+    # the sentence of the Python contract, word for word (it names the re-export command)
+    from svsr.contract.manifest import older_schema_problem
+
+    assert lib.svsr_last_error(None).decode() == older_schema_problem(manifest, str(copy / "manifest.json"))
+
+    # schedules: an unknown name and an eta outside [0, 1] are one sentence each
+    handle = open_upscaler(lib, tiny_build, runner)
+    try:
+        assert lib.svsr_set_scheduler(handle, b"euler", 0.0) == SVSR_ERROR_INVALID_ARGUMENT
+        assert "scheduler 'euler' is not one of ddpm, ddim, dpmpp-2m" in lib.svsr_last_error(handle).decode()
+        assert lib.svsr_set_scheduler(handle, b"ddim", 1.5) == SVSR_ERROR_INVALID_ARGUMENT
+        assert "eta 1.5 is outside [0, 1]" in lib.svsr_last_error(handle).decode()
+        assert lib.svsr_set_scheduler(handle, None, 0.0) == SVSR_OK
+    finally:
+        lib.svsr_close(handle)
 
 
 def test_svsr_host_dry_run(cpp_build, tiny_build):

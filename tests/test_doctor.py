@@ -257,8 +257,8 @@ def test_model_records_from_another_gpu_and_tensorrt_show_the_rebuild_command(tm
     model = model_folder(tmp_path / "model")
     here = here_env()
     head, engines = build_folder.check_model(model, here)
-    assert head.status == OK and "graphs flow, denoise, guide, decode" in head.value
-    assert engines.status == WARN and "flow.fp16, denoise.fp16, guide.fp16, decode.fp16" in engines.value
+    assert head.status == OK and "graphs flow, denoise, guide_decode, warp, decode, blend" in head.value
+    assert engines.status == WARN and "flow.fp16, denoise.fp16, guide_decode.fp16" in engines.value
     assert "built with TensorRT 10.13.0.35 but this machine has TensorRT 11.4.0.106" in engines.fix
     assert "built for NVIDIA A100-SXM4-80GB (compute capability 8.0) but this machine has NVIDIA H100 80GB HBM3 (compute capability 9.0)" in engines.fix
     assert engines.fix.endswith(f"rebuild on this machine with: svsr-export --weights /ckpt/tiny --precision fp16 --out {model} --resolution 44x36 --force")
@@ -304,6 +304,26 @@ def test_model_without_engines_or_manifest(tmp_path):
     # the contract's sentence in the value; the fix is a command (its checkpoint a placeholder the shell rejects)
     assert missing.status == FAIL and "has no manifest.json; run svsr-export --out" in missing.value
     assert missing.fix.endswith(f"svsr-export --weights <CHECKPOINT> --out {tmp_path / 'nothing'} --force")
+
+
+def test_a_schema_1_build_folder_is_one_sentence_naming_the_re_export(tiny_build, tmp_path):
+    """A build folder written before tiles and the new schedulers: FAIL, the contract's sentence, and the export that replaces it."""
+    import json
+    import shutil
+
+    old = tmp_path / "old build"
+    shutil.copytree(tiny_build, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    manifest["schema_version"] = 1
+    manifest["graphs"]["guide"] = manifest["graphs"].pop("guide_decode")
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    (check,) = build_folder.check_model(old, None)
+    assert check.status == FAIL and check.name == "model"
+    assert "written by an older svsr (manifest schema 1; this svsr reads schema 2" in check.value
+    assert f"re-export it: svsr-export --preset tiny --out {old} --force" in check.value
+    assert check.fix == f"export it again from its checkpoint: svsr-export --preset tiny --out '{old}' --force"
+    (command,) = _fix_commands(check.fix)
+    assert command == ["svsr-export", "--preset", "tiny", "--out", str(old), "--force"]
 
 
 # -- the GPU checks, against the recording TensorRT/CUDA doubles -----------------------------------
@@ -405,7 +425,8 @@ def recorded_inputs(manifest, frames, steps: int = 2) -> dict:
 def test_per_graph_comparison_runs_polygraphy_and_a_mismatch_is_a_fail(tiny_build, tmp_path):
     """Both sides on polygraphy's OnnxrtRunner (the tiny preset's graphs, the inputs the ONNX Runtime clip recorded)."""
     check, out, inputs = pipeline.check_ort_clip(tiny_build, pipeline.clip_frames(2), 1, "philox")
-    assert check.status == OK and sorted(inputs) == sorted(GRAPH_NAMES)
+    # an untiled clip runs every graph but blend; blend is compared on the contract's sample inputs at the clip's size
+    assert check.status == OK and set(inputs) >= {"flow", "denoise", "guide_decode", "warp", "decode"}
     manifest = load_manifest(tiny_build)
     manifest = {**manifest, "engines": {f"{g}.fp32": {"file": manifest["graphs"][g]["file"]} for g in GRAPH_NAMES}}  # "plans": the ONNX files
     same = check_engines_per_graph(tiny_build, manifest, "fp32", inputs, GraphRunners(engine=onnx_runner))
@@ -425,6 +446,31 @@ def test_per_graph_comparison_runs_polygraphy_and_a_mismatch_is_a_fail(tiny_buil
     assert drifted.status == FAIL and drifted.value.startswith("decode over atol 0.001 / rtol 0.001")
     assert abs(drifted.figures["max_abs_diff"]["decode"] - 0.01) < 1e-6 and drifted.figures["max_abs_diff"]["flow"] == 0
     assert "drift from their ONNX graphs" in drifted.fix
+    assert set(drifted.figures["max_abs_diff"]) == set(GRAPH_NAMES)  # blend too, on sample inputs
+
+
+def test_per_graph_comparison_uses_each_graphs_own_engine_precision(tmp_path):
+    """fp16 engines: warp and blend are fp32 plans (never typed), compared within the fp32 tolerance."""
+    from svsr.checks.per_graph import graph_feeds
+
+    manifest = synthetic_manifest()
+    frames = random_frames(2, 36, 44)
+    recorded = recorded_inputs(manifest, frames, steps=1)
+    feeds = graph_feeds(manifest["graphs"], {g: v for g, v in recorded.items() if g != "blend"})
+    assert set(feeds) == set(GRAPH_NAMES) and feeds["blend"]["acc"].shape == (1, 4, 36, 44)  # the clip's padded LR size
+    assert graph_feeds(manifest["graphs"], {"flow": recorded["flow"]}) == {"flow": recorded["flow"]}  # no latent: no size to make feeds at
+    precisions = {g: "fp32" if g in ("warp", "blend") else "fp16" for g in GRAPH_NAMES}
+    manifest["engines"] = {f"{g}.{p}": {"file": f"{g}.{p}.plan"} for g, p in precisions.items()}
+    opened: list[str] = []
+
+    def engine_runner_double(graph, path):
+        opened.append(path.name)
+        return KernelsRunnerDouble(graph, offset=0.01 if graph == "warp" else 0.0)
+
+    check = check_engines_per_graph(tmp_path, manifest, "fp16", recorded, GraphRunners(engine=engine_runner_double, onnx=lambda g, p: KernelsRunnerDouble(g, side="onnx")))
+    assert sorted(opened) == sorted(f"{g}.{p}.plan" for g, p in precisions.items())
+    # 0.01 is within fp16's atol (5e-2) but not fp32's (1e-3): warp is judged as the fp32 engine it is
+    assert check.status == FAIL and check.value.startswith("warp over atol")
 
 
 def test_tensorrt_pipeline_builds_compares_per_graph_and_runs_on_the_doubles(tmp_path, monkeypatch):
@@ -456,11 +502,11 @@ def test_tensorrt_pipeline_builds_compares_per_graph_and_runs_on_the_doubles(tmp
     assert checks[0].figures["build_seconds"] >= 0 and "44x36 (static)" in checks[0].value
     assert not (build / "engines").exists()  # built in the doctor's own folder, not in the build given
     # an engine runner that drifts on one graph: that precision's per-graph line FAILs, before the clip runs
-    drifting = GraphRunners(engine=lambda graph, path: KernelsRunnerDouble(graph, offset=0.5 if graph == "guide" else 0.0), onnx=runners.onnx)
+    drifting = GraphRunners(engine=lambda graph, path: KernelsRunnerDouble(graph, offset=0.5 if graph == "guide_decode" else 0.0), onnx=runners.onnx)
     checks = tensorrt_clip.trt_pipeline_checks(build, frames, 2, "numpy", reference, tmp_path / "work", trt=trt, cuda=runtime.cuda,
                                                loaders=builder.loaders, precisions=("fp32",), graph_inputs=recorded_inputs(manifest, frames),
                                                runners=drifting)  # fmt: skip
-    assert [c.status for c in checks] == [OK, FAIL, OK, OK] and checks[1].value.startswith("guide over atol")
+    assert [c.status for c in checks] == [OK, FAIL, OK, OK] and checks[1].value.startswith("guide_decode over atol")
 
 
 def test_a_gpu_host_without_torch_still_runs_the_tensorrt_clip_against_onnx_runtime(tiny_build, tmp_path, monkeypatch):
@@ -485,7 +531,7 @@ def test_a_gpu_host_without_torch_still_runs_the_tensorrt_clip_against_onnx_runt
     assert checks["TensorRT fp32 eager vs ONNX Runtime"].status == OK
     assert asked["build"] == tiny_build and asked["noise"] == "philox" and asked["trt"] is double.trt and asked["cuda"] is double.cuda
     assert len(asked["reference"]) == 2 and asked["reference"][0].shape == (128, 128, 3)  # ONNX Runtime's frames are what TensorRT is held to
-    assert sorted(asked["graph_inputs"]) == sorted(GRAPH_NAMES)
+    assert set(asked["graph_inputs"]) == set(GRAPH_NAMES) - {"blend"}  # an untiled clip blends nothing (per_graph makes blend's feeds)
     # without a tiny build to reuse, a host without PyTorch says how to get one
     export, build = pipeline.check_tiny_export(tmp_path / "empty")
     assert build is None and export.status == WARN and "--work-dir" in export.fix
@@ -735,6 +781,11 @@ def _every_fix(tmp_path: Path, monkeypatch) -> list[tuple[str, str]]:
         if c.status != OK:
             add("engines from another GPU", c)
     add("no build folder", build_folder.check_model(tmp_path / "nothing", None)[0])
+    older = tmp_path / "schema 1"
+    older.mkdir()
+    write_manifest(older, synthetic_manifest(older))
+    (older / "manifest.json").write_text(json.dumps({**json.loads((older / "manifest.json").read_text()), "schema_version": 1}))
+    add("a schema 1 build folder", build_folder.check_model(older, None)[0])
     return fixes
 
 

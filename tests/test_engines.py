@@ -72,14 +72,17 @@ def test_profiles_from_cli_options():
 def test_profile_shapes_follow_the_graphs_symbolic_dims():
     static = Profile.static(180, 320)
     denoise = static.input_shapes("denoise")
-    assert list(denoise) == ["z", "lr", "guidance", "noise"]  # tcm_scale, timestep, step_coeffs are fixed in the graph
+    assert list(denoise) == ["z", "lr", "guidance", "noise", "x0_history"]  # tcm_scale, timestep, step_coeffs are fixed in the graph
     assert denoise["z"] == ((1, 4, 180, 320),) * 3
     assert denoise["guidance"] == ((1, 3, 720, 1280),) * 3
     assert static.input_shapes("flow")["previous"][0] == (1, 3, 180, 320)
-    assert static.input_shapes("guide")["flow"][2] == (1, 2, 720, 1280)
+    assert static.input_shapes("warp")["flow"][2] == (1, 2, 720, 1280)
+    assert static.input_shapes("warp")["image"][0] == (1, 3, 720, 1280)
+    assert static.input_shapes("guide_decode") == {"x0": ((1, 4, 180, 320),) * 3}
     assert list(static.input_shapes("decode")) == ["z"]
+    assert list(static.input_shapes("blend")) == ["acc", "tile", "weight"]
     ranged = Profile((144, 256), (180, 320), (360, 640), batch=(1, 2, 4))
-    lo, mid, hi = ranged.input_shapes("guide")["flow"]
+    lo, mid, hi = ranged.input_shapes("warp")["flow"]
     assert (lo, mid, hi) == ((1, 2, 576, 1024), (2, 2, 720, 1280), (4, 2, 1440, 2560))
     assert ranged.covers(1, 180, 320) and ranged.covers(4, 360, 640)
     assert not ranged.covers(5, 180, 320) and not ranged.covers(1, 364, 320) and not ranged.covers(1, 180, 252)
@@ -192,9 +195,9 @@ def test_build_engines_makes_strongly_typed_plans_with_records(tmp_path):
     assert [c[1:] for c in double.calls if c[0] == "NetworkFromOnnxPath"] == [(f"{g}.onnx", False) for g in GRAPH_NAMES]
     shapes = [c for c in double.calls if c[0] == "profile.add"]
     assert ("profile.add", "guidance", (1, 3, 144, 176), (1, 3, 144, 176), (1, 3, 144, 176)) in shapes
-    assert {c[1] for c in shapes} == {"frame", "previous", "z", "lr", "guidance", "noise", "x0", "flow"}
+    assert {c[1] for c in shapes} == {"frame", "previous", "z", "lr", "guidance", "noise", "x0_history", "x0", "image", "flow", "acc", "tile", "weight"}
     configs = [c[1] for c in double.calls if c[0] == "CreateConfig"]
-    assert len(configs) == 4 and all(c["builder_optimization_level"] == 3 and c["memory_pool_limits"] is None for c in configs)
+    assert len(configs) == len(GRAPH_NAMES) == 6 and all(c["builder_optimization_level"] == 3 and c["memory_pool_limits"] is None for c in configs)
     assert not any(c["version_compatible"] or c["exclude_lean_runtime"] for c in configs)
     for g in GRAPH_NAMES:
         record = engines[f"{g}.fp32"]
@@ -208,7 +211,8 @@ def test_build_engines_makes_strongly_typed_plans_with_records(tmp_path):
     validate_manifest(manifest)
     kept = {k: v for k, v in engines.items() if manifest["graphs"].get(v.get("graph"), {}).get("sha256") == v.get("onnx_source_sha256")}
     assert kept == engines
-    assert any("flow     fp32 engine built" in m for m in messages) and "44x36 (static)" in messages[0]
+    assert any(m.split()[:4] == ["flow", "fp32", "engine", "built"] for m in messages) and "44x36 (static)" in messages[0]
+    assert any(m.split()[:4] == ["guide_decode", "fp32", "engine", "built"] for m in messages)
 
 
 def test_tensorrt_10_sets_the_strongly_typed_flag(tmp_path):
@@ -235,15 +239,15 @@ def test_cached_engines_are_reused_and_force_or_a_new_profile_rebuilds(tmp_path)
     assert (tmp_path / first["decode.fp32"]["file"]).exists()  # the other profile's engine stays cached
     assert other["flow.fp32"] == first["flow.fp32"]  # untouched records are kept
     # a damaged plan is not reused
-    (tmp_path / first["guide.fp32"]["file"]).write_bytes(b"truncated")
+    (tmp_path / first["guide_decode.fp32"]["file"]).write_bytes(b"truncated")
     double.calls.clear()
-    build(tmp_path, double, manifest=manifest, graphs=("guide",))
-    assert [c[1] for c in double.calls if c[0] == "EngineBytesFromNetwork"] == ["guide"]
+    build(tmp_path, double, manifest=manifest, graphs=("guide_decode",))
+    assert [c[1] for c in double.calls if c[0] == "EngineBytesFromNetwork"] == ["guide_decode"]
 
 
 def test_timing_cache_is_kept_on_disk_and_reused(tmp_path):
     double = RecordingTrtBuilderDouble()
-    build(tmp_path, double, graphs=("decode", "guide"))
+    build(tmp_path, double, graphs=("decode", "guide_decode"))
     cache = timing_cache_path(tmp_path, H100)
     assert cache.name == "timing-trt11.4.0.106-nvidia-h100-80gb-hbm3-sm9.0.cache"
     loads = [c[1]["load_timing_cache"] for c in double.calls if c[0] == "CreateConfig"]
@@ -264,7 +268,7 @@ def test_precision_plans_pick_typed_graphs(tmp_path):
     }
     double = RecordingTrtBuilderDouble()
     engines, _, _ = build(tmp_path, double, precision={"denoise": "fp16"}, manifest=manifest)
-    assert sorted(engines) == ["decode.fp32", "denoise.fp16", "flow.fp32", "guide.fp32"]
+    assert sorted(engines) == ["blend.fp32", "decode.fp32", "denoise.fp16", "flow.fp32", "guide_decode.fp32", "warp.fp32"]
     record = engines["denoise.fp16"]
     assert record["onnx_file"] == "denoise.fp16.onnx" and record["onnx_source_sha256"] == manifest["graphs"]["denoise"]["sha256"]
     assert ("NetworkFromOnnxPath", "denoise.fp16.onnx", False) in double.calls
@@ -272,6 +276,15 @@ def test_precision_plans_pick_typed_graphs(tmp_path):
         build(tmp_path, double, precision="fp16", manifest=manifest)
     with pytest.raises(InputError, match="precision 'int8'"):
         build(tmp_path, double, precision="int8", manifest=manifest)
+    # warp and blend are float32 engines whatever the precision: built from the exported graphs, never a typed one
+    for g in ("flow", "guide_decode", "decode"):
+        (tmp_path / f"{g}.fp16.onnx").write_text(f"onnx {g} fp16")
+        manifest["graphs"][g]["typed"] = {"fp16": {"file": f"{g}.fp16.onnx", "sha256": sha256_file(tmp_path / f"{g}.fp16.onnx"), "precision": "fp16"}}
+    double.calls.clear()
+    engines, _, _ = build(tmp_path, double, precision="fp16", manifest=manifest)
+    assert sorted(engines) == ["blend.fp32", "decode.fp16", "denoise.fp16", "flow.fp16", "guide_decode.fp16", "warp.fp32"]
+    assert engines["warp.fp32"]["onnx_file"] == "warp.onnx" and engines["blend.fp32"]["onnx_file"] == "blend.onnx"
+    assert not [c for c in double.calls if c[0] == "NetworkFromOnnxPath" and c[1].startswith(("warp", "blend"))]  # the fp32 plans are reused
 
 
 def test_lean_builds_are_version_compatible_plans_without_the_lean_runtime(tmp_path, monkeypatch):
@@ -279,16 +292,16 @@ def test_lean_builds_are_version_compatible_plans_without_the_lean_runtime(tmp_p
 
     monkeypatch.setattr(trt_device, "lean_library_path", lambda version: "/libs/libnvinfer_lean.so.11")
     double = RecordingTrtBuilderDouble()
-    normal, _, manifest = build(tmp_path, double, graphs=("decode", "guide"))
+    normal, _, manifest = build(tmp_path, double, graphs=("decode", "guide_decode"))
     assert not [c for c in double.calls if c[0] in ("runtime.load_runtime", "runtime.engine_host_code_allowed")]
     assert not any(c[1]["version_compatible"] for c in double.calls if c[0] == "CreateConfig")
     assert "version_compatible" not in normal["decode.fp32"] and "lean" not in normal["decode.fp32"]
     double.calls.clear()
-    lean, messages, _ = build(tmp_path, double, graphs=("decode", "guide"), lean=True)
+    lean, messages, _ = build(tmp_path, double, graphs=("decode", "guide_decode"), lean=True)
     # both flags on every build's config; the plan carries them
     configs = [c[1] for c in double.calls if c[0] == "CreateConfig"]
     assert [(c["version_compatible"], c["exclude_lean_runtime"]) for c in configs] == [(True, True)] * 2
-    for g in ("decode", "guide"):
+    for g in ("decode", "guide_decode"):
         record = lean[f"{g}.fp32"]
         assert record["version_compatible"] is True and record["lean"] is True
         assert record["builder"] == {"optimization_level": 3, "version_compatible": True, "exclude_lean_runtime": True}
@@ -308,10 +321,10 @@ def test_lean_builds_are_version_compatible_plans_without_the_lean_runtime(tmp_p
     # a lean rebuild reuses the lean plans, a normal one the normal plans
     manifest["engines"] = lean
     double.calls.clear()
-    again, messages, _ = build(tmp_path, double, manifest=manifest, graphs=("decode", "guide"), lean=True)
+    again, messages, _ = build(tmp_path, double, manifest=manifest, graphs=("decode", "guide_decode"), lean=True)
     assert again == lean and not [c for c in double.calls if c[0] == "EngineBytesFromNetwork"]
     back, _, _ = build(tmp_path, double, manifest=manifest, graphs=("decode",))
-    assert back["decode.fp32"] == normal["decode.fp32"] and back["guide.fp32"] == lean["guide.fp32"]
+    assert back["decode.fp32"] == normal["decode.fp32"] and back["guide_decode.fp32"] == lean["guide_decode.fp32"]
     # the key itself: same inputs, lean options -> another key
     profile = Profile.static(36, 44)
     assert cache_key("a" * 64, H100, profile, {"optimization_level": 3}) != cache_key("a" * 64, H100, profile, {"optimization_level": 3, **builder_mod.LEAN_OPTIONS})
@@ -350,7 +363,7 @@ def test_unusable_tensorrt_and_failed_builds_say_why(tmp_path):
     double.fail_build = True
     with pytest.raises(EngineBuildError, match="could not build the decode engine .* 44x36 \\(static\\)"):
         build(tmp_path, double, graphs=("decode",))
-    (tmp_path / "guide.onnx").write_text("onnx guide changed")
+    (tmp_path / "guide_decode.onnx").write_text("onnx guide_decode changed")
     with pytest.raises(ManifestError, match="does not match the sha256 in the manifest"):
         build(tmp_path, RecordingTrtBuilderDouble(), manifest=synthetic_manifest(tmp_path) | {"graphs": manifest["graphs"]})
 
@@ -454,14 +467,15 @@ def test_builder_only_names_are_in_the_real_tensorrt_wheel():
 def test_precision_of_every_form_and_its_rebuild_options():
     from svsr.contract.precision import Precision
 
-    assert list(Precision.parse("fp16").per_graph().values()) == ["fp16"] * 4
-    assert list(Precision.parse({"denoise": "bf16"}).per_graph().values()) == ["fp32", "bf16", "fp32", "fp32"]
+    # in graph order: flow, denoise, guide_decode, warp, decode, blend (warp and blend always fp32)
+    assert list(Precision.parse("fp16").per_graph().values()) == ["fp16", "fp16", "fp16", "fp32", "fp16", "fp32"]
+    assert list(Precision.parse({"denoise": "bf16"}).per_graph().values()) == ["fp32", "bf16", "fp32", "fp32", "fp32", "fp32"]
     mixed = Precision("fp16", vae="bf16", flow="fp32")
-    assert list(mixed.per_graph().values()) == ["fp32", "fp16", "bf16", "bf16"]
+    assert list(mixed.per_graph().values()) == ["fp32", "fp16", "bf16", "fp32", "bf16", "fp32"]
     assert Precision.parse("fp16").flags() == ["--precision", "fp16"]
     assert mixed.flags() == ["--precision", "fp16", "--vae-precision", "bf16", "--flow-precision", "fp32"]
-    assert Precision.parse({g: "fp16" for g in GRAPH_NAMES}).flags() == ["--precision", "fp16"]
+    assert Precision.parse(Precision("fp16").per_graph()).flags() == ["--precision", "fp16"]
     manifest = synthetic_manifest()
-    assert rebuild_command(manifest, "b", {"denoise": "fp16", "guide": "fp16", "decode": "fp16"}) == (
+    assert rebuild_command(manifest, "b", {"denoise": "fp16", "guide_decode": "fp16", "decode": "fp16"}) == (
         "svsr-export --weights /ckpt/tiny --precision fp16 --flow-precision fp32 --out b --force"
     )

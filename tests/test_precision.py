@@ -24,7 +24,10 @@ import numpy as np
 import pytest
 
 from svsr.contract.errors import InputError, MissingDependencyError
-from svsr.contract.graphs import GRAPH_NAMES, GRAPHS
+from svsr.contract.graphs import FLOAT32_ONLY_GRAPHS, GRAPH_NAMES, GRAPHS
+
+# the graphs that get fp16/bf16 versions (warp and blend always run in float32)
+TYPED = tuple(g for g in GRAPH_NAMES if g not in FLOAT32_ONLY_GRAPHS)
 
 HAVE_AUTOCAST = importlib.util.find_spec("modelopt") is not None
 needs_autocast = pytest.mark.skipif(not HAVE_AUTOCAST, reason="needs ModelOpt AutoCast: pip install 'svsr[precision]'")
@@ -89,7 +92,7 @@ def float_build(tiny_components, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def typed_build(float_build, tiny_components):
-    """The tiny build with every graph AutoCast to fp16 and to bf16 (calibrated from the reference)."""
+    """The tiny build with every typed graph AutoCast to fp16 and to bf16 (calibrated from the reference)."""
     if not HAVE_AUTOCAST:
         pytest.skip("needs ModelOpt AutoCast: pip install 'svsr[precision]'")
     from svsr.engines.calibration import CalibrationSettings
@@ -176,12 +179,13 @@ def test_coordinate_nodes_are_the_warp_grid(float_build):
 
     from svsr.engines.precision import coordinate_nodes
 
-    guide = onnx.load(str(float_build / "guide.onnx"))
-    ops = {n.name: n.op_type for n in guide.graph.node}
-    found = coordinate_nodes(guide)
+    warp = onnx.load(str(float_build / "warp.onnx"))
+    ops = {n.name: n.op_type for n in warp.graph.node}
+    found = coordinate_nodes(warp)
     assert {ops[n] for n in found} >= {"CumSum", "Add", "Div", "Concat", "GridSample"}
-    assert not any(ops[n] in ("Conv", "InstanceNormalization", "MatMul") for n in found)  # the VAE is not dragged in
-    assert coordinate_nodes(onnx.load(str(float_build / "decode.onnx"))) == []
+    assert not any(ops[n] in ("Conv", "InstanceNormalization", "MatMul") for n in found)
+    for vae in ("guide_decode", "decode"):  # the VAE decoders hold no pixel coordinates
+        assert coordinate_nodes(onnx.load(str(float_build / f"{vae}.onnx"))) == []
     flow = onnx.load(str(float_build / "flow.onnx"))
     flow_ops = {n.name: n.op_type for n in flow.graph.node}
     flow_found = coordinate_nodes(flow)
@@ -199,7 +203,8 @@ def test_calibration_holds_real_inputs_in_autocast_layout(typed_build, tiny_comp
     from svsr.contract.scheduler import step_coefficients
 
     data = CalibrationData.load(typed_build.dir / "calibration")
-    for name in GRAPH_NAMES:
+    assert sorted(data.counts) == sorted(TYPED)  # warp and blend are never typed, so never calibrated
+    for name in TYPED:
         npz = np.load(typed_build.dir / "calibration" / f"{name}.npz")
         assert sorted(npz.files) == sorted(spec.name for spec in GRAPHS[name].inputs)
         # ModelOpt's own splitter must give back the samples one by one, each with the graph's shapes
@@ -218,6 +223,7 @@ def test_calibration_holds_real_inputs_in_autocast_layout(typed_build, tiny_comp
     for sample in denoise:
         step = next(s for s in steps if s.timestep == int(sample["timestep"][0]))
         np.testing.assert_array_equal(sample["step_coeffs"], step.coeffs)
+        assert sample["step_coeffs"].shape == (8,) and not np.any(sample["x0_history"])  # DDPM reads no history
         assert sample["guidance"].shape == (1, 3, 4 * sample["z"].shape[2], 4 * sample["z"].shape[3])
         if sample["tcm_scale"][0] == 1.0:
             assert np.abs(sample["guidance"]).max() > 0.1  # a real decoded, warped frame
@@ -226,6 +232,9 @@ def test_calibration_holds_real_inputs_in_autocast_layout(typed_build, tiny_comp
     assert data.counts["flow"] == 2  # one neighbour pair, both directions
     flow = list(data.samples("flow"))
     np.testing.assert_array_equal(flow[0]["frame"], flow[1]["previous"])
+    # guide_decode sees the x0 of the frame before each TCM call: one per TCM-guided denoise sample
+    assert data.counts["guide_decode"] == sum(float(s["tcm_scale"][0]) == 1.0 for s in denoise)
+    assert all(np.abs(s["x0"]).max() > 0 for s in data.samples("guide_decode"))
 
 
 @needs_autocast
@@ -241,7 +250,7 @@ def test_calibration_records_through_the_reference_without_changing_it(tiny_refe
         again = tiny_reference.upscale(frames, num_inference_steps=2, noise=NumpyNoise(0), progress=False)
     assert "predict" not in vars(tiny_reference)  # wrappers removed
     np.testing.assert_array_equal(np.stack(plain), np.stack(again))
-    assert data.counts == {"flow": 2, "denoise": 4, "guide": 2, "decode": 2}
+    assert data.counts == {"flow": 2, "denoise": 4, "guide_decode": 2, "decode": 2}
     assert data.arrays["decode"]["z"].shape == (2, 4, 32, 40)
     with pytest.raises(InputError, match="at least 2 frames"):
         record_calibration(tiny_reference, frames[:1])
@@ -256,7 +265,8 @@ def test_manifest_records_typed_graphs(typed_build, precision):
     from svsr.contract.manifest import load_manifest, sha256_file
 
     manifest = load_manifest(typed_build.dir)  # validates the schema and the float32 files
-    for name in GRAPH_NAMES:
+    assert not any("typed" in manifest["graphs"][name] for name in FLOAT32_ONLY_GRAPHS)
+    for name in TYPED:
         entry = manifest["graphs"][name]["typed"][precision]
         path = typed_build.dir / entry["file"]
         assert entry["file"] == f"{name}.{precision}.onnx" and entry["precision"] == precision
@@ -278,9 +288,12 @@ def test_manifest_records_typed_graphs(typed_build, precision):
         assert sum(i.data_type == wanted for i in model.graph.initializer) > 0
         assert entry["ort_cpu_file"] == f"{name}.{precision}.ortcpu.onnx"
         assert sha256_file(typed_build.dir / entry["ort_cpu_file"]) == entry["ort_cpu_sha256"]
-    guide = manifest["graphs"]["guide"]["typed"][precision]
-    assert "/GridSample" in guide["kept_float32"] and "/CumSum" in guide["kept_float32"]
-    assert set(guide["coordinate_float32"]) <= set(guide["kept_float32"])
+    flow = manifest["graphs"]["flow"]["typed"][precision]  # RAFT's sampling grids: coordinates stay float32
+    assert any("GridSample" in n for n in flow["coordinate_float32"])
+    ops = {n.name: n.op_type for n in onnx.load(str(typed_build.dir / "flow.onnx"), load_external_data=False).graph.node}
+    computing = {n for n in flow["coordinate_float32"] if ops[n] != "Cast"}  # kept_float32 leaves Casts out
+    assert computing and computing <= set(flow["kept_float32"])
+    assert manifest["graphs"]["guide_decode"]["typed"][precision]["coordinate_float32"] == []
     denoise = manifest["graphs"]["denoise"]["typed"][precision]
     # x0's clamp takes step_coeffs[5] = 3e38 (no clipping): above the fp16 range
     assert ("/Clip" in denoise["overflow_float32"]) == (precision == "fp16")
@@ -292,11 +305,11 @@ def test_manifest_records_typed_graphs(typed_build, precision):
 REL_LIMITS = {
     ("flow", "fp16"): 6e-3,  # 1.9e-3 / 1.7e-3
     ("denoise", "fp16"): 3e-3,  # z_prev 7.0e-4 / 8.6e-4, x0 6.6e-4 / 1.05e-3
-    ("guide", "fp16"): 5e-3,  # 1.5e-3 / 1.7e-3 (1.5e-2 with the warp grid in fp16)
+    ("guide_decode", "fp16"): 5e-3,  # 1.6e-3 / 1.5e-3
     ("decode", "fp16"): 4.5e-3,  # 1.45e-3 / 1.3e-3
     ("flow", "bf16"): 5e-2,  # 1.4e-2 / 1.25e-2 (0.16 with the RAFT grids in bf16)
     ("denoise", "bf16"): 3e-2,  # z_prev 8.3e-3 / 7.4e-3, x0 7.1e-3 / 6.7e-3
-    ("guide", "bf16"): 5e-2,  # 1.3e-2 / 1.5e-2 (0.39 / 0.47 with the warp grid in bf16)
+    ("guide_decode", "bf16"): 4e-2,  # 1.1e-2 / 1.2e-2
     ("decode", "bf16"): 4e-2,  # 1.1e-2 / 1.2e-2
 }
 
@@ -320,20 +333,23 @@ def test_typed_graph_matches_float32(typed_build, name, precision, size):
 
 @needs_autocast
 def test_coordinates_in_float32_is_what_keeps_bf16_warps_accurate(typed_build, tmp_path):
-    """Converting the guide graph without the coordinate rule moves the warp by pixels (the test can fail)."""
+    """Converting the flow graph without the coordinate rule moves RAFT's sampling by pixels (the test can fail).
+
+    (The guidance warp itself is the float32-only ``warp`` graph; RAFT's grids are the coordinates a typed graph holds.)
+    """
     from svsr.engines.calibration import CalibrationData
     from svsr.engines.precision import AutoCastSettings, convert_graph
 
     data = CalibrationData.load(typed_build.dir / "calibration")
-    source = tmp_path / "guide.onnx"
-    shutil.copy(typed_build.dir / "guide.onnx", source)
-    entry = convert_graph(source, "bf16", list(data.samples("guide")), AutoCastSettings(keep_coordinates=False))
-    assert entry["coordinate_float32"] == [] and "/GridSample" not in entry["kept_float32"]
-    feed = _graph_inputs("guide", 36, 44)
+    source = tmp_path / "flow.onnx"
+    shutil.copy(typed_build.dir / "flow.onnx", source)
+    entry = convert_graph(source, "bf16", list(data.samples("flow")), AutoCastSettings(keep_coordinates=False))
+    assert entry["coordinate_float32"] == [] and not any("GridSample" in n for n in entry["kept_float32"])
+    feed = _graph_inputs("flow", 36, 44)
     want = _run(source, feed)[0]
     naive = float(np.abs(_run(tmp_path / entry["ort_cpu_file"], feed)[0] - want).max() / np.abs(want).max())
-    kept = float(np.abs(_run(typed_file(typed_build, "guide", "bf16"), feed)[0] - want).max() / np.abs(want).max())
-    print(f"guide bf16 rel error: coordinates bf16 {naive:.3g}, coordinates float32 {kept:.3g}")  # measured 0.39 vs 0.013
+    kept = float(np.abs(_run(typed_file(typed_build, "flow", "bf16"), feed)[0] - want).max() / np.abs(want).max())
+    print(f"flow bf16 rel error: coordinates bf16 {naive:.3g}, coordinates float32 {kept:.3g}")  # measured 0.135 vs 0.0122
     assert naive > 5 * kept
 
 
@@ -347,24 +363,22 @@ def test_unchanged_typed_graphs_are_reused_and_damaged_ones_redone(typed_build, 
     shutil.copytree(typed_build.dir, build)
     settings = CalibrationSettings(num_inference_steps=CALIBRATION_STEPS)
     log: list[str] = []
-    start = time.perf_counter()
     make_typed_graphs(build, tiny_components, "fp16", settings=settings, report=log.append)
-    assert time.perf_counter() - start < 20
-    assert sum("reused" in line for line in log) == 4
+    assert sum("reused" in line for line in log) == len(TYPED) == 4
     assert not any("converted" in line or line.strip().startswith("calibration") for line in log)
     before = load_manifest(build)["graphs"]["decode"]["typed"]["fp16"]
     (build / "decode.fp16.onnx").write_bytes(b"damaged")
     log.clear()
     with torch_threads(1):
-        manifest = make_typed_graphs(build, tiny_components, {"decode": "fp16", "guide": "fp16"}, settings=settings, report=log.append)
-    assert any(line.strip().startswith("decode   fp16 converted") for line in log)
+        manifest = make_typed_graphs(build, tiny_components, {"decode": "fp16", "guide_decode": "fp16"}, settings=settings, report=log.append)
+    assert any(line.split()[:3] == ["decode", "fp16", "converted"] for line in log)
     assert any("calibration reused" in line for line in log)  # the recorded inputs are kept too
     after = manifest["graphs"]["decode"]["typed"]["fp16"]
     assert after["sha256"] == before["sha256"]  # the conversion is deterministic
     assert manifest["graphs"]["denoise"]["typed"]["fp16"] == load_manifest(typed_build.dir)["graphs"]["denoise"]["typed"]["fp16"]
     log.clear()
-    make_typed_graphs(build, tiny_components, {"decode": "fp16", "guide": "fp16"}, settings=settings, report=log.append, autocast=AutoCastSettings(data_max=256.0))
-    assert any(line.strip().startswith("decode   fp16 converted") for line in log)  # a new plan is a new graph
+    make_typed_graphs(build, tiny_components, {"decode": "fp16", "guide_decode": "fp16"}, settings=settings, report=log.append, autocast=AutoCastSettings(data_max=256.0))
+    assert any(line.split()[:3] == ["decode", "fp16", "converted"] for line in log)  # a new plan is a new graph
 
 
 @needs_autocast
@@ -414,7 +428,7 @@ def test_end_to_end_psnr_against_float32(typed_build):
     outputs = {}
     for precision in ("fp32", "fp16", "bf16"):
         backend = OrtBackend(typed_build.dir, manifest, device="cpu", precision=precision, threads=1)
-        assert set(backend.precisions.values()) == {precision}
+        assert backend.precisions == {g: "fp32" if g in FLOAT32_ONLY_GRAPHS else precision for g in GRAPH_NAMES}
         outputs[precision] = np.stack(Sampler(backend, manifest).upscale(frames, 3, noise=NumpyNoise(0)))
     for precision, floor in PSNR_FLOORS.items():
         value = psnr(outputs[precision], outputs["fp32"])
@@ -463,7 +477,7 @@ def overflow_build(tmp_path_factory):
         make_typed_graphs(
             build,
             components,
-            {"decode": "fp16", "guide": "fp16"},
+            {"decode": "fp16", "guide_decode": "fp16"},
             calibration_frames=sample_frames(2, width=40, height=32),
             settings=CalibrationSettings(num_inference_steps=2),
             report=log.append,
@@ -512,14 +526,13 @@ def test_fp16_overflow_is_caught_by_calibration(overflow_build):
         assert not np.isfinite(_run(naive_path, feed)[0]).all()  # without the range check fp16 overflows: the test can fail
 
 
-# -- timing of this file's conversions (printed with -s; the budget is about 4 minutes on 2 cores) --
+# -- this file's conversions: each exactly once (times printed with -s; about 4 minutes on 2 cores) --
 @needs_autocast
 def test_conversion_times_are_reported(typed_build):
     lines = [line for line in typed_build.log if "converted in" in line]
-    assert len(lines) == 8  # 4 graphs x 2 precisions, each converted exactly once
+    assert len(lines) == 2 * len(TYPED) == 8  # 4 typed graphs x 2 precisions, each converted exactly once
     print("\n".join(lines))
-    print({k: round(v, 1) for k, v in typed_build.seconds.items()})
-    assert all(v < 240 for v in typed_build.seconds.values())
+    print({k: round(v, 1) for k, v in typed_build.seconds.items()})  # printed, not asserted: speed depends on the machine's load
 
 
 def test_svsr_run_runs_typed_graphs_end_to_end(typed_build, tmp_path):
@@ -555,7 +568,7 @@ def test_svsr_run_per_graph_precision_overrides(typed_build):
     args = run_parser().parse_args(["in.mp4", "--precision", "fp16", "--vae-precision", "bf16"])
     precision = Precision.from_flags(args.precision, args.vae_precision, args.flow_precision)
     mapping = precision.per_graph()
-    assert mapping == {"flow": "fp16", "denoise": "fp16", "guide": "bf16", "decode": "bf16"}
+    assert mapping == {"flow": "fp16", "denoise": "fp16", "guide_decode": "bf16", "warp": "fp32", "decode": "bf16", "blend": "fp32"}
     sampler = open_sampler(typed_build.dir, backend="ort", precision=precision)
     assert sampler.backend.precisions == mapping
     args = run_parser().parse_args(["in.mp4", "--flow-precision", "fp16"])

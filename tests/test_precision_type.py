@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from svsr.contract.errors import InputError
-from svsr.contract.graphs import GRAPH_NAMES
+from svsr.contract.graphs import FLOAT32_ONLY_GRAPHS, GRAPH_NAMES
 from svsr.contract.precision import PRECISIONS, Precision
 
 
@@ -21,8 +21,10 @@ def test_flags_to_per_graph_and_back(flags):
     assert precision.per_graph() == {
         "flow": flow or default,
         "denoise": default,
-        "guide": vae or default,
+        "guide_decode": vae or default,
+        "warp": "fp32",  # pixel coordinates: always float32
         "decode": vae or default,
+        "blend": "fp32",  # tile sums: always float32
     }
     args = precision.flags()
     again = Precision.from_flags(*(args[args.index(f) + 1] if f in args else None for f in ("--precision", "--vae-precision", "--flow-precision")))
@@ -43,9 +45,10 @@ def test_typed_graphs_and_fp32():
 
 
 def test_auto_resolves_per_graph_to_the_fastest_available():
-    built = {("denoise", "fp16"), ("denoise", "bf16"), ("guide", "bf16"), ("decode", "bf16"), ("flow", "fp32")}
+    built = {("denoise", "fp16"), ("denoise", "bf16"), ("guide_decode", "bf16"), ("decode", "bf16"), ("flow", "fp32"), ("warp", "fp16"), ("blend", "bf16")}
     chosen = Precision("auto").resolve(lambda g, p: (g, p) in built)
-    assert chosen.per_graph() == {"flow": "fp32", "denoise": "fp16", "guide": "bf16", "decode": "bf16"}
+    # warp and blend stay fp32 even where a low-precision engine of them turns up
+    assert chosen.per_graph() == {"flow": "fp32", "denoise": "fp16", "guide_decode": "bf16", "warp": "fp32", "decode": "bf16", "blend": "fp32"}
     assert Precision("auto").resolve(lambda g, p: False) == Precision("fp32")
     assert Precision("bf16").resolve(lambda g, p: False) == Precision("bf16")  # fixed stays fixed
     with pytest.raises(ValueError, match="resolve"):
@@ -58,7 +61,9 @@ def test_bad_values_are_one_sentence():
     with pytest.raises(InputError, match="override a fixed precision"):
         Precision("auto", vae="fp32")
     with pytest.raises(InputError, match="both VAE graphs run in one precision"):
-        Precision.parse({"guide": "fp16", "decode": "fp32"})
+        Precision.parse({"guide_decode": "fp16", "decode": "fp32"})
+    with pytest.raises(InputError, match="warp graph always runs in fp32"):
+        Precision.parse({"denoise": "fp16", "warp": "fp16"})
     with pytest.raises(InputError, match="malformed"):
         Precision.parse("fp16,unet=fp32")
     with pytest.raises(InputError, match="unknown graph"):
@@ -70,6 +75,7 @@ def test_bad_values_are_one_sentence():
 def test_parse_takes_every_form():
     assert Precision.parse(None) == Precision("fp32")
     assert Precision.parse("fp16,vae=fp32,flow=bf16") == Precision("fp16", vae="fp32", flow="bf16")
-    assert Precision.parse({g: "bf16" for g in GRAPH_NAMES}) == Precision("bf16")
+    assert Precision.parse({g: "bf16" for g in GRAPH_NAMES if g not in FLOAT32_ONLY_GRAPHS}) == Precision("bf16")
+    assert Precision("bf16").per_graph() == {g: "fp32" if g in ("warp", "blend") else "bf16" for g in GRAPH_NAMES}
     p = Precision("fp16")
     assert Precision.parse(p) is p

@@ -93,6 +93,117 @@ def test_ddpm_step_equals_diffusers_step(tiny_reference, prediction_type):
         c.scheduler.register_to_config(prediction_type=original)
 
 
+# -- whole runs equal the original loop with another diffusers scheduler swapped in ------------------
+def _original_loop(c, frames, num_steps, schedulers, seed, **step_kwargs):
+    """The official loop (docs/stablevsr-algorithm.md) written out with diffusers' modules.
+
+    ``schedulers(k)`` is the scheduler object stepping frame k: the official code's one shared object,
+    or one per frame for a multistep solver. x0 is ``pred_original_sample`` where the step returns it,
+    else the solver's newest converted model output.
+    """
+    generator = torch.Generator("cpu").manual_seed(seed)
+    n = len(frames)
+    for k in range(n):
+        schedulers(k).set_timesteps(num_steps)
+    timesteps = schedulers(0).timesteps
+    lr, sf = _lr_tensor(frames), c.vae.config.scaling_factor
+    with torch.no_grad():
+        up = F.interpolate(lr, scale_factor=4, mode="bicubic")
+
+        def raft(a, b):
+            return c.flow_model(up[a : a + 1], up[b : b + 1], num_flow_updates=c.num_flow_updates)[-1]
+
+        fwd = [raft(i, i - 1) for i in range(1, n)]
+        bwd = [raft(i - 1, i) for i in range(1, n)][::-1]
+        shape = (1, 4, lr.shape[2], lr.shape[3])
+        z = [torch.randn(shape, generator=generator) * schedulers(k).init_noise_sigma for k in range(n)]
+        order, flows, x0_prev = list(range(n)), fwd, None
+        for t in timesteps:
+            for j, k in enumerate(order):
+                x_in = torch.cat([z[k], lr[k : k + 1]], 1)
+                if j == 0:
+                    eps = c.unet(x_in, t, encoder_hidden_states=c.prompt_embeds).sample
+                else:
+                    g = warp(c.vae.decode(x0_prev / sf).sample, flows[j - 1])
+                    down, mid = c.controlnet(
+                        x_in, t, encoder_hidden_states=c.prompt_embeds, controlnet_cond=g, conditioning_scale=1.0, return_dict=False
+                    )
+                    eps = c.unet(
+                        x_in, t, encoder_hidden_states=c.prompt_embeds, down_block_additional_residuals=down,
+                        mid_block_additional_residual=mid,
+                    ).sample
+                out = schedulers(k).step(eps, t, z[k], generator=generator, **step_kwargs)
+                z[k] = out.prev_sample
+                x0_prev = getattr(out, "pred_original_sample", None)
+                x0_prev = x0_prev if x0_prev is not None else schedulers(k).model_outputs[-1]
+            order, flows = order[::-1], (bwd if flows is fwd else fwd)
+        return [(c.vae.decode(zk / sf).sample / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 0).numpy() for zk in z]
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.6])
+def test_ddim_run_equals_the_original_loop_with_ddim_swapped_in(tiny_reference, eta):
+    from diffusers import DDIMScheduler
+
+    c = tiny_reference.components
+    frames = random_frames(3, 32, 36, seed=8)
+    ddim = DDIMScheduler.from_config(c.scheduler.config)
+    want = _original_loop(c, frames, 3, lambda k: ddim, seed=5, eta=eta)
+    got = tiny_reference.upscale(frames, num_inference_steps=3, seed=5, progress=False, scheduler="ddim", eta=eta)
+    ddpm = tiny_reference.upscale(frames, num_inference_steps=3, seed=5, progress=False)
+    for x, y, other in zip(got, want, ddpm):
+        np.testing.assert_allclose(x, y, atol=1e-6, rtol=0)
+        assert np.abs(x - other).max() > 1e-3  # the scheduler really changed the run
+
+
+def test_dpm_solver_run_keeps_one_history_per_frame(tiny_reference):
+    from diffusers import DPMSolverMultistepScheduler
+
+    c = tiny_reference.components
+    frames = random_frames(2, 32, 36, seed=9)
+    solvers = [DPMSolverMultistepScheduler.from_config(c.scheduler.config) for _ in frames]
+    want = _original_loop(c, frames, 3, lambda k: solvers[k], seed=2)
+    got = tiny_reference.upscale(frames, num_inference_steps=3, seed=2, progress=False, scheduler="dpmpp-2m")
+    for x, y in zip(got, want):
+        np.testing.assert_allclose(x, y, atol=1e-6, rtol=0)
+
+
+def test_observer_sees_the_six_graphs_inputs(tiny_reference):
+    """guide_decode gets x0, warp its decoded image; denoise's x0_history is the frame's previous x0."""
+    from svsr.contract.scheduler import step_coefficients
+
+    c = tiny_reference.components
+    frames = random_frames(2, 32, 32, seed=10)
+    seen = []
+    tiny_reference.upscale(frames, num_inference_steps=3, seed=1, progress=False, scheduler="dpmpp-2m",
+                           observer=lambda graph, inputs, call: seen.append((graph, dict(inputs), call)))
+    graphs = [graph for graph, _, _ in seen]
+    assert graphs.count("flow") == 2 and graphs.count("decode") == 2 and "guide" not in graphs
+    assert graphs.count("guide_decode") == graphs.count("warp") == 3 and graphs.count("denoise") == 6
+    steps = step_coefficients(dict(c.scheduler.config), c.scheduler.alphas_cumprod.numpy(), 3, "dpmpp-2m")
+    denoise = [(inputs, call) for graph, inputs, call in seen if graph == "denoise"]
+    guide_x0 = {call: inputs["x0"] for graph, inputs, call in seen if graph == "guide_decode"}
+    for (inputs, call) in denoise:
+        np.testing.assert_array_equal(inputs["step_coeffs"], steps[call.step].coeffs)
+        assert inputs["x0_history"].shape == inputs["z"].shape
+        assert (np.abs(inputs["x0_history"]).max() == 0) == (call.step == 0)
+    # the x0 a frame hands the next call's guidance (same step) is that frame's history at its next step
+    calls = [call for _, call in denoise]
+    x0_of = {(call.step, call.frame): guide_x0[after] for call, after in zip(calls, calls[1:]) if after.step == call.step}
+    checked = 0
+    for inputs, call in denoise:
+        if (call.step - 1, call.frame) in x0_of:
+            np.testing.assert_array_equal(inputs["x0_history"], x0_of[(call.step - 1, call.frame)])
+            checked += 1
+    assert checked == 2
+    for graph, inputs, call in seen:
+        if graph == "warp":
+            x0 = guide_x0[call]
+            with torch.no_grad():
+                decoded = c.vae.decode(torch.from_numpy(x0) / c.vae.config.scaling_factor).sample.numpy()
+            np.testing.assert_array_equal(inputs["image"], decoded)
+            assert inputs["flow"].shape == (1, 2, 128, 128)
+
+
 # -- the warp ---------------------------------------------------------------------------------------
 def _ramp(height, width):
     return torch.arange(width, dtype=torch.float32).expand(1, 1, height, width).clone()

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from svsr.cli import export_main, run_main
+from svsr.contract.graphs import FLOAT32_ONLY_GRAPHS, GRAPH_NAMES
 from svsr.contract.manifest import load_manifest
 from svsr.contract.noise import NumpyNoise
 from svsr.device.noise import TorchNoise
@@ -79,6 +80,15 @@ def test_sampler_matches_the_reference_with_torch_noise(sampler, tiny_reference)
     assert max(np.abs(a - b).max() for a, b in zip(got, want)) < 1e-4
 
 
+@pytest.mark.parametrize("scheduler, steps", [("ddim", 3), ("dpmpp-2m", 4)])
+def test_sampler_matches_the_reference_per_scheduler(sampler, tiny_reference, scheduler, steps):
+    """The same schedule on the graphs (one denoise graph, coefficients from the contract) as the reference's diffusers schedulers."""
+    frames = random_frames(3, 32, 40, seed=8)
+    got = sampler.upscale(frames, num_inference_steps=steps, noise=TorchNoise(2), scheduler=scheduler)
+    want = tiny_reference.upscale(frames, num_inference_steps=steps, seed=2, progress=False, scheduler=scheduler)
+    assert max(np.abs(a - b).max() for a, b in zip(got, want)) < 1e-4
+
+
 def test_sampler_pads_and_crops_odd_sizes(sampler, tiny_reference):
     frames = random_frames(2, 33, 38, seed=4)
     got = sampler.upscale(frames, num_inference_steps=2, noise=TorchNoise(1))
@@ -134,7 +144,8 @@ def test_device_buffers_are_fixed_slots_whatever_the_clip_length(build):
         Sampler(double, manifest).upscale(random_frames(n, 32, 32), num_inference_steps=2)
         runs = [c[1] for c in double.calls if c[0] == "run"]
         assert runs.count("flow") == 2 * (n - 1) and runs.count("denoise") == 2 * n
-        assert runs.count("guide") == 2 * (n - 1) and runs.count("decode") == n
+        assert runs.count("guide_decode") == runs.count("warp") == 2 * (n - 1) and runs.count("decode") == n
+        assert "blend" not in runs  # whole frames: no tiles to blend
         first_run = next(i for i, c in enumerate(double.calls) if c[0] == "run")
         assert all(c[0] != "allocate" for c in double.calls[first_run:])
         counts[n] = sum(c[0] == "allocate" for c in double.calls)
@@ -253,7 +264,7 @@ def test_missing_and_mismatched_manifest(build, tmp_path, capsys):
 
     copy = tmp_path / "copy"
     shutil.copytree(build, copy)
-    with open(copy / "guide.onnx", "ab") as fh:
+    with open(copy / "guide_decode.onnx", "ab") as fh:
         fh.write(b"x")
     code, err = _run_bad([str(source), "-o", str(tmp_path / "o"), "--model", str(copy), "--quiet"], capsys)
     assert code != 0
@@ -351,11 +362,14 @@ def test_auto_backend_takes_engines_only_when_built_for_this_gpu_and_tensorrt(mo
     def record(graph, gpu="NVIDIA H100 80GB HBM3", version="11.4.0"):
         return {"graph": graph, "tensorrt_version": version, "gpu_name": gpu, "compute_capability": "9.0"}
 
-    graphs = ("flow", "denoise", "guide", "decode")
-    assert engines_match_this_machine({"engines": {f"{g}.fp16": record(g) for g in graphs}})
-    assert not engines_match_this_machine({"engines": {f"{g}.fp16": record(g, gpu="NVIDIA A100") for g in graphs}})
-    assert not engines_match_this_machine({"engines": {f"{g}.fp16": record(g, version="10.13.0") for g in graphs}})
-    assert not engines_match_this_machine({"engines": {f"{g}.fp16": record(g) for g in graphs[:3]}})
+    def engines(graphs=GRAPH_NAMES, **kw):  # warp and blend are built in fp32 only, the others here in fp16
+        return {"engines": {f"{g}.{'fp32' if g in FLOAT32_ONLY_GRAPHS else 'fp16'}": record(g, **kw) for g in graphs}}
+
+    assert engines_match_this_machine(engines())
+    assert not engines_match_this_machine(engines(gpu="NVIDIA A100"))
+    assert not engines_match_this_machine(engines(version="10.13.0"))
+    assert not engines_match_this_machine(engines(GRAPH_NAMES[:3]))
+    assert not engines_match_this_machine(engines([g for g in GRAPH_NAMES if g != "blend"]))
 
 
 @pytest.mark.parametrize(

@@ -206,3 +206,19 @@ def test_a_disk_that_fills_up_mid_run_is_one_sentence_with_the_space_needed(ort_
     with pytest.raises(InputError, match=r"is full .* needs up to \d+ MiB there: free space or choose work_dir='DIR'"):  # the API's spelling
         ort_upscaler.upscale_video(source, tmp_path / "out", num_inference_steps=1, host_memory="1M")
     assert not (tmp_path / "out").exists()
+
+
+def test_dpmpp_with_tiles_resumes_bit_identically_after_sigkill(tiny_build, resume_input, tmp_path):
+    """DPM-Solver++ 2M keeps one x0 history per frame: its planes are part of the checkpoint, tiles or not."""
+    args = [str(resume_input), "--model", str(tiny_build), "--steps", "3", "--scheduler", "dpmpp-2m", "--seed", "3",
+            "--tile", "32x32", "--tile-overlap", "8", "--host-memory", "1M"]  # fmt: skip
+    plain = svsr_run(*args, "-o", str(tmp_path / "plain"), "--quiet")
+    assert plain.returncode == 0, plain.stderr
+    out = tmp_path / "out"
+    assert svsr_run(*args, "-o", str(out), "--quiet", crash_at="step:2:3").returncode == -signal.SIGKILL
+    assert (tmp_path / ".out.svsr-work" / "shot00000" / "history0.f32").exists()
+    resumed = svsr_run(*args, "-o", str(out))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from step 2 of 3" in resumed.stderr
+    got, want = read_png_folder(out), read_png_folder(tmp_path / "plain")
+    assert len(got) == 6 and all(np.array_equal(a, b) for a, b in zip(got, want))

@@ -115,34 +115,47 @@ def assert_same(got, want):
 
 
 # -- memory plan ----------------------------------------------------------------------------------
+# The runtime design (frame_step.py): per slot set the frame's state (z, lr, the previous LR, flow, noise,
+# the x0 history), its guidance (4x) and outputs (z_out, x0: x0 per set, read by the next frame's guide);
+# shared: the decoded guidance image (4x), the zero guidance and zero history, the step's scalars, the
+# final decode's inputs and RGB (two each).
+SLOT_SET = ("z", "lr", "lr_previous", "flow", "noise", "history", "guidance", "z_out", "x0_")
 SLOT_LABELS = [
-    *(f"{n}{i}" for i in (0, 1) for n in ("z", "lr", "lr_previous", "flow", "noise", "guidance", "z_out")),
-    "x0", "zero_guidance", "tcm_off", "tcm_on", "timestep", "step_coeffs", "decode_z0", "decode_z1", "rgb0", "rgb1",
+    *(f"{n}{i}" for i in (0, 1) for n in SLOT_SET),
+    "image", "zero_guidance", "zero_history", "tcm_off", "tcm_on", "timestep", "step_coeffs", "decode_z0", "decode_z1", "rgb0", "rgb1",
 ]  # fmt: skip
+# never uploaded or downloaded (host_io=False): no pinned staging (x0 is downloaded as the frame's history)
+DEVICE_ONLY = {"guidance0", "guidance1", "image", "zero_guidance", "zero_history"}
+# contexts, one per distinct binding: flow 2 (one per slot set), guide_decode 2 (the other set's x0 -> image),
+# warp 2 (image and flow i -> guidance i), denoise 3 (set 0 without TCM, both sets with), decode 2
+UNTILED_CONTEXTS = 2 + 2 + 2 + 3 + 2
+UNTILED_PROGRAMS = 3  # step0-first, step1-tcm, step0-tcm
 
 
 def test_slot_buffers_are_what_the_sampler_allocates():
     bufs = slot_buffers(synthetic_manifest(), 36, 44)
     assert [b.label for b in bufs] == SLOT_LABELS
     by = {b.label: b for b in bufs}
-    assert by["z1"].shape == (1, 4, 36, 44) and by["flow0"].shape == (1, 2, 144, 176) and by["rgb1"].shape == (1, 3, 144, 176)
-    assert by["guidance0"].nbytes == 3 * 144 * 176 * 4 and by["step_coeffs"].shape == (6,)
+    assert by["z1"].shape == by["x0_1"].shape == by["history0"].shape == by["zero_history"].shape == (1, 4, 36, 44)
+    assert by["flow0"].shape == (1, 2, 144, 176) and by["rgb1"].shape == by["image"].shape == (1, 3, 144, 176)
+    assert by["guidance0"].nbytes == 3 * 144 * 176 * 4 and by["step_coeffs"].shape == (8,)
 
 
 def test_memory_plan_is_constant_in_frames_and_reserves_contexts_and_graphs():
     manifest = synthetic_manifest()
-    assert binding_counts(manifest) == (9, 3)  # contexts: flow 2, guide 2, denoise 3, decode 2; programs: step0-first, step1-tcm, step0-tcm
+    assert binding_counts(manifest) == (UNTILED_CONTEXTS, UNTILED_PROGRAMS) == (11, 3)
     h, w = 180, 320
     latent, lr, big3, flow = aligned(4 * h * w * 4), aligned(3 * h * w * 4), aligned(3 * 16 * h * w * 4), aligned(2 * 16 * h * w * 4)
-    scalars = 3 * aligned(4) + aligned(6 * 4)
-    slots = 2 * (3 * latent + 2 * lr + flow + big3) + latent + big3 + scalars + 2 * latent + 2 * big3
+    scalars = 3 * aligned(4) + aligned(8 * 4)
+    per_set = 5 * latent + 2 * lr + flow + big3  # z, noise, history, z_out, x0; lr, lr_previous; flow; guidance
+    slots = 2 * per_set + 2 * big3 + latent + scalars + 2 * latent + 2 * big3  # image, zero guidance; zero history; decode z, rgb
     plan = plan_memory(manifest, h, w, scratch_bytes=3 << 30, engine_bytes=1 << 30)
     assert plan.slot_bytes == slots == sum(aligned(b.nbytes) for b in slot_buffers(manifest, h, w))
-    assert plan.reserve_bytes == BASE_RESERVE + 9 * CONTEXT_ESTIMATE + 3 * GRAPH_ESTIMATE
+    assert plan.reserve_bytes == BASE_RESERVE + 11 * CONTEXT_ESTIMATE + 3 * GRAPH_ESTIMATE
     assert plan.total_bytes == slots + (3 << 30) + (1 << 30) + plan.reserve_bytes
-    assert "9 execution contexts of 16 MiB (estimated), 3 CUDA graphs of 8 MiB (estimated)" in plan.describe()
+    assert "11 execution contexts of 16 MiB (estimated), 3 CUDA graphs of 8 MiB (estimated)" in plan.describe()
     measured = plan_memory(manifest, h, w, scratch_bytes=3 << 30, per_context_bytes=5 * MIB, per_program_bytes=2 * MIB)
-    assert measured.reserve_bytes == BASE_RESERVE + 9 * 5 * MIB + 3 * 2 * MIB
+    assert measured.reserve_bytes == BASE_RESERVE + 11 * 5 * MIB + 3 * 2 * MIB
     assert "of 5 MiB (measured)" in measured.describe() and "of 2 MiB (measured)" in measured.describe()
     eager = plan_memory(manifest, h, w, scratch_bytes=0, cuda_graphs=False)
     assert eager.programs == 0 and "CUDA graphs" not in eager.describe()
@@ -206,7 +219,7 @@ def test_each_context_is_bound_once_when_made_and_never_re_pointed():
     assert [c for c in d.contexts if c.executed] == first_size  # the second clip made no context
     run_clip(sampler, random_frames(3, 40, 48), 2)
     executed = [c for c in d.contexts if c.executed]
-    assert len(first_size) == 9 and len(executed) == 18
+    assert len(first_size) == UNTILED_CONTEXTS and len(executed) == 2 * UNTILED_CONTEXTS
     for c in executed:
         first = c.log.index("execute_async_v3")
         assert not {"set_tensor_address", "set_device_memory", "set_input_shape"} & set(c.log[first:]), c
@@ -216,9 +229,9 @@ def test_each_context_is_bound_once_when_made_and_never_re_pointed():
     assert len(set(bindings)) == len(bindings)  # one context per distinct binding
     # the new size released the old slot buffers, and every context bound to them went with them
     assert not any(c.alive for c in first_size)
-    assert all(c.alive for c in executed[9:])
+    assert all(c.alive for c in executed[UNTILED_CONTEXTS:])
     probes = [c for c in d.contexts if not c.executed]
-    assert len(probes) == 8 and not any(c.alive for c in probes)  # 4 engines asked for their scratch need, per size
+    assert len(probes) == 2 * len(GRAPH_NAMES) and not any(c.alive for c in probes)  # every engine asked for its scratch need, per size
     assert all(c.log == ["set_input_shape"] * c.log.count("set_input_shape") + ["update_device_memory_size_for_shapes"] for c in probes)
 
 
@@ -267,7 +280,7 @@ def test_captures_do_not_depend_on_the_number_of_frames_or_steps():
         run_clip(sampler, random_frames(2, 36, 44), 2)
         assert not names(d.calls[mark:], "cuda.begin_capture", "engine.create_execution_context", "ctx.set_", "cuda.malloc", "cuda.mem_get_info", "cuda.free")
         assert len(names(d.calls[mark:], "cuda.graph_launch")) == 4
-    assert counts[0] == counts[1] == (3, 3, 4 + 9)  # 4 scratch probes + 9 bound contexts
+    assert counts[0] == counts[1] == (UNTILED_PROGRAMS, UNTILED_PROGRAMS, len(GRAPH_NAMES) + UNTILED_CONTEXTS)  # scratch probes + bound contexts
 
 
 def frame_steps(calls, main):
@@ -315,7 +328,8 @@ def test_the_next_frames_upload_overlaps_this_frames_compute():
         s, other = position % 2, (position + 1) % 2
         step = calls[launches[position] : launches[position + 1]]
         launched_after = [used[c[1]] for c in step if c[0] == "cuda.event_record" and c[2] == main]
-        assert set(launched_after) >= {f"z{s}", f"z_out{s}", "x0", f"guidance{s}"}
+        # this frame-step reads the previous frame's x0 (the other set's) for its guide and writes its own set's
+        assert set(launched_after) >= {f"z{s}", f"z_out{s}", f"x0_{s}", f"x0_{other}", "image", f"guidance{s}"}
         # with this frame queued, the previous frame's z_out (the other slot set) comes back, after its own compute
         waits = [used[c[2]] for c in step if c[0] == "cuda.stream_wait_event" and c[1] == copy]
         assert waits[0] == f"z_out{other}" and names(step, "cuda.memcpy_dtoh_async")[0][2] == backend.buffers()[f"z_out{other}"].ptr
@@ -356,9 +370,8 @@ def test_pinned_staging_is_made_with_each_buffer_and_never_inside_a_step():
     run_clip(Sampler(backend, manifest), random_frames(3, 36, 44), 3)
     pinned = [i for i, c in enumerate(d.calls) if c[0] == "cuda.malloc_host"]
     first_compute = next(i for i, c in enumerate(d.calls) if c[0] == "ctx.execute_async_v3")
-    device_only = {"x0", "zero_guidance", "guidance0", "guidance1"}  # never copied: no staging (host_io=False)
-    assert len(pinned) == len(SLOT_LABELS) - len(device_only) and max(pinned) < first_compute
-    assert sorted(c[1] for c in names(d.calls, "cuda.malloc_host")) == sorted(b.nbytes for b in backend.buffers().values() if b.label not in device_only)
+    assert len(pinned) == len(SLOT_LABELS) - len(DEVICE_ONLY) and max(pinned) < first_compute
+    assert sorted(c[1] for c in names(d.calls, "cuda.malloc_host")) == sorted(b.nbytes for b in backend.buffers().values() if b.label not in DEVICE_ONLY)
 
 
 @pytest.mark.parametrize("sabotage", ["compute_waits_for_uploads", "copies_wait_for_compute"])
@@ -547,10 +560,10 @@ def test_context_and_graph_memory_is_measured_and_replaces_the_estimates():
     assert first.per_program_bytes == GRAPH_ESTIMATE and not first.measured_programs
     run_clip(sampler, random_frames(3, 36, 44), 2)
     assert backend.measured_overhead_bytes() == {
-        "per_context": 3 * MIB, "per_program": 1 * MIB, "contexts": 9, "context_bytes": 27 * MIB, "programs": 3, "program_bytes": 3 * MIB,
+        "per_context": 3 * MIB, "per_program": 1 * MIB, "contexts": 11, "context_bytes": 33 * MIB, "programs": 3, "program_bytes": 3 * MIB,
     }  # fmt: skip
     plan = backend.memory_plan(manifest, 40, 48)
-    assert plan.reserve_bytes == BASE_RESERVE + 9 * 3 * MIB + 3 * 1 * MIB and plan.measured_programs
+    assert plan.reserve_bytes == BASE_RESERVE + 11 * 3 * MIB + 3 * 1 * MIB and plan.measured_programs
 
 
 def test_a_frame_size_that_does_not_fit_is_refused_before_allocation():
@@ -670,14 +683,14 @@ def test_missing_changed_or_absent_engines_name_the_fix(tmp_path):
     double = RecordingTrtCudaDouble()
     with pytest.raises(ManifestError, match="has no fp16 TensorRT engine for the flow graph; build it with: svsr-export --weights /ckpt/tiny --precision fp16"):
         open_trt_backend(tmp_path, manifest, "fp16", trt=double.trt, cuda=double.cuda)
-    plan = tmp_path / manifest["engines"]["guide.fp32"]["file"]
-    plan.write_bytes(b"plan guide changed")
-    with pytest.raises(ManifestError, match="guide fp32 engine .* does not match its recorded sha256; rebuild it with: svsr-export"):
+    plan = tmp_path / manifest["engines"]["guide_decode.fp32"]["file"]
+    plan.write_bytes(b"plan guide_decode changed")
+    with pytest.raises(ManifestError, match="guide_decode fp32 engine .* does not match its recorded sha256; rebuild it with: svsr-export"):
         open_trt_backend(tmp_path, manifest, "fp32", trt=double.trt, cuda=double.cuda)
     plan.unlink()
     with pytest.raises(ManifestError, match="is missing; rebuild it with"):
         open_trt_backend(tmp_path, manifest, "fp32", trt=double.trt, cuda=double.cuda)
-    plan.write_bytes(b"plan guide")
+    plan.write_bytes(b"plan guide_decode")
     manifest["graphs"]["decode"]["sha256"] = "1" * 64
     with pytest.raises(ManifestError, match="decode fp32 engine .* was built from another version of its ONNX graph"):
         open_trt_backend(tmp_path, manifest, "fp32", trt=double.trt, cuda=double.cuda)
@@ -695,25 +708,25 @@ def test_plan_hashes_are_cached_and_a_changed_plan_is_hashed_again_and_refused(t
     monkeypatch.setattr(trt_plans_mod, "sha256_file", counting_sha256)
     double = RecordingTrtCudaDouble()
     open_trt_backend(tmp_path, manifest, "fp32", trt=double.trt, cuda=double.cuda).close()
-    assert len(hashed) == 4
-    plan = tmp_path / manifest["engines"]["guide.fp32"]["file"]
+    assert len(hashed) == len(GRAPH_NAMES)
+    plan = tmp_path / manifest["engines"]["guide_decode.fp32"]["file"]
     cached = json.loads(hash_sidecar(plan).read_text())
-    assert cached == {"file": plan.name, "size": plan.stat().st_size, "mtime_ns": plan.stat().st_mtime_ns, "sha256": manifest["engines"]["guide.fp32"]["sha256"]}
+    assert cached == {"file": plan.name, "size": plan.stat().st_size, "mtime_ns": plan.stat().st_mtime_ns, "sha256": manifest["engines"]["guide_decode.fp32"]["sha256"]}
     hashed.clear()
     open_trt_backend(tmp_path, manifest, "fp32", trt=double.trt, cuda=double.cuda).close()
     assert hashed == []  # unchanged plans: the cached hashes
-    plan.write_bytes(b"plan guide, changed")  # new size and mtime
-    with pytest.raises(ManifestError, match="guide fp32 engine .* does not match its recorded sha256; rebuild it with: svsr-export"):
+    plan.write_bytes(b"plan guide_decode, changed")  # new size and mtime
+    with pytest.raises(ManifestError, match="guide_decode fp32 engine .* does not match its recorded sha256; rebuild it with: svsr-export"):
         open_trt_backend(tmp_path, manifest, "fp32", trt=double.trt, cuda=double.cuda)
     assert hashed == [plan.name]
     hashed.clear()
-    plan.write_bytes(b"plan guidX")  # same size as the recorded plan, other bytes; mtime moved on
+    plan.write_bytes(b"plan guide_decodX")  # same size as the recorded plan, other bytes; mtime moved on
     st = plan.stat()
     os.utime(plan, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     with pytest.raises(ManifestError, match="does not match its recorded sha256"):
         open_trt_backend(tmp_path, manifest, "fp32", trt=double.trt, cuda=double.cuda)
     assert hashed == [plan.name]
-    plan.write_bytes(b"plan guide")  # the recorded bytes again: hashed once more, accepted, cached
+    plan.write_bytes(b"plan guide_decode")  # the recorded bytes again: hashed once more, accepted, cached
     hash_sidecar(plan).write_text("not json")
     hashed.clear()
     open_trt_backend(tmp_path, manifest, "fp32", trt=double.trt, cuda=double.cuda).close()
@@ -809,18 +822,19 @@ def test_try_end_capture_hands_back_the_graph_and_the_error_and_clears_it():
 
 
 def test_device_only_slot_buffers_get_no_pinned_staging():
-    """guidance, zero guidance and x0 never cross to the host: no pinned memory for them, and copies are refused."""
+    """guidance, the decoded image and the zero buffers never cross to the host: no pinned memory for them, and copies are refused."""
     backend, double = make_backend()
     manifest = synthetic_manifest()
     sampler = Sampler(backend, manifest)
     slots = sampler.slots(36, 44)
     pinned = [c[1] for c in double.calls if c[0] == "cuda.malloc_host"]
-    device_only = [slots.x0, slots.zero_guidance, *(s.guidance for s in slots.sets)]
-    assert all(b.host == 0 for b in device_only)
+    device_only = [slots.image, slots.zero_guidance, slots.zero_history, *(s.guidance for s in slots.sets)]
+    assert {b.label for b in device_only} == DEVICE_ONLY and all(b.host == 0 for b in device_only)
+    assert all(b.host for b in backend.buffers().values() if b.label not in DEVICE_ONLY)  # x0 among them: downloaded as history
     assert sum(pinned) == sum(b.nbytes for b in backend.buffers().values() if b.host)
     assert sum(b.nbytes for b in device_only) > 0.3 * sum(b.nbytes for b in backend.buffers().values())  # what it saves
     with pytest.raises(ValueError, match="device-only"):
-        backend.upload(slots.x0, np.zeros(slots.x0.shape, np.float32))
+        backend.upload(slots.image, np.zeros(slots.image.shape, np.float32))
     out = sampler.upscale(random_frames(3, 36, 44), num_inference_steps=2, noise=NumpyNoise(0))
     want = Sampler(NumpyKernelsBackendDouble(), manifest).upscale(random_frames(3, 36, 44), num_inference_steps=2, noise=NumpyNoise(0))
     assert all(np.array_equal(a, b) for a, b in zip(out, want))
@@ -841,7 +855,7 @@ def test_lean_plans_on_the_full_library_go_through_the_loaded_lean_runtime(tmp_p
     double = RecordingTrtCudaDouble()
     backend = open_trt_backend(tmp_path, _lean_manifest(tmp_path), "fp32", trt=double.trt, cuda=double.cuda, lean=False)
     loads = names(double.calls, "runtime.load_runtime", "runtime.deserialize_cuda_engine")
-    assert loads[0] == ("runtime.load_runtime", "/libs/libnvinfer_lean.so.11") and len(loads) == 5  # loaded once, before any plan
+    assert loads[0] == ("runtime.load_runtime", "/libs/libnvinfer_lean.so.11") and len(loads) == 1 + len(GRAPH_NAMES)  # loaded once, before any plan
     assert backend.runtime.lean_library == "/libs/libnvinfer_lean.so.11" and backend.runtime.engine_host_code_allowed is True
     backend.close()
     plain = open_trt_backend(tmp_path, write_engines(tmp_path, synthetic_manifest(tmp_path)), "fp32", trt=double.trt, cuda=double.cuda)
@@ -892,3 +906,117 @@ def test_open_sampler_returns_the_sampler_whose_backend_says_what_it_is(tiny_bui
         sampler.close()
     with pytest.raises(InputError, match="unknown backend 'onnx'"):
         open_sampler(tiny_build, backend="onnx")
+
+
+# -- tiles: region copies and zero fills on the compute stream, captured with the launches ---------------
+def test_region_copies_are_one_pitched_copy_per_plane_and_whole_planes_one_block():
+    from svsr.runtime.sampling.trt_device import region_copies
+
+    backend, d = make_backend()
+    whole, tile = backend.allocate("whole", (1, 4, 40, 48)), backend.allocate("tile", (1, 4, 32, 32))
+    copies = region_copies(whole, tile, (8, 16), (0, 0), (32, 32))
+    assert len(copies) == 4 and {(c.dpitch, c.spitch, c.width, c.height) for c in copies} == {(32 * 4, 48 * 4, 32 * 4, 32)}
+    assert copies[1].src == whole.ptr + ((40 + 8) * 48 + 16) * 4 and copies[1].dst == tile.ptr + 32 * 32 * 4
+    other = backend.allocate("other", (1, 4, 40, 48))
+    (block,) = region_copies(whole, other, (0, 0), (0, 0), (40, 48))
+    assert (block.width, block.height) == (48 * 4, 4 * 40)
+    with pytest.raises(ValueError, match="does not fit buffer tile"):
+        region_copies(whole, tile, (0, 0), (8, 8), (32, 32))
+    with pytest.raises(ValueError, match="leading dims and the dtype must agree"):
+        region_copies(backend.allocate("rgb", (1, 3, 40, 48)), tile, (0, 0), (0, 0), (32, 32))
+    backend.close()
+
+
+@pytest.mark.parametrize("first", ["compute", "copy"])
+def test_copies_zero_fills_and_blends_run_on_the_compute_stream_and_replay_from_one_capture(first):
+    backend, d = make_backend(first=first)
+    x = np.arange(4 * 40 * 48, dtype=np.float32).reshape(1, 4, 40, 48)
+    whole, tile = backend.allocate("whole", x.shape), backend.allocate("tile", (1, 4, 32, 32))
+    acc, out, weight = backend.allocate("acc", (1, 4, 32, 32)), backend.allocate("out", (1, 4, 32, 32)), backend.allocate("w", (1, 1, 32, 32))
+    backend.upload(whole, x)
+    backend.upload(weight, np.full(weight.shape, 0.5, np.float32))
+
+    def program():
+        backend.zero(acc)
+        backend.copy_region(whole, tile, (8, 16), (0, 0), (32, 32))
+        backend.run("blend", {"acc": acc, "tile": tile, "weight": weight}, {"out": out})
+        backend.copy_region(out, whole, (0, 0), (0, 0), (32, 32))
+
+    want = x.copy()
+    for _ in range(3):
+        backend.launch("tiles", program)
+        want[..., :32, :32] = want[..., 8:40, 16:48] * np.float32(0.5)
+    np.testing.assert_array_equal(backend.download(whole), want)  # the upload before was waited for, in either stream order
+    assert backend.capture_report()["captured_keys"] == ["tiles"] and len(names(d.calls, "cuda.graph_launch")) == 2
+    moves = names(d.calls, "cuda.memcpy_2d_dtod_async", "cuda.memset_async")
+    assert all(c[-1] == backend.stream for c in moves if c[0] == "cuda.memcpy_2d_dtod_async")
+    assert [c[1] for c in names(d.calls, "cuda.memset_async") if c[-1] == backend.stream] == [acc.ptr] * 2  # eager run + capture
+    # a replay that moves another window is refused, naming the buffers
+    with pytest.raises(ProgramBindingError, match=r"copy_region of whole, tile window \(\(8, 16\)"):
+        backend.launch("tiles", lambda: (backend.zero(acc), backend.copy_region(whole, tile, (0, 0), (0, 0), (32, 32))))
+    # freeing a buffer a program only copies into drops that program too
+    backend.allocate("whole", (1, 4, 44, 48))
+    assert backend.capture_report()["captured"] == 0 and not d.execs
+    backend.close()
+    assert not d.memory
+
+
+def test_a_tiled_clip_through_the_backend_equals_the_kernels_run_directly():
+    manifest = synthetic_manifest()
+    backend, d = make_backend()
+    frames = random_frames(3, 64, 72, seed=5)
+    options = dict(num_inference_steps=2, tile=(32, 40), tile_overlap=8)
+    got = Sampler(backend, manifest).upscale(frames, noise=NumpyNoise(1), **options)
+    assert_same(got, Sampler(NumpyKernelsBackendDouble(), manifest).upscale(frames, noise=NumpyNoise(1), **options))
+    assert names(d.calls, "cuda.memcpy_2d_dtod_async") and backend.capture_report()["failed"] == []
+    from svsr.contract.tiles import plan_tiles
+
+    plan = backend.last_plan
+    assert plan is not None and plan.tile == (32, 40) and plan.tiles == len(plan_tiles(64, 72, (32, 40), 8).tiles) == 6
+    measured = backend.measured_overhead_bytes()
+    assert (measured["contexts"], measured["programs"]) == (plan.contexts, plan.programs)  # the plan counted what the run made
+    backend.close()
+
+
+# tiled contexts, one per distinct binding: flow 2 and warp 2 (whole frames, per slot set), guide_decode 1,
+# denoise 2 (without and with TCM) and decode 1 on the one set of tile buffers, and blend 3: z_out and x0
+# (latent) and one 4x binding (guidance image and final RGB), each reading its scale's one weight tile
+TILED_CONTEXTS = 2 + 2 + 1 + 2 + 1 + 3
+TILED_PROGRAMS = 3 + 2  # the three frame-steps and the two tiled decodes
+
+
+@pytest.mark.parametrize("tile, count", [((32, 40), 6), ((32, 32), 9)])
+def test_blend_contexts_and_pinned_staging_do_not_grow_with_the_tile_count(tile, count):
+    from svsr.contract.tiles import plan_tiles
+
+    manifest = synthetic_manifest()
+    backend, d = make_backend()
+    frames = random_frames(3, 64, 72, seed=7)
+    options = dict(num_inference_steps=2, tile=tile, tile_overlap=8)
+    got = Sampler(backend, manifest).upscale(frames, noise=NumpyNoise(2), **options)
+    assert_same(got, Sampler(NumpyKernelsBackendDouble(), manifest).upscale(frames, noise=NumpyNoise(2), **options))
+    assert len(plan_tiles(64, 72, tile, 8).tiles) == count
+    executed = [c for c in d.contexts if c.executed and c.alive]
+    assert len(executed) == TILED_CONTEXTS and sum(c.graph == "blend" for c in executed) == 3
+    assert binding_counts(manifest, plan_tiles(64, 72, tile, 8)) == (TILED_CONTEXTS, TILED_PROGRAMS)
+    assert backend.capture_report()["captured"] == TILED_PROGRAMS
+    # every blend reads the shared weight tile of its scale; each tile's own weights are device-only
+    held = backend.buffers()
+    weights = {label for label in held if re.fullmatch(r"tile_(pixel_)?weight\d+", label)}
+    assert len(weights) == 2 * count and not any(held[label].host for label in weights)
+    blend_weights = {a for c in executed if c.graph == "blend" for name, a in c.addresses.items() if name == "weight"}
+    assert blend_weights == {held["tile_blend_weight"].ptr, held["tile_blend_pixel_weight"].ptr}
+    # the tile buffers never cross to the host but the two weight tiles, which stage the per-tile weights' uploads
+    assert {label for label, b in held.items() if label.startswith("tile_") and b.host} == {"tile_blend_weight", "tile_blend_pixel_weight"}
+    assert {b.label for b in held.values() if b.host} == {b for b in SLOT_LABELS if b not in DEVICE_ONLY} | {"tile_blend_weight", "tile_blend_pixel_weight"}
+    backend.close()
+
+
+def test_tile_auto_asks_the_backend_for_its_free_memory():
+    from svsr.runtime.sampling.memory_plan import choose_tile
+
+    backend, d = make_backend()
+    d.free_bytes = 40 * GIB
+    chosen, reason = choose_tile(synthetic_manifest(), 64, 72, backend=backend)
+    assert chosen is None and reason.startswith("untiled 72x64: needs ") and "of 40.0 GiB GPU memory free" in reason
+    backend.close()

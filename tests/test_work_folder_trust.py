@@ -158,7 +158,7 @@ def test_a_damaged_finished_segment_is_named_and_made_again(tiny_build, clip, tm
         with FrameReader(path) as reader:
             return list(reader)
 
-    options = svsr.VideoOptions(num_inference_steps=1, scene_split=False, seed=5)
+    options = svsr.VideoOptions(num_inference_steps=1, scene_split=False, seed=5, tile="off")  # off: no tile line among what is said
     said: list[str] = []
     plan = plan_input(clip, tmp_path / "out.mkv", options)
     try:
@@ -180,3 +180,67 @@ def test_a_damaged_finished_segment_is_named_and_made_again(tiny_build, clip, tm
             assert _same_frames(decoded(segment), first_frames)
     finally:
         discard_if_nothing_done(plan)
+
+
+# -- a checkpoint of other sampling options --------------------------------------------------------------
+class CtrlCAfter:
+    """Test double of a progress bar that stands in for Ctrl-C after ``frames`` frame-steps."""
+
+    def __init__(self, frames: int) -> None:
+        self.frames, self.seen = frames, 0
+
+    def update(self, count: int) -> None:
+        self.seen += count
+        if self.seen > self.frames:
+            raise KeyboardInterrupt
+
+
+def test_a_checkpoint_of_another_scheduler_or_tile_is_named_and_the_same_options_resume(tiny_build, clip, tmp_path):
+    import svsr
+    from svsr.contract.errors import InputError
+    from svsr.runtime.jobs import Interrupted, ShotJob, discard_if_nothing_done, noise_factory, plan_input
+
+    options = svsr.VideoOptions(num_inference_steps=2, scene_split=False, seed=5, tile="off")
+    said: list[str] = []
+    plan = plan_input(clip, tmp_path / "out", options)
+    try:
+        with svsr.Upscaler.open(tiny_build, backend="ort") as upscaler:
+            def job(chosen: svsr.VideoOptions, progress=None) -> ShotJob:
+                return ShotJob(upscaler.pipeline, plan, plan.shots[0], noise_factory(chosen), chosen, build_dir=tiny_build, report=said.append,
+                               progress=progress)  # fmt: skip
+
+            with pytest.raises(Interrupted, match="keeps the work up to step 1 of 2"):
+                job(options, CtrlCAfter(4)).run()  # the first timestep (4 frames) is checkpointed
+            for overrides, named in [({"scheduler": "ddim"}, "scheduler ddpm -> ddim"), ({"eta": 0.5, "scheduler": "ddim"}, "eta 0.0 -> 0.5"),
+                                     ({"tile": (32, 32), "tile_overlap": 8}, "tile off -> 32x32")]:  # fmt: skip
+                with pytest.raises(InputError) as refused:
+                    job(options.with_overrides(**overrides)).run()
+                assert named in str(refused.value) and "holds an interrupted run of another job" in str(refused.value)
+            job(options).run()
+    finally:
+        discard_if_nothing_done(plan)
+    assert "svsr-run: resuming from step 1 of 2" in said
+
+
+def test_an_interrupted_dpmpp_run_keeps_its_history_in_the_checkpoint_and_resumes_bit_identically(tiny_build, clip, tmp_path):
+    import svsr
+    from svsr.runtime.jobs import Interrupted, ShotJob, discard_if_nothing_done, noise_factory, plan_input
+    from svsr.runtime.jobs.resume import load_checkpoint
+
+    options = svsr.VideoOptions(num_inference_steps=3, scheduler="dpmpp-2m", scene_split=False, seed=5, tile="off")
+    plans = [plan_input(clip, tmp_path / name, options) for name in ("whole", "resumed")]
+    try:
+        with svsr.Upscaler.open(tiny_build, backend="ort") as upscaler:
+            def job(plan, progress=None) -> ShotJob:
+                return ShotJob(upscaler.pipeline, plan, plan.shots[0], noise_factory(options), options, build_dir=tiny_build, progress=progress)
+
+            whole = read_png_folder(job(plans[0]).run())
+            with pytest.raises(Interrupted, match="keeps the work up to step 2 of 3"):
+                job(plans[1], CtrlCAfter(8)).run()  # two timesteps of 4 frames, the second one reading the first one's history
+            checkpoint = load_checkpoint(plans[1].shot_work(plans[1].shots[0]))
+            assert {"latents0.f32", "history0.f32"} <= set(checkpoint.files) and checkpoint.options["scheduler"] == "dpmpp-2m"
+            resumed = read_png_folder(job(plans[1]).run())
+    finally:
+        for plan in plans:
+            discard_if_nothing_done(plan)
+    assert _same_frames(resumed, whole)

@@ -1,8 +1,9 @@
 /* svsr.h: C ABI of the svsr C++ host (StableVSR 4x video super-resolution from a build folder).
  *
- * A build folder is what `svsr-export` writes: manifest.json + the four ONNX graphs (flow, denoise,
- * guide, decode) and, optionally, TensorRT plans recorded in manifest["engines"]. The library replays
- * StableVSR's sampling schedule (bidirectional sweeps, DDPM step coefficients, philox noise) and
+ * A build folder is what `svsr-export` writes: manifest.json (schema_version 2) + the six ONNX graphs
+ * (flow, denoise, guide_decode, warp, decode, blend) and, optionally, TensorRT plans recorded in
+ * manifest["engines"]. The library replays StableVSR's sampling schedule (bidirectional sweeps, the
+ * DDPM, DDIM or DPM-Solver++ 2M step coefficients, philox noise) and
  * drives a *runner* that executes the graphs: the built-in TensorRT runner (when the library was
  * built with TensorRT) or one you supply as C callbacks.
  *
@@ -31,7 +32,7 @@
 extern "C" {
 #endif
 
-#define SVSR_ABI_VERSION 1
+#define SVSR_ABI_VERSION 2 /* 2 added copy_region and zero; tables of version 1 are still accepted */
 
 typedef enum svsr_status {
     SVSR_OK = 0,
@@ -60,7 +61,8 @@ typedef enum svsr_dtype { SVSR_FLOAT32 = 0 } svsr_dtype;
  *              upload returns.
  *   download   copy the buffer into `host` (`bytes` bytes); `host` must hold the data once the
  *              next `synchronize` returns (a synchronous runner copies at once).
- *   run        run graph `graph` ("flow", "denoise", "guide" or "decode") reading the named input
+ *   run        run graph `graph` ("flow", "denoise", "guide_decode", "warp", "decode"; "blend" is
+ *              not called by untiled clips) reading the named input
  *              buffers and writing the named output buffers (names as in the manifest). The same
  *              (graph, buffers) combinations recur for the whole clip: a runner may bind once.
  *   synchronize  wait for every queued upload, run and download.
@@ -68,6 +70,10 @@ typedef enum svsr_dtype { SVSR_FLOAT32 = 0 } svsr_dtype;
  *              buffers); may be NULL.
  *   last_error a message for the last failure; may be NULL.
  *   destroy    called once by svsr_close after the last free; may be NULL.
+ *   copy_region  (version 2; tiles only, may be NULL) copy the rows x cols window of the last two dims,
+ *              every leading index alike: source[..., sy:sy+rows, sx:sx+cols] -> target[..., ty:ty+rows,
+ *              tx:tx+cols]; queued like a run (a buffer move, no arithmetic).
+ *   zero       (version 2; tiles only, may be NULL) fill the buffer with zeros, queued like a run.
  * The library allocates a fixed set of buffers per frame size (two slot sets for double
  * buffering), so device memory does not depend on the number of frames. */
 typedef struct svsr_runner_callbacks {
@@ -83,6 +89,10 @@ typedef struct svsr_runner_callbacks {
     void (*free)(void* user, svsr_buffer buffer);
     const char* (*last_error)(void* user);
     void (*destroy)(void* user);
+    /* abi_version 2: */
+    int (*copy_region)(void* user, svsr_buffer source, svsr_buffer target, int64_t source_y, int64_t source_x,
+                       int64_t target_y, int64_t target_x, int64_t rows, int64_t cols);
+    int (*zero)(void* user, svsr_buffer buffer);
 } svsr_runner_callbacks;
 
 /* Options of svsr_open_ex (zero-initialise, then set struct_size = sizeof(svsr_open_options)). */
@@ -110,7 +120,20 @@ SVSR_API svsr_status svsr_open_ex(const char* build_dir, const svsr_runner_callb
 typedef int (*svsr_progress_fn)(void* user, const char* phase, int done, int total);
 SVSR_API svsr_status svsr_set_progress(svsr_upscaler* upscaler, svsr_progress_fn fn, void* user);
 
-/* Upscales one clip 4x. frames: n x h x w x 3 RGB uint8 (C order); steps: DDPM steps (e.g. 50);
+/* The schedule of later clips: "ddpm" (NULL; the paper's, the default), "ddim" or "dpmpp-2m"
+ * (DPM-Solver++ 2M: one x0 history per frame, kept in the clip store); eta: DDIM's noise in [0, 1]
+ * (0: deterministic; ignored by the others). SVSR_ERROR_INVALID_ARGUMENT for another name or eta. */
+SVSR_API svsr_status svsr_set_scheduler(svsr_upscaler* upscaler, const char* scheduler, double eta);
+
+/* Tiles of later clips (svsr/contract/tiles.py rules), in LR pixels of the padded frame: tile_height x
+ * tile_width (sides >= 32, multiples of 4) blended over `overlap` pixels (0 <= overlap < half the
+ * smaller side; 16 is the default of svsr). 0 x 0: whole frames (the default, the paper's exact path;
+ * a tile covering the frame is the same). The denoise, guide_decode and final decode graphs then run
+ * per tile, blended by the blend graph; the runner needs copy_region and zero (SVSR_ERROR_UNSUPPORTED
+ * at the first tiled clip otherwise; the built-in TensorRT runner has neither yet). */
+SVSR_API svsr_status svsr_set_tiles(svsr_upscaler* upscaler, int tile_height, int tile_width, int overlap);
+
+/* Upscales one clip 4x. frames: n x h x w x 3 RGB uint8 (C order); steps: scheduler steps (e.g. 50);
  * seed: philox noise seed (docs/noise.md). Output: n x 4h x 4w x 3, float32 in [0, 1] or uint8
  * (round to nearest: uint8(clip(x, 0, 1) * 255 + 0.5)). Sides must be >= the manifest's min_side (32);
  * sides that are not multiples of 4 are edge-padded and the output is cropped back. */

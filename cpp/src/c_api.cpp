@@ -1,4 +1,5 @@
 // The C ABI (include/svsr.h) over svsr::Upscaler, and the runner made of C callbacks.
+#include <cstddef>
 #include <sys/stat.h>
 
 #include <cstring>
@@ -56,6 +57,15 @@ public:
               "run", graph);
     }
     void synchronize() override { check(cb_.synchronize(cb_.user), "synchronize", ""); }
+    void copy_region(svsr::BufferHandle source, svsr::BufferHandle target, int64_t source_y, int64_t source_x, int64_t target_y,
+                     int64_t target_x, int64_t rows, int64_t cols) override {
+        if (!cb_.copy_region) return Runner::copy_region(source, target, source_y, source_x, target_y, target_x, rows, cols);
+        check(cb_.copy_region(cb_.user, source, target, source_y, source_x, target_y, target_x, rows, cols), "copy_region", "");
+    }
+    void zero(svsr::BufferHandle buffer) override {
+        if (!cb_.zero) return Runner::zero(buffer);
+        check(cb_.zero(cb_.user, buffer), "zero", "");
+    }
 
 private:
     void check(int rc, const char* what, const std::string& about) {
@@ -124,13 +134,16 @@ svsr_status svsr_open_ex(const char* build_dir, const svsr_runner_callbacks* run
         svsr::Manifest manifest = svsr::load_manifest(build_dir);
         std::unique_ptr<svsr::Runner> r;
         if (runner) {
-            if (runner->abi_version != SVSR_ABI_VERSION)
+            if (runner->abi_version != 1 && runner->abi_version != SVSR_ABI_VERSION)
                 throw Error(Status::invalid_argument, "svsr_open: the runner callbacks have abi_version " + std::to_string(runner->abi_version) +
-                                                          "; this library expects " + std::to_string(SVSR_ABI_VERSION) + ".");
-            if (!runner->allocate || !runner->upload || !runner->download || !runner->run || !runner->synchronize)
+                                                          "; this library expects 1 or " + std::to_string(SVSR_ABI_VERSION) + ".");
+            // a version 1 table ends before the tile callbacks: read no further than it goes
+            svsr_runner_callbacks table{};
+            std::memcpy(&table, runner, runner->abi_version == 1 ? offsetof(svsr_runner_callbacks, copy_region) : sizeof(table));
+            if (!table.allocate || !table.upload || !table.download || !table.run || !table.synchronize)
                 throw Error(Status::invalid_argument, "svsr_open: the runner needs allocate, upload, download, run and synchronize callbacks.");
             if (!opts.skip_file_checks) svsr::check_graph_files(manifest, false);
-            r.reset(new CallbackRunner(*runner));
+            r.reset(new CallbackRunner(table));
         } else {
 #if defined(SVSR_HAVE_TENSORRT)
             svsr::TrtOptions trt;
@@ -218,6 +231,21 @@ svsr_status svsr_set_host_memory(svsr_upscaler* up, uint64_t budget, const char*
     up->upscaler->set_host_memory(options);
     up->error.clear();
     return SVSR_OK;
+}
+
+svsr_status svsr_set_scheduler(svsr_upscaler* up, const char* scheduler, double eta) {
+    if (!up) return fail(nullptr, SVSR_ERROR_INVALID_ARGUMENT, "svsr_set_scheduler: upscaler is NULL.");
+    return guarded(up, [&] {
+        svsr::Schedule schedule;
+        schedule.scheduler = scheduler ? scheduler : svsr::kDefaultScheduler;
+        schedule.eta = eta;
+        up->upscaler->set_schedule(schedule);
+    });
+}
+
+svsr_status svsr_set_tiles(svsr_upscaler* up, int tile_height, int tile_width, int overlap) {
+    if (!up) return fail(nullptr, SVSR_ERROR_INVALID_ARGUMENT, "svsr_set_tiles: upscaler is NULL.");
+    return guarded(up, [&] { up->upscaler->set_tiles(tile_height, tile_width, overlap); });
 }
 
 svsr_status svsr_host_memory_used(svsr_upscaler* up, uint64_t* in_ram, uint64_t* in_files) {

@@ -221,11 +221,13 @@ ClipStore::ClipStore(const HostMemoryOptions& options, size_t lr_floats, size_t 
       z("latents", z_floats, options.work_dir.empty() ? default_work_dir() : options.work_dir),
       fwd("flows_fwd", flow_floats, options.work_dir.empty() ? default_work_dir() : options.work_dir),
       bwd("flows_bwd", flow_floats, options.work_dir.empty() ? default_work_dir() : options.work_dir),
+      history{{"x0_history0", z_floats, options.work_dir.empty() ? default_work_dir() : options.work_dir},
+              {"x0_history1", z_floats, options.work_dir.empty() ? default_work_dir() : options.work_dir}},
       budget_(options.budget ? options.budget : default_host_memory()) {
     lr.place(-1, int(std::min<uint64_t>(budget_ / lr.item_bytes(), uint64_t(1) << 30)));
 }
 
-void ClipStore::frames_known(int n) {
+void ClipStore::frames_known(int n, bool with_history) {
     lr.set_count(n);
     uint64_t left = budget_ - std::min<uint64_t>(budget_, uint64_t(std::min(n, lr.ram_items())) * lr.item_bytes());
     auto place = [&](ClipArray& a, int count) {
@@ -234,17 +236,19 @@ void ClipStore::frames_known(int n) {
         left -= uint64_t(in_ram) * a.item_bytes();
     };
     place(z, n);
+    place(history[0], with_history ? n : 0);
+    place(history[1], with_history ? n : 0);
     place(fwd, n - 1);
     place(bwd, n - 1);
 }
 
 void ClipStore::commit() {
-    for (ClipArray* a : {&lr, &z, &fwd, &bwd}) a->commit();
+    for (ClipArray* a : {&lr, &z, &history[0], &history[1], &fwd, &bwd}) a->commit();
 }
 
 HostMemoryUse ClipStore::use() const {
     HostMemoryUse u;
-    for (const ClipArray* a : {&lr, &z, &fwd, &bwd}) {
+    for (const ClipArray* a : {&lr, &z, &history[0], &history[1], &fwd, &bwd}) {
         u.in_ram += a->ram_bytes();
         u.in_files += a->file_bytes();
     }

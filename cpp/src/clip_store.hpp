@@ -83,17 +83,21 @@ private:
     uint64_t reads_ = 0;
 };
 
-// The clip's LR inputs, latest latents and forward/backward flows. The budget goes to the LR frames
-// first (as they are read, before the clip length is known), then the latents, then the flows.
+// The clip's LR inputs, latest latents, forward/backward flows and, for multistep schedules
+// (dpmpp-2m), two x0 history planes by step parity (step s reads plane s % 2 and writes plane
+// (s + 1) % 2). The budget goes to the LR frames first (as they are read, before the clip length is
+// known), then the latents, the history planes, then the flows.
 class ClipStore {
 public:
     ClipStore(const HostMemoryOptions& options, size_t lr_floats, size_t z_floats, size_t flow_floats);
-    // Once every frame is read: places the latents and flows, reserving their file space.
-    void frames_known(int n);
+    // Once every frame is read: places the latents, history planes (with_history; else empty) and
+    // flows, reserving their file space.
+    void frames_known(int n, bool with_history = false);
     void commit();  // every array's pending slots (after the runner's synchronize)
     HostMemoryUse use() const;
 
     ClipArray lr, z, fwd, bwd;
+    ClipArray history[2];
 
 private:
     uint64_t budget_;

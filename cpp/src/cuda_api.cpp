@@ -54,6 +54,10 @@ public:
         check(cudaMemcpyAsync(dst, src, bytes, to_device ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost, S(stream)),
               to_device ? "cudaMemcpyAsync (upload)" : "cudaMemcpyAsync (download)");
     }
+    void copy_2d_async(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t row_bytes, size_t rows, Stream stream) override {
+        check(cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, row_bytes, rows, cudaMemcpyDeviceToDevice, S(stream)),
+              "cudaMemcpy2DAsync (tile region)");
+    }
     void record(Event event, Stream stream) override { check(cudaEventRecord(E(event), S(stream)), "cudaEventRecord"); }
     void wait(Stream stream, Event event) override { check(cudaStreamWaitEvent(S(stream), E(event), 0), "cudaStreamWaitEvent"); }
     void sync_event(Event event) override { check(cudaEventSynchronize(E(event)), "cudaEventSynchronize"); }

@@ -215,6 +215,39 @@ bool DeviceQueue::run(const std::vector<BufferHandle>& bound, GraphLaunch& g, bo
     return true;
 }
 
+void DeviceQueue::copy_region(BufferHandle source, BufferHandle target, int64_t sy, int64_t sx, int64_t ty, int64_t tx, int64_t rows,
+                              int64_t cols) {
+    Buffer& a = get(source);
+    Buffer& b = get(target);
+    if (a.shape.size() < 2 || b.shape.size() != a.shape.size())
+        throw Error(Status::internal, "copy_region between " + a.label + " and " + b.label + " of other ranks.");
+    const size_t nd = a.shape.size();
+    const int64_t ah = a.shape[nd - 2], aw = a.shape[nd - 1], bh = b.shape[nd - 2], bw = b.shape[nd - 1];
+    const int64_t planes = element_count(a.shape) / (ah * aw);
+    if (planes != element_count(b.shape) / (bh * bw) || sy < 0 || sx < 0 || ty < 0 || tx < 0 || rows < 1 || cols < 1 || sy + rows > ah ||
+        sx + cols > aw || ty + rows > bh || tx + cols > bw)
+        throw Error(Status::internal, "copy_region window outside " + a.label + " or " + b.label + ".");
+    GraphLaunch eager;
+    char* src = static_cast<char*>(a.ptr);
+    char* dst = static_cast<char*>(b.ptr);
+    run({source, target}, eager, false, [&](Stream stream) {
+        for (int64_t p = 0; p < planes; ++p)
+            api_.copy_2d_async(dst + size_t((p * bh + ty) * bw + tx) * sizeof(float), size_t(bw) * sizeof(float),
+                               src + size_t((p * ah + sy) * aw + sx) * sizeof(float), size_t(aw) * sizeof(float), size_t(cols) * sizeof(float),
+                               size_t(rows), stream);
+        return true;
+    });
+}
+
+void DeviceQueue::zero(BufferHandle h) {
+    Buffer& b = get(h);
+    GraphLaunch eager;
+    run({h}, eager, false, [&](Stream stream) {
+        api_.zero_async(b.ptr, b.bytes, stream);
+        return true;
+    });
+}
+
 void DeviceQueue::drop_graph(GraphLaunch& g) noexcept {
     if (g.exec) api_.destroy_graph_exec(g.exec);
     g.exec = nullptr;

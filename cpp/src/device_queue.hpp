@@ -44,6 +44,9 @@ public:
     virtual void destroy_event(Event event) noexcept = 0;
     virtual void zero_async(void* dst, size_t bytes, Stream stream) = 0;  // cudaMemsetAsync(dst, 0, ...)
     virtual void copy_async(void* dst, const void* src, size_t bytes, bool to_device, Stream stream) = 0;
+    // device to device, `rows` rows of `row_bytes` (cudaMemcpy2DAsync): tile regions
+    virtual void copy_2d_async(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t row_bytes, size_t rows,
+                               Stream stream) = 0;
     virtual void record(Event event, Stream stream) = 0;
     virtual void wait(Stream stream, Event event) = 0;
     virtual void sync_event(Event event) = 0;
@@ -87,6 +90,12 @@ public:
     // failed outside a capture.
     bool run(const std::vector<BufferHandle>& bound, GraphLaunch& graph, bool cuda_graphs, const std::function<bool(Stream)>& enqueue);
     void drop_graph(GraphLaunch& graph) noexcept;  // (captured again after the next eager run)
+    // Tiles: the rows x cols window of the last two dims, every leading index alike, source -> target
+    // (device to device), and a zero-fill; both on the compute stream, ordered like a run over the
+    // buffers they touch (eager: never captured).
+    void copy_region(BufferHandle source, BufferHandle target, int64_t source_y, int64_t source_x, int64_t target_y, int64_t target_x,
+                     int64_t rows, int64_t cols);
+    void zero(BufferHandle h);
     void synchronize();
     void drain() noexcept;  // synchronize both streams, ignoring errors (cleanup)
 

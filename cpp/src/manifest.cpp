@@ -2,7 +2,8 @@
 //
 // The checks follow MANIFEST_SCHEMA of the Python package for every field it requires, then add
 // what this host relies on: the graphs declare exactly the tensors of svsr/contract/graphs.py as
-// float32, and the scheduler options are ones the denoise graph's DDPM step implements.
+// float32, and the scheduler options are ones the denoise graph's step implements. A manifest of
+// another schema_version gets the sentence of manifest.py's older_schema_problem (the re-export).
 #include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -13,7 +14,9 @@
 
 namespace svsr {
 
-const char* const kGraphNames[4] = {"flow", "denoise", "guide", "decode"};
+const char* const kGraphNames[kNumGraphs] = {"flow", "denoise", "guide_decode", "warp", "decode", "blend"};
+
+bool float32_only_graph(const std::string& graph) { return graph == "warp" || graph == "blend"; }
 
 namespace {
 
@@ -40,13 +43,20 @@ const std::vector<ContractGraph>& contract() {
           {"guidance", {"batch", "3", "height4", "width4"}},
           {"tcm_scale", {"1"}},
           {"timestep", {"1"}},
-          {"step_coeffs", {"6"}},
-          {"noise", {"batch", "4", "height", "width"}}},
+          {"step_coeffs", {"8"}},
+          {"noise", {"batch", "4", "height", "width"}},
+          {"x0_history", {"batch", "4", "height", "width"}}},
          {{"z_prev", {"batch", "4", "height", "width"}}, {"x0", {"batch", "4", "height", "width"}}}},
-        {"guide",
-         {{"x0", {"batch", "4", "height", "width"}}, {"flow", {"batch", "2", "height4", "width4"}}},
+        {"guide_decode", {{"x0", {"batch", "4", "height", "width"}}}, {{"image", {"batch", "3", "height4", "width4"}}}},
+        {"warp",
+         {{"image", {"batch", "3", "height4", "width4"}}, {"flow", {"batch", "2", "height4", "width4"}}},
          {{"guidance", {"batch", "3", "height4", "width4"}}}},
         {"decode", {{"z", {"batch", "4", "height", "width"}}}, {{"rgb", {"batch", "3", "height4", "width4"}}}},
+        {"blend",
+         {{"acc", {"batch", "channels", "height", "width"}},
+          {"tile", {"batch", "channels", "height", "width"}},
+          {"weight", {"1", "1", "height", "width"}}},
+         {{"out", {"batch", "channels", "height", "width"}}}},
     };
     return graphs;
 }
@@ -132,6 +142,11 @@ std::string describe(const std::vector<TensorDesc>& tensors) {
     return s;
 }
 
+// tensors whose fixed dims are the contract's exactly (the others' channel counts follow the manifest)
+bool exact_dims(const std::string& tensor) {
+    return tensor == "tcm_scale" || tensor == "timestep" || tensor == "step_coeffs" || tensor == "weight";
+}
+
 // the manifest's tensors must be those this host binds, as float32, with the contract's dims
 void check_contract(const Manifest& m, const std::string& where) {
     for (const ContractGraph& g : contract()) {
@@ -158,8 +173,7 @@ void check_contract(const Manifest& m, const std::string& where) {
                     const bool symbolic = !(d[0] >= '0' && d[0] <= '9');
                     if (symbolic)
                         same = t->shape[i].symbol == d;
-                    else if (std::string(g.name) == "denoise" && (std::string(w.name) == "tcm_scale" || std::string(w.name) == "timestep" ||
-                                                                  std::string(w.name) == "step_coeffs"))
+                    else if (exact_dims(w.name))
                         same = t->shape[i].symbol.empty() && t->shape[i].value == std::stoll(d);
                     else  // channel counts: whatever the manifest says (latent_channels), but fixed
                         same = t->shape[i].symbol.empty() && t->shape[i].value > 0;
@@ -229,6 +243,35 @@ void check_inside(const std::string& build_dir, const std::string& name, const s
 
 }  // namespace
 
+// svsr/contract/manifest.py older_schema_problem: the sentence for a manifest of another schema_version
+static std::string older_schema_problem(const nlohmann::json& data, const std::string& where) {
+    const int64_t version = data.at("schema_version").get<int64_t>();
+    // the folder of the manifest (Path(where).parent when where names manifest.json)
+    std::string folder = where;
+    const std::string name = "manifest.json";
+    if (folder.size() >= name.size() && folder.compare(folder.size() - name.size(), name.size(), name) == 0 &&
+        (folder.size() == name.size() || folder[folder.size() - name.size() - 1] == '/')) {
+        folder.erase(folder.size() - name.size());
+        while (folder.size() > 1 && folder.back() == '/') folder.pop_back();
+        if (folder.empty()) folder = ".";
+    }
+    std::string weights = "--weights CHECKPOINT";
+    const auto checkpoint = data.find("checkpoint");
+    if (checkpoint != data.end() && checkpoint->is_object()) {
+        const auto preset = checkpoint->find("preset"), source = checkpoint->find("source");
+        if (preset != checkpoint->end() && preset->is_string() && !preset->get<std::string>().empty())
+            weights = "--preset " + preset->get<std::string>();
+        else if (source != checkpoint->end() && source->is_string() && !source->get<std::string>().empty())
+            weights = "--weights " + source->get<std::string>();
+    }
+    const bool older = version < kSchemaVersion;
+    const std::string advice = older ? "re-export it: svsr-export " + weights + " --out " + folder + " --force"
+                                     : "update svsr (pip install -U svsr) or re-export the build folder with this one";
+    const std::string what = older ? "tiles and the DDIM/DPM-Solver++ schedulers changed the graphs" : "its graphs may differ";
+    return where + " was written by " + (older ? "an older" : "a newer") + " svsr (manifest schema " + std::to_string(version) +
+           "; this svsr reads schema " + std::to_string(kSchemaVersion) + ", " + what + "); " + advice + ".";
+}
+
 std::string Manifest::rebuild_command(const std::string& precision_flags) const {
     std::string cmd = "svsr-export --weights " + (checkpoint_source.empty() ? std::string("CHECKPOINT") : checkpoint_source);
     if (!precision_flags.empty()) cmd += " " + precision_flags;
@@ -247,7 +290,7 @@ const TensorDesc& Manifest::tensor(const std::string& graph, const std::string& 
     throw Error(Status::manifest, path + " declares no tensor " + graph + "." + name + "; re-run svsr-export.");
 }
 
-std::vector<int64_t> resolve_shape(const TensorDesc& t, int batch, int height, int width) {
+std::vector<int64_t> resolve_shape(const TensorDesc& t, int batch, int height, int width, int channels) {
     std::vector<int64_t> shape;
     for (const Dim& d : t.shape) {
         if (d.symbol.empty())
@@ -262,6 +305,8 @@ std::vector<int64_t> resolve_shape(const TensorDesc& t, int batch, int height, i
             shape.push_back(4 * int64_t(height));
         else if (d.symbol == "width4")
             shape.push_back(4 * int64_t(width));
+        else if (d.symbol == "channels")
+            shape.push_back(channels);
         else
             throw Error(Status::unsupported, "tensor " + t.name + " has an unknown symbolic dim '" + d.symbol + "'.");
     }
@@ -288,9 +333,9 @@ Manifest parse_manifest(const std::string& text, const std::string& build_dir, c
     m.path = where;
 
     const json& version = v.require(data, "", "schema_version");
-    if (!version.is_number_integer() || version.get<int64_t>() != kSchemaVersion)
-        throw Error(Status::manifest, where + " has schema_version " + version.dump() + " but this host reads schema_version " +
-                                          std::to_string(kSchemaVersion) + "; re-run svsr-export with a matching svsr version or update the host.");
+    if (version.is_number_integer() && version.get<int64_t>() != kSchemaVersion)
+        throw Error(Status::manifest, older_schema_problem(data, where));
+    if (!version.is_number_integer()) v.fail("schema_version", std::to_string(kSchemaVersion) + " was expected");
     m.schema_version = kSchemaVersion;
 
     const json& checkpoint = v.object(data, "", "checkpoint");
@@ -331,6 +376,7 @@ Manifest parse_manifest(const std::string& text, const std::string& build_dir, c
     sc.num_train_timesteps = v.integer(config, "scheduler/config", "num_train_timesteps");
     if (sc.num_train_timesteps < 1) v.fail("scheduler/config/num_train_timesteps", "must be at least 1");
     sc.prediction_type = v.string(config, "scheduler/config", "prediction_type");
+    sc.config_json = config.dump();
     if (sc.prediction_type != "epsilon" && sc.prediction_type != "v_prediction" && sc.prediction_type != "sample")
         v.fail("scheduler/config/prediction_type", "'" + sc.prediction_type + "' is not one of epsilon, v_prediction, sample");
     auto optional_string = [&](const char* key, const std::string& fallback) -> std::string {

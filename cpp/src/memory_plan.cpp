@@ -21,18 +21,22 @@ uint64_t dtype_bytes(const std::string& dtype) {
     throw Error(Status::unsupported, "a graph tensor has the unknown dtype '" + dtype + "'; re-run svsr-export --force.");
 }
 
-bool is_latent(const std::string& tensor) { return tensor == "z" || tensor == "noise" || tensor == "z_prev" || tensor == "x0"; }
+bool is_latent(const std::string& tensor) {
+    return tensor == "z" || tensor == "noise" || tensor == "x0_history" || tensor == "z_prev" || tensor == "x0";
+}
 
-// Sampler.slots (svsr/runtime/sampling/sampler.py), in its order: (graph, tensor) of every buffer
+// Sampler.slots (svsr/runtime/sampling/frame_step.py allocate_slots, untiled), in its order: (graph, tensor) of every buffer
 struct SlotBuffer {
     const char* graph;
     const char* tensor;
 };
-const SlotBuffer kSlotSet[] = {{"denoise", "z"},     {"denoise", "lr"},       {"flow", "previous"}, {"flow", "flow"},
-                               {"denoise", "noise"}, {"denoise", "guidance"}, {"denoise", "z_prev"}};
-const SlotBuffer kShared[] = {{"denoise", "x0"},       {"denoise", "guidance"},    {"denoise", "tcm_scale"}, {"denoise", "tcm_scale"},
-                              {"denoise", "timestep"}, {"denoise", "step_coeffs"}, {"decode", "z"},          {"decode", "z"},
-                              {"decode", "rgb"},       {"decode", "rgb"}};
+const SlotBuffer kSlotSet[] = {{"denoise", "z"},     {"denoise", "lr"},         {"flow", "previous"},    {"flow", "flow"},
+                               {"denoise", "noise"}, {"denoise", "x0_history"}, {"denoise", "guidance"}, {"denoise", "z_prev"},
+                               {"denoise", "x0"}};
+const SlotBuffer kShared[] = {{"guide_decode", "image"}, {"denoise", "guidance"},  {"denoise", "x0_history"},
+                              {"denoise", "tcm_scale"},  {"denoise", "tcm_scale"}, {"denoise", "timestep"},
+                              {"denoise", "step_coeffs"}, {"decode", "z"},          {"decode", "z"},
+                              {"decode", "rgb"},          {"decode", "rgb"}};
 
 std::string gib(uint64_t bytes) {
     char text[32];
@@ -61,13 +65,13 @@ bool plan_scratch_bytes(const Manifest& m, const std::string& precision, uint64_
     for (const char* graph : kGraphNames) {
         const EngineRecord* record = nullptr;
         for (const char* candidate : {"fp16", "bf16", "fp32"}) {
-            const std::string p = precision == "auto" ? candidate : precision;
+            const std::string p = float32_only_graph(graph) ? "fp32" : precision == "auto" ? candidate : precision;
             auto it = m.engines.find(std::string(graph) + "." + p);
             if (it != m.engines.end()) {
                 record = &it->second;
                 break;
             }
-            if (precision != "auto") break;
+            if (precision != "auto" || float32_only_graph(graph)) break;
         }
         if (!record) return false;
         need = std::max(need, uint64_t(std::max<int64_t>(record->device_memory_bytes, 0)));

@@ -86,6 +86,11 @@ public:
     void download(BufferHandle buffer, void* host, size_t bytes) override { queue_->download(buffer, host, bytes); }
     void run(const std::string& graph, const std::vector<Binding>& inputs, const std::vector<Binding>& outputs) override;
     void synchronize() override { queue_->synchronize(); }
+    void copy_region(BufferHandle source, BufferHandle target, int64_t source_y, int64_t source_x, int64_t target_y, int64_t target_x,
+                     int64_t rows, int64_t cols) override {
+        queue_->copy_region(source, target, source_y, source_x, target_y, target_x, rows, cols);
+    }
+    void zero(BufferHandle buffer) override { queue_->zero(buffer); }
 
 private:
     void load(const TrtOptions& options);
@@ -143,6 +148,10 @@ void TrtRunner::load(const TrtOptions& options) {
     std::map<std::string, std::string> chosen;
     for (const char* graph : kGraphNames) {
         std::string p = options.precision;
+        if (float32_only_graph(graph) && (p == "auto" || p == "fp32" || p == "fp16" || p == "bf16")) {
+            chosen[graph] = "fp32";  // warp and blend always run in float32 (svsr/contract/precision.py)
+            continue;
+        }
         if (p == "auto") {
             p.clear();
             for (const char* cand : {"fp16", "bf16", "fp32"})
@@ -158,7 +167,7 @@ void TrtRunner::load(const TrtOptions& options) {
     }
     const std::string flow_p = chosen["flow"], unet_p = chosen["denoise"], vae_p = chosen["decode"];
     precision_flags_ = "--precision " + unet_p;
-    if (chosen["guide"] != unet_p || vae_p != unet_p) precision_flags_ += " --vae-precision " + vae_p;
+    if (chosen["guide_decode"] != unet_p || vae_p != unet_p) precision_flags_ += " --vae-precision " + vae_p;
     if (flow_p != unet_p) precision_flags_ += " --flow-precision " + flow_p;
     for (const char* graph : kGraphNames) {
         auto it = m.engines.find(std::string(graph) + "." + chosen[graph]);
@@ -286,6 +295,7 @@ void TrtRunner::point_at_scratch(nvinfer1::IExecutionContext& context) {
 Context& TrtRunner::context_for(Engine& e, const std::map<std::string, BufferHandle>& bound) {
     for (auto& c : e.contexts)
         if (c->bound == bound) return *c;
+    // untiled: at most 4 per engine; tiled: the blend engine binds each tile's weights (3 per tile)
     if (e.contexts.size() >= 16)
         throw Error(Status::internal, "more than 16 binding sets for the " + e.graph + " engine: the schedule does not reuse its slots.");
     auto c = std::make_unique<Context>();

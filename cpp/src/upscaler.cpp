@@ -3,8 +3,11 @@
 // budget, then files: clip_store.hpp); the runner holds two slot sets of buffers, allocated once per
 // frame size, and every graph call binds the same slot buffers each time. Call c of a phase uses
 // slot set c % 2, so a runner that queues work can upload call c + 1 into one set while call c
-// computes on the other; the guide of call c reads x0 from the other set (the previous frame of the
-// sweep).
+// computes on the other; the guide_decode of call c reads x0 from the other set (the previous frame
+// of the sweep), and the warp turns its image into the call's guidance. The denoise graph's
+// x0_history is the frame's x0 of the previous step for dpmpp-2m (from the clip store's history
+// planes), a zero buffer for the single-step schedules. The graph launches of one frame-step and of
+// one final decode, whole-frame or per tile, and the slots they bind are in frame_step.cpp.
 #include <sstream>
 
 #include "clip_store.hpp"
@@ -30,66 +33,20 @@ Upscaler::~Upscaler() {
     }
 }
 
-void Upscaler::release_slots() {
-    for (BufferHandle b : owned_) runner_->free(b);
-    owned_.clear();
-    sets_[0] = sets_[1] = SlotSet{};
-    zero_guidance_ = tcm_on_ = tcm_off_ = timestep_ = coeffs_ = 0;
-    slot_h_ = slot_w_ = 0;
-    slot_bytes_ = 0;
-}
-
-void Upscaler::ensure_slots(int ph, int pw) {
-    if (slot_h_ == ph && slot_w_ == pw) return;
-    if (!owned_.empty()) {
-        runner_->synchronize();
-        release_slots();
-    }
-    auto alloc = [&](const std::string& label, const char* graph, const char* tensor) {
-        const std::vector<int64_t> shape = resolve_shape(manifest_.tensor(graph, tensor), 1, ph, pw);
-        const BufferHandle b = runner_->allocate(label, shape);
-        if (b == 0) throw Error(Status::runner, "the runner returned no buffer for " + label + ".");
-        owned_.push_back(b);
-        slot_bytes_ += uint64_t(element_count(shape)) * sizeof(float);
-        return b;
-    };
-    for (int s = 0; s < 2; ++s) {
-        const std::string n = std::to_string(s);
-        SlotSet& set = sets_[s];
-        set.z_in = alloc("z_in" + n, "denoise", "z");
-        set.lr = alloc("lr" + n, "denoise", "lr");
-        set.lr_prev = alloc("lr_prev" + n, "flow", "previous");
-        set.flow = alloc("flow" + n, "flow", "flow");
-        set.noise = alloc("noise" + n, "denoise", "noise");
-        set.guidance = alloc("guidance" + n, "guide", "guidance");
-        set.z_out = alloc("z_out" + n, "denoise", "z_prev");
-        set.x0 = alloc("x0" + n, "denoise", "x0");
-        set.rgb = alloc("rgb" + n, "decode", "rgb");
-    }
-    zero_guidance_ = alloc("zero_guidance", "denoise", "guidance");
-    tcm_on_ = alloc("tcm_on", "denoise", "tcm_scale");
-    tcm_off_ = alloc("tcm_off", "denoise", "tcm_scale");
-    timestep_ = alloc("timestep", "denoise", "timestep");
-    coeffs_ = alloc("step_coeffs", "denoise", "step_coeffs");
-    slot_h_ = ph;
-    slot_w_ = pw;
-    // constants (allocate zero-fills, but a runner's zero-fill is not relied on for inputs)
-    const std::vector<float> zeros(size_t(element_count(resolve_shape(manifest_.tensor("denoise", "guidance"), 1, ph, pw))), 0.0f);
-    runner_->upload(zero_guidance_, zeros.data(), bytes_of(zeros));
-    const float on = 1.0f, off = 0.0f;
-    runner_->upload(tcm_on_, &on, sizeof(on));
-    runner_->upload(tcm_off_, &off, sizeof(off));
-}
-
 bool Upscaler::report(const char* phase, int done, int total) {
     if (!progress_) return true;
     return progress_(phase, done, total);
 }
 
+void Upscaler::set_schedule(Schedule schedule) {
+    check_schedule(schedule);
+    schedule_ = std::move(schedule);
+}
+
 PaddingPlan Upscaler::check_clip(int n, int h, int w, int steps) const {
     if (n < 1) throw Error(Status::invalid_argument, "the clip has no frames; give at least one frame.");
     const PaddingPlan plan = padding_plan(h, w, manifest_.min_side, manifest_.pad_multiple, manifest_.scale);
-    step_coefficients(manifest_.scheduler, manifest_.alphas_cumprod, steps);  // validates the step count
+    step_coefficients(manifest_.scheduler, manifest_.alphas_cumprod, steps, schedule_);  // validates the step count
     return plan;
 }
 
@@ -118,7 +75,8 @@ void Upscaler::upscale_stream(int h, int w, int num_steps, uint64_t seed, const 
 }
 
 void Upscaler::run_clip(const PaddingPlan& plan, int num_steps, uint64_t seed, const FrameSource& source, const EmitFn& emit) {
-    const std::vector<Step> steps = step_coefficients(manifest_.scheduler, manifest_.alphas_cumprod, num_steps);
+    const std::vector<Step> steps = step_coefficients(manifest_.scheduler, manifest_.alphas_cumprod, num_steps, schedule_);
+    const bool history = needs_history(schedule_.scheduler);
     const int ph = plan.padded_height, pw = plan.padded_width;
     const size_t lr_n = size_t(element_count(resolve_shape(manifest_.tensor("denoise", "lr"), 1, ph, pw)));
     const size_t z_n = size_t(element_count(resolve_shape(manifest_.tensor("denoise", "z"), 1, ph, pw)));
@@ -128,6 +86,8 @@ void Upscaler::run_clip(const PaddingPlan& plan, int num_steps, uint64_t seed, c
     if (rgb_n != size_t(3) * ph * 4 * pw * 4 || lr_n != size_t(3) * ph * pw)
         throw Error(Status::unsupported, "the manifest's lr/rgb shapes are not (1, 3, h, w) / (1, 3, 4h, 4w).");
     if (noise_n != z_n) throw Error(Status::unsupported, "the manifest's denoise noise and z shapes differ.");
+    if (size_t(element_count(resolve_shape(manifest_.tensor("denoise", "x0_history"), 1, ph, pw))) != z_n)
+        throw Error(Status::unsupported, "the manifest's denoise x0_history and z shapes differ.");
     const size_t lr_bytes = lr_n * sizeof(float), z_bytes = z_n * sizeof(float), flow_bytes = flow_n * sizeof(float);
 
     // the clip store: the LR frames as they are read, then the latents and flows (declared before any
@@ -141,10 +101,10 @@ void Upscaler::run_clip(const PaddingPlan& plan, int num_steps, uint64_t seed, c
         store.lr.commit();
     }
     if (n < 1) throw Error(Status::invalid_argument, "the clip has no frames; give at least one frame.");
-    store.frames_known(n);
+    store.frames_known(n, history);
     host_memory_use_ = store.use();
 
-    ensure_slots(ph, pw);
+    ensure_slots(ph, pw, tile_h_ > 0 ? plan_tiles(ph, pw, tile_h_, tile_w_, tile_overlap_) : plan_tiles(ph, pw, 0, 0));
     Runner& r = *runner_;
     // where a download into item k lands; with every pending slot of a spilled array taken, the
     // queued downloads are delivered and written out first
@@ -200,6 +160,10 @@ void Upscaler::run_clip(const PaddingPlan& plan, int num_steps, uint64_t seed, c
             r.upload(coeffs_, step.coeffs.data(), sizeof(float) * step.coeffs.size());
             const std::vector<int> order = sweep_order(n, step.index);
             ClipArray& flows = sweep_forward(step.index) ? store.fwd : store.bwd;
+            // dpmpp-2m: step s reads the history plane s % 2 and writes x0 into plane (s + 1) % 2
+            ClipArray& history_in = store.history[step.index % 2];
+            ClipArray& history_out = store.history[(step.index + 1) % 2];
+            const bool keep_x0 = history && size_t(step.index) + 1 < steps.size();
             for (int j = 0; j < n; ++j) {
                 const int k = order[j];
                 const SlotSet& s = sets_[j % 2];
@@ -212,18 +176,13 @@ void Upscaler::run_clip(const PaddingPlan& plan, int num_steps, uint64_t seed, c
                 } else {
                     r.upload(s.noise, zero_noise.data(), bytes_of(zero_noise));
                 }
-                BufferHandle guidance = zero_guidance_, tcm = tcm_off_;
-                if (j > 0) {
-                    r.upload(s.flow, flows.read(j - 1), flow_bytes);
-                    r.run("guide", {{"x0", other.x0}, {"flow", s.flow}}, {{"guidance", s.guidance}});
-                    guidance = s.guidance;
-                    tcm = tcm_on_;
-                }
-                r.run("denoise",
-                      {{"z", s.z_in}, {"lr", s.lr}, {"guidance", guidance}, {"tcm_scale", tcm}, {"timestep", timestep_},
-                       {"step_coeffs", coeffs_}, {"noise", s.noise}},
-                      {{"z_prev", s.z_out}, {"x0", s.x0}});
+                // the multistep schedule binds its per-set history buffer at every step (one binding per
+                // set); a step that does not read it (the first) gets zeros there
+                if (history) r.upload(s.x0_history, step.reads_history() ? history_in.read(k) : zero_noise.data(), z_bytes);
+                if (j > 0) r.upload(s.flow, flows.read(j - 1), flow_bytes);
+                frame_step(s, other, j > 0, history);
                 r.download(s.z_out, target(store.z, k), z_bytes);
+                if (keep_x0) r.download(s.x0, target(history_out, k), z_bytes);
                 if (!report("denoise", ++done, total_denoise)) cancel();
             }
             r.synchronize();  // the latents hold this step's values before the next step reads them
@@ -236,7 +195,7 @@ void Upscaler::run_clip(const PaddingPlan& plan, int num_steps, uint64_t seed, c
         for (int k = 0; k < n; ++k) {
             const SlotSet& s = sets_[k % 2];
             r.upload(s.z_in, store.z.read(k), z_bytes);
-            r.run("decode", {{"z", s.z_in}}, {{"rgb", s.rgb}});
+            decode(s);
             r.download(s.rgb, rgb[k % 2].data(), bytes_of(rgb[k % 2]));
             if (k > 0) emit(k - 1, rgb[(k - 1) % 2].data());
             r.synchronize();

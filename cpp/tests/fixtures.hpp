@@ -1,4 +1,4 @@
-// Test fixtures: a valid manifest (as JSON), cheap deterministic stand-ins for the four graphs, a
+// Test fixtures: a valid manifest (as JSON), cheap deterministic stand-ins for the graphs, a
 // recording Runner that executes them, and a direct (slot-free) implementation of the algorithm
 // to compare the Upscaler's slot schedule with.
 #pragma once
@@ -39,9 +39,9 @@ inline std::vector<double> scaled_linear_acp(int total) {
 
 // A manifest like svsr-export writes for the tiny preset (graph files named but not present).
 inline json valid_manifest(int train_timesteps = 1000) {
-    const json b = "batch", h = "height", w = "width", h4 = "height4", w4 = "width4";
+    const json b = "batch", h = "height", w = "width", h4 = "height4", w4 = "width4", ch = "channels";
     json m;
-    m["schema_version"] = 1;
+    m["schema_version"] = 2;
     m["svsr_version"] = "0.1.0";
     m["checkpoint"] = {{"fingerprint", "abc"}, {"source", "/ckpt"}, {"preset", "tiny"}};
     m["exporter"] = {{"method", "torch.onnx.export"}, {"opset", 17}};
@@ -49,10 +49,13 @@ inline json valid_manifest(int train_timesteps = 1000) {
         {"flow", graph("flow.onnx", {tensor("frame", {b, 3, h, w}), tensor("previous", {b, 3, h, w})}, {tensor("flow", {b, 2, h4, w4})})},
         {"denoise", graph("denoise.onnx",
                           {tensor("z", {b, 4, h, w}), tensor("lr", {b, 3, h, w}), tensor("guidance", {b, 3, h4, w4}), tensor("tcm_scale", {1}),
-                           tensor("timestep", {1}), tensor("step_coeffs", {6}), tensor("noise", {b, 4, h, w})},
+                           tensor("timestep", {1}), tensor("step_coeffs", {8}), tensor("noise", {b, 4, h, w}), tensor("x0_history", {b, 4, h, w})},
                           {tensor("z_prev", {b, 4, h, w}), tensor("x0", {b, 4, h, w})})},
-        {"guide", graph("guide.onnx", {tensor("x0", {b, 4, h, w}), tensor("flow", {b, 2, h4, w4})}, {tensor("guidance", {b, 3, h4, w4})})},
+        {"guide_decode", graph("guide_decode.onnx", {tensor("x0", {b, 4, h, w})}, {tensor("image", {b, 3, h4, w4})})},
+        {"warp", graph("warp.onnx", {tensor("image", {b, 3, h4, w4}), tensor("flow", {b, 2, h4, w4})}, {tensor("guidance", {b, 3, h4, w4})})},
         {"decode", graph("decode.onnx", {tensor("z", {b, 4, h, w})}, {tensor("rgb", {b, 3, h4, w4})})},
+        {"blend", graph("blend.onnx", {tensor("acc", {b, ch, h, w}), tensor("tile", {b, ch, h, w}), tensor("weight", {1, 1, h, w})},
+                        {tensor("out", {b, ch, h, w})})},
     };
     m["scheduler"] = {{"config",
                        {{"num_train_timesteps", train_timesteps},
@@ -91,17 +94,28 @@ inline void fake_flow(const Tensor& frame, const Tensor& previous, Tensor& flow)
             }
 }
 
-inline void fake_guide(const Tensor& x0, const Tensor& flow, Tensor& guidance) {
-    const int64_t H = guidance.shape[2], W = guidance.shape[3], h = x0.shape[2], w = x0.shape[3];
+inline void fake_guide_decode(const Tensor& x0, Tensor& image) {
+    const int64_t H = image.shape[2], W = image.shape[3], h = x0.shape[2], w = x0.shape[3];
     for (int64_t c = 0; c < 3; ++c)
         for (int64_t y = 0; y < H; ++y)
             for (int64_t x = 0; x < W; ++x)
-                guidance.data[(c * H + y) * W + x] =
-                    x0.data[c * h * w + (y / 4) * w + x / 4] * 0.3f + flow.data[((c % 2) * H + y) * W + x] * 0.2f + 0.01f * float(c);
+                image.data[(c * H + y) * W + x] = x0.data[c * h * w + (y / 4) * w + x / 4] * 0.3f + x0.data[3 * h * w + (y / 4) * w + x / 4] * 0.05f +
+                                                  0.01f * float(c) + 0.002f * float(y % 4);
+}
+
+inline void fake_warp(const Tensor& image, const Tensor& flow, Tensor& guidance) {
+    const int64_t H = guidance.shape[2], W = guidance.shape[3];
+    for (int64_t c = 0; c < 3; ++c)
+        for (int64_t y = 0; y < H; ++y)
+            for (int64_t x = 0; x < W; ++x) {
+                // a pointwise stand-in that still reads a neighbour (as a warp moves pixels)
+                const int64_t xs = (x + 1) % W;
+                guidance.data[(c * H + y) * W + x] = image.data[(c * H + y) * W + xs] * 0.9f + flow.data[((c % 2) * H + y) * W + x] * 0.2f;
+            }
 }
 
 inline void fake_denoise(const Tensor& z, const Tensor& lr, const Tensor& guidance, const Tensor& tcm, const Tensor& t,
-                         const Tensor& coeffs, const Tensor& noise, Tensor& z_prev, Tensor& x0) {
+                         const Tensor& coeffs, const Tensor& noise, const Tensor& history, Tensor& z_prev, Tensor& x0) {
     const int64_t h = z.shape[2], w = z.shape[3], W = guidance.shape[3], H = guidance.shape[2];
     const float* c = coeffs.data.data();
     for (int64_t ch = 0; ch < 4; ++ch)
@@ -113,8 +127,13 @@ inline void fake_denoise(const Tensor& z, const Tensor& lr, const Tensor& guidan
                 float v = c[0] * z.data[i] + c[1] * out;
                 v = std::min(std::max(v, -c[5]), c[5]);
                 x0.data[i] = v;
-                z_prev.data[i] = c[2] * v + c[3] * z.data[i] + c[4] * noise.data[i];
+                z_prev.data[i] = c[2] * v + c[3] * z.data[i] + c[4] * noise.data[i] + c[6] * out + c[7] * history.data[i];
             }
+}
+
+inline void fake_blend(const Tensor& acc, const Tensor& tile, const Tensor& weight, Tensor& out) {
+    const size_t plane = weight.data.size();
+    for (size_t i = 0; i < out.data.size(); ++i) out.data[i] = acc.data[i] + tile.data[i] * weight.data[i % plane];
 }
 
 inline void fake_decode(const Tensor& z, Tensor& rgb) {
@@ -172,16 +191,42 @@ public:
         auto O = [&](const char* n) -> Tensor& { return get(call.bound.at(std::string("out:") + n)); };
         if (graph == "flow") {
             fake_flow(I("frame"), I("previous"), O("flow"));
-        } else if (graph == "guide") {
-            fake_guide(I("x0"), I("flow"), O("guidance"));
+        } else if (graph == "guide_decode") {
+            fake_guide_decode(I("x0"), O("image"));
+        } else if (graph == "warp") {
+            fake_warp(I("image"), I("flow"), O("guidance"));
+        } else if (graph == "blend") {
+            fake_blend(I("acc"), I("tile"), I("weight"), O("out"));
         } else if (graph == "denoise") {
             CHECK(call.bound.count("out:z_prev") && call.bound.at("in:z") != call.bound.at("out:z_prev"));
-            fake_denoise(I("z"), I("lr"), I("guidance"), I("tcm_scale"), I("timestep"), I("step_coeffs"), I("noise"), O("z_prev"), O("x0"));
+            fake_denoise(I("z"), I("lr"), I("guidance"), I("tcm_scale"), I("timestep"), I("step_coeffs"), I("noise"), I("x0_history"),
+                         O("z_prev"), O("x0"));
         } else if (graph == "decode") {
             fake_decode(I("z"), O("rgb"));
         } else {
             CHECK_MSG(false, "unknown graph " + graph);
         }
+    }
+    void copy_region(svsr::BufferHandle source, svsr::BufferHandle target, int64_t sy, int64_t sx, int64_t ty, int64_t tx, int64_t rows,
+                     int64_t cols) override {
+        const Tensor& a = get(source);
+        Tensor& b = get(target);
+        const size_t nd = a.shape.size();
+        CHECK_MSG(nd >= 2 && b.shape.size() == nd, "copy_region ranks of " + labels_[source] + " and " + labels_[target]);
+        const int64_t ah = a.shape[nd - 2], aw = a.shape[nd - 1], bh = b.shape[nd - 2], bw = b.shape[nd - 1];
+        const int64_t planes = svsr::element_count(a.shape) / (ah * aw);
+        CHECK_MSG(planes == svsr::element_count(b.shape) / (bh * bw), "copy_region leading dims of " + labels_[source] + " and " + labels_[target]);
+        CHECK_MSG(sy >= 0 && sx >= 0 && ty >= 0 && tx >= 0 && sy + rows <= ah && sx + cols <= aw && ty + rows <= bh && tx + cols <= bw,
+                  "copy_region window outside " + labels_[source] + " or " + labels_[target]);
+        for (int64_t p = 0; p < planes; ++p)
+            for (int64_t y = 0; y < rows; ++y)
+                std::memcpy(&b.data[size_t((p * bh + ty + y) * bw + tx)], &a.data[size_t((p * ah + sy + y) * aw + sx)], size_t(cols) * sizeof(float));
+        ++copies;
+    }
+    void zero(svsr::BufferHandle buffer) override {
+        Tensor& t = get(buffer);
+        std::fill(t.data.begin(), t.data.end(), 0.0f);
+        ++zeros;
     }
     void synchronize() override {
         for (auto& p : pending_) std::memcpy(p.host, p.data.data(), p.data.size() * sizeof(float));
@@ -207,7 +252,7 @@ public:
     std::vector<Call> calls;
     bool record_calls = true;     // false: keep no call log (long clips)
     bool deliver_at_once = false;  // a synchronous runner
-    int allocations = 0, frees = 0, uploads = 0, syncs = 0;
+    int allocations = 0, frees = 0, uploads = 0, syncs = 0, copies = 0, zeros = 0;
 
 private:
     Tensor& get(svsr::BufferHandle b) {
@@ -232,7 +277,7 @@ private:
 // ---------------------------------------------------------------------------------------------
 // The algorithm written directly over per-frame arrays (no slots, no runner): the specification.
 inline std::vector<float> reference_upscale(const svsr::Manifest& m, const std::vector<uint8_t>& frames, int n, int h, int w,
-                                            int num_steps, uint64_t seed) {
+                                            int num_steps, uint64_t seed, const svsr::Schedule& schedule = svsr::Schedule()) {
     const svsr::PaddingPlan p = svsr::padding_plan(h, w, m.min_side, m.pad_multiple, m.scale);
     const int64_t ph = p.padded_height, pw = p.padded_width;
     auto make = [](std::vector<int64_t> shape) { return Tensor{shape, std::vector<float>(size_t(svsr::element_count(shape)))}; };
@@ -254,11 +299,15 @@ inline std::vector<float> reference_upscale(const svsr::Manifest& m, const std::
         svsr::philox_normal(seed, 0, k, z.back().data.data(), z.back().data.size());
         for (float& v : z.back().data) v = v * m.init_noise_sigma;
     }
-    Tensor x0 = make({1, 4, ph, pw}), guidance = make({1, 3, 4 * ph, 4 * pw}), zero_guidance = make({1, 3, 4 * ph, 4 * pw});
+    // per frame: its x0 of the previous step (the multistep schedule's history; zeros before the first)
+    std::vector<Tensor> history(size_t(n), make({1, 4, ph, pw}));
+    Tensor x0 = make({1, 4, ph, pw}), image = make({1, 3, 4 * ph, 4 * pw}), guidance = make({1, 3, 4 * ph, 4 * pw});
+    Tensor zero_guidance = make({1, 3, 4 * ph, 4 * pw}), zero_latent = make({1, 4, ph, pw});
     Tensor noise = make({1, 4, ph, pw}), z_prev = make({1, 4, ph, pw});
-    Tensor tcm_on{{1}, {1.0f}}, tcm_off{{1}, {0.0f}}, t{{1}, {0.0f}}, coeffs{{6}, std::vector<float>(6)};
+    Tensor tcm_on{{1}, {1.0f}}, tcm_off{{1}, {0.0f}}, t{{1}, {0.0f}}, coeffs{{svsr::kNumStepCoeffs}, std::vector<float>(svsr::kNumStepCoeffs)};
+    const std::vector<svsr::Step> steps = svsr::step_coefficients(m.scheduler, m.alphas_cumprod, num_steps, schedule);
     for (const svsr::FrameCall& call : svsr::frame_calls(n, num_steps)) {
-        const svsr::Step step = svsr::step_coefficients(m.scheduler, m.alphas_cumprod, num_steps)[call.step];
+        const svsr::Step& step = steps[size_t(call.step)];
         t.data[0] = float(step.timestep);
         std::copy(step.coeffs.begin(), step.coeffs.end(), coeffs.data.begin());
         if (step.has_noise)
@@ -266,13 +315,16 @@ inline std::vector<float> reference_upscale(const svsr::Manifest& m, const std::
         else
             std::fill(noise.data.begin(), noise.data.end(), 0.0f);
         const int k = call.frame;
+        const Tensor& x0_history = svsr::needs_history(schedule.scheduler) ? history[size_t(k)] : zero_latent;
         if (call.uses_tcm()) {
-            fake_guide(x0, (call.forward ? fwd : bwd)[call.flow_index], guidance);
-            fake_denoise(z[k], lr[k], guidance, tcm_on, t, coeffs, noise, z_prev, x0);
+            fake_guide_decode(x0, image);
+            fake_warp(image, (call.forward ? fwd : bwd)[call.flow_index], guidance);
+            fake_denoise(z[k], lr[k], guidance, tcm_on, t, coeffs, noise, x0_history, z_prev, x0);
         } else {
-            fake_denoise(z[k], lr[k], zero_guidance, tcm_off, t, coeffs, noise, z_prev, x0);
+            fake_denoise(z[k], lr[k], zero_guidance, tcm_off, t, coeffs, noise, x0_history, z_prev, x0);
         }
         z[k].data = z_prev.data;
+        history[size_t(k)].data = x0.data;
     }
     std::vector<float> out;
     Tensor rgb = make({1, 3, 4 * ph, 4 * pw});

@@ -2,9 +2,13 @@
 
     .venv/bin/python cpp/tests/make_golden.py [OUT_DIR]     # default: cpp/tests/golden
 
-* scheduler.json: svsr.contract.scheduler.step_coefficients for several scheduler configs and step
-  counts; every coefficient as its float32 bit pattern (the ctest compares bits).
+* scheduler.json: svsr.contract.scheduler.step_coefficients for several scheduler configs, step
+  counts and schedules (ddpm, ddim with several etas, dpmpp-2m); every coefficient as its float32
+  bit pattern (the ctest compares bits), and the counts Python refuses (the C++ must refuse them too).
 * frame_calls.json: svsr.contract.sweeps.frame_calls for N=4, S=3 (and a few more sizes).
+* tiles.json: svsr.contract.tiles.plan_tiles for several frame sizes, tiles and overlaps: the tile
+  positions and, per tile, an FNV-1a hash of the float32 bit patterns of the latent and the 4x
+  (pixel) blend weights (small layouts' latent weights also in full).
 * memory_plan.json: a manifest with engine records and the device memory plan Python's
   svsr.runtime.sampling memory plan makes from it for a few frame sizes (svsr-host --dry-run's figure).
 
@@ -85,20 +89,62 @@ def bits(value: np.float32) -> int:
     return int(np.float32(value).view(np.uint32))
 
 
+# (scheduler, eta) of every config above
+SCHEDULES = [("ddpm", 0.0), ("ddim", 0.0), ("ddim", 0.5), ("ddim", 1.0), ("dpmpp-2m", 0.0)]
+
+# configs that only the diffusers view of DDIM / DPM-Solver++ reads differently: keys the checkpoint
+# left out (_use_default_values: the class's own defaults apply), set_alpha_to_one, leading spacing
+EXTRA_CONFIGS = [
+    (
+        "v_defaults_left_out",
+        {"num_train_timesteps": 1000, "prediction_type": "v_prediction", "timestep_spacing": "leading", "steps_offset": 1,
+         "clip_sample": False, "_use_default_values": ["clip_sample", "timestep_spacing"]},
+        "scaled_linear_1000",
+        [1, 4, 20, 25, 50],
+        [("ddim", 0.0), ("ddim", 0.3), ("dpmpp-2m", 0.0)],
+    ),
+    (
+        "epsilon_alpha_not_one",
+        {"num_train_timesteps": 1000, "prediction_type": "epsilon", "set_alpha_to_one": False, "timestep_spacing": "trailing",
+         "clip_sample": True, "clip_sample_range": 2.0},
+        "linear_1000",
+        [1, 3, 10, 25],
+        [("ddim", 0.0), ("ddim", 0.7), ("dpmpp-2m", 0.0)],
+    ),
+    (
+        "sample_dpm_leading",
+        {"num_train_timesteps": 37, "prediction_type": "sample", "timestep_spacing": "leading", "steps_offset": 1},
+        "scaled_linear_37",
+        [1, 2, 5, 17, 18, 19, 30, 36, 37],
+        [("ddim", 0.0), ("dpmpp-2m", 0.0)],
+    ),
+]
+
+
+def run_golden(config: dict, acp: np.ndarray, count: int, scheduler: str, eta: float) -> dict:
+    from svsr.contract.errors import InputError
+
+    try:
+        steps = step_coefficients(config, acp, count, scheduler=scheduler, eta=eta)
+    except (InputError, ValueError) as refused:
+        return {"num_inference_steps": count, "error": str(refused)}
+    return {
+        "num_inference_steps": count,
+        # per step: [timestep, has_noise (0/1), the 8 coefficients as float32 bit patterns]
+        "steps": [[s.timestep, int(s.has_noise), *(bits(c) for c in s.coeffs)] for s in steps],
+    }
+
+
 def scheduler_golden() -> dict:
     tables = {name: make() for name, make in TABLES.items()}
     cases = []
-    for name, config, table, counts in CONFIGS:
+    plans = [(name, config, table, counts, SCHEDULES) for name, config, table, counts in CONFIGS] + EXTRA_CONFIGS
+    for name, config, table, counts, schedules in plans:
         acp = np.asarray(tables[table], dtype=np.float32)
-        runs = []
-        for count in counts:
-            steps = step_coefficients(config, acp, count)
-            runs.append({
-                "num_inference_steps": count,
-                # per step: [timestep, has_noise (0/1), the 6 coefficients as float32 bit patterns]
-                "steps": [[s.timestep, int(s.has_noise), *(bits(c) for c in s.coeffs)] for s in steps],
-            })
-        cases.append({"name": name, "config": config, "alphas_cumprod": table, "runs": runs})
+        for scheduler, eta in schedules:
+            runs = [run_golden(config, acp, count, scheduler, eta) for count in counts]
+            cases.append({"name": f"{name} {scheduler} eta={eta}", "config": config, "alphas_cumprod": table,
+                          "scheduler": scheduler, "eta": eta, "runs": runs})
     return {"tables": tables, "cases": cases}
 
 
@@ -118,8 +164,10 @@ def calls_golden() -> dict:
 
 # (LR width, height, precision, CUDA graphs) of the memory plans; 34x50 is padded to 36x52
 PLAN_SIZES = [(640, 360, "auto", True), (50, 34, "fp32", False), (1920, 1080, "auto", True)]
-PLAN_SCRATCH = {"flow.fp16": 3 << 20, "denoise.fp16": 700 << 20, "guide.fp16": 90 << 20, "decode.fp16": 1000,
-                "flow.fp32": 5 << 20, "denoise.fp32": 1300 << 20 | 7, "guide.fp32": 180 << 20, "decode.fp32": 2000}
+# warp and blend always run in float32 (svsr/contract/precision.py): fp32 records only
+PLAN_SCRATCH = {"flow.fp16": 3 << 20, "denoise.fp16": 700 << 20, "guide_decode.fp16": 90 << 20, "decode.fp16": 1000,
+                "flow.fp32": 5 << 20, "denoise.fp32": 1300 << 20 | 7, "guide_decode.fp32": 180 << 20, "decode.fp32": 2000,
+                "warp.fp32": 24 << 20, "blend.fp32": 0}
 
 
 def plan_manifest() -> dict:
@@ -153,7 +201,7 @@ def plan_manifest() -> dict:
             profile=profile, key=ckey, device_memory_bytes=scratch,
         )
     manifest = {
-        "schema_version": 1,
+        "schema_version": 2,
         "checkpoint": {"fingerprint": "f" * 16, "source": "/ckpt/tiny", "preset": "tiny"},
         "exporter": {"opset": 17, "method": "golden"},
         "graphs": graphs,
@@ -191,10 +239,46 @@ def memory_plan_golden() -> dict:
     return {"manifest": manifest, "plans": plans}
 
 
+# (padded frame height, width, tile (height, width) or None, overlap)
+TILE_CASES = [(36, 52, None, 16), (36, 52, (32, 32), 8), (64, 96, (32, 48), 16), (100, 180, (48, 64), 12), (40, 40, (64, 64), 16),
+              (132, 68, (32, 32), 0), (92, 124, (36, 40), 17), (180, 320, (128, 128), 16)]
+
+
+def fnv1a(words: np.ndarray) -> int:
+    """FNV-1a (64 bit) over the little-endian bytes of uint32 words (the C++ test hashes the same way)."""
+    digest = 0xCBF29CE484222325
+    for byte in np.ascontiguousarray(words, dtype="<u4").tobytes():
+        digest = ((digest ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return digest
+
+
+def w_size(layout) -> int:
+    return layout.tile_height * layout.tile_width
+
+
+def tiles_golden() -> dict:
+    from svsr.contract.tiles import plan_tiles
+
+    cases = []
+    for height, width, tile, overlap in TILE_CASES:
+        layout = plan_tiles(height, width, tile, overlap)
+        cases.append({
+            "height": height, "width": width, "tile": list(tile) if tile else None, "overlap": overlap,
+            "tile_shape": list(layout.tile_shape), "layout_overlap": layout.overlap,
+            "tiles": [[t.top, t.left, t.height, t.width] for t in layout.tiles],
+            "weights_fnv1a": [str(fnv1a(w.reshape(-1).view(np.uint32))) for w in layout.weights(1)],
+            # small layouts also in full (a failing ctest names the first differing weight)
+            "weights": [w.reshape(-1).view(np.uint32).tolist() for w in layout.weights(1)] if len(layout.tiles) * w_size(layout) <= 4096 else None,
+            "pixel_weights_fnv1a": [str(fnv1a(w.reshape(-1).view(np.uint32))) for w in layout.weights(4)],
+        })
+    return {"cases": cases}
+
+
 def write(out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    goldens = (("scheduler.json", scheduler_golden()), ("frame_calls.json", calls_golden()), ("memory_plan.json", memory_plan_golden()))
+    goldens = (("scheduler.json", scheduler_golden()), ("frame_calls.json", calls_golden()), ("memory_plan.json", memory_plan_golden()),
+               ("tiles.json", tiles_golden()))
     for name, data in goldens:
         path = out_dir / name
         path.write_text(json.dumps(data, separators=(",", ":")) + "\n")

@@ -1,6 +1,7 @@
 // The C ABI: open refusals, last-error messages, and a clip through a callback runner (the same
 // stand-in graphs as test_schedule), compared with the direct algorithm.
 //   test_c_api FIXTURE_DIR
+#include <cmath>
 #include <sys/stat.h>
 
 #include "fixtures.hpp"
@@ -43,6 +44,14 @@ int cb_sync(void* u) {
     return 0;
 }
 void cb_free(void* u, svsr_buffer b) { static_cast<Callbacks*>(u)->runner.free(b); }
+int cb_copy_region(void* u, svsr_buffer source, svsr_buffer target, int64_t sy, int64_t sx, int64_t ty, int64_t tx, int64_t rows, int64_t cols) {
+    static_cast<Callbacks*>(u)->runner.copy_region(source, target, sy, sx, ty, tx, rows, cols);
+    return 0;
+}
+int cb_zero(void* u, svsr_buffer b) {
+    static_cast<Callbacks*>(u)->runner.zero(b);
+    return 0;
+}
 const char* cb_error(void*) { return "the stand-in graph failed on purpose"; }
 void cb_destroy(void* u) { static_cast<Callbacks*>(u)->destroyed = true; }
 
@@ -58,6 +67,8 @@ svsr_runner_callbacks table(Callbacks* c) {
     t.free = cb_free;
     t.last_error = cb_error;
     t.destroy = cb_destroy;
+    t.copy_region = cb_copy_region;
+    t.zero = cb_zero;
     return t;
 }
 
@@ -133,8 +144,51 @@ int main(int argc, char** argv) {
     bool u8_ok = true;
     for (size_t i = 0; i < out.size(); ++i) u8_ok = u8_ok && out_u8[i] == svsr::to_uint8(want[i]);
     CHECK(u8_ok);
+
+    // schedules: dpmpp-2m through the callbacks equals the direct algorithm; bad names and etas are refused
+    CHECK(svsr_set_scheduler(up, "dpmpp-2m", 0.0) == SVSR_OK);
+    CHECK(svsr_upscale_f32(up, frames.data(), n, h, w, 3, 11, out.data()) == SVSR_OK);
+    svsr::Schedule dpmpp;
+    dpmpp.scheduler = "dpmpp-2m";
+    const std::vector<float> want_dpmpp = fixtures::reference_upscale(m, frames, n, h, w, 3, 11, dpmpp);
+    CHECK(std::memcmp(out.data(), want_dpmpp.data(), out.size() * 4) == 0);
+    CHECK(svsr_set_scheduler(up, "euler", 0.0) == SVSR_ERROR_INVALID_ARGUMENT);
+    CHECK(std::string(svsr_last_error(up)).find("scheduler 'euler' is not one of ddpm, ddim, dpmpp-2m") != std::string::npos);
+    CHECK(svsr_set_scheduler(up, "ddim", 2.0) == SVSR_ERROR_INVALID_ARGUMENT);
+    CHECK(svsr_set_scheduler(up, "ddpm", 0.5) == SVSR_ERROR_INVALID_ARGUMENT);
+    CHECK(std::string(svsr_last_error(up)).find("has no effect with the ddpm scheduler") != std::string::npos);
+    CHECK(svsr_set_scheduler(nullptr, "ddim", 0.0) == SVSR_ERROR_INVALID_ARGUMENT);
+    CHECK(svsr_set_scheduler(up, nullptr, 0.0) == SVSR_OK);  // back to ddpm
+    // tiles through the callbacks' copy_region and zero: close to the untiled frames (the blend's rounding)
+    CHECK(svsr_set_tiles(up, 32, 8, 8) == SVSR_ERROR_INVALID_ARGUMENT);
+    CHECK(std::string(svsr_last_error(up)).find("--tile 32x8 is below the smallest tile") != std::string::npos);
+    CHECK(svsr_set_tiles(up, 32, 32, 8) == SVSR_OK);
+    CHECK(svsr_upscale_f32(up, frames.data(), n, h, w, steps, 11, out.data()) == SVSR_OK);
+    float worst = 0.0f;
+    for (size_t i = 0; i < out.size(); ++i) worst = std::max(worst, std::fabs(out[i] - want[i]));
+    CHECK_MSG(worst <= 2e-5f && cbs.runner.zeros > 0 && cbs.runner.copies > 0, "tiled through callbacks: " + std::to_string(worst));
+    CHECK(svsr_set_tiles(up, 0, 0, 0) == SVSR_OK);
+    CHECK(svsr_upscale_f32(up, frames.data(), n, h, w, steps, 11, out.data()) == SVSR_OK);
+    CHECK(std::memcmp(out.data(), want.data(), out.size() * 4) == 0);
     svsr_close(up);
     CHECK(cbs.destroyed && cbs.runner.live_buffers() == 0);
+
+    // a version 1 table (no tile callbacks) still opens and runs whole frames; tiles then fail in a sentence
+    {
+        Callbacks v1cbs;
+        svsr_runner_callbacks v1 = table(&v1cbs);
+        v1.abi_version = 1;
+        v1.copy_region = nullptr;  // a version 1 caller's struct ends before these
+        v1.zero = nullptr;
+        svsr_upscaler* old = nullptr;
+        CHECK(svsr_open(build.c_str(), &v1, &old) == SVSR_OK);
+        CHECK(svsr_upscale_f32(old, frames.data(), n, h, w, steps, 11, out.data()) == SVSR_OK);
+        CHECK(std::memcmp(out.data(), want.data(), out.size() * 4) == 0);
+        CHECK(svsr_set_tiles(old, 32, 32, 8) == SVSR_OK);
+        CHECK(svsr_upscale_f32(old, frames.data(), n, h, w, steps, 11, out.data()) == SVSR_ERROR_UNSUPPORTED);
+        CHECK(std::string(svsr_last_error(old)).find("the callbacks runner has no copy_region and zero to move tile regions") != std::string::npos);
+        svsr_close(old);
+    }
 
     // the noise entry point
     float z[2];

@@ -48,6 +48,11 @@ public:
         std::memcpy(dst, src, bytes);
         add(to_device ? "upload" : "download", s, to_device ? dst : src);
     }
+    void copy_2d_async(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t row_bytes, size_t rows, Stream s) override {
+        for (size_t r = 0; r < rows; ++r)
+            std::memcpy(static_cast<char*>(dst) + r * dst_pitch, static_cast<const char*>(src) + r * src_pitch, row_bytes);
+        add("copy_2d", s, dst);
+    }
     void record(Event e, Stream s) override { add("record", s, e); }
     void wait(Stream s, Event e) override { add("wait", s, e); }
     void sync_event(Event e) override { add("sync_event", nullptr, e); }
@@ -266,5 +271,37 @@ int main() {
         CHECK(dev.index("sync_stream", nullptr, mark) < dev.index("free_device", out_ptr, mark));
     }
     CHECK_MSG(dev.live_allocations == 0, std::to_string(dev.live_allocations) + " allocations left");
+    // tiles: copy_region moves a window of every plane device to device, zero fills; both on the compute
+    // stream after the uploads into what they read, never on the copy stream
+    {
+        RecordingDevice tiles;
+        svsr::device::DeviceQueue q(tiles);
+        const Stream compute = q.compute_stream();
+        const svsr::BufferHandle whole = q.allocate("whole", {1, 2, 4, 6}), part = q.allocate("part", {1, 2, 2, 3});
+        std::vector<float> host(48);
+        for (size_t i = 0; i < host.size(); ++i) host[i] = float(i);
+        q.upload(whole, host.data(), host.size() * sizeof(float));
+        const size_t uploaded = tiles.index("upload", q.pointer(whole));
+        const size_t mark = tiles.ops.size();
+        q.copy_region(whole, part, 1, 2, 0, 0, 2, 3);
+        const float* got = static_cast<const float*>(q.pointer(part));
+        // plane p, rows 1..2, columns 2..4 of the 4x6 planes
+        const float want[12] = {8, 9, 10, 14, 15, 16, 32, 33, 34, 38, 39, 40};
+        CHECK(std::memcmp(got, want, sizeof(want)) == 0);
+        const size_t first = tiles.index("copy_2d", nullptr, mark);
+        CHECK(first != size_t(-1) && tiles.ops[first].stream == compute && tiles.count("copy_2d") == 2);
+        CHECK(tiles.index("wait", nullptr, mark) < first && uploaded < mark);
+        q.copy_region(part, whole, 0, 0, 2, 3, 2, 3);  // back into another window
+        CHECK(static_cast<const float*>(q.pointer(whole))[(0 * 4 + 2) * 6 + 3] == 8.0f && static_cast<const float*>(q.pointer(whole))[(1 * 4 + 3) * 6 + 5] == 40.0f);
+        const size_t before_zero = tiles.ops.size();
+        q.zero(whole);
+        const size_t zeroed = tiles.index("zero", q.pointer(whole), before_zero);
+        CHECK(zeroed != size_t(-1) && tiles.ops[zeroed].stream == compute);
+        bool all_zero = true;
+        for (int i = 0; i < 48; ++i) all_zero = all_zero && static_cast<const float*>(q.pointer(whole))[i] == 0.0f;
+        CHECK(all_zero);
+        CHECK_THROWS(q.copy_region(whole, part, 3, 0, 0, 0, 2, 3), svsr::Status::internal, "window outside");
+        q.synchronize();
+    }
     return check::finish("test_device_queue");
 }

@@ -40,7 +40,7 @@ int main(int argc, char** argv) {
                                         {"compute_capability", "9.0"}, {"device_memory_bytes", 1234},
                                         {"profile", {{"lr_min", {32, 32}}, {"lr_opt", {180, 320}}, {"lr_max", {360, 640}}, {"batch", {1, 1, 1}}}}};
         const svsr::Manifest m = load("valid", j);
-        CHECK(m.graphs.size() == 4);
+        CHECK(m.graphs.size() == 6 && m.schema_version == 2);
         CHECK(m.alphas_cumprod.size() == 1000);
         CHECK(m.alphas_cumprod[0] == static_cast<float>(j["scheduler"]["alphas_cumprod"][0].get<double>()));
         CHECK(m.init_noise_sigma == 2.5f);
@@ -52,7 +52,12 @@ int main(int argc, char** argv) {
         CHECK(m.rebuild_command("--precision fp16").find("svsr-export --weights /ckpt --precision fp16 --out ") == 0);
         const std::vector<int64_t> shape = svsr::resolve_shape(m.tensor("flow", "flow"), 1, 36, 44);
         CHECK((shape == std::vector<int64_t>{1, 2, 144, 176}));
-        CHECK((svsr::resolve_shape(m.tensor("denoise", "step_coeffs"), 1, 36, 44) == std::vector<int64_t>{6}));
+        CHECK((svsr::resolve_shape(m.tensor("denoise", "step_coeffs"), 1, 36, 44) == std::vector<int64_t>{8}));
+        CHECK((svsr::resolve_shape(m.tensor("denoise", "x0_history"), 1, 36, 44) == std::vector<int64_t>{1, 4, 36, 44}));
+        CHECK((svsr::resolve_shape(m.tensor("guide_decode", "image"), 1, 36, 44) == std::vector<int64_t>{1, 3, 144, 176}));
+        CHECK((svsr::resolve_shape(m.tensor("blend", "acc"), 1, 144, 176, 3) == std::vector<int64_t>{1, 3, 144, 176}));
+        CHECK((svsr::resolve_shape(m.tensor("blend", "weight"), 1, 36, 44) == std::vector<int64_t>{1, 1, 36, 44}));
+        CHECK(svsr::float32_only_graph("warp") && svsr::float32_only_graph("blend") && !svsr::float32_only_graph("guide_decode"));
         CHECK_THROWS(m.tensor("decode", "nope"), svsr::Status::manifest, "declares no tensor decode.nope");
     }
 
@@ -64,15 +69,25 @@ int main(int argc, char** argv) {
         ::remove((empty + "/manifest.json").c_str());
         CHECK_THROWS(svsr::load_manifest(empty), svsr::Status::manifest, "has no manifest.json; run svsr-export --out");
     }
-    CHECK_THROWS(svsr::load_manifest(write_build("badjson", "{\"schema_version\": 1,")), svsr::Status::manifest, "is not valid JSON");
+    CHECK_THROWS(svsr::load_manifest(write_build("badjson", "{\"schema_version\": 2,")), svsr::Status::manifest, "is not valid JSON");
 
     auto refuse = [&](const char* name, auto mutate, svsr::Status status, const char* needle) {
         json j = fixtures::valid_manifest();
         mutate(j);
         CHECK_THROWS(load(name, j), status, needle);
     };
-    refuse("schema2", [](json& j) { j["schema_version"] = 2; }, svsr::Status::manifest, "schema_version 2 but this host reads schema_version 1");
-    refuse("noguide", [](json& j) { j["graphs"].erase("guide"); }, svsr::Status::manifest, "has no guide graph");
+    // another schema: the sentence of svsr/contract/manifest.py older_schema_problem, naming the re-export
+    refuse("schema1", [](json& j) { j["schema_version"] = 1; }, svsr::Status::manifest,
+           "/schema1/manifest.json was written by an older svsr (manifest schema 1; this svsr reads schema 2, tiles and the "
+           "DDIM/DPM-Solver++ schedulers changed the graphs); re-export it: svsr-export --preset tiny --out ");
+    refuse("schema1_source", [](json& j) { j["schema_version"] = 1; j["checkpoint"].erase("preset"); }, svsr::Status::manifest,
+           "re-export it: svsr-export --weights /ckpt --out ");
+    refuse("schema3", [](json& j) { j["schema_version"] = 3; }, svsr::Status::manifest,
+           "was written by a newer svsr (manifest schema 3; this svsr reads schema 2, its graphs may differ); update svsr");
+    refuse("schema_text", [](json& j) { j["schema_version"] = "2"; }, svsr::Status::manifest, "at schema_version: 2 was expected");
+    refuse("noguide", [](json& j) { j["graphs"].erase("guide_decode"); }, svsr::Status::manifest, "has no guide_decode graph");
+    refuse("noblend", [](json& j) { j["graphs"].erase("blend"); }, svsr::Status::manifest, "has no blend graph");
+    refuse("oldguide", [](json& j) { j["graphs"]["guide"] = j["graphs"]["warp"]; }, svsr::Status::manifest, "unexpected graph 'guide'");
     refuse("extragraph", [](json& j) { j["graphs"]["vae"] = j["graphs"]["decode"]; }, svsr::Status::manifest, "unexpected graph 'vae'");
     refuse("badsha", [](json& j) { j["graphs"]["flow"]["sha256"] = "xyz"; }, svsr::Status::manifest, "graphs/flow/sha256");
     refuse("nofile", [](json& j) { j["graphs"]["flow"].erase("file"); }, svsr::Status::manifest, "'file' is a required property");
@@ -93,15 +108,21 @@ int main(int argc, char** argv) {
     refuse("thresholding", [](json& j) { j["scheduler"]["config"]["thresholding"] = true; }, svsr::Status::unsupported,
            "dynamic thresholding");
     refuse("inputs", [](json& j) { j["graphs"]["denoise"]["inputs"].erase(3); }, svsr::Status::unsupported,
-           "graph denoise declares inputs [z, lr, guidance, timestep, step_coeffs, noise] but this host binds");
+           "graph denoise declares inputs [z, lr, guidance, timestep, step_coeffs, noise, x0_history] but this host binds");
+    refuse("nohistory", [](json& j) { j["graphs"]["denoise"]["inputs"].erase(7); }, svsr::Status::unsupported,
+           "graph denoise declares inputs [z, lr, guidance, tcm_scale, timestep, step_coeffs, noise] but this host binds");
     refuse("renamed", [](json& j) { j["graphs"]["decode"]["outputs"][0]["name"] = "image"; }, svsr::Status::unsupported,
            "graph decode declares outputs [image]");
-    refuse("fp16io", [](json& j) { j["graphs"]["guide"]["inputs"][0]["dtype"] = "float16"; }, svsr::Status::unsupported,
-           "guide.x0 is float16; graphs must keep float32");
-    refuse("dims", [](json& j) { j["graphs"]["guide"]["outputs"][0]["shape"][2] = "height"; }, svsr::Status::unsupported,
-           "guide.guidance does not have the contract's shape");
-    refuse("coeffs", [](json& j) { j["graphs"]["denoise"]["inputs"][5]["shape"] = {7}; }, svsr::Status::unsupported,
+    refuse("fp16io", [](json& j) { j["graphs"]["guide_decode"]["inputs"][0]["dtype"] = "float16"; }, svsr::Status::unsupported,
+           "guide_decode.x0 is float16; graphs must keep float32");
+    refuse("dims", [](json& j) { j["graphs"]["warp"]["outputs"][0]["shape"][2] = "height"; }, svsr::Status::unsupported,
+           "warp.guidance does not have the contract's shape");
+    refuse("coeffs", [](json& j) { j["graphs"]["denoise"]["inputs"][5]["shape"] = {6}; }, svsr::Status::unsupported,
            "denoise.step_coeffs does not have the contract's shape");
+    refuse("blend_weight", [](json& j) { j["graphs"]["blend"]["inputs"][2]["shape"][1] = 3; }, svsr::Status::unsupported,
+           "blend.weight does not have the contract's shape");
+    refuse("blend_channels", [](json& j) { j["graphs"]["blend"]["inputs"][0]["shape"][1] = 4; }, svsr::Status::unsupported,
+           "blend.acc does not have the contract's shape");
     refuse("engine_key", [](json& j) { j["engines"]["flow.fp16"] = {{"graph", "flow"}, {"precision", "fp32"}, {"file", "f"}, {"sha256", "s"}}; },
            svsr::Status::manifest, "engines/flow.fp16");
 

@@ -1,5 +1,6 @@
 // The Upscaler's slot schedule against the direct implementation of the algorithm, over stand-in
-// graphs: same frames bit for bit, fixed runner memory whatever the clip length, bind-once slots.
+// graphs: same frames bit for bit for every schedule (ddpm, ddim with eta, dpmpp-2m with its per-frame
+// x0 history in the clip store), fixed runner memory whatever the clip length, bind-once slots.
 #include <cmath>
 
 #include "fixtures.hpp"
@@ -19,37 +20,48 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
 }  // namespace
 
 int main() {
-    struct Case { int n, h, w, steps; uint64_t seed; double sigma; };
-    const Case cases[] = {{4, 32, 48, 3, 0, 1.0}, {3, 36, 41, 2, 7, 1.0}, {1, 33, 32, 3, 1, 1.0}, {2, 32, 32, 1, 5, 1.0},
-                          {5, 34, 38, 4, UINT64_MAX, 0.5}};
+    struct Case { int n, h, w, steps; uint64_t seed; double sigma; const char* scheduler; double eta; };
+    const Case cases[] = {{4, 32, 48, 3, 0, 1.0, "ddpm", 0.0},      {3, 36, 41, 2, 7, 1.0, "ddpm", 0.0},
+                          {1, 33, 32, 3, 1, 1.0, "ddpm", 0.0},      {2, 32, 32, 1, 5, 1.0, "ddpm", 0.0},
+                          {5, 34, 38, 4, UINT64_MAX, 0.5, "ddpm", 0.0}, {4, 32, 40, 3, 2, 1.0, "ddim", 0.0},
+                          {3, 36, 36, 4, 9, 1.0, "ddim", 0.5},      {4, 32, 44, 4, 3, 1.0, "dpmpp-2m", 0.0},
+                          {1, 32, 32, 3, 4, 1.0, "dpmpp-2m", 0.0}};
     for (const Case& c : cases) {
         const svsr::Manifest m = manifest(c.sigma);
         auto runner = std::make_unique<fixtures::FakeRunner>();
         fixtures::FakeRunner* fake = runner.get();
         svsr::Upscaler up(m, std::move(runner));
+        svsr::Schedule schedule;
+        schedule.scheduler = c.scheduler;
+        schedule.eta = c.eta;
+        up.set_schedule(schedule);
         const std::vector<uint8_t> frames = fixtures::random_frames(c.n, c.h, c.w, uint32_t(c.n * 7 + c.h));
         const size_t out_n = size_t(c.n) * 16 * c.h * c.w * 3;
         std::vector<float> out(out_n, -1.0f);
         std::vector<uint8_t> out_u8(out_n, 0);
         up.upscale(frames.data(), c.n, c.h, c.w, c.steps, c.seed, out.data(), nullptr);
-        const std::vector<float> want = fixtures::reference_upscale(m, frames, c.n, c.h, c.w, c.steps, c.seed);
-        const std::string label = "n=" + std::to_string(c.n) + " " + std::to_string(c.w) + "x" + std::to_string(c.h) +
-                                  " steps=" + std::to_string(c.steps);
+        const std::vector<float> want = fixtures::reference_upscale(m, frames, c.n, c.h, c.w, c.steps, c.seed, schedule);
+        const std::string label = std::string(c.scheduler) + " n=" + std::to_string(c.n) + " " + std::to_string(c.w) + "x" +
+                                  std::to_string(c.h) + " steps=" + std::to_string(c.steps);
         CHECK_MSG(same_bits(out, want), label + ": slot schedule differs from the direct algorithm");
+        if (std::string(c.scheduler) != "ddpm") {  // the schedule matters: the frames differ from DDPM's
+            const std::vector<float> ddpm = fixtures::reference_upscale(m, frames, c.n, c.h, c.w, c.steps, c.seed);
+            CHECK_MSG(!same_bits(want, ddpm), label + ": the same frames as ddpm");
+        }
 
-        // calls: 2(n-1) flows, n*S denoise, (n-1)*S guide, n decode
+        // calls: 2(n-1) flows, n*S denoise, (n-1)*S guide_decode and warp, n decode, no blend (untiled)
         std::map<std::string, int> count;
         for (const auto& call : fake->calls) ++count[call.graph];
-        CHECK_MSG(count["flow"] == 2 * (c.n - 1) && count["denoise"] == c.n * c.steps && count["guide"] == (c.n - 1) * c.steps &&
-                      count["decode"] == c.n,
+        CHECK_MSG(count["flow"] == 2 * (c.n - 1) && count["denoise"] == c.n * c.steps && count["guide_decode"] == (c.n - 1) * c.steps &&
+                      count["warp"] == (c.n - 1) * c.steps && count["decode"] == c.n && count["blend"] == 0,
                   label);
         // bind once: at most two slot sets per graph (denoise: x {TCM on, off})
         const auto sets = fake->binding_sets();
-        CHECK_MSG((c.n < 2 || sets.at("flow") <= 2) && sets.at("denoise") <= 4 && (c.n < 2 || sets.at("guide") <= 2) &&
-                      sets.at("decode") <= 2,
+        CHECK_MSG((c.n < 2 || sets.at("flow") <= 2) && sets.at("denoise") <= 4 && (c.n < 2 || sets.at("guide_decode") <= 2) &&
+                      (c.n < 2 || sets.at("warp") <= 2) && sets.at("decode") <= 2,
                   label + ": more binding sets than slot sets");
-        // runner memory depends on the frame size only: 9 buffers per slot set + 5 shared
-        CHECK_MSG(fake->live_buffers() == 23, label + ": " + std::to_string(fake->live_buffers()) + " buffers");
+        // runner memory depends on the frame size only: 10 buffers per slot set + 7 shared
+        CHECK_MSG(fake->live_buffers() == 27, label + ": " + std::to_string(fake->live_buffers()) + " buffers");
         CHECK(fake->live_bytes() == up.buffer_bytes());
 
         // the uint8 output is the float output rounded as svsr's to_uint8
@@ -78,8 +90,8 @@ int main() {
         // another size: the old slots are freed, new ones allocated
         frames = fixtures::random_frames(2, 40, 36, 3);
         up.upscale(frames.data(), 2, 40, 36, 1, 0, out.data(), nullptr);
-        CHECK(fake->frees == 23);
-        CHECK(fake->live_buffers() == 23);
+        CHECK(fake->frees == 27);
+        CHECK(fake->live_buffers() == 27);
         CHECK(fake->live_bytes() > bytes2);
     }
 
@@ -114,6 +126,25 @@ int main() {
             // for the flows and per step than the schedule's own 1 + steps + n
             if (b.bytes == 1) CHECK_MSG(fake->syncs == 2 + 2 * steps + n, std::to_string(fake->syncs) + " synchronize calls");
         }
+        // dpmpp-2m: the two x0 history planes spill like the latents (everything in files, split, in RAM)
+        svsr::Schedule dpmpp;
+        dpmpp.scheduler = "dpmpp-2m";
+        const std::vector<float> want_dpmpp = fixtures::reference_upscale(m, frames, n, h, w, steps, 3, dpmpp);
+        const uint64_t all_dpmpp = all + 2 * n * z_item;
+        for (const uint64_t bytes : {uint64_t(1), n * (lr_item + z_item) + 3 * z_item, n * (lr_item + 2 * z_item) + 5 * z_item, all_dpmpp}) {
+            svsr::Upscaler up(m, std::make_unique<fixtures::FakeRunner>());
+            svsr::HostMemoryOptions options;
+            options.budget = bytes;
+            up.set_host_memory(options);
+            up.set_schedule(dpmpp);
+            std::vector<float> out(want_dpmpp.size(), -1.0f);
+            up.upscale(frames.data(), n, h, w, steps, 3, out.data(), nullptr);
+            const svsr::HostMemoryUse use = up.host_memory_use();
+            const std::string what = "dpmpp-2m, budget " + std::to_string(bytes);
+            CHECK_MSG(same_bits(out, want_dpmpp), what + ": differs from the direct algorithm");
+            CHECK_MSG(use.in_ram <= bytes && use.in_ram + use.in_files == all_dpmpp && (use.in_files == 0) == (bytes >= all_dpmpp), what);
+        }
+
         // streamed: frames from a source, output frames to a sink as they are decoded
         auto runner = std::make_unique<fixtures::FakeRunner>();
         svsr::Upscaler up(m, std::move(runner));
@@ -147,6 +178,66 @@ int main() {
                      "in the work folder /nonexistent-svsr-work");
     }
 
+    // tiles: the denoise, guide_decode and decode graphs per tile, blended into whole frames. The stand-in
+    // graphs are pointwise per latent pixel (the warp, whole-frame, is not), so tiled equals untiled
+    // up to the float32 rounding of the blend's weighted sums; a tile covering the frame is untiled exactly
+    {
+        struct TileCase { int n, h, w, steps, th, tw, overlap; const char* scheduler; };
+        const TileCase tcases[] = {{3, 64, 72, 3, 32, 40, 8, "ddpm"}, {2, 50, 90, 2, 32, 48, 12, "dpmpp-2m"}, {3, 36, 44, 2, 32, 32, 4, "ddim"}};
+        for (const TileCase& c : tcases) {
+            const svsr::Manifest m = manifest();
+            const std::vector<uint8_t> frames = fixtures::random_frames(c.n, c.h, c.w, uint32_t(c.h + c.w));
+            svsr::Schedule schedule;
+            schedule.scheduler = c.scheduler;
+            const std::vector<float> want = fixtures::reference_upscale(m, frames, c.n, c.h, c.w, c.steps, 5, schedule);
+            auto runner = std::make_unique<fixtures::FakeRunner>();
+            fixtures::FakeRunner* fake = runner.get();
+            svsr::Upscaler up(m, std::move(runner));
+            up.set_schedule(schedule);
+            up.set_tiles(c.th, c.tw, c.overlap);
+            std::vector<float> out(want.size(), -1.0f);
+            up.upscale(frames.data(), c.n, c.h, c.w, c.steps, 5, out.data(), nullptr);
+            const std::string label = std::string("tiles ") + std::to_string(c.th) + "x" + std::to_string(c.tw) + " on " + std::to_string(c.w) +
+                                      "x" + std::to_string(c.h) + " " + c.scheduler;
+            double worst = 0.0;
+            for (size_t i = 0; i < out.size(); ++i) worst = std::max(worst, double(std::fabs(out[i] - want[i])));
+            CHECK_MSG(worst <= 2e-5, label + ": differs from untiled by " + std::to_string(worst));
+            CHECK_MSG(!same_bits(out, want) || c.overlap == 0, label + ": bit-identical (were tiles used?)");
+            const svsr::PaddingPlan pad = svsr::padding_plan(c.h, c.w);
+            const svsr::TileLayout layout = svsr::plan_tiles(pad.padded_height, pad.padded_width, c.th, c.tw, c.overlap);
+            const int tiles = int(layout.tiles.size());
+            CHECK_MSG(tiles > 1, label);
+            std::map<std::string, int> count;
+            for (const auto& call : fake->calls) ++count[call.graph];
+            // per frame-step: a tile's denoise each; per guided frame-step: a tile's guide_decode each and one
+            // whole-frame warp; blends: 2 per tile per frame-step, 1 per tile per guide and per decode
+            const int frame_steps = c.n * c.steps, guided = (c.n - 1) * c.steps;
+            CHECK_MSG(count["denoise"] == frame_steps * tiles && count["guide_decode"] == guided * tiles && count["warp"] == guided &&
+                          count["decode"] == c.n * tiles && count["blend"] == (2 * frame_steps + guided + c.n) * tiles,
+                      label + ": graph calls");
+            CHECK_MSG(fake->zeros == 2 * frame_steps + guided + c.n, label + ": zero calls " + std::to_string(fake->zeros));
+            // bind once: the tile buffers are shared by every tile, the blend weights too (each tile's own weight is
+            // copied into one weight tile per scale), so 3 blend bindings whatever the tile count
+            // (z_out and x0 tiles with the latent weight, pixels with the 4x weight)
+            const auto sets = fake->binding_sets();
+            CHECK_MSG(sets.at("denoise") <= 4 && sets.at("guide_decode") == 1 && sets.at("decode") == 1 && sets.at("warp") <= 2 &&
+                          sets.at("blend") == 3,
+                      label + ": binding sets");
+            // a tile covering the frame: the untiled path, bit for bit, with no tile buffer
+            auto whole = std::make_unique<fixtures::FakeRunner>();
+            fixtures::FakeRunner* plain = whole.get();
+            svsr::Upscaler covering(m, std::move(whole));
+            covering.set_schedule(schedule);
+            covering.set_tiles(4 * c.h, 4 * c.w, c.overlap);
+            covering.upscale(frames.data(), c.n, c.h, c.w, c.steps, 5, out.data(), nullptr);
+            CHECK_MSG(same_bits(out, want) && plain->zeros == 0 && plain->live_buffers() == 27, label + ": a covering tile is not untiled");
+        }
+        // refusals: bad tiles, and a runner without copy_region/zero
+        svsr::Upscaler up(manifest(), std::make_unique<fixtures::FakeRunner>());
+        CHECK_THROWS(up.set_tiles(8, 8, 0), svsr::Status::invalid_argument, "--tile 8x8 is below the smallest tile");
+        CHECK_THROWS(up.set_tiles(64, 64, 32), svsr::Status::invalid_argument, "--tile-overlap 32 is half a tile or more");
+    }
+
     // progress and cancellation
     {
         svsr::Upscaler up(manifest(), std::make_unique<fixtures::FakeRunner>());
@@ -168,6 +259,15 @@ int main() {
         CHECK_THROWS(up.upscale(frames.data(), 0, 32, 32, 2, 0, out.data(), nullptr), svsr::Status::invalid_argument, "no frames");
         CHECK_THROWS(up.upscale(frames.data(), 1, 32, 32, 0, 0, out.data(), nullptr), svsr::Status::invalid_argument, "num_inference_steps");
         CHECK_THROWS(up.upscale(frames.data(), 1, 32, 32, 2, 0, nullptr, nullptr), svsr::Status::invalid_argument, "no output");
+        svsr::Schedule bad;
+        bad.scheduler = "euler";
+        CHECK_THROWS(up.set_schedule(bad), svsr::Status::invalid_argument, "scheduler 'euler' is not one of ddpm, ddim, dpmpp-2m");
+        bad.scheduler = "ddim";
+        bad.eta = 1.5;
+        CHECK_THROWS(up.set_schedule(bad), svsr::Status::invalid_argument, "eta 1.5 is outside [0, 1]");
+        bad.eta = std::nan("");
+        CHECK_THROWS(up.set_schedule(bad), svsr::Status::invalid_argument, "is outside [0, 1]");
+        CHECK(up.schedule().scheduler == "ddpm");
     }
     return check::finish("test_schedule");
 }

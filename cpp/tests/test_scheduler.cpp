@@ -25,19 +25,35 @@ svsr::SchedulerConfig config_from(const json& c) {
     s.steps_offset = c.value("steps_offset", int64_t(0));
     s.clip_sample = c.value("clip_sample", false);
     s.clip_sample_range = c.value("clip_sample_range", 1.0);
+    s.config_json = c.dump();  // ddim and dpmpp-2m read the whole config, as diffusers' from_config
     return s;
 }
 
 int check_scheduler(const json& golden) {
-    int runs = 0, steps_checked = 0;
+    int runs = 0, steps_checked = 0, refusals = 0;
     for (const json& c : golden.at("cases")) {
         const std::string name = c.at("name").get<std::string>();
         const svsr::SchedulerConfig config = config_from(c.at("config"));
         std::vector<float> acp;
         for (const json& a : golden.at("tables").at(c.at("alphas_cumprod").get<std::string>())) acp.push_back(static_cast<float>(a.get<double>()));
+        svsr::Schedule schedule;
+        schedule.scheduler = c.value("scheduler", std::string("ddpm"));
+        schedule.eta = c.value("eta", 0.0);
         for (const json& run : c.at("runs")) {
             const int count = run.at("num_inference_steps").get<int>();
-            const std::vector<svsr::Step> got = svsr::step_coefficients(config, acp, count);
+            if (run.contains("error")) {  // Python refuses this count: so must the C++, in a sentence of its own
+                bool refused = false;
+                try {
+                    svsr::step_coefficients(config, acp, count, schedule);
+                } catch (const svsr::Error& e) {
+                    refused = e.status() == svsr::Status::invalid_argument || e.status() == svsr::Status::unsupported;
+                }
+                CHECK_MSG(refused, name + " S=" + std::to_string(count) + ": not refused, Python says: " + run.at("error").get<std::string>());
+                ++refusals;
+                continue;
+            }
+            const std::vector<svsr::Step> got = svsr::step_coefficients(config, acp, count, schedule);
+            CHECK_MSG(count < 2 || schedule.scheduler != "dpmpp-2m" || count < 3 || got[1].reads_history(), name + ": dpmpp-2m step 1 reads no history");
             const json& want = run.at("steps");
             CHECK_MSG(got.size() == want.size(), name + " S=" + std::to_string(count) + ": " + std::to_string(got.size()) + " steps, want " +
                                                      std::to_string(want.size()));
@@ -62,7 +78,7 @@ int check_scheduler(const json& golden) {
             ++runs;
         }
     }
-    std::printf("scheduler golden: %d runs, %d steps compared bit for bit\n", runs, steps_checked);
+    std::printf("scheduler golden: %d runs, %d steps compared bit for bit, %d refusals\n", runs, steps_checked, refusals);
     return runs;
 }
 
@@ -106,7 +122,8 @@ int main(int argc, char** argv) {
     CHECK_THROWS(svsr::timesteps(c, 0), svsr::Status::invalid_argument, "num_inference_steps must be in 1..1000");
     CHECK_THROWS(svsr::timesteps(c, 1001), svsr::Status::invalid_argument, "got 1001");
     c.steps_offset = 1;
-    CHECK_THROWS(svsr::step_coefficients(c, acp, 1000), svsr::Status::invalid_argument, "outside the 1000 alphas_cumprod");
+    CHECK_THROWS(svsr::step_coefficients(c, acp, 1000), svsr::Status::invalid_argument,
+                 "1000 steps reach timestep 1000, beyond the scheduler's 1000 training timesteps");
     c.steps_offset = 0;
     c.timestep_spacing = "karras";
     CHECK_THROWS(svsr::timesteps(c, 10), svsr::Status::unsupported, "timestep_spacing 'karras'");
@@ -119,5 +136,28 @@ int main(int argc, char** argv) {
     c.prediction_type = "epsilon";
     c.thresholding = true;
     CHECK_THROWS(svsr::step_coefficients(c, acp, 10), svsr::Status::unsupported, "thresholding");
+    // schedules: names, eta, and which ones keep a history
+    c = svsr::SchedulerConfig();
+    svsr::Schedule sched;
+    sched.scheduler = "euler";
+    CHECK_THROWS(svsr::step_coefficients(c, acp, 10, sched), svsr::Status::invalid_argument, "scheduler 'euler' is not one of ddpm, ddim, dpmpp-2m");
+    sched.scheduler = "ddim";
+    sched.eta = -0.1;
+    CHECK_THROWS(svsr::step_coefficients(c, acp, 10, sched), svsr::Status::invalid_argument, "eta -0.1 is outside [0, 1]");
+    sched.scheduler = "dpmpp-2m";
+    sched.eta = 0.5;
+    CHECK_THROWS(svsr::step_coefficients(c, acp, 10, sched), svsr::Status::invalid_argument, "has no effect with the dpmpp-2m scheduler");
+    CHECK(svsr::needs_history("dpmpp-2m") && !svsr::needs_history("ddim") && !svsr::needs_history("ddpm"));
+    CHECK(svsr::default_steps("ddpm") == 50 && svsr::default_steps("ddim") == 25 && svsr::default_steps("dpmpp-2m") == 20);
+    // DPM-Solver++ options the formulas do not implement
+    c.config_json = R"({"num_train_timesteps": 1000, "solver_order": 3})";
+    sched.eta = 0.0;
+    CHECK_THROWS(svsr::step_coefficients(c, acp, 10, sched), svsr::Status::unsupported, "DPM-Solver++ 2M with solver_order 3 is not supported");
+    c.config_json = R"({"num_train_timesteps": 1000, "use_karras_sigmas": true})";
+    CHECK_THROWS(svsr::step_coefficients(c, acp, 10, sched), svsr::Status::unsupported, "use_karras_sigmas true");
+    c.config_json = R"({"num_train_timesteps": 1000, "lambda_min_clipped": -5.0})";
+    CHECK_THROWS(svsr::step_coefficients(c, acp, 10, sched), svsr::Status::unsupported, "lambda_min_clipped");
+    c.config_json = R"({"num_train_timesteps": 1000, "lambda_min_clipped": null, "solver_order": 2.0})";
+    CHECK(svsr::step_coefficients(c, acp, 10, sched).size() == 10);
     return check::finish("test_scheduler");
 }

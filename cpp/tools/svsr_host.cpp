@@ -28,18 +28,27 @@
 namespace {
 
 const char* kUsage =
-    "usage: svsr-host --model DIR --size WxH [--steps 50] [--seed 0] [--precision auto|fp32|fp16|bf16]\n"
+    "usage: svsr-host --model DIR --size WxH [--scheduler ddpm|ddim|dpmpp-2m] [--eta 0] [--steps N] [--seed 0]\n"
+    "                 [--precision auto|fp32|fp16|bf16] [--tile off|HxW] [--tile-overlap 16]\n"
     "                 [--host-memory SIZE] [--work-dir DIR] [--lean-runtime PATH]\n"
     "                 [--no-cuda-graphs] [--device N] [--max-frames N] [--quiet] [--dry-run]\n"
     "Reads raw RGB24 frames of WxH from stdin until EOF, upscales the clip 4x with StableVSR and writes\n"
     "raw RGB24 frames of 4Wx4H to stdout. --dry-run validates the arguments and the build folder only.\n"
     "--host-memory (e.g. 512M, 8G; default half of the available memory) bounds the clip state kept in\n"
-    "RAM; the rest goes to files in --work-dir (default $TMPDIR or /tmp).\n";
+    "RAM; the rest goes to files in --work-dir (default $TMPDIR or /tmp). --scheduler: ddpm (default, the\n"
+    "paper's), ddim or dpmpp-2m (DPM-Solver++ 2M); --steps defaults to the scheduler's count (50 for ddpm);\n"
+    "--eta: DDIM's noise from 0 (default, deterministic) to 1. --tile HxW (LR pixels, sides >= 32 and\n"
+    "multiples of 4) runs the denoise and VAE decodes per tile, blended over --tile-overlap pixels; off\n"
+    "(default) runs whole frames.\n";
 
 struct Args {
     std::string model;
     int width = 0, height = 0;
-    int steps = 50;
+    int steps = 0;  // 0: the scheduler's default count
+    std::string scheduler = svsr::kDefaultScheduler;
+    int tile_height = 0, tile_width = 0;  // 0: whole frames
+    int tile_overlap = svsr::kDefaultOverlap;
+    double eta = 0.0;
     uint64_t seed = 0;
     std::string precision = "auto";
     uint64_t host_memory = 0;  // 0: the library's default
@@ -88,6 +97,30 @@ Args parse(int argc, char** argv) {
             have_size = true;
         } else if (arg == "--steps") {
             a.steps = int(parse_int(arg, value(), 1, 100000));
+        } else if (arg == "--scheduler") {
+            a.scheduler = value();
+            bool known = false;
+            for (const char* name : svsr::kSchedulers) known = known || a.scheduler == name;
+            if (!known) usage_error("--scheduler must be ddpm, ddim or dpmpp-2m, got '" + a.scheduler + "'");
+        } else if (arg == "--eta") {
+            const char* text = value();
+            char* end = nullptr;
+            errno = 0;
+            a.eta = std::strtod(text, &end);
+            if (errno || !end || *end || end == text || !(a.eta >= 0.0 && a.eta <= 1.0))
+                usage_error(std::string("--eta needs a number from 0 to 1, got '") + text + "'");
+        } else if (arg == "--tile") {
+            const std::string t = value();
+            if (t == "off") {
+                a.tile_height = a.tile_width = 0;
+            } else {
+                const size_t x = t.find_first_of("xX");
+                if (x == std::string::npos) usage_error("--tile needs off or HxW in LR pixels such as 128x128, got '" + t + "'");
+                a.tile_height = int(parse_int("--tile height", t.substr(0, x).c_str(), 1, 1 << 16));
+                a.tile_width = int(parse_int("--tile width", t.substr(x + 1).c_str(), 1, 1 << 16));
+            }
+        } else if (arg == "--tile-overlap") {
+            a.tile_overlap = int(parse_int(arg, value(), 0, 1 << 16));
         } else if (arg == "--seed") {
             const char* text = value();
             char* end = nullptr;
@@ -123,6 +156,14 @@ Args parse(int argc, char** argv) {
         }
     }
     if (a.model.empty()) usage_error("--model DIR is required");
+    if (a.steps == 0) a.steps = svsr::default_steps(a.scheduler);
+    if (a.tile_height > 0) {
+        try {
+            svsr::check_tile(a.tile_height, a.tile_width, a.tile_overlap);
+        } catch (const svsr::Error& e) {
+            usage_error(e.what());
+        }
+    }
     if (!have_size) usage_error("--size WxH is required (the size of the raw frames on stdin)");
     struct stat st;
     if (!a.work_dir.empty() && (::stat(a.work_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)))
@@ -152,6 +193,8 @@ int read_frame(void* user, int index, uint8_t* frame) {
         if (index == 0 && !io->args.quiet)
             std::fprintf(stderr, "svsr-host: reading %dx%d frames -> %dx%d, %d steps, seed %llu\n", io->args.width, io->args.height,
                          4 * io->args.width, 4 * io->args.height, io->args.steps, static_cast<unsigned long long>(io->args.seed));
+        if (index == 0 && !io->args.quiet && io->args.scheduler != svsr::kDefaultScheduler)
+            std::fprintf(stderr, "svsr-host: scheduler %s (eta %g)\n", io->args.scheduler.c_str(), io->args.eta);
         return 1;
     }
     if (got == 0 && !std::ferror(stdin)) {
@@ -195,13 +238,17 @@ int main(int argc, char** argv) {
     try {
         const svsr::Manifest m = svsr::load_manifest(a.model);
         const svsr::PaddingPlan padding = svsr::padding_plan(a.height, a.width, m.min_side, m.pad_multiple, m.scale);
-        svsr::step_coefficients(m.scheduler, m.alphas_cumprod, a.steps);
+        svsr::Schedule schedule;
+        schedule.scheduler = a.scheduler;
+        schedule.eta = a.eta;
+        svsr::step_coefficients(m.scheduler, m.alphas_cumprod, a.steps, schedule);
         plan = svsr::plan_memory(m, padding.padded_height, padding.padded_width, a.precision, a.cuda_graphs);
     } catch (const svsr::Error& e) {
         std::fprintf(stderr, "svsr-host: %s\n", e.what());
         return 2;
     }
-    const std::string need = "needs " + svsr::describe_plan(plan, a.width, a.height);
+    // the memory plan is the whole-frame one (tiles need less; the C++ host has no tile plan yet)
+    const std::string need = std::string(a.tile_height > 0 ? "would need for whole frames " : "needs ") + svsr::describe_plan(plan, a.width, a.height);
     if (!svsr_has_tensorrt()) {
         if (a.dry_run) {
             std::fprintf(stderr, "svsr-host: %s is a valid build folder for %dx%d frames and %d steps; it %s; cannot tell whether that fits without a GPU.\n"
@@ -250,6 +297,12 @@ int main(int argc, char** argv) {
 
     // stdin -> the clip store; output frames -> stdout as they are decoded
     if (svsr_set_host_memory(up, a.host_memory, a.work_dir.empty() ? nullptr : a.work_dir.c_str()) != SVSR_OK) {
+        std::fprintf(stderr, "svsr-host: %s\n", svsr_last_error(up));
+        svsr_close(up);
+        return 2;
+    }
+    if (svsr_set_scheduler(up, a.scheduler.c_str(), a.eta) != SVSR_OK ||
+        svsr_set_tiles(up, a.tile_height, a.tile_width, a.tile_overlap) != SVSR_OK) {
         std::fprintf(stderr, "svsr-host: %s\n", svsr_last_error(up));
         svsr_close(up);
         return 2;

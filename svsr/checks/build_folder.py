@@ -43,6 +43,26 @@ def _group_problems(records: Mapping[str, Mapping[str, Any]], env: MachineEnv | 
     return found
 
 
+def reexport_command(build_dir: Path) -> str:
+    """The svsr-export command that writes ``build_dir`` again: from the preset or checkpoint its manifest names, where it can be read."""
+    import json
+    import shlex
+
+    checkpoint: Any = None
+    try:
+        data = json.loads((build_dir / "manifest.json").read_text(encoding="utf-8"))
+        checkpoint = data.get("checkpoint") if isinstance(data, dict) else None
+    except (OSError, ValueError):
+        pass
+    checkpoint = checkpoint if isinstance(checkpoint, dict) else {}
+    preset, source = checkpoint.get("preset"), checkpoint.get("source")
+    if isinstance(preset, str) and preset:
+        weights = ["--preset", shlex.quote(preset)]
+    else:
+        weights = ["--weights", shlex.quote(source) if isinstance(source, str) and source else "<CHECKPOINT>"]
+    return " ".join(["svsr-export", *weights, "--out", shlex.quote(str(build_dir)), "--force"])
+
+
 def check_model(build_dir: str | Path, env: MachineEnv | None, why_not: str = "no TensorRT or no NVIDIA GPU") -> list[Check]:
     """The build folder's manifest and engine records against ``env`` (None: this machine has no usable TensorRT + GPU, ``why_not``)."""
     from svsr.contract.engine_records import rebuild_command, validate_engines
@@ -57,17 +77,15 @@ def check_model(build_dir: str | Path, env: MachineEnv | None, why_not: str = "n
         manifest = load_manifest(build_dir)
         engines = validate_engines(manifest.get("engines") or {}, str(build_dir / "manifest.json"))
     except Exception as exc:  # noqa: BLE001
-        import shlex
-
-        again = f"svsr-export --weights <CHECKPOINT> --out {shlex.quote(str(build_dir))} --force"
-        return [Check("model", FAIL, f"{build_dir} cannot be used: {sentence(exc)}", fix("export it again from its checkpoint folder", again))]
+        return [Check("model", FAIL, f"{build_dir} cannot be used: {sentence(exc)}", fix("export it again from its checkpoint", reexport_command(build_dir)))]
     typed = sorted({p for g in manifest["graphs"].values() for p in (g.get("typed") or {})})
     source = (manifest.get("checkpoint") or {}).get("source") or "?"
     checks = [Check("model", OK, f"{build_dir}: graphs {', '.join(manifest['graphs'])} (float32{''.join(', ' + p for p in typed)}) from {source}")]
     where_here = "this machine" if env is not None else "the GPU machine that will run them"
     here_lean = env is not None and env.lean
     if not engines:
-        precision = "fp16" if all("fp16" in (g.get("typed") or {}) for g in manifest["graphs"].values()) else "fp32"
+        typed_fp16 = Precision.parse("fp16").typed()  # the graphs an fp16 build has typed versions of
+        precision = "fp16" if all("fp16" in (manifest["graphs"][g].get("typed") or {}) for g in typed_fp16) else "fp32"
         command = rebuild_command(manifest, build_dir, precision, Profile.from_args(resolution="320x180"), lean=here_lean).replace(" --force", "")
         checks.append(Check("model engines", WARN, "no TensorRT engines: svsr-run uses ONNX Runtime", fix(f"build them on {where_here} with", command)))
         return checks
@@ -75,7 +93,7 @@ def check_model(build_dir: str | Path, env: MachineEnv | None, why_not: str = "n
         keys = sorted(records, key=lambda k: (GRAPH_NAMES.index(records[k]["graph"]), k))
         try:
             per_graph = Precision.parse("auto").resolve(lambda g, p: f"{g}.{p}" in records)
-        except SvsrError:  # guide and decode built in different precisions: rebuild both in fp32
+        except SvsrError:  # guide_decode and decode built in different precisions: rebuild both in fp32
             per_graph = Precision.parse("fp32")
         first = records[keys[0]]
         profile = Profile.from_json(first["profile"])

@@ -1,6 +1,8 @@
 """Every engine against ONNX Runtime, one graph at a time, through polygraphy's Comparator.
 
-Each graph's inputs are the ones it saw first in the doctor's ONNX Runtime clip; polygraphy runs the
+Each graph's inputs are the ones it saw first in the doctor's ONNX Runtime clip (a graph the clip did
+not run, such as ``blend`` on an untiled clip, gets the contract's sample inputs at the clip's size,
+svsr/contract/graphs.py ``sample_graph_inputs``); polygraphy runs the
 TensorRT engine (``TrtRunner``) and the float32 ONNX graph (``OnnxrtRunner``) on them and
 ``Comparator.compare_accuracy`` judges each output within the precision's tolerances. A graph that
 drifts is named before the whole clip runs, where the drift would be blurred by 3 steps x 4 frames.
@@ -62,25 +64,51 @@ def compare_graph(graph: str, engine: Any, onnx: Any, feeds: Mapping[str, np.nda
     return bool(accuracy), diffs
 
 
+def graph_feeds(graphs: Mapping[str, Any], recorded: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, Mapping[str, np.ndarray]]:
+    """Each graph's recorded inputs; a graph the clip did not run gets the contract's sample inputs at the clip's LR size.
+
+    The size is read from the recorded ``denoise`` latent (the clip's padded LR size); without it
+    only the recorded graphs have feeds.
+    """
+    from svsr.contract.graphs import GRAPHS, sample_graph_inputs
+
+    feeds: dict[str, Mapping[str, np.ndarray]] = {g: recorded[g] for g in graphs if g in recorded}
+    latent = (recorded.get("denoise") or {}).get("z")
+    if latent is None:
+        return feeds
+    height, width = (int(d) for d in np.shape(latent)[-2:])
+    for graph in graphs:
+        if graph not in feeds and graph in GRAPHS:
+            feeds[graph] = sample_graph_inputs(graph, height, width)
+    return feeds
+
+
 def check_engines_per_graph(
     build: Path, manifest: Mapping[str, Any], precision: str, graph_inputs: Mapping[str, Mapping[str, np.ndarray]],
     runners: GraphRunners = GraphRunners(),
 ) -> Check:  # fmt: skip
     """Each ``precision`` engine of ``build`` against its float32 ONNX graph on ONNX Runtime, on the recorded inputs."""
+    from svsr.contract.precision import Precision
+
     name = f"TensorRT {precision} per graph vs ONNX Runtime"
     atol, rtol = GRAPH_TOLERANCE[precision]
     engines = manifest.get("engines") or {}
-    missing = [g for g in manifest["graphs"] if g not in graph_inputs]
+    feeds = graph_feeds(manifest["graphs"], graph_inputs)
+    missing = [g for g in manifest["graphs"] if g not in feeds]
     if missing:
         return Check(name, WARN, f"skipped: no recorded inputs for {', '.join(missing)}", bug_report("the ONNX Runtime clip above recorded no inputs"))
+    per_graph = Precision.parse(precision).per_graph()  # warp and blend are float32 engines whatever the precision
     diffs: dict[str, dict[str, float]] = {}
     failed: list[str] = []
     for graph, entry in manifest["graphs"].items():
-        record = engines.get(f"{graph}.{precision}")
+        graph_precision = per_graph.get(graph, precision)
+        record = engines.get(f"{graph}.{graph_precision}")
         if record is None:
-            return Check(name, FAIL, f"no {precision} engine for {graph} was built", BUG_REPORT)
+            return Check(name, FAIL, f"no {graph_precision} engine for {graph} was built", BUG_REPORT)
         try:
-            ok, diffs[graph] = compare_graph(graph, runners.engine(graph, build / record["file"]), runners.onnx(graph, build / entry["file"]), graph_inputs[graph], precision)
+            ok, diffs[graph] = compare_graph(
+                graph, runners.engine(graph, build / record["file"]), runners.onnx(graph, build / entry["file"]), feeds[graph], graph_precision
+            )
         except Exception as exc:  # noqa: BLE001 - polygraphy or a runtime failed: the check says which graph
             return Check(name, FAIL, f"the {graph} comparison failed: {sentence(exc)}", BUG_REPORT)
         if not ok:

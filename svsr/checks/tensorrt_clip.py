@@ -162,6 +162,7 @@ def trt_pipeline_checks(
     ``trt``/``cuda``/``loaders``/``runners``: what builds and runs the engines (tests: doubles).
     """
     from svsr.contract.manifest import load_manifest
+    from svsr.contract.precision import Precision
     from svsr.contract.profiles import Profile, pad_side
 
     trt_dir = Path(work) / "trt"
@@ -173,7 +174,8 @@ def trt_pipeline_checks(
     checks: list[Check] = []
     for precision in precisions:
         manifest = load_manifest(trt_dir)
-        if precision != "fp32" and not all(precision in (g.get("typed") or {}) for g in manifest["graphs"].values()):
+        typed = Precision.parse(precision).typed()  # warp and blend never get typed versions
+        if typed and not all(precision in (manifest["graphs"][g].get("typed") or {}) for g in typed):
             report(f"svsr-doctor: {precision} graphs (ModelOpt AutoCast)")
             typed = check_typed_graphs(trt_dir, frames, precision)
             if typed.status != OK:

@@ -21,7 +21,10 @@ from svsr.contract.graphs import GRAPH_NAMES
 from svsr.contract.paths import MANIFEST_NAME, check_onnx_external_data, inside_build_folder
 from svsr.contract.sizes import MIN_SIDE, PAD_MULTIPLE, SCALE
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# 1: graphs flow, denoise (6 step coefficients), guide, decode. 2: guide split into guide_decode + warp,
+# blend added, denoise with x0_history and 8 step coefficients (tiles, DDIM, DPM-Solver++).
+_GRAPH_PATTERN = "^(" + "|".join(GRAPH_NAMES) + ")$"
 # Bounds of the numbers a manifest may hold: it comes from elsewhere, and a count of 10**12 or a
 # NaN must be one sentence here, not a huge allocation or a silent NaN video later.
 MAX_SIDE = 16384  # LR pixels per side
@@ -46,7 +49,7 @@ _tensor = {
             "items": {
                 "oneOf": [
                     {"type": "integer", "minimum": 1, "maximum": MAX_DIM},
-                    {"enum": ["batch", "height", "width", "height4", "width4"]},
+                    {"enum": ["batch", "height", "width", "height4", "width4", "channels"]},
                 ]
             },
         },
@@ -92,7 +95,7 @@ MANIFEST_SCHEMA: dict[str, Any] = {
             "required": list(GRAPH_NAMES),
             "additionalProperties": False,
             "patternProperties": {
-                "^(flow|denoise|guide|decode)$": {
+                _GRAPH_PATTERN: {
                     "type": "object",
                     "required": ["file", "sha256", "inputs", "outputs", "flops"],
                     "properties": {
@@ -160,7 +163,7 @@ MANIFEST_SCHEMA: dict[str, Any] = {
         # one build record per "<graph>.<precision>"; svsr.contract.engine_records validates the records
         "engines": {
             "type": "object",
-            "propertyNames": {"pattern": "^(flow|denoise|guide|decode)\\.(fp32|fp16|bf16)$"},
+            "propertyNames": {"pattern": "^(" + "|".join(GRAPH_NAMES) + ")\\.(fp32|fp16|bf16)$"},
             "additionalProperties": {"type": "object", "required": ["graph", "precision", "file", "sha256"]},
         },
     },
@@ -207,6 +210,27 @@ def parse_manifest_text(text: str, where: str = MANIFEST_NAME) -> Any:
     return data
 
 
+def older_schema_problem(data: Any, where: str = MANIFEST_NAME) -> str | None:
+    """One sentence for a manifest written by another svsr (another ``schema_version``), naming the re-export; else None."""
+    if not isinstance(data, dict) or data.get("schema_version") == SCHEMA_VERSION:
+        return None
+    version = data.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        return None  # not a version at all: the schema check names it
+    folder = Path(where).parent if Path(where).name == MANIFEST_NAME else Path(where)
+    checkpoint = data.get("checkpoint") if isinstance(data.get("checkpoint"), dict) else {}
+    preset, source = checkpoint.get("preset"), checkpoint.get("source")
+    weights = f"--preset {preset}" if isinstance(preset, str) and preset else f"--weights {source}" if isinstance(source, str) and source else "--weights CHECKPOINT"
+    newer = "an older" if version < SCHEMA_VERSION else "a newer"
+    advice = (
+        f"re-export it: svsr-export {weights} --out {folder} --force"
+        if version < SCHEMA_VERSION
+        else "update svsr (pip install -U svsr) or re-export the build folder with this one"
+    )
+    what = "tiles and the DDIM/DPM-Solver++ schedulers changed the graphs" if version < SCHEMA_VERSION else "its graphs may differ"
+    return f"{where} was written by {newer} svsr (manifest schema {version}; this svsr reads schema {SCHEMA_VERSION}, {what}); {advice}."
+
+
 def validate_manifest(data: Any, where: str = MANIFEST_NAME) -> dict[str, Any]:
     """Return ``data`` if it follows MANIFEST_SCHEMA, else raise ManifestError naming the first problem."""
     try:
@@ -217,6 +241,9 @@ def validate_manifest(data: Any, where: str = MANIFEST_NAME) -> dict[str, Any]:
         raise ManifestError(
             f"{where} holds {bad[1]} at {bad[0]}, and every number in a manifest must be finite; re-run svsr-export --force for this build folder."
         )
+    older = older_schema_problem(data, where)
+    if older is not None:
+        raise ManifestError(older)
     try:
         jsonschema.validate(data, MANIFEST_SCHEMA)
     except jsonschema.ValidationError as exc:

@@ -5,12 +5,13 @@ typed graphs, the engine builder, the runtime backends, rebuild commands and the
 spirit of vs-mlrt's ``Backend.TRT(fp16=True)``::
 
     Precision("fp16")                      # every graph fp16
-    Precision("fp16", vae="fp32")          # UNet/TCM fp16, the VAE graphs (guide + decode) float32
+    Precision("fp16", vae="fp32")          # UNet/TCM fp16, the VAE graphs (guide_decode + decode) float32
     Precision.parse("fp16,vae=fp32,flow=fp32")
     Precision.from_flags("fp16", vae_precision="bf16")   # what svsr-export / svsr-run flags give
     Precision("auto").resolve(available)   # auto -> fp16 > bf16 > fp32 per graph, where available
 
-The rule "the VAE is guide + decode, flow is RAFT, denoise is the rest" is written here only.
+The rule "the VAE is guide_decode + decode, flow is RAFT, warp and blend are always float32 (pixel
+coordinates and tile sums), denoise is the rest" is written here only.
 """
 
 from __future__ import annotations
@@ -19,13 +20,13 @@ from dataclasses import dataclass
 from typing import Callable, Mapping, Union
 
 from svsr.contract.errors import InputError
-from svsr.contract.graphs import GRAPH_NAMES
+from svsr.contract.graphs import FLOAT32_ONLY_GRAPHS, GRAPH_NAMES
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 AUTO = "auto"
 CHOICES = (AUTO, *PRECISIONS)
 LOW_PRECISIONS = ("fp16", "bf16")
-VAE_GRAPHS = ("guide", "decode")
+VAE_GRAPHS = ("guide_decode", "decode")
 FLOW_GRAPHS = ("flow",)
 # what `auto` picks per graph, where available (TensorRT engines): the fastest first
 AUTO_PREFERENCE = ("fp16", "bf16", "fp32")
@@ -44,7 +45,7 @@ class Precision:
     """``default`` for every graph (``auto`` = decide per graph later), ``vae`` and ``flow`` overriding it."""
 
     default: str = "fp32"
-    vae: str | None = None  # guide + decode
+    vae: str | None = None  # guide_decode + decode
     flow: str | None = None
 
     def __post_init__(self) -> None:
@@ -68,16 +69,19 @@ class Precision:
 
     @classmethod
     def from_per_graph(cls, per_graph: Mapping[str, str]) -> "Precision":
-        """From ``{graph: precision}`` (missing graphs are fp32); guide and decode must agree."""
+        """From ``{graph: precision}`` (missing graphs are fp32); guide_decode and decode must agree, warp and blend are fp32."""
         unknown = set(per_graph) - set(GRAPH_NAMES)
         if unknown:
             raise InputError(f"unknown graph(s) {', '.join(sorted(unknown))} in a precision mapping; graphs are {', '.join(GRAPH_NAMES)}.")
         get = {g: per_graph.get(g, "fp32") for g in GRAPH_NAMES}
-        if get["guide"] != get["decode"]:
+        if get["guide_decode"] != get["decode"]:
             raise InputError(
-                f"guide is {get['guide']} but decode is {get['decode']}; both VAE graphs run in one precision (--vae-precision)."
+                f"guide_decode is {get['guide_decode']} but decode is {get['decode']}; both VAE graphs run in one precision (--vae-precision)."
             )
-        return cls.from_flags(get["denoise"], get["guide"], get["flow"])
+        for graph in FLOAT32_ONLY_GRAPHS:
+            if get[graph] != "fp32":
+                raise InputError(f"{graph} is {get[graph]}, but the {graph} graph always runs in fp32; leave it out of the precision mapping.")
+        return cls.from_flags(get["denoise"], get["guide_decode"], get["flow"])
 
     @classmethod
     def parse(cls, value: PrecisionLike) -> "Precision":
@@ -113,6 +117,8 @@ class Precision:
         """The precision of ``graph``; ``auto`` must be resolved first."""
         if graph not in GRAPH_NAMES:
             raise KeyError(graph)
+        if graph in FLOAT32_ONLY_GRAPHS:
+            return "fp32"
         if self.is_auto:
             raise ValueError("precision auto is decided per backend; call resolve() first")
         if graph in VAE_GRAPHS and self.vae is not None:
@@ -122,7 +128,7 @@ class Precision:
         return self.default
 
     def per_graph(self) -> dict[str, str]:
-        """``{graph: precision}`` for all four graphs."""
+        """``{graph: precision}`` for every graph."""
         return {g: self.of(g) for g in GRAPH_NAMES}
 
     def typed(self) -> dict[str, str]:
@@ -141,7 +147,7 @@ class Precision:
         """
         if not self.is_auto:
             return self
-        chosen = {g: next((p for p in AUTO_PREFERENCE if available(g, p)), "fp32") for g in GRAPH_NAMES}
+        chosen = {g: "fp32" if g in FLOAT32_ONLY_GRAPHS else next((p for p in AUTO_PREFERENCE if available(g, p)), "fp32") for g in GRAPH_NAMES}
         return Precision.from_per_graph(chosen)
 
     # -- writing ----------------------------------------------------------------------------------

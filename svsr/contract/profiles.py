@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 from svsr.contract.errors import InputError
 from svsr.contract.graphs import GRAPHS, concrete_shape
-from svsr.contract.sizes import MIN_SIDE, PAD_MULTIPLE
+from svsr.contract.sizes import MIN_SIDE, PAD_MULTIPLE, SCALE
 
 Shape = tuple[int, ...]
 Size = tuple[int, int]  # (height, width), padded to a multiple of 4
@@ -151,6 +151,14 @@ class Profile:
         out: dict[str, tuple[Shape, Shape, Shape]] = {}
         for spec in GRAPHS[graph].inputs:
             if not any(isinstance(d, str) for d in spec.shape):
+                continue
+            if graph == "blend":
+                # blend serves 4-channel latent tiles (LR size) and 3-channel pixel tiles (4x): one profile spans both
+                out[spec.name] = (
+                    concrete_shape(spec, self.batch[0], *self.min, channels=3),
+                    concrete_shape(spec, self.batch[1], *self.opt, channels=4),
+                    concrete_shape(spec, self.batch[2], SCALE * self.max[0], SCALE * self.max[1], channels=4),
+                )
                 continue
             out[spec.name] = (
                 concrete_shape(spec, self.batch[0], *self.min),

@@ -22,9 +22,11 @@ from typing import Any, Callable, Literal, Mapping
 from svsr.contract.codecs import CODECS, DEFAULT_CODEC, DEFAULT_CRF, codec_problem
 from svsr.contract.errors import InputError
 from svsr.contract.noise import DEFAULT_NOISE, NOISE_KINDS, NoiseSource
-from svsr.contract.scheduler import steps_problem
+from svsr.contract.scheduler import DEFAULT_SCHEDULER, DEFAULT_STEPS, SCHEDULERS, scheduler_problem, steps_problem
+from svsr.contract.tiles import AUTO, DEFAULT_OVERLAP, OFF, TileOption, overlap_problem, parse_tile
 
-__all__ = ["DEFAULT_MIN_SHOT", "FLOW_MODES", "FrameRange", "MAX_STEPS", "MIN_HOST_MEMORY", "SEED_MAX", "Spell", "VideoOptions", "api_spelling", "parse_memory_size"]
+__all__ = ["DEFAULT_MIN_SHOT", "FLOW_MODES", "FrameRange", "MAX_STEPS", "MIN_HOST_MEMORY", "SEED_MAX", "Spell", "VideoOptions", "api_spelling",
+           "default_steps", "parse_memory_size", "tile_text"]  # fmt: skip
 
 Spell = Callable[[str, Any], str]
 SEED_MAX = 2**64 - 1  # Philox keys are 64 bits; numpy and torch accept the same range
@@ -40,6 +42,16 @@ MAX_MIN_SHOT = 100_000
 OTHER_FLAGS = {"output": "-o", "model": "--model", "backend": "--backend", "weights": "--weights", "precision": "--precision",
                "ray": "--ray", "ray_workers": "--ray-workers"}  # fmt: skip
 _MEMORY_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def default_steps(scheduler: str) -> int:
+    """The step count a scheduler runs when none is given (``DEFAULT_STEPS`` of the contract's scheduler rules)."""
+    return DEFAULT_STEPS[scheduler]
+
+
+def tile_text(tile: TileOption) -> str:
+    """A tile option as a user writes it: ``auto``, ``off`` or ``128x96`` (height x width)."""
+    return tile if isinstance(tile, str) else f"{tile[0]}x{tile[1]}"
 
 
 def api_spelling(name: str, value: Any) -> str:
@@ -166,7 +178,13 @@ def _option(default: Any, flag: Flag) -> Any:
 
 @dataclass(frozen=True)
 class VideoOptions:
-    """How one or many videos are upscaled: steps, noise, encoding, memory, resume, shots.
+    """How one or many videos are upscaled: scheduler and steps, noise, tiles, encoding, memory, resume, shots.
+
+    ``scheduler`` ``ddpm`` (the paper's), ``ddim`` or ``dpmpp-2m``; ``num_inference_steps`` None
+    takes the scheduler's default count; ``eta`` is DDIM's (0: deterministic). ``tile`` ``"auto"``
+    runs whole frames where the memory plan allows and the largest tile that fits elsewhere,
+    ``"off"`` always runs whole frames (the paper's exact path), ``(height, width)`` or ``"HxW"`` (LR
+    pixels) runs tiles of that size, blended over ``tile_overlap`` LR pixels.
 
     ``host_memory`` (bytes or ``"8G"``) bounds the RAM of the clip store (default: half of the
     available memory); beyond it the store uses files in ``work_dir`` (default: beside the output).
@@ -178,7 +196,13 @@ class VideoOptions:
     its frames keeping their times; its audio is not copied, so an input with sound needs ``no_audio``.
     """
 
-    num_inference_steps: int = _option(50, Flag("--steps", "denoising steps (default 50; at most the scheduler's training timesteps)", _whole_number, metavar="N"))
+    num_inference_steps: int | None = _option(None, Flag(
+        "--steps", "denoising steps (default per scheduler: " + ", ".join(f"{name} {count}" for name, count in DEFAULT_STEPS.items())
+        + "; at most the scheduler's training timesteps)", _whole_number, metavar="N"))  # fmt: skip
+    scheduler: str = _option(DEFAULT_SCHEDULER, Flag(
+        "--scheduler", "sampler: ddpm (default, the paper's), ddim, or dpmpp-2m (DPM-Solver++ 2M); fewer steps with ddim and dpmpp-2m",
+        choices=SCHEDULERS))  # fmt: skip
+    eta: float = _option(0.0, Flag("--eta", "DDIM's eta from 0 (default: deterministic) to 1 (as much fresh noise as DDPM)", _number, metavar="ETA"))
     seed: int = _option(0, Flag("--seed", "noise seed, 0 to 2**64-1 (default 0)", _whole_number, metavar="N"))
     noise: str | NoiseSource = _option(DEFAULT_NOISE, Flag(
         "--noise", "noise source (default philox: a pure function of seed, step and frame; torch reproduces the reference)",
@@ -193,6 +217,12 @@ class VideoOptions:
     work_dir: str | os.PathLike[str] | None = _option(None, Flag(
         "--work-dir", "folder for the clip state and checkpoints (default: beside the output, named after it)", Path, metavar="DIR"))  # fmt: skip
     restart: bool = _option(False, Flag("--restart", "discard the checkpoint of an interrupted run instead of resuming it", switch=True))
+    tile: TileOption = _option(AUTO, Flag(
+        "--tile", "tiles of the latent plane, in LR pixels: auto (default: the whole frame where memory allows, else the largest tile "
+        "that fits), off (whole frames, exact), or HxW like 128x128 (sides multiples of 4, at least 32)", metavar="auto|off|HxW"))  # fmt: skip
+    tile_overlap: int = _option(DEFAULT_OVERLAP, Flag(
+        "--tile-overlap", f"LR pixels neighbouring tiles share and blend over (default {DEFAULT_OVERLAP}; less than half a tile)",
+        _whole_number, metavar="N"))  # fmt: skip
     flows: Literal["store", "recompute"] = _option("store", Flag(
         "--flows", "store the optical flows (default) or recompute them each frame-step (less memory, more compute)",
         choices=FLOW_MODES))  # fmt: skip
@@ -219,6 +249,9 @@ class VideoOptions:
     def _normalise(self, spell: Spell) -> str | None:
         """Check every field (first broken rule's sentence, or None) and store normalised values."""
         object.__setattr__(self, "_spell", spell)  # later sentences (output, audio, resume) spell options as this caller does
+        problem = self._sampling_problem(spell)
+        if problem:
+            return problem
         for name, low, high in (("num_inference_steps", 1, MAX_STEPS), ("seed", 0, SEED_MAX), ("min_shot", 1, MAX_MIN_SHOT)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
@@ -270,9 +303,26 @@ class VideoOptions:
         object.__setattr__(self, "scene_threshold", float(threshold))
         return None
 
+    def _sampling_problem(self, spell: Spell) -> str | None:
+        """Scheduler, eta, steps (None: the scheduler's default), tile and overlap: the first broken rule's sentence, or None."""
+        problem = scheduler_problem(self.scheduler, self.eta, spell=spell)  # also eta with a scheduler that adds no noise
+        if problem:
+            return problem
+        object.__setattr__(self, "eta", float(self.eta))
+        # remembered so that with_overrides(scheduler=...) gives the new scheduler's default count
+        object.__setattr__(self, "_steps_given", self.num_inference_steps is not None)
+        if self.num_inference_steps is None:
+            object.__setattr__(self, "num_inference_steps", default_steps(self.scheduler))
+        try:
+            tile = parse_tile(self.tile, spell=spell)
+        except InputError as refused:
+            return str(refused)
+        object.__setattr__(self, "tile", tile)
+        return overlap_problem(tile, self.tile_overlap, spell=spell)
+
     def scheduler_problem(self, config: Mapping[str, Any], where: str, spell: Spell | None = None) -> str | None:
         """Why the step count does not fit the scheduler ``config`` of the build or checkpoint ``where``, or None."""
-        return steps_problem(config, self.num_inference_steps, where, spell=spell or self.spell)
+        return steps_problem(config, self.num_inference_steps, where, spell=spell or self.spell, scheduler=self.scheduler)
 
     def whole_clip_problem(self, spell: Spell | None = None) -> str | None:
         """What a pipeline holding each shot in memory (the PyTorch reference) cannot honour, or None."""
@@ -282,7 +332,15 @@ class VideoOptions:
                     "drop it or use the ort or trt backend.")  # fmt: skip
         if self.flows != "store":
             return f"the reference backend computes its flows once per shot, so {spell('flows', self.flows)} cannot apply; drop it or use the ort or trt backend."
+        if isinstance(self.tile, tuple):
+            return (f"the reference backend runs whole frames, so {spell('tile', tile_text(self.tile))} cannot apply; "
+                    "drop it or use the ort or trt backend.")  # fmt: skip
         return None
+
+    @property
+    def tile_size(self) -> tuple[int, int] | None:
+        """The tile (height, width) asked for, or None for ``auto`` and ``off``."""
+        return self.tile if isinstance(self.tile, tuple) else None
 
     @property
     def frame_range(self) -> FrameRange | None:
@@ -301,8 +359,10 @@ class VideoOptions:
         """A copy with some fields changed (checked again, spelled as these options are); an unknown name is one sentence."""
         if not overrides:
             return self
-        return VideoOptions.spelled(getattr(self, "_spell", api_spelling), **{**{item.name: getattr(self, item.name) for item in fields(self)},
-                                                                              **overrides})  # fmt: skip
+        values = {item.name: getattr(self, item.name) for item in fields(self)}
+        if not getattr(self, "_steps_given", True):
+            values["num_inference_steps"] = None  # still the scheduler's default, for the scheduler the overrides may change
+        return VideoOptions.spelled(getattr(self, "_spell", api_spelling), **{**values, **overrides})
 
     # -- the command line -----------------------------------------------------------------------------
     @staticmethod

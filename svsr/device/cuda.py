@@ -179,6 +179,15 @@ class CudaApi:
         kind = self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
         self._check("cudaMemcpyAsync", self.rt.cudaMemcpyAsync(dst, src, nbytes, kind, stream))
 
+    def memcpy_2d_dtod_async(self, dst: int, dpitch: int, src: int, spitch: int, width: int, height: int, stream: int) -> None:
+        """``height`` rows of ``width`` bytes, device to device; rows start every ``dpitch`` / ``spitch`` bytes.
+
+        A window of a tile or a whole-frame buffer (one plane of it): queued on ``stream``, so a
+        capture of that stream records it as a memcpy node of the CUDA graph.
+        """
+        kind = self.rt.cudaMemcpyKind.cudaMemcpyDeviceToDevice
+        self._check("cudaMemcpy2DAsync", self.rt.cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, height, kind, stream))
+
     # -- streams and events ---------------------------------------------------------------------
     def stream_create(self) -> int:
         """A non-blocking stream (no implicit sync with the legacy default stream)."""

@@ -216,7 +216,7 @@ def build_engines(
         plan_path = build_dir / plan_rel
         record = None if force else cached_record(build_dir, plan_path, key)
         if record is not None:
-            report(f"  {graph:8s} {prec} engine reused  {record['size_bytes'] / 1e6:9.1f} MB  (same ONNX, TensorRT, GPU and profile)")
+            report(f"  {graph:12s} {prec} engine reused  {record['size_bytes'] / 1e6:9.1f} MB  (same ONNX, TensorRT, GPU and profile)")
         else:
             start = time.perf_counter()
             plan = build_plan(trt, graph, onnx_path, profile, options, cache_file, loaders=loaders)
@@ -243,7 +243,7 @@ def build_engines(
             if lean:
                 record = lean_record(record)
             _write_atomic(plan_path.with_suffix(".json"), (json.dumps(record, indent=2) + "\n").encode())
-            report(f"  {graph:8s} {prec} engine built   {len(plan) / 1e6:9.1f} MB  in {seconds:6.1f} s")
+            report(f"  {graph:12s} {prec} engine built   {len(plan) / 1e6:9.1f} MB  in {seconds:6.1f} s")
         engines[engine_key(graph, prec)] = record
     return engines
 

@@ -6,12 +6,14 @@ keep. Nothing of the algorithm is copied here.
 
 What is recorded (defaults): the bundled sample clip (3 frames, 48x36), a 6-step run, and at the first,
 middle and last step both the first frame of the sweep (no TCM: ``tcm_scale`` 0, zero guidance, as
-the runtime feeds it) and one TCM-guided call. ``flow`` gets one pair of each direction, ``decode`` the final latents.
+the runtime feeds it) and one TCM-guided call (with the ``guide_decode`` call that made its guidance).
+``flow`` gets one pair of each direction, ``decode`` the final latents. Only graphs that get typed
+versions are recorded: ``warp`` and ``blend`` always run in float32 (svsr/contract/graphs.py).
 
 Layout (what ModelOpt's ``CalibrationDataProvider`` splits, ``np.array_split(x, n, axis=0)``): one
 ``.npz`` per graph, one key per graph input, samples concatenated along axis 0. A sample of an
 input whose leading dim is ``batch`` is ``(1, ...)``; the fixed-size inputs of ``denoise``
-concatenate too, so ``timestep`` is ``(n,)`` and ``step_coeffs`` ``(6 n,)``.
+concatenate too, so ``timestep`` is ``(n,)`` and ``step_coeffs`` ``(8 n,)``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import numpy as np
 
 from svsr.contract.errors import InputError
 from svsr.contract.frames import IMAGE_SUFFIXES
-from svsr.contract.graphs import GRAPH_NAMES, GRAPHS
+from svsr.contract.graphs import FLOAT32_ONLY_GRAPHS, GRAPH_NAMES, GRAPHS
 from svsr.contract.paths import inside_build_folder
 
 DEFAULT_FRAMES = 3
@@ -35,7 +37,9 @@ DEFAULT_SEED = 0
 DEFAULT_WIDTH, DEFAULT_HEIGHT = 48, 36  # LR; small keeps the reference run short, ranges depend on content more than size
 CALIBRATION_DIR = "calibration"
 # bump when what gets recorded changes, so typed graphs calibrated the old way are redone
-RECORDING_VERSION = 2  # 2: through the reference's observer; no-TCM calls see zero guidance
+RECORDING_VERSION = 3  # 2: through the reference's observer; no-TCM calls see zero guidance. 3: manifest schema 2 graphs
+# the graphs AutoCast makes typed versions of, and so the ones calibration records
+TYPED_GRAPHS = tuple(g for g in GRAPH_NAMES if g not in FLOAT32_ONLY_GRAPHS)
 
 
 @dataclass(frozen=True)
@@ -173,7 +177,7 @@ def record_calibration(
     reference: Any,
     frames: Sequence[np.ndarray] | str | Path | None = None,
     settings: CalibrationSettings = CalibrationSettings(),
-    graphs: Sequence[str] = GRAPH_NAMES,
+    graphs: Sequence[str] = TYPED_GRAPHS,
     progress: bool = False,
 ) -> CalibrationData:
     """Run ``reference.upscale`` on ``frames`` and keep the inputs each exported graph gets.

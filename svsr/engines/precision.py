@@ -46,9 +46,16 @@ import numpy as np
 
 import svsr
 from svsr.contract.paths import inside_build_folder
-from svsr.engines.calibration import CALIBRATION_DIR, CalibrationData, CalibrationSettings, calibration_key, default_frames, load_frames
+from svsr.engines.calibration import (
+    CALIBRATION_DIR,
+    TYPED_GRAPHS,
+    CalibrationData,
+    CalibrationSettings,
+    calibration_key,
+    default_frames,
+    load_frames,
+)
 from svsr.contract.errors import InputError, MissingDependencyError, SvsrError
-from svsr.contract.graphs import GRAPH_NAMES
 from svsr.contract.manifest import check_onnx_graph, load_manifest, sha256_file, write_manifest
 from svsr.contract.precision import LOW_PRECISIONS, Precision, PrecisionLike
 from svsr.export.onnx_files import needs_external_data, save_model
@@ -482,7 +489,7 @@ def _load_or_record_calibration(
     start = time.perf_counter()
     h, w = frames[0].shape[:2]
     report(f"  calibration: reference run on {len(frames)} frames {w}x{h}, {settings.num_inference_steps} steps")
-    data = record_calibration(StableVSRReference(components), frames, settings, graphs=GRAPH_NAMES)
+    data = record_calibration(StableVSRReference(components), frames, settings, graphs=TYPED_GRAPHS)
     data.info["key"] = dict(key)
     paths = data.save(folder)
     counts = ", ".join(f"{g} {n}" for g, n in data.counts.items())
@@ -528,7 +535,7 @@ def make_typed_graphs(
         keys[name] = typed_key(entry["sha256"], precision, autocast, cal_key) | {"ort_emulation": ort_emulation}
         previous = entry.get("typed", {}).get(precision)
         if not force and _reusable(previous, build_dir, keys[name]):
-            report(f"  {name:8s} {precision} reused   (unchanged graph, plan and calibration)")
+            report(f"  {name:12s} {precision} reused   (unchanged graph, plan and calibration)")
         else:
             pending.append((name, precision))
     if pending:
@@ -544,7 +551,7 @@ def make_typed_graphs(
             entry.setdefault("typed", {})[precision] = typed
             note = f"; {len(typed['overflow_float32'])} overflow node(s) kept float32" if typed["overflow_float32"] else ""
             report(
-                f"  {name:8s} {precision} converted in {typed['convert_seconds']:6.1f} s: "
+                f"  {name:12s} {precision} converted in {typed['convert_seconds']:6.1f} s: "
                 f"{typed['low_precision_nodes']} nodes {precision}, {len(typed['kept_float32'])} float32{note} -> {typed['file']}"
             )
             write_manifest(build_dir, manifest)  # after each graph: an interruption keeps the finished ones

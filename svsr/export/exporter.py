@@ -1,4 +1,4 @@
-"""Trace the four graphs to float32 ONNX and write manifest.json.
+"""Trace the graphs of svsr/contract/graphs.py to float32 ONNX and write manifest.json.
 
 Exporter choice: the TorchScript-based ``torch.onnx.export(..., dynamo=False)``. It traces diffusers'
 UNet/ControlNet, the VAE and torchvision's RAFT (12 refinements unrolled) with dynamic
@@ -30,6 +30,7 @@ from svsr.export.onnx_files import save_model
 from svsr.export.wrappers import build_wrapper
 from svsr.contract.graphs import GRAPH_NAMES, GRAPHS, sample_graph_inputs
 from svsr.contract.manifest import MANIFEST_NAME, SCHEMA_VERSION, sha256_file, write_manifest
+from svsr.contract.paths import escape_reason
 from svsr.reference.checkpoint import Components
 from svsr.contract.sizes import MIN_SIDE, PAD_MULTIPLE, SCALE
 
@@ -40,6 +41,7 @@ TRACE_HEIGHT, TRACE_WIDTH = 36, 44
 FLOPS_METHOD = "FlopCounterMode, math SDPA, fit at P and 4P"  # part of the reuse key
 FILE_FORMAT = 2  # bump when the written file changes for the same trace (2: declared I/O shapes)
 EXPORT_METHOD = "torch.onnx.export (TorchScript tracing, dynamo=False)"
+NAME_WIDTH = max(len(name) for name in GRAPH_NAMES)  # progress lines line up
 
 
 @dataclass
@@ -92,6 +94,8 @@ def _export_key(components: Components, name: str, opset: int) -> dict[str, Any]
         "trace_size": [TRACE_HEIGHT, TRACE_WIDTH],
         "flops_method": FLOPS_METHOD,
         "file_format": FILE_FORMAT,
+        # a graph's wrapper changes with the schema (denoise gained x0_history in schema 2): never reuse across it
+        "schema_version": SCHEMA_VERSION,
     }
 
 
@@ -183,7 +187,8 @@ def _reusable(old: dict[str, Any] | None, out_dir: Path, key: dict[str, Any]) ->
 
 
 def scheduler_entry(components: Components) -> dict[str, Any]:
-    config = {k: v for k, v in dict(components.scheduler.config).items() if not k.startswith("_")}
+    # _use_default_values says which keys the checkpoint left out: DDIM/DPM-Solver++ take their own defaults there
+    config = {k: v for k, v in dict(components.scheduler.config).items() if not k.startswith("_") or k == "_use_default_values"}
     config = json.loads(json.dumps(config, default=lambda o: list(o) if isinstance(o, (tuple, np.ndarray)) else str(o)))
     return {
         "config": config,
@@ -217,11 +222,11 @@ def export_all(
         key = _export_key(components, name, opset)
         if _reusable(old_graphs.get(name), out_dir, key):
             graphs[name] = old_graphs[name]
-            report(f"  {name:8s} reused   {graphs[name]['size_bytes'] / 1e6:9.1f} MB  (unchanged checkpoint and exporter)")
+            report(f"  {name:{NAME_WIDTH}s} reused   {graphs[name]['size_bytes'] / 1e6:9.1f} MB  (unchanged checkpoint and exporter)")
             continue
         entry, result = export_graph(components, name, out_dir, opset)
         graphs[name] = entry
-        report(f"  {name:8s} exported {result.size_bytes / 1e6:9.1f} MB  in {result.seconds:6.1f} s")
+        report(f"  {name:{NAME_WIDTH}s} exported {result.size_bytes / 1e6:9.1f} MB  in {result.seconds:6.1f} s")
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "svsr_version": svsr.__version__,
@@ -249,6 +254,8 @@ def export_all(
         "engines": {},
     }
     old = _read_json(old_manifest)
+    if isinstance(old, dict):
+        _remove_retired_graphs(out_dir, old, report)
     if old and not force:
         # keep records of typed graphs / engines made from graphs that did not change
         for name, entry in graphs.items():
@@ -260,6 +267,38 @@ def export_all(
         }
     write_manifest(out_dir, manifest)
     return manifest
+
+
+def _retired_files(entry: Any) -> list[Any]:
+    """The files a manifest's graph entry names: the graph, its external data, its typed graphs and their emulations."""
+    if not isinstance(entry, dict):
+        return []
+    named = [entry.get("file"), entry.get("external_data")]
+    typed = entry.get("typed") if isinstance(entry.get("typed"), dict) else {}
+    for t in (t for t in typed.values() if isinstance(t, dict)):
+        named += [t.get("file"), t.get("external_data"), t.get("ort_cpu_file"), t.get("ort_cpu_external_data")]
+    return [n for n in named if n]
+
+
+def _remove_retired_graphs(out_dir: Path, old: dict[str, Any], report: Callable[[str], None]) -> None:
+    """Delete the files of graphs an older schema had and this one has not (schema 1's ``guide``).
+
+    Only names that resolve inside the build folder are touched: the old manifest came from elsewhere.
+    """
+    old_graphs = old.get("graphs") if isinstance(old.get("graphs"), dict) else {}
+    for name, entry in old_graphs.items():
+        if name in GRAPH_NAMES:
+            continue
+        removed = []
+        for file in _retired_files(entry):
+            if escape_reason(out_dir, file) is not None or Path(file).name.split(".")[0] in GRAPH_NAMES:
+                continue  # outside the folder, or a current graph's file
+            path = out_dir / file
+            if path.is_file():
+                path.unlink()
+                removed.append(file)
+        if removed:
+            report(f"  {name:{NAME_WIDTH}s} removed  (a graph of manifest schema {old.get('schema_version')}: {', '.join(removed)})")
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -46,7 +46,8 @@ class FlowGraph(nn.Module):
 
 
 class DenoiseGraph(nn.Module):
-    """TCM + UNet + DDPM step. ``tcm_scale`` 0 gives exactly the no-TCM prediction (residuals x 0)."""
+    """TCM + UNet + one scheduler step (coefficients from svsr/contract/scheduler.py). ``tcm_scale`` 0
+    gives exactly the no-TCM prediction (residuals x 0)."""
 
     def __init__(self, components: Components) -> None:
         super().__init__()
@@ -66,6 +67,7 @@ class DenoiseGraph(nn.Module):
         timestep: torch.Tensor,
         step_coeffs: torch.Tensor,
         noise: torch.Tensor,
+        x0_history: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         x_in = torch.cat([z, lr], dim=1)
         embeds = self.prompt_embeds.expand(z.shape[0], -1, -1)
@@ -79,20 +81,41 @@ class DenoiseGraph(nn.Module):
         ).sample
         c = step_coeffs
         x0 = (c[0] * z + c[1] * model_output).clamp(min=-c[5], max=c[5])
-        z_prev = c[2] * x0 + c[3] * z + c[4] * noise
+        # DDPM uses c[2..4]; DDIM adds the model output (its epsilon), DPM-Solver++ 2M the frame's previous x0
+        z_prev = c[2] * x0 + c[3] * z + c[4] * noise + c[6] * model_output + c[7] * x0_history
         return z_prev, x0
 
 
-class GuideGraph(nn.Module):
-    """x0 -> VAE decode of x0 / scaling_factor (not clamped) -> warp by flow."""
+class GuideDecodeGraph(nn.Module):
+    """x0 -> VAE decode of x0 / scaling_factor, not clamped (the guidance before its warp; runs per tile)."""
 
     def __init__(self, components: Components) -> None:
         super().__init__()
         self.vae = components.vae
         self.scaling_factor = components.scaling_factor
 
-    def forward(self, x0: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-        return traceable_warp(self.vae.decode(x0 / self.scaling_factor).sample, flow)
+    def forward(self, x0: torch.Tensor) -> torch.Tensor:
+        return self.vae.decode(x0 / self.scaling_factor).sample
+
+
+class WarpGraph(nn.Module):
+    """(decoded image, flow) -> the warped guidance, on the whole frame."""
+
+    def __init__(self, components: Components) -> None:
+        super().__init__()
+
+    def forward(self, image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+        return traceable_warp(image, flow)
+
+
+class BlendGraph(nn.Module):
+    """acc + tile * weight: one tile's share of a whole-frame region (the weights of all tiles sum to one)."""
+
+    def __init__(self, components: Components) -> None:
+        super().__init__()
+
+    def forward(self, acc: torch.Tensor, tile: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return acc + tile * weight
 
 
 class DecodeGraph(nn.Module):
@@ -107,7 +130,14 @@ class DecodeGraph(nn.Module):
         return (self.vae.decode(z / self.scaling_factor).sample / 2 + 0.5).clamp(0, 1)
 
 
-WRAPPERS = {"flow": FlowGraph, "denoise": DenoiseGraph, "guide": GuideGraph, "decode": DecodeGraph}
+WRAPPERS = {
+    "flow": FlowGraph,
+    "denoise": DenoiseGraph,
+    "guide_decode": GuideDecodeGraph,
+    "warp": WarpGraph,
+    "decode": DecodeGraph,
+    "blend": BlendGraph,
+}
 
 
 def build_wrapper(name: str, components: Components) -> nn.Module:

@@ -19,7 +19,8 @@ from svsr.device.noise import TorchNoise
 from svsr.reference.checkpoint import Components, load_components
 from svsr.reference.flow import clip_flows, upscale_bicubic
 from svsr.reference.warp import warp
-from svsr.contract.scheduler import Step, step_coefficients
+from svsr.contract.scheduler import DEFAULT_SCHEDULER, Step, scheduler_problem, step_coefficients
+from svsr.reference.schedulers import FrameSchedules
 from svsr.contract.sweeps import FrameCall, frame_calls
 from svsr.contract.sizes import PaddingPlan
 
@@ -27,7 +28,7 @@ LATENT_CHANNELS = 4
 
 # observer(graph, inputs, call): the inputs the exported graph `graph` would receive at this point of
 # the run (float32 numpy arrays named as in svsr/contract/graphs.py); call is the FrameCall for
-# guide/denoise, None for flow/decode. Calibration of the typed graphs records through it.
+# guide_decode/warp/denoise, None for flow/decode. Calibration of the typed graphs records through it.
 GraphObserver = Callable[[str, Mapping[str, np.ndarray], "FrameCall | None"], None]
 
 
@@ -128,17 +129,17 @@ class StableVSRReference:
         return (self.decode_latent(z) / 2 + 0.5).clamp(0, 1)
 
     # -- observing (calibration) -------------------------------------------------------------
-    def _step_coefficients(self, num_inference_steps: int) -> list:
+    def _step_coefficients(self, num_inference_steps: int, scheduler: str, eta: float, timesteps: torch.Tensor) -> list:
         """The denoise graph's per-step inputs, from the same scheduler tables the manifest records."""
-        scheduler = self.components.scheduler
-        steps = step_coefficients(dict(scheduler.config), scheduler.alphas_cumprod.numpy(), num_inference_steps)
-        if [s.timestep for s in steps] != [int(t) for t in scheduler.timesteps]:
-            raise RuntimeError("svsr.contract.scheduler timesteps differ from diffusers' for this scheduler config")
+        ddpm = self.components.scheduler
+        steps = step_coefficients(dict(ddpm.config), ddpm.alphas_cumprod.numpy(), num_inference_steps, scheduler, eta)
+        if [s.timestep for s in steps] != [int(t) for t in timesteps]:
+            raise RuntimeError(f"svsr.contract.scheduler {scheduler} timesteps differ from diffusers' for this scheduler config")
         return steps
 
     @staticmethod
     def _observe_denoise(observer: GraphObserver, call: FrameCall, z: torch.Tensor, lr: torch.Tensor,
-                         guidance: torch.Tensor | None, step: Step, noise: torch.Tensor | None) -> None:
+                         guidance: torch.Tensor | None, step: Step, noise: torch.Tensor | None, x0_history: torch.Tensor) -> None:
         """The denoise graph's inputs: without the TCM its guidance input is zeros and tcm_scale 0."""
         h, w = z.shape[2], z.shape[3]
         observer("denoise", {
@@ -149,6 +150,7 @@ class StableVSRReference:
             "timestep": np.array([step.timestep], np.float32),
             "step_coeffs": step.coeffs.astype(np.float32),
             "noise": _np(noise) if noise is not None else np.zeros(tuple(z.shape), np.float32),
+            "x0_history": _np(x0_history),
         }, call)
 
     # -- the whole clip -----------------------------------------------------------------------
@@ -162,6 +164,8 @@ class StableVSRReference:
         progress: bool | tqdm = True,
         trace: list[FrameCall] | None = None,
         observer: GraphObserver | None = None,
+        scheduler: str = DEFAULT_SCHEDULER,
+        eta: float = 0.0,
     ) -> list[np.ndarray]:
         """Upscale a clip 4x. Returns 4Hx4Wx3 float32 frames in [0, 1].
 
@@ -169,9 +173,14 @@ class StableVSRReference:
         ``generator=torch.Generator("cpu").manual_seed(seed)``; ``noise`` overrides it with any
         :class:`svsr.contract.noise.NoiseSource`. ``trace`` (a list) receives every FrameCall in order;
         ``observer`` is told each exported graph's inputs as the run reaches them (see GraphObserver).
+        ``scheduler`` (ddpm, ddim, dpmpp-2m) and ``eta`` (ddim's noise weight) pick the schedule
+        (svsr/reference/schedulers.py: diffusers' classes, one DPM-Solver++ history per frame).
         """
         if num_inference_steps < 1:
             raise InputError(f"num_inference_steps is {num_inference_steps}; use at least 1.")
+        problem = scheduler_problem(scheduler, eta)
+        if problem:
+            raise InputError(problem)
         plan = validate_clip(frames)
         noise = noise if noise is not None else TorchNoise(seed)
         c = self.components
@@ -184,12 +193,12 @@ class StableVSRReference:
                 observer("flow", {"frame": _np(lr[i - 1 : i]), "previous": _np(lr[i : i + 1])}, None)
         fwd, bwd = self.flows(lr)
         flow_lists = {"fwd": fwd, "bwd": bwd}
-        c.scheduler.set_timesteps(num_inference_steps)
-        timesteps = c.scheduler.timesteps
+        schedules = FrameSchedules(c.scheduler, scheduler, num_frames, num_inference_steps, self.ddpm_step, eta)
+        timesteps = schedules.timesteps
         latent_shape = (1, LATENT_CHANNELS, plan.padded_height, plan.padded_width)
-        sigma = c.scheduler.init_noise_sigma
+        sigma = schedules.init_noise_sigma
         z = [torch.from_numpy(noise.initial_latent(k, latent_shape)) * sigma for k in range(num_frames)]
-        step_coeffs = self._step_coefficients(num_inference_steps) if observer is not None else None
+        step_coeffs = self._step_coefficients(num_inference_steps, scheduler, eta, timesteps) if observer is not None else None
 
         x0_prev: torch.Tensor | None = None
         own_bar = not hasattr(progress, "update")
@@ -203,13 +212,17 @@ class StableVSRReference:
                 if call.uses_tcm:
                     flow = flow_lists[call.direction][call.flow_index]
                     if observer is not None:
-                        observer("guide", {"x0": _np(x0_prev), "flow": _np(flow)}, call)
-                    guidance = self.guidance(x0_prev, flow)
-                step_noise = torch.from_numpy(noise.step_noise(call.step, k, latent_shape)) if t > 0 else None
+                        observer("guide_decode", {"x0": _np(x0_prev)}, call)
+                    decoded = self.decode_latent(x0_prev)
+                    if observer is not None:
+                        observer("warp", {"image": _np(decoded), "flow": _np(flow)}, call)
+                    guidance = warp(decoded, flow)
+                step_noise = torch.from_numpy(noise.step_noise(call.step, k, latent_shape)) if schedules.draws_noise(t) else None
                 if observer is not None:
-                    self._observe_denoise(observer, call, z[k], lr[k : k + 1], guidance, step_coeffs[call.step], step_noise)
+                    history = schedules.history(k, z[k])
+                    self._observe_denoise(observer, call, z[k], lr[k : k + 1], guidance, step_coeffs[call.step], step_noise, history)
                 model_output = self.predict(z[k], lr[k : k + 1], t, guidance)
-                z[k], x0_prev = self.ddpm_step(model_output, t, z[k], step_noise)
+                z[k], x0_prev = schedules.step(k, model_output, t, z[k], step_noise)
                 bar.update(1)
         finally:
             if own_bar:

@@ -1,6 +1,9 @@
-"""Presets: complete StableVSR checkpoint folders with random weights, made from a seed.
+"""Presets: complete StableVSR checkpoint folders, random weights made from a seed, or trained ones.
 
-``tiny`` is for tests and the demo (seconds on a CPU); ``full`` has the real StableVSR
+``tiny`` is for tests (seconds on a CPU, random weights); ``demo`` is a small model of the real
+architecture with trained weights shipped in the package (svsr/reference/demo/, written by
+tools/train_demo.py; its MODEL_CARD.md says on what and how), so a demo shows a picture and quality
+options can be measured; ``full`` has the real StableVSR
 architecture (x4-upscaler UNet without class embedding, TCM made with
 ``ControlNetModel.from_unet(.., conditioning_embedding_out_channels=(64, 128, 256))``, the x4 VAE,
 the DDPM v-prediction scheduler, ``raft_large``) for benchmarks and export tests at real size.
@@ -37,6 +40,12 @@ class Preset:
     prompt_tokens: int = 77
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # a packaged folder of trained weights (copied as it is, the seed is not used); None: random weights
+    weights: Path | None = None
+
+
+# The demo preset's trained checkpoint, shipped as package data (tools/train_demo.py writes it).
+DEMO_WEIGHTS = Path(__file__).resolve().parent / "demo"
 
 
 # StableVSR's scheduler: DDPM, v-prediction, scaled_linear 1e-4..0.02, 1000 steps (the x4
@@ -85,6 +94,40 @@ PRESETS: dict[str, Preset] = {
         flow_arch="raft_small",
         num_flow_updates=2,
         notes="tiny random-weight StableVSR for tests and the demo",
+    ),
+    "demo": Preset(
+        unet=dict(
+            in_channels=7,
+            out_channels=4,
+            block_out_channels=(32, 64, 64),
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+            only_cross_attention=(True, True, False),
+            layers_per_block=1,
+            norm_num_groups=8,
+            cross_attention_dim=32,
+            attention_head_dim=8,
+            use_linear_projection=True,
+            sample_size=32,
+        ),
+        vae=dict(
+            in_channels=3,
+            out_channels=3,
+            latent_channels=4,
+            block_out_channels=(32, 64, 64),
+            down_block_types=("DownEncoderBlock2D",) * 3,
+            up_block_types=("UpDecoderBlock2D",) * 3,
+            layers_per_block=1,
+            norm_num_groups=8,
+            sample_size=128,
+            scaling_factor=0.08333,  # training replaces it with 1 / std of its latents
+        ),
+        scheduler=_SCHEDULER,
+        tcm_embedding_channels=(16, 32, 64),
+        flow_arch="raft_small",
+        num_flow_updates=6,
+        notes="small StableVSR trained on packaged photos (svsr/reference/demo/MODEL_CARD.md)",
+        weights=DEMO_WEIGHTS,
     ),
     "full": Preset(
         unet=dict(
@@ -171,8 +214,21 @@ def write_tiny_text_encoder(folder: Path, hidden_size: int, tokens: int = 77) ->
     CLIPTextModel(config).save_pretrained(folder / "text_encoder")
 
 
+def _copy_trained(preset_name: str, weights: Path, folder: Path) -> None:
+    """The packaged trained checkpoint into ``folder`` (the weights part only; the model card goes too)."""
+    if not (weights / "unet").is_dir():
+        raise InputError(
+            f"the {preset_name!r} preset's trained weights are missing from {weights}; reinstall svsr, "
+            "or write them with python tools/train_demo.py."
+        )
+    shutil.copytree(weights, folder, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+
+
 def write_preset(name: str, out_dir: str | Path, seed: int = 0, text_encoder: bool = False) -> Path:
-    """Write a complete random-weight checkpoint folder for preset ``name`` and return its path.
+    """Write a complete checkpoint folder for preset ``name`` and return its path.
+
+    A preset with trained ``weights`` (``demo``) is copied from the package (``seed`` and
+    ``text_encoder`` do not apply); the others get random weights from ``seed``.
 
     The prompt is stored as ``prompt_embeds.safetensors``, or with ``text_encoder=True`` (tiny
     preset) as a small random CLIP ``text_encoder/`` + ``tokenizer/``. The folder is written under
@@ -186,33 +242,10 @@ def write_preset(name: str, out_dir: str | Path, seed: int = 0, text_encoder: bo
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:
-        torch.manual_seed(seed)
-        unet = UNet2DConditionModel(**preset.unet)
-        # from_unet copies the UNet's encoder weights; StableVSR's trained TCM differs, so
-        # perturb it to keep the TCM's contribution visible in parity tests.
-        tcm = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=preset.tcm_embedding_channels)
-        with torch.no_grad():
-            for p in tcm.parameters():
-                p.add_(torch.randn_like(p) * 0.02)
-        vae = AutoencoderKL(**preset.vae)
-        unet.save_pretrained(tmp / "unet")
-        tcm.save_pretrained(tmp / "controlnet")
-        vae.save_pretrained(tmp / "vae")
-        DDPMScheduler(**preset.scheduler).save_pretrained(tmp / "scheduler")
-        if text_encoder:
-            write_tiny_text_encoder(tmp, preset.unet["cross_attention_dim"], preset.prompt_tokens)
+        if preset.weights is not None:
+            _copy_trained(name, preset.weights, tmp)
         else:
-            embeds = torch.randn(1, preset.prompt_tokens, preset.unet["cross_attention_dim"]) * 0.5
-            save_file({"prompt_embeds": embeds.contiguous()}, str(tmp / "prompt_embeds.safetensors"))
-        flow_dir = tmp / "flow"
-        flow_dir.mkdir()
-        flow_model = _build_flow_model(preset.flow_arch)
-        save_file(
-            {k: v.contiguous() for k, v in flow_model.state_dict().items()}, str(flow_dir / "model.safetensors")
-        )
-        (flow_dir / "config.json").write_text(
-            json.dumps({"arch": preset.flow_arch, "num_flow_updates": preset.num_flow_updates}, indent=2)
-        )
+            _write_random(preset, tmp, seed, text_encoder)
         (tmp / "svsr_preset.json").write_text(json.dumps({"preset": name, "seed": seed, "notes": preset.notes}))
         tmp.chmod(0o755)  # mkdtemp makes it private; a checkpoint folder is an ordinary folder
         if out_dir.exists():
@@ -222,3 +255,34 @@ def write_preset(name: str, out_dir: str | Path, seed: int = 0, text_encoder: bo
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def _write_random(preset: Preset, tmp: Path, seed: int, text_encoder: bool) -> None:
+    """Random weights from ``seed`` for every part of ``preset``, written into ``tmp``."""
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(**preset.unet)
+    # from_unet copies the UNet's encoder weights; StableVSR's trained TCM differs, so
+    # perturb it to keep the TCM's contribution visible in parity tests.
+    tcm = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=preset.tcm_embedding_channels)
+    with torch.no_grad():
+        for p in tcm.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    vae = AutoencoderKL(**preset.vae)
+    unet.save_pretrained(tmp / "unet")
+    tcm.save_pretrained(tmp / "controlnet")
+    vae.save_pretrained(tmp / "vae")
+    DDPMScheduler(**preset.scheduler).save_pretrained(tmp / "scheduler")
+    if text_encoder:
+        write_tiny_text_encoder(tmp, preset.unet["cross_attention_dim"], preset.prompt_tokens)
+    else:
+        embeds = torch.randn(1, preset.prompt_tokens, preset.unet["cross_attention_dim"]) * 0.5
+        save_file({"prompt_embeds": embeds.contiguous()}, str(tmp / "prompt_embeds.safetensors"))
+    flow_dir = tmp / "flow"
+    flow_dir.mkdir()
+    flow_model = _build_flow_model(preset.flow_arch)
+    save_file(
+        {k: v.contiguous() for k, v in flow_model.state_dict().items()}, str(flow_dir / "model.safetensors")
+    )
+    (flow_dir / "config.json").write_text(
+        json.dumps({"arch": preset.flow_arch, "num_flow_updates": preset.num_flow_updates}, indent=2)
+    )

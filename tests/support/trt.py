@@ -21,14 +21,16 @@ import numpy as np
 from svsr.contract.engine_records import BuildEnvironment, cache_key, make_record, plan_filename
 from svsr.contract.graphs import GRAPH_NAMES, GRAPHS, concrete_shape
 from svsr.contract.manifest import sha256_file, validate_manifest
+from svsr.contract.precision import Precision
 from svsr.contract.profiles import Profile
 from svsr.device.cuda import CudaError
 from svsr.runtime.sampling import Backend
 from svsr.runtime.sampling.memory_plan import GIB, aligned
 
 H100 = BuildEnvironment("11.4.0.106", "NVIDIA H100 80GB HBM3", "9.0")
-SCRATCH = {"flow": 3000, "denoise": 5000, "guide": 4000, "decode": 1000}  # the double's scratch need: this + NEED_PER_PIXEL * h * w
-NEED_PER_PIXEL = {"flow": 2, "denoise": 1, "guide": 3, "decode": 1}
+# the double's scratch need: this + NEED_PER_PIXEL * h * w (h, w: the LR frame or tile the call implies)
+SCRATCH = {"flow": 3000, "denoise": 5000, "guide_decode": 4000, "warp": 200, "decode": 1000, "blend": 0}
+NEED_PER_PIXEL = {"flow": 2, "denoise": 1, "guide_decode": 3, "warp": 1, "decode": 1, "blend": 0}
 PROFILE_MAX_SCRATCH = 1 << 30  # what a context would need at the largest size of a dynamic profile (never asked for)
 
 
@@ -52,7 +54,7 @@ def synthetic_manifest(build_dir: Path | None = None) -> dict[str, Any]:
             "flops": {"per_call": 1, "lr_height": 32, "lr_width": 32},
         }
     manifest = {
-        "schema_version": 1,
+        "schema_version": 2,
         "checkpoint": {"fingerprint": "f" * 16, "source": "/ckpt/tiny", "preset": None},
         "exporter": {"opset": 17, "method": "test"},
         "graphs": graphs,
@@ -77,15 +79,22 @@ def k_flow(frame, previous):
     return {"flow": _up4((frame - previous)[:, :2])}
 
 
-def k_guide(x0, flow):
-    return {"guidance": _up4(x0[:, :3]) + np.float32(0.5) * flow.mean(axis=1, keepdims=True)}
+# Every kernel is pointwise in the LR grid (a 4x pixel depends on its own LR pixel only), so tiles that
+# are blended with weights summing to one reproduce the whole frame up to rounding.
+def k_guide_decode(x0):
+    return {"image": _up4(x0[:, :3]) * np.float32(1.5)}
 
 
-def k_denoise(z, lr, guidance, tcm_scale, timestep, step_coeffs, noise):
+def k_warp(image, flow):
+    return {"guidance": image + np.float32(0.5) * flow.mean(axis=1, keepdims=True)}
+
+
+def k_denoise(z, lr, guidance, tcm_scale, timestep, step_coeffs, noise, x0_history):
     c = step_coeffs
     g = guidance[:, :, ::4, ::4].mean(axis=1, keepdims=True)
-    x0 = z * c[1] + np.float32(0.1) * lr.mean(axis=1, keepdims=True) + tcm_scale[0] * np.float32(0.2) * g + timestep[0] * np.float32(1e-3)
-    z_prev = x0 * c[2] + z * c[3] + noise * c[4]
+    out = z * np.float32(0.5) + np.float32(0.1) * lr.mean(axis=1, keepdims=True) + tcm_scale[0] * np.float32(0.2) * g + timestep[0] * np.float32(1e-3)
+    x0 = np.clip(c[0] * z + c[1] * out, -c[5], c[5])
+    z_prev = c[2] * x0 + c[3] * z + c[4] * noise + c[6] * out + c[7] * x0_history
     return {"z_prev": z_prev.astype(np.float32), "x0": x0.astype(np.float32)}
 
 
@@ -93,7 +102,13 @@ def k_decode(z):
     return {"rgb": np.clip(_up4(z[:, :3]) * np.float32(0.5) + np.float32(0.5), 0, 1)}
 
 
-KERNELS: dict[str, Callable[..., dict[str, np.ndarray]]] = {"flow": k_flow, "guide": k_guide, "denoise": k_denoise, "decode": k_decode}
+def k_blend(acc, tile, weight):
+    return {"out": acc + tile * weight}
+
+
+KERNELS: dict[str, Callable[..., dict[str, np.ndarray]]] = {
+    "flow": k_flow, "denoise": k_denoise, "guide_decode": k_guide_decode, "warp": k_warp, "decode": k_decode, "blend": k_blend,
+}  # fmt: skip
 
 
 class NumpyKernelsBackendDouble(Backend):
@@ -113,6 +128,13 @@ class NumpyKernelsBackendDouble(Backend):
     def run(self, graph, inputs, outputs):
         for name, value in KERNELS[graph](**inputs).items():
             outputs[name][...] = value
+
+    def copy_region(self, source, target, source_origin, target_origin, size):
+        (sy, sx), (ty, tx), (rows, cols) = source_origin, target_origin, size
+        target[..., ty : ty + rows, tx : tx + cols] = source[..., sy : sy + rows, sx : sx + cols]
+
+    def zero(self, buffer):
+        buffer[...] = 0
 
     def synchronize(self):
         pass
@@ -182,6 +204,13 @@ class RecordingTrtCudaDouble:
 
     def array(self, ptr: int, shape, dtype="float32") -> np.ndarray:
         return self.memory[ptr].view(dtype).reshape(shape)
+
+    def locate(self, ptr: int, nbytes: int) -> tuple[np.ndarray, int]:
+        """The allocation holding ``[ptr, ptr + nbytes)`` and the offset into it (an AssertionError if none does)."""
+        for base, block in self.memory.items():
+            if base <= ptr and ptr + nbytes <= base + block.size:
+                return block, ptr - base
+        raise AssertionError(f"{nbytes} bytes at {hex(ptr)} are not inside one allocation")
 
     # -- streams: queues with CUDA's ordering rules ---------------------------------------------
     def enqueue(self, stream: int, item: tuple[str, Any]) -> None:
@@ -307,9 +336,15 @@ class ContextTestDouble:
         self._d.log("ctx.destroy", self._graph, self.id)
 
     def _lr(self) -> tuple[int, int, int]:
-        spec = next(t for t in GRAPHS[self._graph].inputs if "height" in t.shape)
+        """(batch, height, width) of the LR frame or tile the input shapes imply (warp: its 4x shape / 4; blend: its own)."""
+        spec = next(t for t in GRAPHS[self._graph].inputs if "height" in t.shape or "height4" in t.shape)
         b, _, h, w = self._shapes[spec.name]
-        return b, h, w
+        return (b, h // 4, w // 4) if "height4" in spec.shape else (b, h, w)
+
+    def _concrete(self, spec) -> tuple[int, ...]:
+        b, h, w = self._lr()
+        channels = self._shapes["acc"][1] if self._graph == "blend" else 4
+        return concrete_shape(spec, b, h, w, channels=channels)
 
     def set_input_shape(self, name, shape):
         self.log.append("set_input_shape")
@@ -322,9 +357,8 @@ class ContextTestDouble:
     def get_tensor_shape(self, name):
         self.log.append("get_tensor_shape")
         self._d.log("ctx.get_tensor_shape", self._graph, name, self.id)
-        b, h, w = self._lr()
         out = next(t for t in GRAPHS[self._graph].outputs if t.name == name)
-        return concrete_shape(out, b, h, w)
+        return self._concrete(out)
 
     def update_device_memory_size_for_shapes(self):
         self.log.append("update_device_memory_size_for_shapes")
@@ -354,11 +388,12 @@ class ContextTestDouble:
         if d.fail == "enqueue" and stream in d.capturing:
             return False
         b, h, w = self._lr()
-        assert self.scratch is not None and self.scratch[1] >= self._need(h, w), "scratch not set or too small"
-        assert self.scratch[0] in d.memory and d.device_sizes[self.scratch[0]] >= self.scratch[1], "scratch freed"
+        if self._need(h, w):  # an engine that needs no scratch (blend) runs without one
+            assert self.scratch is not None and self.scratch[1] >= self._need(h, w), "scratch not set or too small"
+            assert self.scratch[0] in d.memory and d.device_sizes[self.scratch[0]] >= self.scratch[1], "scratch freed"
         spec = GRAPHS[self._graph]
-        ins = {t.name: (self._addr[t.name], concrete_shape(t, b, h, w)) for t in spec.inputs}
-        outs = {t.name: (self._addr[t.name], concrete_shape(t, b, h, w)) for t in spec.outputs}
+        ins = {t.name: (self._addr[t.name], self._concrete(t)) for t in spec.inputs}
+        outs = {t.name: (self._addr[t.name], self._concrete(t)) for t in spec.outputs}
         assert all(p in d.memory for p, _ in [*ins.values(), *outs.values()]), "a tensor address points at freed memory"
 
         def op():
@@ -415,6 +450,18 @@ class CudaTestDouble:
     def memset_async(self, ptr, value, nbytes, stream):
         self.d.log("cuda.memset_async", ptr, value, nbytes, stream)
         self.d.enqueue(stream, ("op", lambda: self.d.memory[ptr][:nbytes].fill(value)))
+
+    def memcpy_2d_dtod_async(self, dst, dpitch, src, spitch, width, height, stream):
+        self.d.log("cuda.memcpy_2d_dtod_async", dst, dpitch, src, spitch, width, height, stream)
+        assert width <= min(dpitch, spitch), "cudaMemcpy2DAsync: width must not exceed either pitch"
+        target, t0 = self.d.locate(dst, dpitch * (height - 1) + width)
+        source, s0 = self.d.locate(src, spitch * (height - 1) + width)
+
+        def op():
+            for row in range(height):
+                target[t0 + row * dpitch : t0 + row * dpitch + width] = source[s0 + row * spitch : s0 + row * spitch + width]
+
+        self.d.enqueue(stream, ("op", op))
 
     def memcpy_htod_async(self, dst, src, nbytes, stream):
         self.d.log("cuda.memcpy_htod_async", dst, src, nbytes, stream)
@@ -531,13 +578,15 @@ PLANS = {g: f"plan {g}".encode() for g in GRAPH_NAMES}
 def write_engines(build: Path, manifest: dict, env: BuildEnvironment = H100, precision: str = "fp32") -> dict:
     profile = Profile.static(36, 44)
     (build / "engines").mkdir(exist_ok=True)
+    chosen = Precision.parse(precision)
     for g in GRAPH_NAMES:
         entry = manifest["graphs"][g]
         key = cache_key(entry["sha256"], env, profile)
-        rel = f"engines/{plan_filename(g, precision, key)}"
+        graph_precision = chosen.of(g)  # warp and blend are always fp32 plans, as a real build makes them
+        rel = f"engines/{plan_filename(g, graph_precision, key)}"
         (build / rel).write_bytes(f"plan {g}".encode())
-        manifest["engines"][f"{g}.{precision}"] = make_record(
-            graph=g, precision=precision, plan_file=rel, plan_sha256=sha256_file(build / rel), plan_size=(build / rel).stat().st_size,
+        manifest["engines"][f"{g}.{graph_precision}"] = make_record(
+            graph=g, precision=graph_precision, plan_file=rel, plan_sha256=sha256_file(build / rel), plan_size=(build / rel).stat().st_size,
             onnx_file=entry["file"], onnx_sha256=entry["sha256"], onnx_source_sha256=entry["sha256"], env=env, profile=profile,
             key=key, device_memory_bytes=SCRATCH[g],
         )

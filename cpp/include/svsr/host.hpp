@@ -43,9 +43,16 @@ private:
 };
 
 // ---------------------------------------------------------------------------------------------
-// scheduler (svsr/contract/scheduler.py)
-constexpr int kNumStepCoeffs = 6;  // x0_from_sample, x0_from_output, prev_from_x0, prev_from_sample, noise_std, x0_clip
+// scheduler (svsr/contract/scheduler.py). The denoise graph applies, with c = step_coeffs:
+//   x0     = clamp(c[0] * z + c[1] * model_output, -c[5], c[5])
+//   z_prev = c[2] * x0 + c[3] * z + c[4] * noise + c[6] * model_output + c[7] * x0_history
+// (x0_history: the same frame's x0 of the previous step; zeros for the single-step schedulers).
+constexpr int kNumStepCoeffs = 8;  // x0_from_sample, x0_from_output, prev_from_x0, prev_from_sample, noise_std, x0_clip,
+                                   // prev_from_output, prev_from_history
 constexpr float kNoClip = 3.0e38f;
+// the schedules one denoise graph runs: "ddpm" (the paper's), "ddim", "dpmpp-2m" (DPM-Solver++ 2M)
+extern const char* const kSchedulers[3];
+constexpr const char* kDefaultScheduler = "ddpm";
 
 struct SchedulerConfig {
     int64_t num_train_timesteps = 1000;
@@ -56,22 +63,41 @@ struct SchedulerConfig {
     bool clip_sample = false;
     double clip_sample_range = 1.0;
     bool thresholding = false;
+    // the manifest's whole scheduler config as JSON text: ddim and dpmpp-2m read it as diffusers'
+    // from_config does (their own defaults for keys it leaves out); "" = the fields above only
+    std::string config_json;
 };
 
 struct Step {
     int index = 0;
     int64_t timestep = 0;
     std::array<float, kNumStepCoeffs> coeffs{};
-    bool has_noise = false;  // t > 0: the step draws fresh noise
+    bool has_noise = false;  // the step draws fresh noise (DDPM at t > 0, DDIM with eta > 0)
+    // the step's update reads the frame's previous x0 (prev_from_history is not zero)
+    bool reads_history() const { return coeffs[7] != 0.0f; }
+};
+
+// Which schedule and its DDIM eta (ignored by the others).
+struct Schedule {
+    std::string scheduler = kDefaultScheduler;
+    double eta = 0.0;
 };
 
 // Throws Error(unsupported) for options the denoise graph cannot run.
 void check_scheduler_config(const SchedulerConfig& config);
+// Throws Error(invalid_argument), one sentence, for an unknown scheduler or an eta outside [0, 1].
+void check_schedule(const Schedule& schedule);
+// The step count a scheduler runs when none is given (50 for ddpm, the paper's).
+int default_steps(const std::string& scheduler);
+// Whether `scheduler` keeps one x0 history per frame (the clip store's two history planes).
+bool needs_history(const std::string& scheduler);
 // The scheduler's timesteps for a step count (descending), exactly as numpy computes them.
 std::vector<int64_t> timesteps(const SchedulerConfig& config, int num_inference_steps);
+// `scheduler`'s timesteps (descending) as its diffusers class's set_timesteps makes them.
+std::vector<int64_t> scheduler_timesteps(const SchedulerConfig& config, int num_inference_steps, const std::string& scheduler);
 // Every step's timestep and denoise coefficients (float32, bit-identical to numpy).
 std::vector<Step> step_coefficients(const SchedulerConfig& config, const std::vector<float>& alphas_cumprod,
-                                    int num_inference_steps);
+                                    int num_inference_steps, const Schedule& schedule = Schedule());
 
 // ---------------------------------------------------------------------------------------------
 // sweeps (svsr/contract/sweeps.py)
@@ -87,6 +113,37 @@ struct FrameCall {
 bool sweep_forward(int step);
 std::vector<int> sweep_order(int num_frames, int step);
 std::vector<FrameCall> frame_calls(int num_frames, int num_steps);
+
+// ---------------------------------------------------------------------------------------------
+// tiles in the latent plane (svsr/contract/tiles.py): where they sit and their blend weights. Tiles
+// of one layout share one shape; the last tile of a row or column is shifted back inside the frame;
+// each tile's window rises as a raised cosine over `overlap` pixels on the sides it shares with a
+// neighbour (flat on the frame's border), normalised so that the windows sum to one everywhere.
+constexpr int kMinTile = 32;        // LR pixels per side
+constexpr int kTileMultiple = 4;    // tile sides are multiples of the padding multiple
+constexpr int kDefaultOverlap = 16; // LR pixels shared by neighbouring tiles
+
+struct Tile {
+    int top = 0, left = 0, height = 0, width = 0;  // LR (= latent) pixels of the padded frame
+};
+
+struct TileLayout {
+    int frame_height = 0, frame_width = 0, tile_height = 0, tile_width = 0, overlap = 0;
+    std::vector<Tile> tiles;
+    // one tile covering the frame: the untiled path
+    bool single() const { return tiles.size() == 1; }
+    // per tile, its (tile_height * scale) x (tile_width * scale) float32 blend weights (row-major);
+    // over the frame they sum to one. scale 1: latents; 4: decoded pixels (overlap scaled with them).
+    std::vector<std::vector<float>> weights(int scale = 1) const;
+};
+
+// Starts of the tiles along one axis of `length`: stride tile - overlap, the last shifted inside.
+std::vector<int> tile_starts(int length, int tile, int overlap);
+// The layout of tile_height x tile_width tiles over a padded LR frame; tile_height == 0: one tile (untiled).
+TileLayout plan_tiles(int frame_height, int frame_width, int tile_height, int tile_width, int overlap = kDefaultOverlap);
+// Error(invalid_argument), one sentence, for a tile below kMinTile or off the multiple, or an overlap
+// below 0 or at least half the tile's smaller side (tiles.parse_tile / overlap_problem).
+void check_tile(int tile_height, int tile_width, int overlap);
 
 // ---------------------------------------------------------------------------------------------
 // philox noise (svsr/contract/noise.py, docs/noise.md)
@@ -118,7 +175,7 @@ uint8_t to_uint8(float x);
 // manifest (svsr/contract/manifest.py)
 struct Dim {
     int64_t value = -1;  // fixed size, or -1 for a symbolic dim
-    std::string symbol;  // batch, height, width, height4, width4
+    std::string symbol;  // batch, height, width, height4, width4, channels
 };
 
 struct TensorDesc {
@@ -146,7 +203,7 @@ struct EngineRecord {
 struct Manifest {
     std::string build_dir;
     std::string path;  // build_dir/manifest.json
-    int schema_version = 1;
+    int schema_version = 2;
     std::string checkpoint_source;
     std::map<std::string, GraphEntry> graphs;
     SchedulerConfig scheduler;
@@ -162,12 +219,18 @@ struct Manifest {
     const TensorDesc& tensor(const std::string& graph, const std::string& name) const;
 };
 
-// A tensor's concrete shape for one LR size (padded): batch, height, width, height4 = 4h, width4 = 4w.
-std::vector<int64_t> resolve_shape(const TensorDesc& tensor, int batch, int height, int width);
+// A tensor's concrete shape for one LR size (padded) or tile: batch, height, width, height4 = 4h,
+// width4 = 4w, channels (the blend graph's: latent or pixel channels).
+std::vector<int64_t> resolve_shape(const TensorDesc& tensor, int batch, int height, int width, int channels = 4);
 int64_t element_count(const std::vector<int64_t>& shape);
 
-constexpr int kSchemaVersion = 1;
-extern const char* const kGraphNames[4];  // flow, denoise, guide, decode
+// 1: flow, denoise (6 step coefficients), guide, decode. 2: guide split into guide_decode + warp, blend
+// added, denoise with x0_history and 8 step coefficients (tiles, DDIM, DPM-Solver++).
+constexpr int kSchemaVersion = 2;
+constexpr int kNumGraphs = 6;
+extern const char* const kGraphNames[kNumGraphs];  // flow, denoise, guide_decode, warp, decode, blend
+// graphs that always run in float32 (pixel coordinates, tile sums): their engines are fp32 only
+bool float32_only_graph(const std::string& graph);
 
 // Loads and validates build_dir/manifest.json (Error(manifest) / Error(unsupported) with a sentence).
 Manifest load_manifest(const std::string& build_dir);
@@ -199,6 +262,13 @@ public:
     virtual void download(BufferHandle buffer, void* host, size_t bytes) = 0;
     virtual void run(const std::string& graph, const std::vector<Binding>& inputs, const std::vector<Binding>& outputs) = 0;
     virtual void synchronize() = 0;
+    // Tiles only (queued like a graph run; a buffer move, no arithmetic): copies the (rows, cols)
+    // window of the last two dims, every leading index alike, source[..., sy:sy+rows, sx:sx+cols] ->
+    // target[..., ty:ty+rows, tx:tx+cols]. Runners without it run whole frames only.
+    virtual void copy_region(BufferHandle source, BufferHandle target, int64_t source_y, int64_t source_x, int64_t target_y,
+                             int64_t target_x, int64_t rows, int64_t cols);
+    // Tiles only: fills the buffer with zeros (a whole-frame sum before its tiles are added).
+    virtual void zero(BufferHandle buffer);
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -218,11 +288,13 @@ uint64_t parse_memory_size(const std::string& text, const std::string& option = 
 
 // ---------------------------------------------------------------------------------------------
 // the schedule (svsr/runtime/sampling/sampler.py), slot design:
-//   host clip store: lr, latest z, forward/backward flows of every frame (RAM up to a budget, then files);
-//   runner: two slot sets {z_in, lr, lr_prev, flow, noise, guidance, z_out, x0, rgb} + shared
-//   {zero_guidance, tcm_on, tcm_off, timestep, step_coeffs}, allocated once per frame size, so
-//   runner memory does not depend on the number of frames. Call c of a sweep uses set c % 2 (its
-//   guide reads x0 from the other set), so a runner can upload call c+1 while call c computes.
+//   host clip store: lr, latest z, forward/backward flows of every frame, and for dpmpp-2m two x0
+//   history planes by step parity (RAM up to a budget, then files);
+//   runner: two slot sets {z_in, lr, lr_prev, flow, noise, guidance, z_out, x0, x0_history, rgb} +
+//   shared {image, zero_guidance, zero_latent, tcm_on, tcm_off, timestep, step_coeffs}, allocated
+//   once per frame size, so runner memory does not depend on the number of frames. Call c of a
+//   sweep uses set c % 2 (its guide_decode reads x0 from the other set), so a runner can upload
+//   call c+1 while call c computes.
 using ProgressFn = std::function<bool(const char* phase, int done, int total)>;  // false = cancel
 // Frame `index` of the clip (h x w x 3 uint8, valid until the next call), or nullptr after the last one.
 using FrameSource = std::function<const uint8_t*(int index)>;
@@ -245,6 +317,16 @@ public:
     const HostMemoryOptions& host_memory() const { return host_memory_; }
     HostMemoryUse host_memory_use() const { return host_memory_use_; }
 
+    // Tiles of every later clip, in LR pixels of the padded frame (svsr/contract/tiles.py rules):
+    // tile_height x tile_width blended over `overlap` pixels; 0 x 0 = whole frames (the default, the
+    // paper's exact path; a tile covering the frame is the same). Needs a runner with copy_region and
+    // zero. Error(invalid_argument) for a tile below 32, off the multiple of 4, or overlap >= half a tile.
+    void set_tiles(int tile_height, int tile_width, int overlap = kDefaultOverlap);
+
+    // The schedule of every later clip (Error(invalid_argument) for an unknown one or eta outside [0, 1]).
+    void set_schedule(Schedule schedule);
+    const Schedule& schedule() const { return schedule_; }
+
     // frames: n x h x w x 3 uint8; out_f32 or out_u8 (one may be null): n x 4h x 4w x 3.
     void upscale(const uint8_t* frames, int n, int h, int w, int steps, uint64_t seed, float* out_f32, uint8_t* out_u8);
     // The same for a clip of unknown length: reads every frame from `source` (into the clip store),
@@ -258,11 +340,22 @@ public:
 
 private:
     struct SlotSet {
-        BufferHandle z_in = 0, lr = 0, lr_prev = 0, flow = 0, noise = 0, guidance = 0, z_out = 0, x0 = 0, rgb = 0;
+        BufferHandle z_in = 0, lr = 0, lr_prev = 0, flow = 0, noise = 0, guidance = 0, z_out = 0, x0 = 0, x0_history = 0, rgb = 0;
+    };
+    // tile-shaped buffers every tile passes through, and each tile's blend weights (frame_step.py TileBuffers)
+    struct TileBuffers {
+        BufferHandle z = 0, lr = 0, noise = 0, history = 0, guidance = 0, zero_guidance = 0, zero_history = 0, z_out = 0, x0_out = 0,
+                     latent_in = 0, pixels = 0, latent_acc = 0, latent_sum = 0, pixel_acc = 0, pixel_sum = 0;
+        BufferHandle weight = 0, pixel_weight = 0;  // what every blend reads: a tile's weight is copied in first
+        std::vector<BufferHandle> weights, pixel_weights;
     };
     using EmitFn = std::function<void(int index, const float* rgb)>;  // rgb: (1, 3, 4H', 4W') of the padded frame
+    void frame_step(const SlotSet& s, const SlotSet& previous, bool uses_tcm, bool history);
+    void decode(const SlotSet& s);
+    void cut(BufferHandle whole, BufferHandle part, const Tile& region);
+    void blend_into(BufferHandle whole, BufferHandle tile, BufferHandle acc, BufferHandle total, BufferHandle weight, const Tile& region);
     void run_clip(const PaddingPlan& plan, int num_steps, uint64_t seed, const FrameSource& source, const EmitFn& emit);
-    void ensure_slots(int ph, int pw);
+    void ensure_slots(int ph, int pw, const TileLayout& layout);
     void release_slots();
     bool report(const char* phase, int done, int total);
 
@@ -270,7 +363,12 @@ private:
     std::unique_ptr<Runner> runner_;
     ProgressFn progress_;
     SlotSet sets_[2];
-    BufferHandle zero_guidance_ = 0, tcm_on_ = 0, tcm_off_ = 0, timestep_ = 0, coeffs_ = 0;
+    BufferHandle image_ = 0, zero_guidance_ = 0, zero_latent_ = 0, tcm_on_ = 0, tcm_off_ = 0, timestep_ = 0, coeffs_ = 0;
+    Schedule schedule_;
+    int tile_h_ = 0, tile_w_ = 0, tile_overlap_ = kDefaultOverlap;  // asked for (0: whole frames)
+    TileLayout layout_;                                             // of the slots held now
+    bool tiled_ = false;                                            // layout_ has more than one tile
+    TileBuffers tile_;
     int slot_h_ = 0, slot_w_ = 0;
     uint64_t slot_bytes_ = 0;
     std::vector<BufferHandle> owned_;

@@ -1,6 +1,7 @@
 // svsr/memory_plan.hpp: the device memory one frame size needs, by the rules of Python's memory plan
-// (svsr/runtime/sampling/memory_plan.py): the slot buffers Sampler.slots allocates (two slot sets, x0,
-// the shared constants, the decode double buffer), each rounded up to the allocation granularity;
+// (svsr/runtime/sampling/memory_plan.py, untiled): the slot buffers Sampler.slots allocates (two slot
+// sets, the decoded guidance image, the shared constants, the decode double buffer), each rounded up
+// to the allocation granularity;
 // one TensorRT scratch area shared by every execution context; a reserve for the CUDA context, the
 // execution contexts and the CUDA graphs of the schedule (estimates, as Python's before measuring).
 // cpp/tests/golden/memory_plan.json (written by Python) pins every figure.
@@ -20,7 +21,7 @@ constexpr uint64_t kContextEstimate = 16ull << 20;     // memory_plan.CONTEXT_ES
 constexpr uint64_t kGraphEstimate = 8ull << 20;        // memory_plan.GRAPH_ESTIMATE
 // Python's binding_counts(): distinct graph bindings (one execution context each) and frame-step
 // programs (one CUDA graph each) of the schedule; the golden checks them against Python's.
-constexpr int kPlanContexts = 9;
+constexpr int kPlanContexts = 11;
 constexpr int kPlanPrograms = 3;
 
 struct MemoryPlan {

@@ -33,6 +33,7 @@ from svsr.runtime.jobs.runner import (
     run_video_jobs,
 )
 from svsr.runtime.jobs.shots import DEFAULT_THRESHOLD, CutDetector, Shot, shots_from_cuts
+from svsr.runtime.jobs.tiling import TileChoice, choose_tiles
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -49,9 +50,11 @@ __all__ = [
     "Shot",
     "ShotJob",
     "StepProgress",
+    "TileChoice",
     "WholeClipPipeline",
     "WholeClipShot",
     "backend_name",
+    "choose_tiles",
     "discard_if_nothing_done",
     "finish_input",
     "merged_sentence",

@@ -34,6 +34,7 @@ import numpy as np
 from svsr.contract.errors import InputError, SvsrError
 from svsr.contract.frames import validate_clip
 from svsr.contract.noise import NoiseSource
+from svsr.contract.scheduler import needs_history
 from svsr.contract.sizes import padding_plan
 from svsr.contract.video_options import VideoOptions
 from svsr.runtime.sampling import ClipStore, FileFrameArray, StoreLayout, default_host_memory
@@ -56,6 +57,7 @@ from svsr.runtime.jobs import lock
 from svsr.runtime.sampling import Sampler, to_model_input
 from svsr.runtime.jobs.selection import Selection, select_and_cut
 from svsr.runtime.jobs.shots import CutDetector, Shot, shots_from_cuts
+from svsr.runtime.jobs.tiling import TileChoice, choose_tiles, recorded_tile
 from svsr.runtime.video import FrameReader, FrameWriter, VideoInfo, audio_problem, check_output, input_kind, output_kind, output_rule, probe
 
 Report = Callable[[str], None]
@@ -142,6 +144,7 @@ class _ThreadedWriter:
 
 
 NoiseFactory = Callable[[], NoiseSource]
+_ANNOUNCED: set[tuple[Path, str]] = set()  # (work folder, tile sentence) said already: once per input, not per shot
 
 
 @dataclass(frozen=True)
@@ -292,12 +295,26 @@ class ShotJob:
         self.report, self.progress = report, progress
         self.work = plan.shot_work(shot)
         self.segment = plan.segment_path(shot)
-        self.steps = sampler.steps(options.num_inference_steps)
+        self.steps = sampler.steps(options.num_inference_steps, scheduler=options.scheduler, eta=options.eta)
+        self.history = needs_history(options.scheduler)  # one x0 history per frame (multistep solvers), kept like the latents
 
     def layout(self, num_frames: int) -> StoreLayout:
-        """The clip store's sizes for ``num_frames`` of this input (latent channels from the manifest)."""
+        """The clip store's sizes for ``num_frames`` of this input (latent channels from the manifest, history planes by scheduler)."""
         padded = padding_plan(self.plan.info.height, self.plan.info.width)
-        return StoreLayout(num_frames, padded.padded_height, padded.padded_width, latent_channels=self.sampler.latent_channels)
+        return self.sampler.store_layout(num_frames, padded, history=self.history)
+
+    def tiles(self, layout: StoreLayout, checkpoint: Checkpoint | None) -> TileChoice:
+        """The tiles of this input's frames (an interrupted run's ``auto`` choice is kept); said once per input."""
+        o = self.options
+        recorded = recorded_tile(checkpoint.options) if checkpoint is not None else None
+        budget = default_host_memory() if o.host_memory is None else o.host_memory
+        store_bytes = min(budget, layout.bytes_of("lr") + layout.bytes_of("flows"))  # what the clip store keeps in RAM
+        choice = choose_tiles(self.sampler, o.tile, o.tile_overlap, layout.height, layout.width, spell=o.spell, store_bytes=store_bytes,
+                              history=self.history, recorded=recorded)  # fmt: skip
+        if (self.plan.work, choice.sentence) not in _ANNOUNCED and o.tile != "off":
+            _ANNOUNCED.add((self.plan.work, choice.sentence))
+            self.report(f"svsr-run: {self.plan.input.name}: {choice.sentence}")
+        return choice
 
     @property
     def done(self) -> bool:
@@ -313,13 +330,14 @@ class ShotJob:
     def _shot_name(self) -> str:
         return f"shot {self.shot.index + 1} of {len(self.plan.shots)}" if len(self.plan.shots) > 1 else "it"
 
-    def fingerprint(self, height: int, width: int) -> Checkpoint:
+    def fingerprint(self, height: int, width: int, tiles: TileChoice) -> Checkpoint:
         o = self.options
         return Checkpoint(
             input=f"{input_fingerprint(self.plan.input)}:{self.shot.first}-{self.shot.last}",
             build=build_fingerprint(self.build_dir, self.sampler.backend.name),
             # named noise: its seed says it all; a NoiseSource object is known by its starting state's digest only
-            options=options_of({"steps": o.num_inference_steps, "noise": self.noise.kind, "fps": o.fps,
+            options=options_of({"steps": o.num_inference_steps, "scheduler": o.scheduler, "eta": o.eta, "noise": self.noise.kind, "fps": o.fps,
+                                "tile": tiles.text, **({"tile overlap": tiles.layout.overlap} if tiles.tiled else {}),
                                 **({"noise seed": o.seed} if isinstance(o.noise, str) else {"noise state": _digest(self.noise.state())})}),
             num_frames=self.shot.num_frames,
             height=height,
@@ -356,7 +374,7 @@ class ShotJob:
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 layout = self.layout(self.shot.num_frames)
-                need = sum(layout.bytes_of(part) for part in ("lr", "latents", "flows")) / 2**20
+                need = sum(layout.bytes_of(part) for part in ("lr", "latents", "flows") + (("history",) if self.history else ())) / 2**20
                 raise InputError(
                     f"the disk of {self.work} is full ({exc.strerror}); this shot's clip state needs up to {need:.0f} MiB there: "
                     f"free space or choose {self.options.spell('work_dir', 'DIR')} elsewhere, then rerun to resume."
@@ -370,8 +388,9 @@ class ShotJob:
         lr_file, times = self._read_frames()
         plan = padding_plan(self.plan.info.height, self.plan.info.width)
         layout = self.layout(lr_file.count)
-        wanted = self.fingerprint(layout.height, layout.width)
         checkpoint = load_checkpoint(self.work)
+        tiles = self.tiles(layout, checkpoint)
+        wanted = self.fingerprint(layout.height, layout.width, tiles)
         if checkpoint is not None:
             differences = checkpoint.differences(wanted)
             if differences:
@@ -390,7 +409,7 @@ class ShotJob:
                 self.report(f"svsr-run: resuming from step {checkpoint.steps_done} of {len(steps)}{shot}")
             if store.spilled:
                 self.report(f"svsr-run: clip state beyond --host-memory goes to {self.work} ({', '.join(store.spilled)})")
-            slots = self.sampler.slots(layout.height, layout.width)
+            slots = self.sampler.slots(layout.height, layout.width, tiles=tiles.slot_tiles)
             in_files = store.store_flows and store.fwd is not None and store.fwd.in_file and store.bwd.in_file
             if not (checkpoint is not None and checkpoint.flows_done and in_files):
                 self.sampler.compute_flows(store, slots, progress=lambda i, total: _crash_point(f"flows:{i}"))
@@ -413,22 +432,21 @@ class ShotJob:
             store.close()
 
     def _save(self, store: ClipStore, state: Checkpoint) -> None:
-        """The checkpoint, with the checksums of the files it relies on (flushed before): this step's latents, stored flows."""
-        relied = [f"latents{state.steps_done % 2}.f32"] + (["flows_fwd.f32", "flows_bwd.f32"] if state.flows_done else [])
-        state.files = store.records(relied)
+        """The checkpoint, with the checksums of the files it relies on (flushed before): this step's latents and history, stored flows."""
+        state.files = store.records(store.step_files(state.steps_done) + (["flows_fwd.f32", "flows_bwd.f32"] if state.flows_done else []))
         save_checkpoint(self.work, state)
 
     def _verified(self, checkpoint: Checkpoint, store: ClipStore) -> Checkpoint | None:
         """The checkpoint when the files it relies on match their checksums; damaged flows are computed again,
-        damaged latents start the shot again (None); one line says which file and what was done."""
-        latents = f"latents{checkpoint.steps_done % 2}.f32"
+        damaged latents or history start the shot again (None); one line says which file and what was done."""
         records = dict(checkpoint.files)
         damage = store.damage(records)
-        if latents not in records:
-            damage[latents] = "the checkpoint has no checksums for it"
-        if latents in damage:
-            self.report(f"svsr-run: {self.work / latents} is damaged ({damage[latents]}); upscaling {self._shot_name()} again from step 0")
-            return None
+        for plane in store.step_files(checkpoint.steps_done):
+            if plane not in records:
+                damage[plane] = "the checkpoint has no checksums for it"
+            if plane in damage:
+                self.report(f"svsr-run: {self.work / plane} is damaged ({damage[plane]}); upscaling {self._shot_name()} again from step 0")
+                return None
         in_files = store.files()
         for name in ("flows_fwd.f32", "flows_bwd.f32"):
             if checkpoint.flows_done and name in in_files and name not in records:
@@ -475,7 +493,7 @@ class ShotJob:
                     self.progress.update(1)
 
             self.sampler.run_step(store, slots, step, self.noise, on_frame=one_frame)
-            store.latents[(step.index + 1) % 2].flush()
+            store.flush()  # the plane this step wrote (latents, and the history of multistep solvers) reaches the disk before its checkpoint
             state.steps_done, state.noise_state = step.index + 1, self.noise.state()
             self._save(store, state)
 

@@ -4,8 +4,8 @@
 
 - a :class:`~svsr.runtime.sampling.Sampler` streams the shot through the clip store, with
   checkpoints after every timestep (:class:`~svsr.runtime.jobs.job.ShotJob`);
-- any other pipeline with ``upscale(frames, num_inference_steps, noise, progress)`` (the PyTorch
-  reference) gets the shot as one clip in memory (:class:`WholeClipShot`); shots, work folder,
+- any other pipeline with ``upscale(frames, num_inference_steps, noise, progress, scheduler=, eta=)``
+  (the PyTorch reference) gets the shot as one clip in memory (:class:`WholeClipShot`); shots, work folder,
   restart and the finished segments of an interrupted run work as for a sampler, and the options it
   cannot honour are refused first (:meth:`VideoOptions.whole_clip_problem`).
 
@@ -49,7 +49,8 @@ class WholeClipPipeline(Protocol):
 
     name: str
 
-    def upscale(self, frames: Sequence[np.ndarray], num_inference_steps: int, noise: NoiseSource, progress: Any = False) -> list[np.ndarray]: ...
+    def upscale(self, frames: Sequence[np.ndarray], num_inference_steps: int, noise: NoiseSource, progress: Any = False, *,
+                scheduler: str = "ddpm", eta: float = 0.0) -> list[np.ndarray]: ...  # fmt: skip
 
 
 Pipeline = Sampler | WholeClipPipeline
@@ -95,12 +96,12 @@ class WholeClipShot:
                 f"{self.plan.input} gave {len(timed)} frames for frames {self.shot.first}..{self.shot.last}, "
                 f"{self.shot.num_frames} were counted before; it changed or decodes differently each time: rerun with {self.options.spell('restart', True)}."
             )
+        o = self.options
         try:
-            upscaled = self.pipeline.upscale([frame for frame, _ in timed], num_inference_steps=self.options.num_inference_steps,
-                                             noise=self.make_noise(), progress=self.progress if self.progress is not None else False)  # fmt: skip
+            upscaled = self.pipeline.upscale([frame for frame, _ in timed], num_inference_steps=o.num_inference_steps, noise=self.make_noise(),
+                                             progress=self.progress if self.progress is not None else False, scheduler=o.scheduler, eta=o.eta)  # fmt: skip
         except KeyboardInterrupt:
             raise Interrupted(f"interrupted; {self.plan.work} keeps the finished shots: rerun the same command to resume.") from None
-        o = self.options
         with FrameWriter(self.segment, info.fps, codec=o.codec, crf=o.crf, time_base=info.time_base, **SEGMENT_OPTIONS) as writer:
             for frame, (_, at) in zip(upscaled, timed):
                 writer.write(to_uint8(frame), at)

@@ -2,16 +2,20 @@
 
 The schedule (svsr/runtime/sampling/sampler.py) only prepares a frame size, allocates buffers,
 uploads host arrays, runs graphs on named buffers (grouped into frame-step programs by
-``launch``), downloads results and synchronises. ONNX Runtime and TensorRT implement it; tests
+``launch``), moves windows between buffers (``copy_region``, tiles), zeroes buffers, downloads
+results and synchronises. ONNX Runtime and TensorRT implement it; tests
 use recording doubles derived from it. The sampler calls every method directly: a backend that
 has nothing to do for ``prepare`` or ``launch`` keeps the defaults here.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from svsr.contract.tiles import TileLayout
 
 Buffer = Any  # a backend-specific device (or host) tensor handle
 
@@ -26,11 +30,12 @@ class Backend:
     name: str = "backend"
     device: str = "cpu"
 
-    def prepare(self, manifest: Mapping[str, Any], height: int, width: int) -> None:
+    def prepare(self, manifest: Mapping[str, Any], height: int, width: int, *, tiles: "TileLayout | None" = None) -> None:
         """Called before the slot buffers of padded LR frames ``height`` x ``width`` are allocated.
 
-        TensorRT checks the size against its engines' profiles and the free memory here; the default
-        has nothing to check.
+        ``tiles``: the tile layout the tiled graphs will run at (None: whole frames); the sampler
+        passes it only for a tiled run. TensorRT checks the sizes against its engines' profiles and
+        the free memory here; the default has nothing to check.
         """
 
     def launch(self, key: str, enqueue: Callable[[], None]) -> None:
@@ -55,6 +60,26 @@ class Backend:
 
     def run(self, graph: str, inputs: Mapping[str, Buffer], outputs: Mapping[str, Buffer]) -> None:
         """Run one graph reading ``inputs`` and writing ``outputs`` (names as in svsr/contract/graphs.py)."""
+        raise NotImplementedError
+
+    def copy_region(
+        self,
+        source: Buffer,
+        target: Buffer,
+        source_origin: tuple[int, int],
+        target_origin: tuple[int, int],
+        size: tuple[int, int],
+    ) -> None:
+        """Copy a (rows, cols) window of the last two dims, every leading index (batch, channel) alike.
+
+        ``source[..., sy:sy+rows, sx:sx+cols]`` -> ``target[..., ty:ty+rows, tx:tx+cols]``, queued like a
+        graph run (tiles: cut a tile out of a whole-frame buffer, put a blended region back). A buffer
+        move, no arithmetic: the blend itself is the ``blend`` graph.
+        """
+        raise NotImplementedError
+
+    def zero(self, buffer: Buffer) -> None:
+        """Fill a buffer with zeros, queued like a graph run (a whole-frame sum before its tiles are added)."""
         raise NotImplementedError
 
     def synchronize(self) -> None:

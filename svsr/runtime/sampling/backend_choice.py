@@ -37,7 +37,7 @@ def engine_problems(manifest: Mapping[str, Any], env: MachineEnv, precision: Pre
     engines = manifest.get("engines") or {}
     try:
         chosen = choose_precision(manifest, precision).per_graph()
-    except Exception as exc:  # noqa: BLE001 - e.g. guide and decode built in different precisions
+    except Exception as exc:  # noqa: BLE001 - e.g. guide_decode and decode built in different precisions
         return {graph: [str(exc)] for graph in GRAPH_NAMES}
     found: dict[str, list[str]] = {}
     for graph in GRAPH_NAMES:

@@ -14,6 +14,11 @@ Latents are always in a file of the work folder: they are the resume checkpoint.
 planes ping-pong by step parity (step ``s`` reads plane ``s % 2`` and writes plane ``(s+1) % 2``),
 so a crash in the middle of a sweep never touches the last completed step.
 
+Multistep schedulers (DPM-Solver++ 2M) keep one more thing per frame: its x0 of the previous step
+(the solver's history). It lives in two more file planes by step parity, exactly like the latents
+(``history{p}.f32``: step ``s`` reads plane ``s % 2`` and writes plane ``(s+1) % 2``), so the history
+of the last completed step is part of the resume checkpoint too.
+
 Every frame record written to a file gets a CRC-32 (:meth:`FileFrameArray.record`), which the job's
 checkpoint stores; a resumed run checks the files against it (:meth:`ClipStore.damage`) before it
 trusts them, so a truncated or bit-flipped file is found, never silently used.
@@ -151,6 +156,7 @@ class StoreLayout:
     height: int
     width: int
     latent_channels: int = LATENT_CHANNELS  # the manifest's latent_channels (the sampler's)
+    history: bool = False  # one x0 per frame and plane (multistep schedulers: svsr.contract.scheduler.needs_history)
 
     @property
     def lr_shape(self) -> tuple[int, ...]:
@@ -166,8 +172,8 @@ class StoreLayout:
 
     def bytes_of(self, part: str) -> int:
         n = self.num_frames
-        item = {"lr": self.lr_shape, "latents": self.latent_shape, "flows": self.flow_shape}[part]
-        count = {"lr": n, "latents": 2 * n, "flows": 2 * max(n - 1, 0)}[part]
+        item = {"lr": self.lr_shape, "latents": self.latent_shape, "history": self.latent_shape, "flows": self.flow_shape}[part]
+        count = {"lr": n, "latents": 2 * n, "history": 2 * n if self.history else 0, "flows": 2 * max(n - 1, 0)}[part]
         return count * int(np.prod(item)) * FLOAT32.itemsize
 
 
@@ -185,11 +191,11 @@ def default_host_memory() -> int:
 
 
 class ClipStore:
-    """LR frames, two latent planes and the forward/backward flows of one clip.
+    """LR frames, two latent planes (two x0 history planes with ``layout.history``) and the forward/backward flows of one clip.
 
     ``budget`` bytes of RAM are given to the LR frames first, then the flows; what does not fit goes
-    to files in ``folder``. Latents are always files in ``folder`` (see the module docstring).
-    ``resume=True`` keeps existing latent and flow files of the right size instead of clearing them.
+    to files in ``folder``. Latents and histories are always files in ``folder`` (see the module docstring).
+    ``resume=True`` keeps existing latent, history and flow files of the right size instead of clearing them.
     ``lr``: LR frames already written (e.g. streamed from a decoder into a file); moved to RAM when
     the budget allows.
     """
@@ -221,6 +227,9 @@ class ClipStore:
         else:
             self.lr = lr
         self.latents = [FileFrameArray(folder / f"latents{p}.f32", n, layout.latent_shape, keep=resume) for p in (0, 1)]
+        self.history = (
+            [FileFrameArray(folder / f"history{p}.f32", n, layout.latent_shape, keep=resume) for p in (0, 1)] if layout.history else None
+        )
         self.store_flows = store_flows
         half = layout.bytes_of("flows") // 2
         self.fwd = place("flows_fwd", n - 1, layout.flow_shape, half) if store_flows else None
@@ -245,8 +254,13 @@ class ClipStore:
 
     def files(self) -> dict[str, FileFrameArray]:
         """The arrays kept in files, by file name."""
-        arrays = (self.lr, *self.latents, self.fwd, self.bwd)
+        arrays = (self.lr, *self.latents, *(self.history or ()), self.fwd, self.bwd)
         return {a.path.name: a for a in arrays if isinstance(a, FileFrameArray)}
+
+    def step_files(self, steps_done: int) -> list[str]:
+        """The files holding the state after ``steps_done`` steps (what a checkpoint relies on): the latent plane, and the history plane with one."""
+        names = [f"latents{steps_done % 2}.f32"]
+        return names + [f"history{steps_done % 2}.f32"] if self.history is not None else names
 
     def records(self, names: Sequence[str]) -> dict[str, dict]:
         """Size and per-frame checksums of the named files (those of ``names`` kept in files)."""
@@ -260,11 +274,11 @@ class ClipStore:
         return {name: problem for name, problem in found.items() if problem}
 
     def flush(self) -> None:
-        for array in (self.lr, *self.latents, self.fwd, self.bwd):
+        for array in (self.lr, *self.latents, *(self.history or ()), self.fwd, self.bwd):
             if array is not None:
                 array.flush()
 
     def close(self) -> None:
-        for array in (self.lr, *self.latents, self.fwd, self.bwd):
+        for array in (self.lr, *self.latents, *(self.history or ()), self.fwd, self.bwd):
             if array is not None:
                 array.close()

@@ -7,58 +7,57 @@ every N (no chunks, no seams).
 
 Per frame-step (frame ``k`` at position ``j`` of the sweep of timestep index ``s``)::
 
-    upload  z[k] (plane s % 2), lr[k], flow of k onto the previous frame (j > 0), noise(s, k)  -> slot set j % 2
-    guide   (x0 of the previous frame, flow)                  -> guidance      (j > 0)
-    denoise (z, lr, guidance | zeros, tcm on | off, t, coeffs, noise) -> z_out, x0
-    download z_out -> z[k] (plane (s+1) % 2)
+    upload   z[k] (plane s % 2), lr[k], flow of k onto the previous frame (j > 0), noise(s, k),
+             x0 history[k] (plane s % 2; multistep schedulers)                         -> slot set j % 2
+    guide    guide_decode(x0 of the previous frame) -> image; warp(image, flow) -> guidance   (j > 0)
+    denoise  (z, lr, guidance | zeros, tcm on | off, t, coeffs, noise, history | zeros) -> z_out, x0
+    download z_out -> z[k] (plane (s+1) % 2); x0 -> history[k] (plane (s+1) % 2; multistep schedulers)
 
-Frame k+1 is uploaded into the other slot set while frame k computes (backends with a copy stream
-overlap the two) and launched before frame k's new latent is downloaded (``z_out`` is
-double-buffered), so the device never idles while the host stores a latent; the flows are
-pipelined the same way. ``x0`` stays on the device between frames. Every graph call binds the same slot
-buffers every time, so backends can bind each execution context once and capture each frame-step
-program (per slot set and TCM on/off) once for every frame, step, clip and video of that size.
+With tiles the guide decode and the denoise run per tile and are blended into whole-frame buffers
+(svsr/runtime/sampling/frame_step.py); the warp sees the whole frame. Frame k+1 is uploaded into the
+other slot set while frame k computes (backends with a copy stream overlap the two) and launched
+before frame k's new latent is downloaded (``z_out`` and ``x0`` are double-buffered), so the device
+never idles while the host stores a latent; the flows are pipelined the same way. Every graph call
+binds the same slot buffers every time, so backends can bind each execution context once and capture
+each frame-step program (per slot set, TCM use, history use and tile layout) once for every frame,
+step, clip and video of that size.
 """
 
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from svsr.contract.errors import InputError
 from svsr.contract.frames import pad_frame, validate_clip
-from svsr.contract.graphs import GRAPHS, concrete_shape
-from svsr.contract.errors import ManifestError
 from svsr.contract.noise import NoiseSource, PhiloxNoise
-from svsr.contract.scheduler import Step, step_coefficients
+from svsr.contract.scheduler import DEFAULT_SCHEDULER, Step, needs_history, step_coefficients
 from svsr.contract.sizes import PaddingPlan
 from svsr.contract.sweeps import sweep_direction, sweep_order
+from svsr.contract.tiles import AUTO, DEFAULT_OVERLAP, OFF, TileLayout, TileOption, overlap_problem, parse_tile, plan_tiles
 from svsr.runtime.sampling.backend import Backend, Buffer
 from svsr.runtime.sampling.clip_store import ClipStore, StoreLayout, default_host_memory
+from svsr.runtime.sampling.frame_step import (
+    LATENT_TENSORS,
+    DeviceSlots,
+    SlotSet,
+    allocate_slots,
+    decode_key,
+    enqueue_decode,
+    enqueue_frame_step,
+    frame_step_key,
+    latent_channels,
+    tensor_shape,
+)
+
+__all__ = ["LATENT_TENSORS", "DeviceSlots", "Emit", "Sampler", "SlotSet", "frame_step_key", "latent_channels",
+           "tensor_shape", "to_model_input", "to_output_frame"]  # fmt: skip
 
 Emit = Callable[[int, np.ndarray], None]  # (frame index, 4Hx4Wx3 float32 RGB in [0, 1])
-LATENT_TENSORS = ("z", "noise", "z_prev", "x0")  # graph tensors with the VAE's latent channels
-
-
-def latent_channels(manifest: Mapping[str, Any]) -> int:
-    """The VAE's latent channels: the manifest's ``latent_channels``, else the denoise graph's ``z`` input as exported."""
-    if "latent_channels" in manifest:
-        return int(manifest["latent_channels"])
-    z = next((t for t in manifest["graphs"]["denoise"]["inputs"] if t["name"] == "z"), None)
-    if z is None or len(z["shape"]) != 4 or not isinstance(z["shape"][1], int):
-        raise ManifestError("the manifest names no latent channel count; re-run svsr-export --force.")
-    return int(z["shape"][1])
-
-
-def tensor_shape(manifest: Mapping[str, Any], graph: str, tensor: str, height: int, width: int) -> tuple[int, ...]:
-    """The shape of ``graph``'s ``tensor`` for padded LR frames of ``height`` x ``width`` (batch 1; latents from the manifest)."""
-    spec = next(t for t in GRAPHS[graph].inputs + GRAPHS[graph].outputs if t.name == tensor)
-    shape = concrete_shape(spec, 1, height, width)
-    return (shape[0], latent_channels(manifest), *shape[2:]) if tensor in LATENT_TENSORS else shape
 
 
 def to_model_input(frame: np.ndarray, plan: PaddingPlan) -> np.ndarray:
@@ -71,43 +70,6 @@ def to_output_frame(rgb: np.ndarray, plan: PaddingPlan) -> np.ndarray:
     """(1, 3, 4H', 4W') decode output -> 4Hx4Wx3 float32, cropped back to the unpadded size."""
     out_h, out_w = plan.output_size
     return np.ascontiguousarray(rgb[0, :, :out_h, :out_w].transpose(1, 2, 0), dtype=np.float32)
-
-
-@dataclass(eq=False)
-class SlotSet:
-    """Device buffers one frame-step reads and writes; two sets alternate (double buffering)."""
-
-    index: int
-    z: Buffer
-    lr: Buffer
-    lr_previous: Buffer  # the previous frame's LR, when flows are computed per frame-step
-    flow: Buffer
-    noise: Buffer
-    guidance: Buffer
-    z_out: Buffer
-
-
-@dataclass(eq=False)
-class DeviceSlots:
-    """Every device buffer the sampler uses for one LR size: constant in the number of frames."""
-
-    height: int
-    width: int
-    sets: tuple[SlotSet, SlotSet]
-    x0: Buffer
-    zero_guidance: Buffer
-    tcm_off: Buffer
-    tcm_on: Buffer
-    timestep: Buffer
-    coeffs: Buffer
-    decode_z: tuple[Buffer, Buffer]
-    rgb: tuple[Buffer, Buffer]
-    extras: dict[str, Any] = field(default_factory=dict)
-
-
-def frame_step_key(slot_set: int, uses_tcm: bool, flow_per_step: bool) -> str:
-    """The frame-step program a backend may capture once and replay: one per slot set and TCM use."""
-    return f"step{slot_set}-{'tcm' if uses_tcm else 'first'}{'-flow' if flow_per_step and uses_tcm else ''}"
 
 
 class Sampler:
@@ -128,55 +90,64 @@ class Sampler:
         self._slots = None
         self.backend.close()
 
-    def steps(self, num_inference_steps: int) -> list[Step]:
-        return step_coefficients(self._scheduler_config, self._alphas_cumprod, num_inference_steps)
+    def steps(self, num_inference_steps: int, scheduler: str = DEFAULT_SCHEDULER, eta: float = 0.0) -> list[Step]:
+        """The schedule's steps and their coefficients (svsr/contract/scheduler.py): ``ddpm``, ``ddim`` (``eta``) or ``dpmpp-2m``."""
+        return step_coefficients(self._scheduler_config, self._alphas_cumprod, num_inference_steps, scheduler=scheduler, eta=eta)
 
-    def store_layout(self, num_frames: int, plan: PaddingPlan) -> StoreLayout:
-        """The clip store's layout for ``num_frames`` frames padded as ``plan`` says (latent channels from the manifest)."""
-        return StoreLayout(num_frames, plan.padded_height, plan.padded_width, latent_channels=self.latent_channels)
+    def store_layout(self, num_frames: int, plan: PaddingPlan, history: bool = False) -> StoreLayout:
+        """The clip store's layout for ``num_frames`` frames padded as ``plan`` says (latent channels from the manifest).
+
+        ``history``: keep one x0 per frame (``needs_history(scheduler)``: DPM-Solver++ 2M).
+        """
+        return StoreLayout(num_frames, plan.padded_height, plan.padded_width, latent_channels=self.latent_channels, history=history)
+
+    def tile_layout(self, height: int, width: int, tile: TileOption | None, overlap: int = DEFAULT_OVERLAP) -> TileLayout | None:
+        """The tiles of padded LR frames ``height`` x ``width`` for a tile option; None: whole frames.
+
+        ``None``/``"off"``: whole frames; ``(h, w)`` or ``"HxW"``: tiles of that size (whole frames where
+        one tile covers the frame); ``"auto"``: the memory plan's choice where this runtime has one.
+        Bad values raise InputError in one sentence.
+        """
+        choice = OFF if tile is None else parse_tile(tile)
+        if choice == AUTO:
+            choice = self._auto_tile(height, width, overlap)
+        problem = overlap_problem(choice, overlap)
+        if problem:
+            raise InputError(problem)
+        if choice == OFF:
+            return None
+        layout = plan_tiles(height, width, choice, overlap)
+        return None if layout.single else layout
+
+    def _auto_tile(self, height: int, width: int, overlap: int) -> TileOption:
+        from svsr.runtime.sampling import memory_plan
+
+        choose = getattr(memory_plan, "choose_tile", None)
+        if choose is None:  # no tile memory plan in this runtime: whole frames, as before tiles existed
+            return OFF
+        chosen, _reason = choose(self.manifest, height, width, backend=self.backend, overlap=overlap)
+        return OFF if chosen in (None, OFF) else (int(chosen[0]), int(chosen[1]))
 
     # -- device slots -----------------------------------------------------------------------------
-    def slots(self, height: int, width: int) -> DeviceSlots:
-        """The slot buffers for padded LR frames of ``height`` x ``width``; allocated once per size."""
-        if self._slots is not None and (self._slots.height, self._slots.width) == (height, width):
-            return self._slots
-        b = self.backend
-        b.prepare(self.manifest, height, width)  # e.g. TensorRT: the size against engine profiles and free memory
+    def slots(self, height: int, width: int, tiles: TileLayout | None = None) -> DeviceSlots:
+        """The slot buffers for padded LR frames of ``height`` x ``width``; allocated once per size and tile layout.
 
-        def alloc(label: str, graph: str, tensor: str, host_io: bool = True) -> Buffer:
-            spec = next(t for t in GRAPHS[graph].inputs + GRAPHS[graph].outputs if t.name == tensor)
-            shape = tensor_shape(self.manifest, graph, tensor, height, width)
-            # device-only buffers tell the backend so (no pinned staging for what never crosses to the host)
-            return b.allocate(label, shape, spec.dtype) if host_io else b.allocate(label, shape, spec.dtype, host_io=False)
-
-        def slot_set(i: int) -> SlotSet:
-            return SlotSet(
-                i,
-                z=alloc(f"z{i}", "denoise", "z"),
-                lr=alloc(f"lr{i}", "denoise", "lr"),
-                lr_previous=alloc(f"lr_previous{i}", "flow", "previous"),
-                flow=alloc(f"flow{i}", "flow", "flow"),
-                noise=alloc(f"noise{i}", "denoise", "noise"),
-                guidance=alloc(f"guidance{i}", "denoise", "guidance", host_io=False),
-                z_out=alloc(f"z_out{i}", "denoise", "z_prev"),
-            )
-
-        slots = DeviceSlots(
-            height,
-            width,
-            sets=(slot_set(0), slot_set(1)),
-            x0=alloc("x0", "denoise", "x0", host_io=False),
-            zero_guidance=alloc("zero_guidance", "denoise", "guidance", host_io=False),
-            tcm_off=alloc("tcm_off", "denoise", "tcm_scale"),
-            tcm_on=alloc("tcm_on", "denoise", "tcm_scale"),
-            timestep=alloc("timestep", "denoise", "timestep"),
-            coeffs=alloc("step_coeffs", "denoise", "step_coeffs"),
-            decode_z=(alloc("decode_z0", "decode", "z"), alloc("decode_z1", "decode", "z")),
-            rgb=(alloc("rgb0", "decode", "rgb"), alloc("rgb1", "decode", "rgb")),
-        )
-        b.upload(slots.tcm_on, np.ones(1, np.float32))  # allocations are zero-filled: tcm_off and zero_guidance stay 0
-        self._slots = slots
-        return slots
+        ``tiles`` None (or a layout of one tile): whole frames, bit for bit the untiled path.
+        """
+        if tiles is not None and (tiles.frame_height, tiles.frame_width) != (height, width):
+            raise ValueError(f"a tile layout for {tiles.frame_height}x{tiles.frame_width} frames was given for {height}x{width} slots")
+        layout = None if tiles is None or tiles.single else tiles
+        current = self._slots
+        if current is not None and (current.height, current.width) == (height, width):
+            if (current.tiles.layout if current.tiles is not None else None) == layout:
+                return current
+        self._slots = None
+        if layout is None:
+            self.backend.prepare(self.manifest, height, width)  # e.g. TensorRT: the size against engine profiles and free memory
+        else:
+            self.backend.prepare(self.manifest, height, width, tiles=layout)
+        self._slots = allocate_slots(self.backend, self.manifest, height, width, layout)
+        return self._slots
 
     # -- the phases of a clip -----------------------------------------------------------------------
     def load_frames(self, store: ClipStore, frames: Sequence[np.ndarray], plan: PaddingPlan, start: int = 0) -> None:
@@ -189,7 +160,7 @@ class Sampler:
 
         Each flow is one job on slot set ``job % 2`` (inputs ``lr``/``lr_previous``, output ``flow``:
         the bindings the per-step flow recompute uses too); job j+1 is launched before job j's flow
-        is downloaded, so the device computes while the host stores.
+        is downloaded, so the device computes while the host stores. Flows are whole-frame always.
         """
         if not store.store_flows:
             return
@@ -224,10 +195,19 @@ class Sampler:
             initial = noise.initial_latent(k, shape)
             store.latents[0].write(k, initial if self.init_sigma == 1 else initial * self.init_sigma)
 
-    def run_step(self, store: ClipStore, slots: DeviceSlots, step: Step, noise: NoiseSource, on_frame: Callable[[], None] | None = None) -> None:
-        """One sweep (timestep ``step``): reads latent plane ``s % 2``, writes plane ``(s + 1) % 2``."""
+    def run_step(self, store: ClipStore, slots: DeviceSlots, step: Step, noise: NoiseSource, on_frame: Callable[[], None] | None = None,
+                 *, tcm: bool = True) -> None:  # fmt: skip
+        """One sweep (timestep ``step``): reads latent (and history) plane ``s % 2``, writes plane ``(s + 1) % 2``.
+
+        ``tcm`` False (an ablation, not StableVSR) runs every frame as a sweep's first: no guidance, no TCM.
+        """
         b, n = self.backend, store.layout.num_frames
+        history = store.history is not None
+        if step.reads_history and not history:
+            raise ValueError("this step reads each frame's previous x0, but the clip store keeps none; "
+                             "make its layout with Sampler.store_layout(..., history=needs_history(scheduler))")  # fmt: skip
         read, write = store.latents[step.index % 2], store.latents[(step.index + 1) % 2]
+        read_history, write_history = (store.history[step.index % 2], store.history[(step.index + 1) % 2]) if history else (None, None)
         direction = sweep_direction(step.index)
         order = sweep_order(n, step.index)
         shape = store.layout.latent_shape
@@ -241,7 +221,9 @@ class Sampler:
             b.upload(s.z, read.read(k))
             b.upload(s.lr, store.lr.read(k))
             b.upload(s.noise, noise.step_noise(step.index, k, shape) if step.has_noise else zeros)
-            if position > 0:
+            if read_history is not None:  # a first-order step ignores it: zeros, whatever the plane holds
+                b.upload(s.history, read_history.read(k) if step.reads_history else zeros)
+            if position > 0 and tcm:
                 if store.store_flows:
                     b.upload(s.flow, store.flows(direction).read(position - 1))
                 else:
@@ -250,8 +232,9 @@ class Sampler:
         flow_per_step = not store.store_flows
 
         def launch_frame(position: int) -> None:
-            s, uses_tcm = slots.sets[position % 2], position > 0
-            b.launch(frame_step_key(s.index, uses_tcm, flow_per_step), lambda: self.enqueue_frame_step(slots, s, uses_tcm, flow_per_step))
+            s, uses_tcm = slots.sets[position % 2], tcm and position > 0
+            key = frame_step_key(s.index, uses_tcm, flow_per_step, history, slots.layout_key)
+            b.launch(key, lambda: enqueue_frame_step(b, slots, s, uses_tcm, flow_per_step, history))
 
         stage(0)
         launch_frame(0)
@@ -259,30 +242,12 @@ class Sampler:
             if position + 1 < n:
                 stage(position + 1)  # overlaps this frame's compute on backends with a copy stream
                 launch_frame(position + 1)  # queued before this frame's latent is fetched: the device keeps busy
-            write.write(k, b.download(slots.sets[position % 2].z_out))
+            done = slots.sets[position % 2]
+            write.write(k, b.download(done.z_out))
+            if write_history is not None:
+                write_history.write(k, b.download(done.x0))  # the next frame-step wrote the other set's x0
             if on_frame is not None:
                 on_frame()
-
-    def enqueue_frame_step(self, slots: DeviceSlots, s: SlotSet, uses_tcm: bool, flow_per_step: bool) -> None:
-        """The graph launches of one frame-step, on fixed buffers: no host work, so it can be captured."""
-        b = self.backend
-        if uses_tcm:
-            if flow_per_step:
-                b.run("flow", {"frame": s.lr, "previous": s.lr_previous}, {"flow": s.flow})
-            b.run("guide", {"x0": slots.x0, "flow": s.flow}, {"guidance": s.guidance})
-        b.run(
-            "denoise",
-            {
-                "z": s.z,
-                "lr": s.lr,
-                "guidance": s.guidance if uses_tcm else slots.zero_guidance,
-                "tcm_scale": slots.tcm_on if uses_tcm else slots.tcm_off,
-                "timestep": slots.timestep,
-                "step_coeffs": slots.coeffs,
-                "noise": s.noise,
-            },
-            {"z_prev": s.z_out, "x0": slots.x0},
-        )
 
     def decode(self, store: ClipStore, slots: DeviceSlots, num_steps: int, plan: PaddingPlan, emit: Emit, start: int = 0) -> None:
         """Final frames ``start..N-1`` in order to ``emit``; decoding frame k+1 is enqueued before frame k is fetched."""
@@ -290,12 +255,15 @@ class Sampler:
         final = store.latents[num_steps % 2]
         pending: tuple[int, Buffer] | None = None
         for position, k in enumerate(range(start, n)):
-            z, rgb = slots.decode_z[position % 2], slots.rgb[position % 2]
-            b.upload(z, final.read(k))
-            b.run("decode", {"z": z}, {"rgb": rgb})
+            parity = position % 2
+            b.upload(slots.decode_z[parity], final.read(k))
+            if slots.tiles is None:
+                enqueue_decode(b, slots, parity)
+            else:
+                b.launch(decode_key(parity, slots.layout_key), lambda parity=parity: enqueue_decode(b, slots, parity))
             if pending is not None:
                 emit(pending[0], to_output_frame(b.download(pending[1]), plan))
-            pending = (k, rgb)
+            pending = (k, slots.rgb[parity])
         if pending is not None:
             emit(pending[0], to_output_frame(b.download(pending[1]), plan))
         b.synchronize()
@@ -310,22 +278,31 @@ class Sampler:
         *,
         host_memory: int | None = None,
         work_dir: str | Path | None = None,
+        scheduler: str = DEFAULT_SCHEDULER,
+        eta: float = 0.0,
+        tile: TileOption | None = None,
+        tile_overlap: int = DEFAULT_OVERLAP,
+        tcm: bool = True,
     ) -> list[np.ndarray]:
         """Upscale one clip 4x: HxWx3 uint8 frames -> 4Hx4Wx3 float32 in [0, 1].
 
         The clip state is streamed through the store (``host_memory`` bytes of RAM, default half of
         what is available; latents in a temporary work folder, or ``work_dir``); the returned list
         holds every output frame, so for long videos use the video job, which encodes as it decodes.
+        ``scheduler``/``eta``: see :meth:`steps`. ``tile``: None or ``"off"`` whole frames, ``(h, w)``
+        tiles of that many LR pixels blended over ``tile_overlap`` (see :meth:`tile_layout`). ``tcm``
+        False: the ablation without the temporal conditioning (see :meth:`run_step`).
         """
         plan = validate_clip(frames)
-        steps = self.steps(num_inference_steps)
+        tiles = self.tile_layout(plan.padded_height, plan.padded_width, tile, tile_overlap)
+        steps = self.steps(num_inference_steps, scheduler=scheduler, eta=eta)
         noise = noise if noise is not None else PhiloxNoise(0)
-        layout = self.store_layout(len(frames), plan)
+        layout = self.store_layout(len(frames), plan, history=needs_history(scheduler))
         budget = default_host_memory() if host_memory is None else host_memory
         with tempfile.TemporaryDirectory(prefix="svsr-clip-", dir=work_dir) as folder:
             store = ClipStore(layout, Path(folder), budget)
             try:
-                slots = self.slots(layout.height, layout.width)
+                slots = self.slots(layout.height, layout.width, tiles)
                 self.load_frames(store, frames, plan)
                 self.compute_flows(store, slots)
                 self.initial_latents(store, noise)
@@ -333,7 +310,7 @@ class Sampler:
                 bar = tqdm(total=layout.num_frames * len(steps), desc=self.backend.name, unit="frame-step", disable=not progress) if own_bar else progress
                 try:
                     for step in steps:
-                        self.run_step(store, slots, step, noise, on_frame=lambda: bar.update(1))
+                        self.run_step(store, slots, step, noise, on_frame=lambda: bar.update(1), tcm=tcm)
                 finally:
                     if own_bar:
                         bar.close()
@@ -346,4 +323,3 @@ class Sampler:
                 return results
             finally:
                 store.close()
-

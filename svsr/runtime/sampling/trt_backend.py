@@ -8,8 +8,15 @@ Torch-free; CUDA through svsr/device/cuda.py. The backend ties four small parts 
 * engines and their execution contexts, bound once on a shared scratch area (trt_engines.py);
 * frame-step programs (trt_programs.py): dry run, eager run + capture, replay.
 
-``prepare(manifest, h, w)``, which the sampler calls before allocating the slots of a frame size,
-checks the size against the engines' profiles; asks a temporary context per engine for its
+It serves the six graphs of svsr/contract/graphs.py, one engine each (``warp`` and ``blend`` are
+always float32 engines: the precision type says so). Tiles add two buffer moves the schedule asks
+for, :meth:`TrtBackend.copy_region` (``cudaMemcpy2DAsync`` per leading plane) and
+:meth:`TrtBackend.zero` (``cudaMemsetAsync``); both go on the compute stream like a graph launch,
+so a frame-step program's capture records them with its launches.
+
+``prepare(manifest, h, w, tiles)``, which the sampler calls before allocating the slots of a frame
+size, checks the frame size (flow, warp) and the tile shape (denoise, guide_decode, decode) against
+the engines' profiles; asks a temporary context per engine for its
 scratch need at this size; releases the buffers the new size does not reuse, and with them the
 contexts and CUDA graphs bound to them; refuses, in one sentence, a size whose memory plan
 (memory_plan.py) does not fit the free memory; sizes the scratch; and lets keys whose capture
@@ -36,12 +43,12 @@ from svsr.contract.precision import PrecisionLike
 from svsr.contract.profiles import Profile, format_size
 from svsr.device.tensorrt import open_plan_runtime
 from svsr.runtime.sampling.backend import Backend
-from svsr.runtime.sampling.memory_plan import MemoryPlan, check_fits, plan_memory, slot_buffers
-from svsr.contract.graphs import GRAPHS
-from svsr.runtime.sampling.sampler import tensor_shape
-from svsr.runtime.sampling.trt_device import DeviceBuffer, DeviceMemory, touched
+from svsr.contract.graphs import TILED_GRAPHS
+from svsr.contract.tiles import TileLayout
+from svsr.runtime.sampling.memory_plan import MemoryPlan, check_fits, engine_input_shapes, plan_memory, slot_buffers
+from svsr.runtime.sampling.trt_device import DeviceBuffer, DeviceMemory, enqueue_region_copy, region_copies, touched
 from svsr.runtime.sampling.trt_engines import ContextPool, LoadedEngine, TensorRTError, load_engine
-from svsr.runtime.sampling.trt_programs import DryRun, Programs, ProgramBindingError, TracedRun
+from svsr.runtime.sampling.trt_programs import BUFFER_OPS, COPY_OP, ZERO_OP, DryRun, Programs, ProgramBindingError, TracedRun
 
 __all__ = ["TRT_RUNTIME_API", "ProgramBindingError", "TensorRTError", "TrtBackend", "open_trt_backend"]
 
@@ -70,7 +77,7 @@ def _default_rebuild(profile: Profile | None) -> str:
 
 
 class TrtBackend(Backend):
-    """Runs the four graphs' TensorRT engines on one device (see the module docstring).
+    """Runs the six graphs' TensorRT engines on one device (see the module docstring).
 
     ``version_compatible``: the plans were built with ``svsr-export --lean``; ``lean``: ``trt`` is
     TensorRT's lean runtime (else the full library, which loads the lean runtime for such plans).
@@ -90,8 +97,10 @@ class TrtBackend(Backend):
         version_compatible: bool = False,
         lean: bool = False,
         device: int = 0,
+        precision: Any = None,
     ) -> None:
         self.trt, self.cuda = trt, cuda
+        self.precision = precision  # the engines' Precision (what the memory estimate of --tile auto plans with)
         self.device = f"cuda:{device}"
         self.profiles = dict(profiles or {})
         self.cuda_graphs = cuda_graphs
@@ -171,14 +180,19 @@ class TrtBackend(Backend):
             "program_bytes": self.programs.held_bytes(),
         }
 
-    def memory_plan(self, manifest: Mapping[str, Any], height: int, width: int) -> MemoryPlan:
-        """The device memory padded LR frames of ``height`` x ``width`` need here (engines are loaded already)."""
-        shapes = {g: {t.name: tensor_shape(manifest, g, t.name, height, width) for t in GRAPHS[g].inputs} for g in self.engines}
-        scratch = self.contexts.scratch_need(shapes)  # first: its probe contexts are measured too
+    def memory_plan(self, manifest: Mapping[str, Any], height: int, width: int, tiles: TileLayout | None = None) -> MemoryPlan:
+        """The device memory padded LR frames of ``height`` x ``width`` need here (engines are loaded already).
+
+        ``tiles``: the layout the sampler runs (None or one tile: untiled); the tiled graphs' scratch
+        is asked for at the tile shape, flow and warp at the frame size.
+        """
+        shapes = engine_input_shapes(manifest, height, width, tiles)
+        scratch = self.contexts.scratch_need({g: s for g, s in shapes.items() if g in self.engines})  # first: its probe contexts are measured too
         return plan_memory(
             manifest,
             height,
             width,
+            tiles=tiles,
             scratch_bytes=scratch,
             per_context_bytes=self.contexts.mean_bytes(),
             per_program_bytes=self.programs.mean_bytes(),
@@ -186,21 +200,27 @@ class TrtBackend(Backend):
         )
 
     # -- a frame size -----------------------------------------------------------------------------
-    def prepare(self, manifest: Mapping[str, Any], height: int, width: int) -> None:
+    def prepare(self, manifest: Mapping[str, Any], height: int, width: int, tiles: TileLayout | None = None) -> None:
         """Before the slot buffers of a frame size are allocated: profile check, scratch size, memory check.
 
-        Held buffers the new size does not reuse are released first (with the contexts and graphs
-        bound to them); raises DeviceMemoryError when the size does not fit the free memory.
+        ``tiles``: the layout the sampler will run (None or one tile: untiled). Held buffers the new
+        size does not reuse are released first (with the contexts and graphs bound to them); raises
+        DeviceMemoryError when the size does not fit the free memory.
         """
         self._check_idle("prepare")
+        tiled = tiles is not None and not tiles.single
         for graph, profile in self.profiles.items():
-            if not profile.covers(1, height, width):
+            if graph == "blend":  # latent and pixel tiles alike: TensorRT's own refusal names the shape
+                continue
+            size = tiles.tile_shape if tiled and graph in TILED_GRAPHS else (height, width)
+            if not profile.covers(1, *size):
+                what = f"tiles of {format_size(size)}" if size != (height, width) else f"frames padded to {format_size(size)}"
                 raise InputError(
-                    f"frames padded to {format_size((height, width))} are outside the {graph} engine's profile "
-                    f"{profile.describe()}; rebuild the engines for this size with: {self._rebuild(Profile.static(height, width))}"
+                    f"{what} are outside the {graph} engine's profile {profile.describe()}; "
+                    f"rebuild the engines for this size with: {self._rebuild(Profile.static(*size))}"
                 )
-        plan = self.memory_plan(manifest, height, width)  # also probes the scratch need
-        wanted = {b.label: (b.shape, b.dtype) for b in slot_buffers(manifest, height, width)}
+        plan = self.memory_plan(manifest, height, width, tiles)  # also probes the scratch need
+        wanted = {b.label: (b.shape, b.dtype) for b in slot_buffers(manifest, height, width, tiles)}
         for label, buf in list(self.memory.buffers.items()):
             if wanted.get(label) != (buf.shape, buf.dtype):
                 self._release(label)
@@ -266,13 +286,35 @@ class TrtBackend(Backend):
         self._execute(graph, context.context)
         self.memory.mark_used(buffers)
 
+    def copy_region(
+        self,
+        source: DeviceBuffer,
+        target: DeviceBuffer,
+        source_origin: tuple[int, int],
+        target_origin: tuple[int, int],
+        size: tuple[int, int],
+    ) -> None:
+        """A window of the last two dims, device to device on the compute stream (captured inside a program)."""
+        self._check_open()
+        for buf in (source, target):
+            buf.check_live()
+        copies = region_copies(source, target, tuple(source_origin), tuple(target_origin), tuple(size))  # type: ignore[arg-type]
+        window = (tuple(source_origin), tuple(target_origin), tuple(size))
+        self._buffer_op((COPY_OP, (source.ptr, target.ptr), window), (source, target), lambda: enqueue_region_copy(self.cuda, copies, self.stream))
+
+    def zero(self, buffer: DeviceBuffer) -> None:
+        """Zero-fill on the compute stream, ordered like a graph launch (captured inside a program)."""
+        self._check_open()
+        buffer.check_live()
+        self._buffer_op((ZERO_OP, (buffer.ptr,), ()), (buffer,), lambda: self.cuda.memset_async(buffer.ptr, 0, buffer.nbytes, self.stream))
+
     def launch(self, key: str, enqueue: Callable[[], None]) -> None:
         """One frame-step program: captured into a CUDA graph on first use of ``key``, replayed afterwards."""
         self._check_idle("launch")
         dry = DryRun(key)
         self._in_program(dry, enqueue)
         trace = dry.launches
-        self.contexts.make_all(trace)  # may drop graphs when the scratch must grow
+        self.contexts.make_all([t for t in trace if t[0][0] not in BUFFER_OPS])  # may drop graphs when the scratch must grow
         captured = self.programs.captured.get(key)
         if captured is not None:
             self.programs.check_replay(captured, trace, self.memory.labels())
@@ -320,6 +362,18 @@ class TrtBackend(Backend):
         if not context.execute_async_v3(self.stream):
             raise TensorRTError(f"TensorRT could not enqueue the {graph} engine (see its message above).")
 
+    def _buffer_op(self, binding: Any, buffers: tuple[DeviceBuffer, ...], enqueue: Callable[[], None]) -> None:
+        """A buffer move: traced (and enqueued unless dry) inside a program, else ordered against uploads like a run."""
+        program = self._program_run
+        if program is not None:
+            program.accept(binding, buffers, self.memory.labels)
+            if program.executes:
+                enqueue()
+            return
+        self.memory.wait_uploads(buffers)
+        enqueue()
+        self.memory.mark_used(buffers)
+
     def _in_program(self, program: DryRun | TracedRun, enqueue: Callable[[], None]) -> None:
         self._program_run = program
         try:
@@ -339,7 +393,10 @@ class TrtBackend(Backend):
 
     def _release(self, label: str) -> None:
         """Free a held buffer, after dropping the contexts and graphs bound to it."""
-        self.contexts.drop_bound_to(self.memory.buffers[label])
+        buf = self.memory.buffers[label]
+        self.contexts.drop_bound_to(buf)
+        self.memory.synchronize()
+        self.programs.forget_touching(buf.ptr)  # a program that only copies into it goes too
         self.memory.release(label)
 
     def _note_peak(self) -> None:
@@ -388,4 +445,5 @@ def open_trt_backend(
         version_compatible=verified.version_compatible,
         lean=lean,
         device=device,
+        precision=verified.precision,
     )

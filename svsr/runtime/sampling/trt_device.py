@@ -11,6 +11,10 @@
   upload it has not waited for, and records each touched buffer's ``used`` event after
   (:meth:`DeviceMemory.mark_used`). ``download`` copies on the copy stream after the buffer's
   ``used`` event and waits for that copy only.
+* Region copies and zero fills the schedule asks for (``Backend.copy_region`` / ``Backend.zero``:
+  tiles cut out of and put back into whole-frame buffers) are compute work, not transfers: they go
+  on the compute stream like a graph launch (so a frame-step's capture records them) as
+  ``cudaMemcpy2DAsync`` per leading plane (:func:`region_copies`) and ``cudaMemsetAsync``.
 """
 
 from __future__ import annotations
@@ -183,6 +187,59 @@ class DeviceMemory:
             if stream:
                 attempt(cuda.stream_destroy, stream)
         self.stream = self.copy_stream = 0
+
+
+@dataclass(frozen=True)
+class RowCopy:
+    """One ``cudaMemcpy2DAsync`` of a region copy: ``height`` rows of ``width`` bytes, device to device."""
+
+    dst: int
+    dpitch: int
+    src: int
+    spitch: int
+    width: int
+    height: int
+
+
+def region_copies(
+    source: DeviceBuffer, target: DeviceBuffer, source_origin: tuple[int, int], target_origin: tuple[int, int], size: tuple[int, int]
+) -> list[RowCopy]:
+    """The 2D copies that move ``source[..., sy:sy+rows, sx:sx+cols]`` to ``target[..., ty:ty+rows, tx:tx+cols]``.
+
+    One per leading plane (batch x channel), each a pitched copy of the window's rows; when both
+    windows are whole planes the planes are contiguous in both and one copy moves them all. Bad
+    windows (out of bounds, other leading dims or dtype) are a ValueError: a schedule bug.
+    """
+    (sy, sx), (ty, tx), (rows, cols) = source_origin, target_origin, size
+    for buf, (y, x) in ((source, (sy, sx)), (target, (ty, tx))):
+        if len(buf.shape) < 2 or min(y, x) < 0 or rows < 1 or cols < 1 or y + rows > buf.shape[-2] or x + cols > buf.shape[-1]:
+            raise ValueError(f"the {rows}x{cols} window at ({y}, {x}) does not fit buffer {buf.label} of shape {buf.shape}.")
+    if source.shape[:-2] != target.shape[:-2] or source.dtype != target.dtype:
+        raise ValueError(
+            f"copy_region from {source.label} {source.shape} {source.dtype} to {target.label} {target.shape} {target.dtype}: "
+            "the leading dims and the dtype must agree."
+        )
+    item = np.dtype(source.dtype).itemsize
+    (sh, sw), (th, tw) = source.shape[-2:], target.shape[-2:]
+    planes = int(np.prod(source.shape[:-2], dtype=np.int64))
+    if (rows, cols) == (sh, sw) == (th, tw):  # whole planes on both sides: one contiguous block
+        return [RowCopy(target.ptr, tw * item, source.ptr, sw * item, cols * item, rows * planes)]
+    return [
+        RowCopy(
+            dst=target.ptr + ((p * th + ty) * tw + tx) * item,
+            dpitch=tw * item,
+            src=source.ptr + ((p * sh + sy) * sw + sx) * item,
+            spitch=sw * item,
+            width=cols * item,
+            height=rows,
+        )
+        for p in range(planes)
+    ]
+
+
+def enqueue_region_copy(cuda: Any, copies: Sequence[RowCopy], stream: int) -> None:
+    for c in copies:
+        cuda.memcpy_2d_dtod_async(c.dst, c.dpitch, c.src, c.spitch, c.width, c.height, stream)
 
 
 def touched(buffers: Sequence[Sequence[DeviceBuffer]]) -> list[DeviceBuffer]:

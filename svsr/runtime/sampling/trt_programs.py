@@ -6,7 +6,8 @@ launched) to learn the bindings it makes. The first call for a key runs it eager
 :class:`TracedRun` (this frame-step's real work), synchronises the stream (as trtexec does between
 warm-up and capture), captures ``enqueue()`` into a CUDA graph, checks ``cudaGetLastError`` (as
 trtexec does after a capture) and instantiates it: a :class:`CapturedProgram`, replayed for every
-frame, step, clip and video of that size. A replay whose dry run binds other buffers than the
+frame, step, clip and video of that size. Region copies and zero fills inside ``enqueue`` (tiles)
+are traced and captured with the graph launches (:data:`BUFFER_OPS`). A replay whose dry run binds other buffers than the
 capture is an error (ProgramBindingError). A capture that fails at any stage destroys whatever
 graph it made and leaves a :class:`FailedCapture`: that key runs eagerly, with a warning, until the
 frame size changes, when it is tried again.
@@ -24,6 +25,10 @@ from svsr.runtime.sampling.trt_device import DeviceBuffer
 from svsr.runtime.sampling.trt_engines import Binding, TensorRTError
 
 Launch = tuple[Binding, tuple[DeviceBuffer, ...]]
+# Buffer moves inside a program are traced like graph launches (a "binding" of the op, its buffers'
+# addresses and its window), so a replay that moves other windows is caught as other bindings are.
+COPY_OP, ZERO_OP = "copy_region", "zero"
+BUFFER_OPS = (COPY_OP, ZERO_OP)
 
 
 class ProgramBindingError(RuntimeError):
@@ -169,6 +174,13 @@ class Programs:
                 self.destroy(program)
                 del self.captured[key]
 
+    def forget_touching(self, ptr: int) -> None:
+        """Destroy every captured program that reads or writes the buffer at ``ptr`` (it is being freed)."""
+        for key, program in list(self.captured.items()):
+            if any(ptr in binding[1] for binding in program.trace):
+                self.destroy(program)
+                del self.captured[key]
+
     def destroy(self, program: CapturedProgram) -> None:
         self.cuda.graph_exec_destroy(program.graph_exec)
         self.cuda.graph_destroy(program.graph)
@@ -184,6 +196,12 @@ def difference(a: Binding | None, b: Binding, labels: Mapping[int, str]) -> str:
     """How two bindings differ, in buffer labels."""
     if a is None:
         return f"the dry run made no launch {b[0]}"
+    if a[0] in BUFFER_OPS or b[0] in BUFFER_OPS:
+        def show(x: Binding) -> str:
+            window = f" window {x[2]}" if x[2] else ""
+            return f"{x[0]} of {', '.join(labels.get(p, hex(p)) for p in x[1])}{window}"
+
+        return f"was {show(a)} and is now {show(b)}"
     if a[0] != b[0] or a[2] != b[2]:
         return f"was {a[0]} with input shapes {a[2]} and is now {b[0]} with {b[2]}"
     tensors = GRAPHS[a[0]].inputs + GRAPHS[a[0]].outputs

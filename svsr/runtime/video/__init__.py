@@ -9,6 +9,7 @@ copy), ``containers`` (opening files with FFmpeg), ``images`` (frame folders), `
 
 from svsr.runtime.video.encoders import available_codecs, encoder_available
 from svsr.runtime.video.audio import audio_problem
+from svsr.runtime.video.compare import bicubic_upscale, side_by_side, write_comparison
 from svsr.runtime.video.outputs import VIDEO_SUFFIXES, OutputTarget, check_output, input_kind, output_kind, output_path_for, output_rule
 from svsr.runtime.video.probe import VideoInfo, probe
 from svsr.runtime.video.read import FrameReader
@@ -22,6 +23,7 @@ __all__ = [
     "OutputTarget",
     "VideoInfo",
     "audio_problem",
+    "bicubic_upscale",
     "available_codecs",
     "check_output",
     "encoder_available",
@@ -30,5 +32,7 @@ __all__ = [
     "output_path_for",
     "output_rule",
     "probe",
+    "side_by_side",
     "stitch_segments",
+    "write_comparison",
 ]

@@ -79,7 +79,8 @@ def audio_problem(audio_from: Path, output: Path, output_is_video: bool) -> str 
     """Why ``output`` would lose the audio of ``audio_from`` (no sound kept), or None when it keeps it or there is none.
 
     Asked before any work: the output's muxer is tried on the audio stream in memory, as the writer
-    will try it on the file (``avformat_query_codec`` through PyAV's ``add_stream_from_template``).
+    will try it on the file (``avformat_query_codec`` through PyAV's ``add_stream_from_template``, then
+    the header, where some muxers refuse what the query let through).
     """
     import io
 
@@ -100,6 +101,8 @@ def audio_problem(audio_from: Path, output: Path, output_is_video: bool) -> str 
         try:
             with av.open(io.BytesIO(), "w", format=muxer) as target:
                 target.add_stream_from_template(audio)
+                # some muxers accept the stream and refuse it only at the header (.mov with opus or flac)
+                target.start_encoding()
         except (ValueError, av.FFmpegError):
             return f"{output.suffix} files cannot hold the {codec} audio of {audio_from}"
     return None
