@@ -504,7 +504,8 @@ def choose_tile(
     flow = activation_bytes(manifest, "flow", height, width, fused=backend == "trt", flow_scale=scale)
     fix = "use smaller frames, fp16 engines or a machine with more memory"
     if scale > 1 and flow >= need.scratch_bytes // 2:  # the whole-frame flow, which tiles do not cut, is what does not fit
-        fix = f"RAFT's correlation on the whole frame alone takes {flow / GIB:.2f} GiB of it, so use --flow-scale {scale // 2} (or smaller frames)"
+        # no --flow-scale option exists yet (the flow graph runs on the x4 frames only): name what works today
+        fix = f"RAFT's correlation on the whole 4x frame alone takes {flow / GIB:.2f} GiB of it and tiles do not cut it, so use smaller frames or a machine with more memory"
     raise DeviceMemoryError(
         f"frames of {width}x{height} (padded LR size) need {need.total_bytes / GIB:.2f} GiB even in the smallest tiles "
         f"({_tile_option(need.tile)}) but only {available_bytes / GIB:.2f} GiB of {where.replace(' free', '')} is "
