@@ -191,6 +191,8 @@ def main() -> int:
             entry["seconds_per_frame"] = seconds
             if opts is not None and "tile" in opts:
                 entry["seam_gradient_ratio"] = seam_ratio(outputs, opts["tile"], args.tile_overlap)
+                if exact is not None:  # the same rows and columns of the untiled output: what the picture has there anyway
+                    entry["seam_gradient_ratio_untiled"] = seam_ratio(exact, opts["tile"], args.tile_overlap)
             results.setdefault(clip, {})[row] = entry
             print(f"{clip:9s} {row:12s} " + " ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} -" for k, v in entry.items()), flush=True)
     flow.close()

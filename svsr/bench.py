@@ -169,6 +169,7 @@ def derive(row: dict[str, Any], manifest: dict[str, Any], height: int, width: in
         flops = graph_flops(manifest["graphs"][name], plan.padded_height, plan.padded_width)
         stats["tflops"] = flops / (stats["median_ms"] / 1e3) / 1e12
     total = row.get("end_to_end_s")
+    row["steps"] = steps  # the output frame time scales with it: the table says which count it measured
     row["frame_step_ms"] = 1e3 * total / (frames * steps) if total else None
     row["output_frame_ms"] = 1e3 * total / frames if total else None
     # what one untiled frame-step costs from the per-graph medians: denoise, plus the guidance (guide_decode
@@ -193,7 +194,7 @@ def speedups(row: dict[str, Any], base: dict[str, Any] | None) -> dict[str, floa
 def markdown(rows: list[dict[str, Any]], header: str) -> str:
     base = next((r for r in rows if r["backend"] == "reference"), None)
     columns = [
-        "backend", "precision", *(f"{n} ms (p90)" for n in GRAPH_NAMES), "frame-step ms", "output frame ms", "TFLOP/s denoise/guide_decode",
+        "backend", "precision", "steps", *(f"{n} ms (p90)" for n in GRAPH_NAMES), "frame-step ms", "output frame ms", "TFLOP/s denoise/guide_decode",
         "peak host MiB", "peak device MiB", "speed-up vs reference, end to end", "speed-up vs reference, from graph medians",
     ]  # fmt: skip
     lines = [header, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
@@ -208,7 +209,7 @@ def markdown(rows: list[dict[str, Any]], header: str) -> str:
         dev = f"{r['peak_device_mib']:.0f}" if r.get("peak_device_mib") else "-"
         tf = f"{g['denoise']['tflops']:.3f}/{g['guide_decode']['tflops']:.3f}"
         lines.append(
-            f"| {r['backend']} | {r['precision']} | " + " | ".join(cells)
+            f"| {r['backend']} | {r['precision']} | {r.get('steps', '-')} | " + " | ".join(cells)
             + f" | {fs} | {of} | {tf} | {r['peak_host_mib']:.0f} | {dev} | {end_to_end} | {from_graphs} |"
         )  # fmt: skip
     long_rows = [r for r in rows if r.get("long_clip")]
@@ -222,16 +223,23 @@ def markdown(rows: list[dict[str, Any]], header: str) -> str:
     return "\n".join(lines)
 
 
-def plot(rows: list[dict[str, Any]], path: Path) -> None:
-    try:
-        import matplotlib
+def check_plotting() -> None:
+    """Refuse --plot before any measurement where matplotlib is missing (not after minutes of benchmarking)."""
+    import importlib.util
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    if importlib.util.find_spec("matplotlib") is None:
         from svsr.contract.errors import MissingDependencyError
 
-        raise MissingDependencyError("the bar chart needs matplotlib; install svsr[bench] or drop --plot.") from None
+        raise MissingDependencyError("the bar chart needs matplotlib; install svsr[bench] or drop --plot.")
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    check_plotting()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(8, 4))
     width = 0.8 / max(1, len(rows))
     x = np.arange(len(GRAPH_NAMES))

@@ -306,7 +306,7 @@ def bench_parser() -> argparse.ArgumentParser:
 def _bench(args: argparse.Namespace) -> int:
     import json
 
-    from svsr.bench import markdown, plot, run_bench, torch_cuda_available
+    from svsr.bench import check_plotting, markdown, plot, run_bench, torch_cuda_available
     from svsr.device.cuda import cuda_device_status
     from svsr.device.tensorrt import tensorrt_importable
 
@@ -316,6 +316,8 @@ def _bench(args: argparse.Namespace) -> int:
     from svsr.api import check_steps
 
     check_steps(args.steps, args.model, spell=lambda _name, value: f"--steps {value}")
+    if args.plot:
+        check_plotting()  # optional dependencies are checked before the benchmark runs
     host_memory = args.host_memory
     rows, errors = run_bench(args.model, backends, args.precision, height, width, args.frames, args.steps, args.warmup, args.repeats, args.weights,
                              long_clip=args.long_clip, host_memory=host_memory)

@@ -37,6 +37,7 @@ def test_bench_reference_and_ort_side_by_side(tiny_build, tmp_path, capsys):
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = out_md.read_text()
     assert "| reference |" in table and "| ort-cpu |" in table
+    assert all(row["steps"] == 1 for row in data["rows"]) and "| backend | precision | steps |" in table
     assert "| speed-up vs reference, end to end | speed-up vs reference, from graph medians |" in table
     ort_line = next(line for line in table.splitlines() if line.startswith("| ort-cpu |"))
     ratios = ort_line.rstrip(" |").split(" | ")[-2:]
@@ -50,3 +51,20 @@ def test_bench_reference_and_ort_side_by_side(tiny_build, tmp_path, capsys):
 def test_bench_rejects_bad_resolution(tmp_path, capsys):
     assert bench_main(["--model", str(tmp_path), "--resolution", "big"]) == 2
     assert "WIDTHxHEIGHT" in capsys.readouterr().err
+
+
+def test_plot_without_matplotlib_is_refused_before_any_measurement(tiny_build, monkeypatch, capsys):
+    import importlib.util
+
+    import svsr.bench
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real_find_spec(name, *a))
+
+    def measured(*_args, **_kwargs):
+        raise AssertionError("the benchmark ran before --plot was checked")
+
+    monkeypatch.setattr(svsr.bench, "run_bench", measured)
+    code = bench_main(["--model", str(tiny_build), "--backend", "ort", "--resolution", "40x32", "--steps", "1", "--plot", "x.png"])
+    assert code != 0
+    assert "needs matplotlib" in capsys.readouterr().err
