@@ -93,10 +93,11 @@ def _auto(sampler: Any, height: int, width: int, overlap: int, store_bytes: int 
         return None, f"the whole {width}x{height} frame runs untiled; this runtime has no memory plan for tiles"
     backend = sampler.backend
     on_gpu = backend.name == "trt"
-    # TensorRT's engines are loaded already: the free memory excludes them, so the plan must not count them again
+    # TensorRT's engines are loaded already: the free memory excludes them, so the plan must not count them again;
+    # ONNX Runtime's sessions share one arena (ort_backend.low_memory_options), so it holds the largest peak, not the sum
     choice = choose(sampler.manifest, height, width, _available_bytes(backend, store_bytes), backend="trt" if on_gpu else "ort",
                     precision=getattr(backend, "precision", "fp16") if on_gpu else "fp32", overlap=overlap, history=history,
-                    **({"engines_loaded": True} if on_gpu else {}))  # fmt: skip
+                    **({"engines_loaded": True} if on_gpu else {"shared_arena": True}))  # fmt: skip
     return (None if choice.tile is None else (int(choice.tile[0]), int(choice.tile[1]))), choice.reason
 
 

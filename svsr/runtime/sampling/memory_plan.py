@@ -445,7 +445,8 @@ def available_for(backend: Any) -> tuple[str, int, dict[str, Any]]:
         return "trt", free + backend.held_device_bytes(), {"engines_loaded": True, "precision": precision, "cuda_graphs": backend.cuda_graphs}
     from svsr.runtime.sampling.clip_store import default_host_memory
 
-    return "ort", default_host_memory(), {}
+    # the ONNX Runtime backend's sessions share one arena (ort_backend.low_memory_options): the largest peak, not the sum
+    return "ort", default_host_memory(), {"shared_arena": True}
 
 
 def _tile_option(tile: tuple[int, int] | None) -> str:
