@@ -61,34 +61,44 @@ _SCHEDULER = {
     "variance_type": "fixed_small",
 }
 
+def _small_unet(channels: tuple[int, int, int]) -> dict[str, Any]:
+    """The x4 upscaler UNet's layout at a small width (tiny and demo differ only in their channels)."""
+    return dict(
+        in_channels=7,
+        out_channels=4,
+        block_out_channels=channels,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        only_cross_attention=(True, True, False),
+        layers_per_block=1,
+        norm_num_groups=8,
+        cross_attention_dim=32,
+        attention_head_dim=8,
+        use_linear_projection=True,
+        sample_size=32,
+    )
+
+
+def _small_vae(channels: tuple[int, int, int]) -> dict[str, Any]:
+    """The x4 VAE's layout (three levels, latent at LR resolution) at a small width."""
+    return dict(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=channels,
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        layers_per_block=1,
+        norm_num_groups=8,
+        sample_size=128,
+        scaling_factor=0.08333,  # the demo's training replaces it with 1 / std of its latents
+    )
+
+
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(
-        unet=dict(
-            in_channels=7,
-            out_channels=4,
-            block_out_channels=(16, 32, 32),
-            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-            only_cross_attention=(True, True, False),
-            layers_per_block=1,
-            norm_num_groups=8,
-            cross_attention_dim=32,
-            attention_head_dim=8,
-            use_linear_projection=True,
-            sample_size=32,
-        ),
-        vae=dict(
-            in_channels=3,
-            out_channels=3,
-            latent_channels=4,
-            block_out_channels=(16, 32, 32),
-            down_block_types=("DownEncoderBlock2D",) * 3,
-            up_block_types=("UpDecoderBlock2D",) * 3,
-            layers_per_block=1,
-            norm_num_groups=8,
-            sample_size=128,
-            scaling_factor=0.08333,
-        ),
+        unet=_small_unet((16, 32, 32)),
+        vae=_small_vae((16, 32, 32)),
         scheduler=_SCHEDULER,
         tcm_embedding_channels=(8, 16, 32),
         flow_arch="raft_small",
@@ -96,32 +106,8 @@ PRESETS: dict[str, Preset] = {
         notes="tiny random-weight StableVSR for tests and the demo",
     ),
     "demo": Preset(
-        unet=dict(
-            in_channels=7,
-            out_channels=4,
-            block_out_channels=(32, 64, 64),
-            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-            only_cross_attention=(True, True, False),
-            layers_per_block=1,
-            norm_num_groups=8,
-            cross_attention_dim=32,
-            attention_head_dim=8,
-            use_linear_projection=True,
-            sample_size=32,
-        ),
-        vae=dict(
-            in_channels=3,
-            out_channels=3,
-            latent_channels=4,
-            block_out_channels=(32, 64, 64),
-            down_block_types=("DownEncoderBlock2D",) * 3,
-            up_block_types=("UpDecoderBlock2D",) * 3,
-            layers_per_block=1,
-            norm_num_groups=8,
-            sample_size=128,
-            scaling_factor=0.08333,  # training replaces it with 1 / std of its latents
-        ),
+        unet=_small_unet((32, 64, 64)),
+        vae=_small_vae((32, 64, 64)),
         scheduler=_SCHEDULER,
         tcm_embedding_channels=(16, 32, 64),
         flow_arch="raft_small",
