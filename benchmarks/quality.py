@@ -12,8 +12,10 @@ shared 2-core machine do not). These clips are for evaluation only: nothing is t
 
 Rows: ``bicubic``; ``fp32`` (the exact DDPM-50 run, ONNX Runtime); ``fp16``/``bf16`` (typed graphs
 through their CPU emulation twins, needs the ``precision`` extra); ``no-tcm`` (the TCM's residuals
-scaled by 0); ``tile-HxW`` (tiled sampling at the default overlap); ``SCHEDULER-STEPS`` such as
-``ddim-25`` or ``dpmpp-2m-10``.
+scaled by 0); ``tile-HxW`` (tiled sampling at the default overlap); ``flow-2`` / ``flow-1`` (RAFT on
+the x2 / x1 frames instead of the bicubic x4 ones, ``--flow-scale``; RAFT needs LR frames of at least
+64 / 128 px per side there, so a clip too small for a scale says so and skips the row);
+``SCHEDULER-STEPS`` such as ``ddim-25`` or ``dpmpp-2m-10``.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import numpy as np
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 CLIPS = {"carphone": "carphone_pristine.mp4", "bikes": "bikes.mp4", "bbb": "bigbuckbunny.mp4"}
-DEFAULT_ROWS = ("bicubic", "fp32", "fp16", "bf16", "no-tcm", "tile-36x36", "ddim-50", "ddim-25", "ddim-10", "dpmpp-2m-20", "dpmpp-2m-10")
+DEFAULT_ROWS = ("bicubic", "fp32", "fp16", "bf16", "no-tcm", "tile-36x36", "flow-2", "flow-1", "ddim-50", "ddim-25", "ddim-10", "dpmpp-2m-20", "dpmpp-2m-10")
 
 
 def held_out_clip(name: str) -> Path:
@@ -77,6 +79,8 @@ def row_options(row: str) -> dict[str, Any] | None:
     if row.startswith("tile-"):
         height, _, width = row[5:].partition("x")
         return {"precision": "fp32", "tile": (int(height), int(width or height))}
+    if row in ("flow-4", "flow-2", "flow-1"):
+        return {"precision": "fp32", "flow_scale": int(row[5:])}
     for scheduler in ("dpmpp-2m", "ddim", "ddpm"):
         if row.startswith(scheduler + "-"):
             return {"precision": "fp32", "scheduler": scheduler, "steps": int(row[len(scheduler) + 1 :])}
@@ -142,6 +146,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from svsr.api import Upscaler, export_model
+    from svsr.contract.errors import InputError
     from svsr.quality import GraphFlow, perceptual_metrics, resize_bicubic
 
     rows = [r for r in args.rows.split(",") if r]
@@ -182,6 +187,9 @@ def main() -> int:
                     with Upscaler.open(build, "ort", precision=precision, threads=args.threads) as upscaler:
                         outputs = to_uint8(upscaler.upscale(lr, steps, seed=args.seed, **opts))
                 except TypeError as exc:  # an option this svsr does not have yet
+                    print(f"{clip} {row}: skipped ({exc})")
+                    continue
+                except InputError as exc:  # e.g. frames too small for RAFT at that flow scale: the sentence says which
                     print(f"{clip} {row}: skipped ({exc})")
                     continue
             seconds = (time.perf_counter() - start) / len(lr)

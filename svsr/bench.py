@@ -22,9 +22,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from svsr.contract.graphs import GRAPH_NAMES, GRAPHS, concrete_shape, sample_graph_inputs
-from svsr.contract.manifest import graph_flops, load_manifest
-from svsr.contract.sizes import padding_plan
+from svsr.contract.graphs import FLOW_GRAPH_NAMES, GRAPH_NAMES, GRAPHS, concrete_shape, sample_graph_inputs
+from svsr.contract.manifest import graph_flops, load_manifest, stats_sizes
+from svsr.contract.sizes import flow_scale_problem, padding_plan
 
 # the graphs that make one frame's guidance (all frames of a sweep but the first): decode x0, then warp it
 GUIDANCE_GRAPHS = ("guide_decode", "warp")
@@ -78,32 +78,53 @@ class GraphTimer:
         return getattr(self.inner, name)
 
 
+def runnable_graphs(height: int, width: int) -> list[str]:
+    """The graphs that run on padded LR frames of ``height`` x ``width``: a flow graph whose RAFT input would be too small is left out."""
+    too_small = {graph for scale, graph in FLOW_GRAPH_NAMES.items() if flow_scale_problem(scale, height, width)}
+    return [name for name in GRAPH_NAMES if name not in too_small]
+
+
 def bench_long_clip(sampler: Any, frames: int, height: int, width: int, steps: int, host_memory: int) -> dict[str, Any]:
     """A long clip through the clip store (spilled beyond ``host_memory``): frame-step time and host overhead.
 
     Host overhead = wall time outside graph runs (uploads, downloads, store reads/writes and spills,
     noise, scheduling) as a percentage of graph time. Only meaningful where runs are synchronous
-    (ONNX Runtime); an asynchronous backend's runs return before the work is done.
+    (ONNX Runtime); an asynchronous backend's runs return before the work is done. ``checksums``:
+    the part of it spent on the store's CRC-32s, per frame-step and as a share of the frame-step
+    (both from this one run, so a loaded machine scales both alike).
     """
     from svsr.contract.noise import PhiloxNoise
+
+    from svsr.api import store_checksum_time
 
     timer = GraphTimer(sampler.backend)
     inner, sampler.backend = sampler.backend, timer
     try:
+        seconds_before, calls_before = store_checksum_time()
         start = time.perf_counter()
         sampler.upscale(_frames(frames, height, width), num_inference_steps=steps, noise=PhiloxNoise(0), host_memory=host_memory)
         total = time.perf_counter() - start
+        seconds_after, calls_after = store_checksum_time()
     finally:
         sampler.backend = inner
+    checksum_seconds, checksum_calls = seconds_after - seconds_before, calls_after - calls_before
+    frame_steps = frames * steps
     return {
         "frames": frames,
         "steps": steps,
         "host_memory": host_memory,
         "end_to_end_s": total,
         "graph_s": timer.graph_seconds,
-        "frame_step_ms": 1e3 * total / (frames * steps),
+        "frame_step_ms": 1e3 * total / frame_steps,
         "host_overhead_pct": 100.0 * (total - timer.graph_seconds) / timer.graph_seconds,
         "synchronous": getattr(inner, "name", "") == "ort",
+        "checksums": {
+            "calls": checksum_calls,
+            "seconds": checksum_seconds,
+            "ms_per_frame_step": 1e3 * checksum_seconds / frame_steps,
+            "share_of_frame_step": checksum_seconds / total,  # a ratio within the run: seconds checksumming / seconds of the run
+            "pct_of_graph_time": 100.0 * checksum_seconds / timer.graph_seconds,
+        },
     }
 
 
@@ -118,13 +139,14 @@ def bench_runtime(model: Path, backend: str, precision: str, height: int, width:
     b = sampler.backend
     plan = padding_plan(height, width)
     h, w = plan.padded_height, plan.padded_width
+    stats = stats_sizes(load_manifest(model))
     graphs = {}
-    for name in GRAPH_NAMES:
+    for name in runnable_graphs(h, w):
         inputs = {}
-        for key, value in sample_graph_inputs(name, h, w).items():
+        for key, value in sample_graph_inputs(name, h, w, stats=stats).items():
             inputs[key] = b.allocate(key, value.shape)
             b.upload(inputs[key], value)
-        outputs = {spec.name: b.allocate(spec.name, concrete_shape(spec, 1, h, w)) for spec in GRAPHS[name].outputs}
+        outputs = {spec.name: b.allocate(spec.name, concrete_shape(spec, 1, h, w, stats=stats)) for spec in GRAPHS[name].outputs}
         graphs[name] = _summary(time_calls(lambda: b.run(name, inputs, outputs), warmup, repeats, b.synchronize))
     clip = _frames(frames, height, width)
     sampler.upscale(clip[: min(2, frames)], num_inference_steps=1, noise=NumpyNoise(0))  # warm-up, CUDA-graph capture
@@ -191,16 +213,26 @@ def speedups(row: dict[str, Any], base: dict[str, Any] | None) -> dict[str, floa
     }
 
 
+def measured_graphs(rows: list[dict[str, Any]]) -> list[str]:
+    """The graphs that some row measured, in the contract's order (a flow scale too big for the frames has no row)."""
+    return [name for name in GRAPH_NAMES if any(name in r["graphs"] for r in rows)]
+
+
+def _graph_cell(stats: dict[str, Any] | None) -> str:
+    return f"{stats['median_ms']:.1f} ({stats['p90_ms']:.1f})" if stats else "-"
+
+
 def markdown(rows: list[dict[str, Any]], header: str) -> str:
     base = next((r for r in rows if r["backend"] == "reference"), None)
+    names = measured_graphs(rows)
     columns = [
-        "backend", "precision", "steps", *(f"{n} ms (p90)" for n in GRAPH_NAMES), "frame-step ms", "output frame ms", "TFLOP/s denoise/guide_decode",
+        "backend", "precision", "steps", *(f"{n} ms (p90)" for n in names), "frame-step ms", "output frame ms", "TFLOP/s denoise/guide_decode",
         "peak host MiB", "peak device MiB", "speed-up vs reference, end to end", "speed-up vs reference, from graph medians",
     ]  # fmt: skip
     lines = [header, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for r in rows:
         g = r["graphs"]
-        cells = [f"{g[n]['median_ms']:.1f} ({g[n]['p90_ms']:.1f})" for n in GRAPH_NAMES]
+        cells = [_graph_cell(g.get(n)) for n in names]
         ratio = r.get("speedup_vs_reference") or speedups(r, base)
         end_to_end = f"{ratio['end_to_end']:.2f}x" if ratio["end_to_end"] is not None else ""
         from_graphs = f"{ratio['from_graphs']:.2f}x" if ratio["from_graphs"] is not None else ""
@@ -220,6 +252,15 @@ def markdown(rows: list[dict[str, Any]], header: str) -> str:
             overhead = f"{c['host_overhead_pct']:.2f}%" if c["synchronous"] else "- (asynchronous backend)"
             lines.append(f"| {r['backend']} {r['precision']} | {c['frames']} x {c['steps']} | {c['host_memory'] / 2**20:.0f} MiB | "
                          f"{c['frame_step_ms']:.1f} | {c['graph_s']:.2f} | {overhead} |")
+            # the part of the host overhead spent on the clip store's CRC-32s: per frame-step, and as a
+            # share of the frame-step and of the graph time, all within this one run
+            k = c.get("checksums")
+            if k is not None:
+                # three significant digits: the share is often far below 0.001%
+                share = f"{k['pct_of_graph_time']:.3g}%" if c["synchronous"] else "-"
+                lines.append(f"| {r['backend']} {r['precision']}: clip-store checksums ({k['calls']} CRC-32s) | {c['frames']} x {c['steps']} | "
+                             f"{c['host_memory'] / 2**20:.0f} MiB | {k['ms_per_frame_step']:.3g} ({100 * k['share_of_frame_step']:.3g}% of the frame-step) | "
+                             f"{k['seconds']:.3g} (checksums) | {share} |")
     return "\n".join(lines)
 
 
@@ -241,11 +282,12 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 4))
+    names = measured_graphs(rows)
     width = 0.8 / max(1, len(rows))
-    x = np.arange(len(GRAPH_NAMES))
+    x = np.arange(len(names))
     for i, r in enumerate(rows):
-        ax.bar(x + i * width, [r["graphs"][n]["median_ms"] for n in GRAPH_NAMES], width, label=f"{r['backend']} {r['precision']}")
-    ax.set_xticks(x + width * (len(rows) - 1) / 2, GRAPH_NAMES)
+        ax.bar(x + i * width, [r["graphs"][n]["median_ms"] if n in r["graphs"] else np.nan for n in names], width, label=f"{r['backend']} {r['precision']}")
+    ax.set_xticks(x + width * (len(rows) - 1) / 2, names, rotation=30)
     ax.set_ylabel("median latency per call (ms)")
     ax.set_yscale("log")
     ax.legend()

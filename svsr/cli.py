@@ -77,7 +77,8 @@ def _guarded(main: Callable[[argparse.Namespace], int], parser: argparse.Argumen
 def export_parser() -> argparse.ArgumentParser:
     p = SentenceParser(
         prog="svsr-export",
-        description="Export StableVSR's networks to ONNX graphs (flow, denoise, guide_decode, warp, decode, blend) with manifest.json.",
+        description="Export StableVSR's networks to ONNX graphs (flow at x4/x2/x1, denoise, guide_decode, warp, decode, blend, and the "
+        "whole-frame GroupNorm statistics graphs of tiled runs) with manifest.json.",
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--weights", help="StableVSR checkpoint folder (diffusers layout) or Hugging Face id")
@@ -89,8 +90,8 @@ def export_parser() -> argparse.ArgumentParser:
     p.add_argument("--opset", type=bounded_int(*OPSETS), default=17, help=f"ONNX opset ({OPSETS[0]} to {OPSETS[1]}; default 17)")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS,
                    help="precision of every graph (fp16/bf16: ModelOpt AutoCast, calibrated on real inputs; default fp32)")
-    p.add_argument("--vae-precision", choices=PRECISIONS, help="override for the VAE graphs (guide_decode, decode); warp and blend always run in fp32")
-    p.add_argument("--flow-precision", choices=PRECISIONS, help="override for the RAFT flow graph")
+    p.add_argument("--vae-precision", choices=PRECISIONS, help="override for the VAE graphs (guide_decode, decode, decode_stats); warp and blend always run in fp32")
+    p.add_argument("--flow-precision", choices=PRECISIONS, help="override for the RAFT flow graphs (flow, flow_x2, flow_x1)")
     p.add_argument("--calibration-frames", type=Path, help="folder of PNG/JPEG frames to calibrate with (default: the sample clip)")
     p.add_argument("--onnx-only", action="store_true", help="write ONNX graphs and manifest only (no TensorRT engines)")
     engines = p.add_argument_group("TensorRT engines (need TensorRT and an NVIDIA GPU)")
@@ -101,6 +102,9 @@ def export_parser() -> argparse.ArgumentParser:
     engines.add_argument("--lean", action="store_true",
                          help="version-compatible plans without TensorRT's lean runtime inside: hosts with only the lean runtime "
                               "of the same TensorRT version run them (pip install 'svsr[tensorrt-lean-cu13]')")
+    engines.add_argument("--tile", metavar="HxW",
+                         help="build the engines of the tiled graphs (denoise, guide_decode, decode) static at this tile of LR pixels "
+                              "(fastest; svsr-run --tile auto then runs every frame size in tiles of it), the others over frame sizes")
     engines.add_argument("--batch", type=batch_range, help="independent clips per call: N or MIN:OPT:MAX (default 1)")
     p.add_argument("--force", action="store_true", help="re-export even when the graphs on disk are up to date")
     p.add_argument("--check-trt", action="store_true", help="lint the graphs against TensorRT's ONNX operator support")
@@ -110,7 +114,7 @@ def export_parser() -> argparse.ArgumentParser:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from svsr.api import engine_profile, export_model
+    from svsr.api import engine_profile, engine_tile, export_model
 
     report = (lambda _msg: None) if args.quiet else print
     precision = Precision.from_flags(args.precision, args.vae_precision, args.flow_precision)
@@ -120,6 +124,11 @@ def _export(args: argparse.Namespace) -> int:
     profile = None if args.onnx_only else engine_profile(args.resolution, args.min_size, args.opt_size, args.max_size, args.batch)
     if args.lean and args.onnx_only:
         raise InputError("--lean says how to build TensorRT engines, and --onnx-only builds none; drop one of them.")
+    tile = None if args.tile is None else engine_tile(args.tile, spell=lambda _name, value: f"--tile {value}")
+    if tile is not None and args.onnx_only:
+        raise InputError("--tile says the shape of the TensorRT engines, and --onnx-only builds none; drop one of them.")
+    if tile is not None:
+        profile = profile.with_tile(tile)  # a tile larger than the profile's largest frame is refused here, before any export work
     start = time.perf_counter()
     export_model(
         f"preset:{args.preset}" if args.preset else args.weights,
@@ -135,6 +144,7 @@ def _export(args: argparse.Namespace) -> int:
         trt_version=args.trt_version,
         force=args.force,
         lean=args.lean,
+        tile=tile,
         report=report,
     )
     report(f"svsr-export: done in {time.perf_counter() - start:.1f} s -> {args.out / 'manifest.json'}")
@@ -166,8 +176,8 @@ def run_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="checkpoint folder for --backend reference")
     p.add_argument("--precision", default="auto", choices=CHOICES,
                    help="graph precision (default auto: trt picks fp16 > bf16 > fp32 engines, ort runs fp32)")
-    p.add_argument("--vae-precision", choices=PRECISIONS, help="override --precision for guide_decode + decode")
-    p.add_argument("--flow-precision", choices=PRECISIONS, help="override --precision for flow")
+    p.add_argument("--vae-precision", choices=PRECISIONS, help="override --precision for the VAE graphs (guide_decode, decode, decode_stats)")
+    p.add_argument("--flow-precision", choices=PRECISIONS, help="override --precision for the flow graphs")
     VideoOptions.add_arguments(p)
     p.add_argument("--chunk", help=argparse.SUPPRESS)  # removed: refused with a sentence
     p.add_argument("--report", type=Path, help="write per-input results (frames, fps, shots, seconds, backend, status) as JSON")

@@ -23,7 +23,8 @@ def test_export_model_returns_the_loaded_manifest(tiny_build):
     manifest = svsr.export_model("preset:tiny", tiny_build, engines=False)  # everything reused
     assert manifest == load_manifest(tiny_build)
     assert manifest["checkpoint"]["preset"] == "tiny"
-    assert sorted(manifest["graphs"]) == ["blend", "decode", "denoise", "flow", "guide_decode", "warp"]
+    assert sorted(manifest["graphs"]) == sorted(["flow", "flow_x2", "flow_x1", "denoise", "denoise_stats", "guide_decode", "decode_stats", "warp",
+                                                 "decode", "blend"])  # fmt: skip
 
 
 def test_export_model_refuses_auto_precision_and_unknown_presets(tmp_path):
@@ -255,3 +256,84 @@ def test_upscale_plumbs_scheduler_and_tiles_to_the_sampler(tiny_build):
     assert said == ["tiles: off (a 32x36 tile covers the whole 36x32 frame; as asked (tile='32x36'))"]
     assert all(np.array_equal(a, b) for a, b in zip(whole, covering))  # a tile covering the frame is the untiled path, bit for bit
     assert all(d.shape == w.shape for d, w in zip(ddim, whole)) and any(not np.array_equal(d, w) for d, w in zip(ddim, whole))
+
+
+class InterruptingProgress:
+    """Test double of a progress bar: Ctrl-C (KeyboardInterrupt) once ``after`` frame-steps are done."""
+
+    def __init__(self, after: int) -> None:
+        self.after, self.done = after, 0
+
+    def update(self, count: int = 1) -> None:
+        self.done += count
+        if self.done > self.after:
+            raise KeyboardInterrupt
+
+
+def test_an_interrupted_auto_run_resumes_at_the_flow_scale_it_chose(tiny_build, tmp_path, monkeypatch):
+    """flow_scale auto is recorded in the checkpoint like the tile: a rerun keeps it where the memory plan now says otherwise,
+    a rerun asking another scale is another job, and the resumed output is the uninterrupted one's bit for bit."""
+    import json
+
+    import svsr.runtime.sampling as sampling
+    from svsr.runtime.jobs import CHECKPOINT_NAME, Interrupted
+    from tests.conftest import read_png_folder, write_png_folder
+
+    plan_says = {"flow_scale": 2}
+
+    def choose_flow_scale_double(manifest, height, width, available_bytes, *, tile, overlap, **keywords):  # test double of the memory plan's choice
+        return SimpleNamespace(tile=None, reason=f"untiled {width}x{height}: fits (test double)", flow_scale=plan_says["flow_scale"],
+                               flow_reason="RAFT at x4 does not fit (test double)")  # fmt: skip
+
+    monkeypatch.setattr(sampling, "choose_flow_scale", choose_flow_scale_double, raising=False)
+    source = write_png_folder(tmp_path / "in", random_frames(3, 64, 64, seed=5))
+    options = svsr.VideoOptions(num_inference_steps=2, noise="philox", seed=3, scene_split=False)
+    out, said = tmp_path / "out", []
+    with svsr.Upscaler.open(tiny_build, backend="ort") as upscaler:
+        with pytest.raises(Interrupted):
+            upscaler.upscale_video(source, out, options, progress=InterruptingProgress(after=4), report=said.append)
+        assert "svsr-run: in: flow scale: 2 (flow_scale='auto': RAFT at x4 does not fit (test double))" in said
+        (checkpoint,) = (out.parent / f".{out.name}.svsr-work").glob(f"shot*/{CHECKPOINT_NAME}")
+        recorded = json.loads(checkpoint.read_text())
+        assert recorded["options"]["flow_scale"] == 2 and recorded["steps_done"] == 1
+        with pytest.raises(InputError, match=r"holds an interrupted run of another job \(different flow_scale 2 -> 4\)"):
+            upscaler.upscale_video(source, out, options, flow_scale=4)
+        plan_says["flow_scale"] = 4  # memory changed: a fresh auto run would now choose 4
+        said.clear()
+        upscaler.upscale_video(source, out, options, report=said.append)
+        assert "svsr-run: in: flow scale: 2 (as the interrupted run chose)" in said and any(line.startswith("svsr-run: resuming from step 1 of 2") for line in said)
+        uninterrupted = upscaler.upscale_video(source, tmp_path / "whole", options, flow_scale=2)
+    assert all(np.array_equal(a, b) for a, b in zip(read_png_folder(out), read_png_folder(uninterrupted)))
+    assert len(read_png_folder(out)) == 3
+
+
+def test_flow_scale_reaches_both_backends_and_a_too_small_frame_is_one_sentence(tiny_build):
+    """flow_scale=2 runs the flow_x2 graph on ONNX Runtime and the same maths in the reference; frames too small for a scale
+    are refused in the same sentence by both."""
+    frames = random_frames(2, 64, 68, seed=6)
+    said: list[str] = []
+    with svsr.Upscaler.open(tiny_build, backend="ort") as upscaler:
+        got = upscaler.upscale(frames, num_inference_steps=1, seed=2, noise="torch", flow_scale=2, report=said.append)
+        with pytest.raises(InputError) as from_ort:
+            upscaler.upscale(frames, num_inference_steps=1, flow_scale=1)
+    with svsr.Upscaler.open(backend="reference", weights=tiny_build / "checkpoint") as reference:
+        want = reference.upscale(frames, num_inference_steps=1, seed=2, noise="torch", flow_scale=2)
+        with pytest.raises(InputError) as from_reference:
+            reference.upscale(frames, num_inference_steps=1, flow_scale=1)
+    assert "flow scale: 2 (as asked (flow_scale=2))" in said
+    assert max(float(np.abs(a - b).max()) for a, b in zip(got, want)) < 1e-4
+    sentence = "flow_scale=1 needs frames of at least 128 px per side (RAFT sees them at x1), but these are 68x64; use flow_scale=4."
+    assert str(from_ort.value) == str(from_reference.value) == sentence
+
+
+def test_the_reference_takes_auto_as_the_original_flow_scale_and_refuses_a_scale_too_large_in_the_callers_spelling():
+    """The reference has no memory plan: auto is 4; an explicit scale is checked against the frames before any is read."""
+    from svsr.contract.video_options import VideoOptions
+    from svsr.runtime.jobs import whole_clip_flow_scale
+
+    assert whole_clip_flow_scale(VideoOptions(), 32, 32) == 4
+    assert whole_clip_flow_scale(VideoOptions(flow_scale=2), 64, 68) == 2
+    with pytest.raises(InputError) as refused:
+        whole_clip_flow_scale(VideoOptions.spelled(VideoOptions.cli_spelling, flow_scale="1"), 64, 68)
+    assert str(refused.value) == ("--flow-scale 1 needs frames of at least 128 px per side (RAFT sees them at x1), but these are 68x64; "
+                                  "use --flow-scale 4.")  # fmt: skip

@@ -107,7 +107,8 @@ def test_a_plan_outside_the_folder_is_refused_by_the_tensorrt_loader(tmp_path):
     build.mkdir()
     manifest = write_engines(build, synthetic_manifest(build))
     env = MachineEnv(H100.tensorrt_version, False, H100.gpu_name, H100.compute_capability)
-    assert set(verify_plans(build, manifest, "fp32", env).plans) == {"flow", "denoise", "guide_decode", "warp", "decode", "blend"}
+    # every plan the build has (its small profile builds none of RAFT at x2 / x1)
+    assert set(verify_plans(build, manifest, "fp32", env).plans) == {r["graph"] for r in manifest["engines"].values()} >= {"flow", "denoise", "blend"}
     elsewhere = tmp_path / "elsewhere.plan"
     shutil.copy(build / manifest["engines"]["flow.fp32"]["file"], elsewhere)
     manifest["engines"]["flow.fp32"]["file"] = str(elsewhere)
@@ -303,9 +304,9 @@ def test_a_schema_1_folder_through_the_api_is_one_sentence_naming_the_re_export(
     with pytest.raises(ManifestError) as info:
         svsr.Upscaler.open(old, backend="ort")
     text = one_sentence(info.value)
-    assert "was written by an older svsr (manifest schema 1; this svsr reads schema 2" in text
+    assert "was written by an older svsr (manifest schema 1; this svsr reads schema 3" in text
     assert text.endswith(f"re-export it: svsr-export --preset tiny --out {old} --force.")
-    edit_manifest(old, lambda m: m.update(schema_version=3))  # and one from a newer svsr
+    edit_manifest(old, lambda m: m.update(schema_version=4))  # and one from a newer svsr
     with pytest.raises(ManifestError, match="written by a newer svsr .* update svsr"):
         load_manifest(old)
 

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from svsr.cli import export_main
+from svsr.contract.graphs import GRAPH_NAMES
 from svsr.engines.builder import tensorrt_build_available
 
 
@@ -14,14 +15,14 @@ def test_preset_export_then_reuse(tmp_path, capsys):
     out = tmp_path / "build"
     assert export_main(["--preset", "tiny", "--out", str(out), "--onnx-only", "--check-trt"]) == 0
     printed = capsys.readouterr().out
-    for name in ("flow", "denoise", "guide_decode", "warp", "decode", "blend"):
+    for name in GRAPH_NAMES:
         assert any(line.split()[:2] == [name, "exported"] for line in printed.splitlines()), name
     assert "TensorRT lint: 0 errors" in printed
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["checkpoint"]["preset"] == "tiny"
     assert (out / "checkpoint" / "unet").is_dir()
     assert export_main(["--preset", "tiny", "--out", str(out), "--onnx-only"]) == 0
-    assert capsys.readouterr().out.count("reused") == 6
+    assert capsys.readouterr().out.count("reused") == len(GRAPH_NAMES) == 10
 
 
 @pytest.mark.skipif(tensorrt_build_available()[0], reason="TensorRT and a GPU are present: engines would be built")

@@ -33,6 +33,7 @@ BAD_VALUES = {
         "--batch": ["0", "4:2:1", "a:b:c"],
         "--trt-version": ["9", "eleven", "12.0"],
         "--calibration-frames": ["/no/such/folder"],
+        "--tile": ["8x8", "66x66", "big", "auto", "1024x1024"],
     },
     "svsr-run": {
         "--steps": ["0", "-3", "many", "10001", "1e3"],
@@ -40,6 +41,7 @@ BAD_VALUES = {
         "--eta": ["-0.1", "1.5", "nan", "x"],
         "--tile": ["8x8", "30x64", "66x66", "big", "0", "64x"],
         "--tile-overlap": ["-1", "x", "1.5"],
+        "--flow-scale": ["3", "8", "0", "-2", "x", "2.0", "autox"],
         "--seed": ["-1", "18446744073709551616", "0x10"],
         "--noise": ["gauss"],
         "--backend": ["cuda"],
@@ -215,6 +217,71 @@ def test_every_video_option_is_one_run_option_and_back():
                                                         restart=True)  # fmt: skip
     args = parser.parse_args(["in.mp4", "--scheduler", "ddim", "--eta", "0.5", "--tile", "64x96", "--tile-overlap", "8"])
     assert VideoOptions.from_args(args) == VideoOptions(scheduler="ddim", eta=0.5, tile=(64, 96), tile_overlap=8)
+    for text, scale in (("2", 2), ("1", 1), ("4", 4), ("AUTO", "auto"), (" auto ", "auto")):
+        assert VideoOptions.from_args(parser.parse_args(["in.mp4", "--flow-scale", text])).flow_scale == scale
+
+
+def test_flow_scale_is_normalised_from_python_and_bad_values_are_one_sentence():
+    from svsr.contract.errors import InputError
+    from svsr.contract.video_options import VideoOptions
+
+    assert VideoOptions().flow_scale == "auto"
+    assert VideoOptions(flow_scale=2).flow_scale == 2 and VideoOptions(flow_scale="1").flow_scale == 1
+    assert VideoOptions(flow_scale="Auto").flow_scale == "auto" and VideoOptions().with_overrides(flow_scale=4).flow_scale == 4
+    for bad in (3, 0, True, 2.0, "x", None):
+        with pytest.raises(InputError) as refused:
+            VideoOptions(flow_scale=bad)
+        assert str(refused.value) == f"flow_scale={bad!r} is not a flow scale; use 4 (the original), 2, 1 or auto."
+
+
+def test_export_tile_is_checked_before_any_work_and_refused_without_engines(tmp_path, capsys, monkeypatch):
+    """svsr-export --tile takes the tile sizes svsr-run --tile does; a shape without engines to build is refused."""
+    import svsr.api
+    from svsr.contract.errors import InputError
+
+    def no_work(*args, **kwargs):  # test double: any call means the door let the value in
+        raise AssertionError("work started despite a bad --tile")
+
+    monkeypatch.setattr(svsr.api, "export_model", no_work)
+    out = str(tmp_path / "build")
+    assert cli.export_main(["--preset", "tiny", "--out", out, "--tile", "30x64"]) == 2
+    assert capsys.readouterr().err == "svsr: error: --tile 30x64 is below the smallest tile of 32x32 LR pixels; use 32 or more per side.\n"
+    assert cli.export_main(["--preset", "tiny", "--out", out, "--tile", "64x66"]) == 2
+    assert "--tile 64x66 has a side that is not a multiple of 4; use 68 instead of 66." in capsys.readouterr().err
+    assert cli.export_main(["--preset", "tiny", "--out", out, "--tile", "64x64", "--onnx-only"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--tile" in err and "--onnx-only builds none" in err
+    assert cli.export_main(["--preset", "tiny", "--out", out, "--tile", "256x256", "--resolution", "320x180"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("svsr: error: --tile 256x256 is larger than the profile's largest frame 320x180") and err.count("\n") == 1
+    assert not (tmp_path / "build").exists()
+    assert svsr.api.engine_tile("96x64") == (96, 64) and svsr.api.engine_tile((64, 48)) == (64, 48)
+    assert svsr.api.engine_tile(None) is None and svsr.api.engine_tile("off") is None  # engines over frame sizes
+    with pytest.raises(InputError, match=r"^tile='auto' names no tile shape for engines; give HxW"):
+        svsr.api.engine_tile("auto")
+
+
+def test_export_tile_reaches_the_engine_builder(tiny_build, tmp_path, monkeypatch):
+    """export_model(tile=...) hands the tile to the engine build (a recording double stands in for TensorRT)."""
+    import shutil
+
+    import svsr.api
+    from svsr.contract.errors import InputError
+
+    asked = {}
+
+    def recording_build_engines(out, manifest, precision, profile, report, **keywords):  # test double of the engine builder
+        asked.update(keywords)
+        return {}
+
+    monkeypatch.setattr("svsr.engines.builder.tensorrt_build_available", lambda: (True, ""))
+    monkeypatch.setattr("svsr.engines.builder.build_engines", recording_build_engines)
+    build = tmp_path / "build"
+    shutil.copytree(tiny_build, build)
+    svsr.api.export_model("preset:tiny", build, engines=True, tile="64x96")
+    assert asked["tile"] == (64, 96)
+    with pytest.raises(InputError, match="engines=False builds none"):
+        svsr.api.export_model("preset:tiny", build, engines=False, tile=(64, 64))
 
 
 def test_tile_and_scheduler_options_are_normalised_and_steps_default_per_scheduler():
@@ -247,6 +314,7 @@ SAME_SENTENCE = [
     ({"eta": 1.5}, ["--eta", "1.5"], ("eta=1.5", "--eta 1.5")),
     ({"tile": "8x8"}, ["--tile", "8x8"], ("tile='8x8'", "--tile 8x8")),
     ({"tile": "66x64"}, ["--tile", "66x64"], ("tile='66x64'", "--tile 66x64")),
+    ({"flow_scale": 3}, ["--flow-scale", "3"], ("flow_scale=3", "--flow-scale 3")),
     ({"tile": "64x64", "tile_overlap": 32}, ["--tile", "64x64", "--tile-overlap", "32"],
      ("tile_overlap=32", "--tile-overlap 32", "tile='64x64'", "--tile 64x64")),  # names both options
 ]

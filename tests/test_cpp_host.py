@@ -89,9 +89,12 @@ class RunnerCallbacks(ctypes.Structure):
         ("free", FREE),
         ("last_error", LAST_ERROR),
         ("destroy", DESTROY),
-        ("copy_region", COPY_REGION),  # abi_version 2
+        ("copy_region", COPY_REGION),  # abi_version 2 (3: the same table, schema-3 graphs and svsr_set_flow_scale)
         ("zero", ZERO),
     ]
+
+
+ABI_VERSION = 3
 
 
 @pytest.fixture(scope="session")
@@ -116,23 +119,19 @@ def lib(cpp_build):
     lib.svsr_set_scheduler.restype = ctypes.c_int
     lib.svsr_set_tiles.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int]
     lib.svsr_set_tiles.restype = ctypes.c_int
+    lib.svsr_set_flow_scale.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    lib.svsr_set_flow_scale.restype = ctypes.c_int
     return lib
 
 
 class OrtCallbackRunner:
-    """A runner for the C ABI in Python: buffers are numpy arrays, graphs run in ONNX Runtime on the CPU."""
+    """A runner for the C ABI in Python: buffers are numpy arrays, graphs run in ONNX Runtime on the CPU
+    (a session per graph, made when the graph first runs: a clip runs one flow graph, and the stats graphs only tiled)."""
 
     def __init__(self, build: Path) -> None:
-        import onnxruntime as ort
-
-        manifest = json.loads((build / "manifest.json").read_text())
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        self.sessions = {
-            name: ort.InferenceSession(str(build / entry["file"]), options, providers=["CPUExecutionProvider"])
-            for name, entry in manifest["graphs"].items()
-        }
+        self.build = build
+        self.manifest = json.loads((build / "manifest.json").read_text())
+        self.sessions: dict = {}
         self.buffers: dict[int, np.ndarray] = {}
         self.labels: dict[int, str] = {}
         self.runs: list[tuple[str, dict[str, int]]] = []
@@ -140,7 +139,7 @@ class OrtCallbackRunner:
         self.destroyed = False
         self._next = 1
         self.table = RunnerCallbacks(
-            2, None, ALLOCATE(self._allocate), COPY(self._upload), COPY(self._download), RUN(self._run),
+            ABI_VERSION, None, ALLOCATE(self._allocate), COPY(self._upload), COPY(self._download), RUN(self._run),
             SYNC(lambda _u: 0), FREE(self._free), LAST_ERROR(lambda _u: ctypes.addressof(self.error)), DESTROY(self._destroy),
             COPY_REGION(self._copy_region), ZERO(self._zero),
         )
@@ -186,11 +185,22 @@ class OrtCallbackRunner:
             targets = {out_names[i].decode(): self.buffers[outputs[i]] for i in range(n_out)}
             self.runs.append((graph, {**{k: inputs[i] for i, k in enumerate(feeds)}, **{k: outputs[i] for i, k in enumerate(targets)}}))
             names = list(targets)
-            for name, value in zip(names, self.sessions[graph].run(names, feeds)):
+            for name, value in zip(names, self.session(graph).run(names, feeds)):
                 np.copyto(targets[name], value)
             return 0
         except BaseException as exc:  # noqa: BLE001
             return self._fail(exc)
+
+    def session(self, graph: str):
+        if graph not in self.sessions:
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            options.log_severity_level = 3
+            file = self.build / self.manifest["graphs"][graph]["file"]
+            self.sessions[graph] = ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
+        return self.sessions[graph]
 
     def _copy_region(self, _user, source, target, sy, sx, ty, tx, rows, cols) -> int:
         try:
@@ -305,17 +315,18 @@ def test_cpp_host_equals_python_runtime(lib, tiny_build, num_frames, height, wid
         assert a.shape == b.shape == (4 * height, 4 * width, 3)
         assert np.abs(a - b).max() <= 1e-5, (k, float(np.abs(a - b).max()))
 
-    # the slot design: 2(n-1) flows, n*S denoise, (n-1)*S guide_decode and warp, n decode, no blend
-    # (untiled); bound once per slot set
+    # the slot design: 2(n-1) flows, n*S denoise, (n-1)*S guide_decode and warp, n decode, no blend and no
+    # statistics graph (untiled: every GroupNorm its own statistics); bound once per slot set
     graphs = [g for g, _ in runner.runs]
     assert graphs.count("flow") == 2 * (num_frames - 1) and graphs.count("decode") == num_frames and "blend" not in graphs
+    assert "denoise_stats" not in graphs and "decode_stats" not in graphs
     assert graphs.count("denoise") == num_frames * steps
     assert graphs.count("guide_decode") == graphs.count("warp") == (num_frames - 1) * steps
     bindings = {g: {tuple(sorted(b.items())) for gg, b in runner.runs if gg == g} for g in set(graphs)}
     assert len(bindings["flow"]) == 2 and len(bindings["guide_decode"]) == 2 and len(bindings["warp"]) == 2
     assert len(bindings["decode"]) == 2 and len(bindings["denoise"]) <= 4
-    # runner memory is a fixed set of slot buffers (10 per slot set + 7 shared), whatever the clip length
-    assert held.value == sum(a.nbytes for a in runner_buffers_at_peak(height, width))
+    # runner memory is a fixed set of slot buffers (10 per slot set + 10 shared), whatever the clip length
+    assert held.value == sum(a.nbytes for a in runner_buffers_at_peak(height, width, manifest))
 
 
 @pytest.mark.parametrize("scheduler", ["ddpm", "dpmpp-2m"])
@@ -341,6 +352,9 @@ def test_cpp_host_tiles_equal_python_runtime(lib, tiny_build, scheduler):
     tiles = 4  # 32x32 tiles over 40x52, overlap 8: rows at 0 and 8, columns at 0 and 20
     assert graphs.count("denoise") == num_frames * steps * tiles and graphs.count("decode") == num_frames * tiles
     assert graphs.count("warp") == (num_frames - 1) * steps and graphs.count("blend") > 0
+    # the whole frame's GroupNorm statistics: once per frame-step (denoise), per guided frame-step and per final decode (VAE)
+    assert graphs.count("denoise_stats") == num_frames * steps
+    assert graphs.count("decode_stats") == (num_frames - 1) * steps + num_frames
 
     manifest = load_manifest(tiny_build)
     sampler = Sampler(OrtBackend(tiny_build, manifest, device="cpu"), manifest)
@@ -350,15 +364,56 @@ def test_cpp_host_tiles_equal_python_runtime(lib, tiny_build, scheduler):
         assert np.abs(a - b).max() <= 1e-5, (k, float(np.abs(a - b).max()))
 
 
-def runner_buffers_at_peak(height: int, width: int) -> list[np.ndarray]:
-    """The 27 slot buffers for one padded LR size."""
+def runner_buffers_at_peak(height: int, width: int, manifest: dict) -> list[np.ndarray]:
+    """The 30 slot buffers for one padded LR size."""
+    from svsr.contract.manifest import stats_sizes
+
     h, w = -(-height // 4) * 4, -(-width // 4) * 4
+    stats = stats_sizes(manifest)
     # z_in, lr, lr_prev, flow, noise, guidance, z_out, x0, x0_history, rgb
     per_set = [(1, 4, h, w), (1, 3, h, w), (1, 3, h, w), (1, 2, 4 * h, 4 * w), (1, 4, h, w), (1, 3, 4 * h, 4 * w),
                (1, 4, h, w), (1, 4, h, w), (1, 4, h, w), (1, 3, 4 * h, 4 * w)]
-    # image, zero_guidance, zero_latent, tcm_on, tcm_off, timestep, step_coeffs
-    shared = [(1, 3, 4 * h, 4 * w), (1, 3, 4 * h, 4 * w), (1, 4, h, w), (1,), (1,), (1,), (8,)]
+    # image, zero_guidance, zero_latent, tcm_on, tcm_off, timestep, step_coeffs, shared_norm, denoise_norm, decode_norm
+    shared = [(1, 3, 4 * h, 4 * w), (1, 3, 4 * h, 4 * w), (1, 4, h, w), (1,), (1,), (1,), (8,), (1,),
+              (1, stats["denoise_stats"]), (1, stats["decode_stats"])]
     return [np.empty(s, np.float32) for s in per_set * 2 + shared]
+
+
+def test_cpp_host_flow_scale_equals_python_runtime(lib, tiny_build):
+    """svsr_set_flow_scale(2) runs flow_x2 and gives the Python runtime's frames at flow_scale=2; frames too small for
+    RAFT at a scale get sizes.flow_scale_problem's sentence, word for word."""
+    from svsr.contract.manifest import load_manifest
+    from svsr.contract.noise import PhiloxNoise
+    from svsr.contract.sizes import flow_scale_problem
+    from svsr.runtime.sampling.ort_backend import OrtBackend
+    from svsr.runtime.sampling.sampler import Sampler
+    from tests.conftest import random_frames
+
+    num_frames, height, width, steps, seed = 2, 64, 68, 2, 6
+    frames = random_frames(num_frames, height, width, seed=8)
+    runner = OrtCallbackRunner(tiny_build)
+    handle = open_upscaler(lib, tiny_build, runner)
+    try:
+        assert lib.svsr_set_flow_scale(handle, 2) == SVSR_OK, lib.svsr_last_error(handle).decode()
+        got = cpp_upscale(lib, handle, frames, steps, seed)
+        small = np.zeros((1, 40, 72, 3), np.uint8)
+        out = np.zeros((1, 160, 288, 3), np.float32)
+        status = lib.svsr_upscale_f32(handle, small.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)), 1, 40, 72, 2, 0,
+                                      out.ctypes.data_as(ctypes.POINTER(ctypes.c_float)))
+        assert status == SVSR_ERROR_INPUT
+        assert lib.svsr_last_error(handle).decode() == flow_scale_problem(2, 40, 72)
+        assert lib.svsr_set_flow_scale(handle, 3) == SVSR_ERROR_INVALID_ARGUMENT
+    finally:
+        lib.svsr_close(handle)
+    graphs = [g for g, _ in runner.runs]
+    assert graphs.count("flow_x2") == 2 * (num_frames - 1) and "flow" not in graphs and "flow_x1" not in graphs
+
+    manifest = load_manifest(tiny_build)
+    sampler = Sampler(OrtBackend(tiny_build, manifest, device="cpu"), manifest)
+    want = sampler.upscale(frames, num_inference_steps=steps, noise=PhiloxNoise(seed), flow_scale=2)
+    for k, (a, b) in enumerate(zip(got, want)):
+        assert a.shape == b.shape == (4 * height, 4 * width, 3)
+        assert np.abs(a - b).max() <= 1e-5, (k, float(np.abs(a - b).max()))
 
 
 def test_refusals_through_the_c_abi(lib, tiny_build, tmp_path):
@@ -377,7 +432,7 @@ def test_refusals_through_the_c_abi(lib, tiny_build, tmp_path):
     copy = tmp_path / "build"
     shutil.copytree(tiny_build, copy)
     manifest = json.loads((copy / "manifest.json").read_text())
-    manifest["schema_version"] = 1
+    manifest["schema_version"] = 2  # a build of the svsr before flow scales and shared statistics
     (copy / "manifest.json").write_text(json.dumps(manifest))
     bad = ctypes.c_void_p()
     assert lib.svsr_open(str(copy).encode(), ctypes.byref(runner.table), ctypes.byref(bad)) == SVSR_ERROR_MANIFEST
@@ -398,12 +453,60 @@ def test_refusals_through_the_c_abi(lib, tiny_build, tmp_path):
         lib.svsr_close(handle)
 
 
+# issue 21: a manifest is data from elsewhere; the C++ reader bounds its numbers as MANIFEST_SCHEMA does, in the same sentence
+BOUND_VIOLATIONS = {
+    "max_side": lambda m: m["graphs"]["flow"]["flops"].__setitem__("lr_height", 16385),
+    "max_dim": lambda m: m["graphs"]["denoise"]["inputs"][0]["shape"].__setitem__(1, 2**21),
+    "max_bytes": lambda m: m["graphs"]["decode"].__setitem__("size_bytes", 2**51),
+    "max_flops": lambda m: m["graphs"]["decode"]["flops"].__setitem__("linear", 2.5e21),
+    "alphas_zero": lambda m: m["scheduler"]["alphas_cumprod"].__setitem__(3, 0.0),
+    "alphas_above_one": lambda m: m["scheduler"]["alphas_cumprod"].__setitem__(0, 1.5),
+    "stats_stride": lambda m: m["norm_stats"]["decode_stats"].__setitem__("stride", 3),
+    "no_norm_stats": lambda m: m.pop("norm_stats"),
+    "vae_scaling": lambda m: m.__setitem__("vae_scaling_factor", 2e6),
+}
+
+
+@pytest.mark.parametrize("violation", [*BOUND_VIOLATIONS, "nan", "overflow"])
+def test_manifest_bounds_are_pythons_sentences(lib, tiny_build, tmp_path, violation):
+    from svsr.contract.manifest import parse_manifest_text, validate_manifest
+    from svsr.contract.errors import ManifestError
+
+    text = (tiny_build / "manifest.json").read_text()
+    if violation == "nan":  # not JSON, but Python's json reads it: the field is named
+        text = text.replace('"vae_scaling_factor": ', '"vae_scaling_factor": NaN, "was": ', 1)
+    elif violation == "overflow":  # beyond a double: infinity in Python
+        text = text.replace('"alphas_cumprod": [', '"alphas_cumprod": [1e400, ', 1)
+    else:
+        manifest = json.loads(text)
+        BOUND_VIOLATIONS[violation](manifest)
+        text = json.dumps(manifest)
+    assert text != (tiny_build / "manifest.json").read_text()
+    (tmp_path / "manifest.json").write_text(text)
+    where = str(tmp_path / "manifest.json")
+    with pytest.raises(ManifestError) as python:
+        validate_manifest(parse_manifest_text(text, where), where)
+    runner = OrtCallbackRunner(tiny_build)
+    handle = ctypes.c_void_p()
+    assert lib.svsr_open(str(tmp_path).encode(), ctypes.byref(runner.table), ctypes.byref(handle)) == SVSR_ERROR_MANIFEST
+    assert lib.svsr_last_error(None).decode() == str(python.value)
+
+
 def test_svsr_host_dry_run(cpp_build, tiny_build):
     result = subprocess.run([str(cpp_build / "svsr-host"), "--model", str(tiny_build), "--size", "45x34", "--steps", "3", "--dry-run"],
                             capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if "built without TensorRT" in result.stderr:
         assert result.returncode == 0, result.stderr
         assert "is a valid build folder for 45x34 frames" in result.stderr
+        # what it would run: the tile layout and the flow graph (issue 19)
+        assert "it would run whole frames (one tile of 36x48 LR pixels, height x width); flow graph flow (RAFT at x4)." in result.stderr
+        tiled = subprocess.run([str(cpp_build / "svsr-host"), "--model", str(tiny_build), "--size", "80x72", "--tile", "32x48",
+                                "--tile-overlap", "8", "--flow-scale", "2", "--dry-run"], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        assert tiled.returncode == 0, tiled.stderr
+        assert "it would run 6 tiles of 32x48 LR pixels (height x width), overlap 8; flow graph flow_x2 (RAFT at x2)." in tiled.stderr
+        auto = subprocess.run([str(cpp_build / "svsr-host"), "--model", str(tiny_build), "--size", "80x72", "--tile", "auto", "--dry-run"],
+                              capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        assert auto.returncode == 0 and "--tile auto: whole frames (the engines record no tile" in auto.stderr, auto.stderr
     else:  # a TensorRT build: this build folder has no engines, so it names the command that builds them
         assert result.returncode != 0 and "svsr-export" in result.stderr
     small = subprocess.run([str(cpp_build / "svsr-host"), "--model", str(tiny_build), "--size", "31x40", "--dry-run"],

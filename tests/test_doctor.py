@@ -25,7 +25,7 @@ from svsr.checks.per_graph import GraphRunners, check_engines_per_graph, onnx_ru
 from svsr.contract.engine_records import BuildEnvironment, MachineEnv
 from svsr.contract.errors import ManifestError, MissingDependencyError
 from svsr.contract.graphs import GRAPH_NAMES, GRAPHS
-from svsr.contract.manifest import load_manifest, sha256_file, write_manifest
+from svsr.contract.manifest import load_manifest, sha256_file, stats_sizes, write_manifest
 from svsr.device import cuda as cuda_api
 from svsr.device import tensorrt as trt_contract
 from svsr.device.cuda import CudaDriverError, driver_problem, format_cuda_version, parse_cuda_version
@@ -257,8 +257,8 @@ def test_model_records_from_another_gpu_and_tensorrt_show_the_rebuild_command(tm
     model = model_folder(tmp_path / "model")
     here = here_env()
     head, engines = build_folder.check_model(model, here)
-    assert head.status == OK and "graphs flow, denoise, guide_decode, warp, decode, blend" in head.value
-    assert engines.status == WARN and "flow.fp16, denoise.fp16, guide_decode.fp16" in engines.value
+    assert head.status == OK and f"graphs {', '.join(GRAPH_NAMES)} (float32" in head.value
+    assert engines.status == WARN and "flow.fp16, denoise.fp16, denoise_stats.fp16, guide_decode.fp16, decode_stats.fp16" in engines.value
     assert "built with TensorRT 10.13.0.35 but this machine has TensorRT 11.4.0.106" in engines.fix
     assert "built for NVIDIA A100-SXM4-80GB (compute capability 8.0) but this machine has NVIDIA H100 80GB HBM3 (compute capability 9.0)" in engines.fix
     assert engines.fix.endswith(f"rebuild on this machine with: svsr-export --weights /ckpt/tiny --precision fp16 --out {model} --resolution 44x36 --force")
@@ -290,7 +290,10 @@ def test_the_doctor_judges_records_with_the_contracts_problems(tmp_path, monkeyp
     monkeypatch.setattr("svsr.contract.engine_records.problems", problems_double)
     engines = build_folder.check_model(model, here_env())[1]
     assert engines.status == WARN and engines.fix.startswith("each engine was judged by the contract; rebuild on this machine")
-    assert sorted(g for g, _ in asked) == sorted(GRAPH_NAMES) and all(env == here_env() for _, env in asked)
+    # every engine the build has; its 44x36 profile builds none of RAFT at x2 / x1 (the frames are too small for them)
+    built = sorted(record["graph"] for record in load_manifest(model)["engines"].values())
+    assert built == sorted(set(GRAPH_NAMES) - {"flow_x2", "flow_x1"})
+    assert sorted(g for g, _ in asked) == built and all(env == here_env() for _, env in asked)
 
 
 def test_model_without_engines_or_manifest(tmp_path):
@@ -306,24 +309,34 @@ def test_model_without_engines_or_manifest(tmp_path):
     assert missing.fix.endswith(f"svsr-export --weights <CHECKPOINT> --out {tmp_path / 'nothing'} --force")
 
 
-def test_a_schema_1_build_folder_is_one_sentence_naming_the_re_export(tiny_build, tmp_path):
-    """A build folder written before tiles and the new schedulers: FAIL, the contract's sentence, and the export that replaces it."""
+def test_a_schema_2_build_folder_is_one_sentence_naming_the_re_export(tiny_build, tmp_path):
+    """A build folder written before flow scales and shared GroupNorm statistics: FAIL, the contract's sentence, and the export that replaces it."""
     import json
     import shutil
 
     old = tmp_path / "old build"
     shutil.copytree(tiny_build, old)
     manifest = json.loads((old / "manifest.json").read_text())
-    manifest["schema_version"] = 1
-    manifest["graphs"]["guide"] = manifest["graphs"].pop("guide_decode")
+    manifest["schema_version"] = 2
+    for name in ("flow_x2", "flow_x1", "denoise_stats", "decode_stats"):
+        del manifest["graphs"][name]
+    del manifest["norm_stats"]
     (old / "manifest.json").write_text(json.dumps(manifest))
     (check,) = build_folder.check_model(old, None)
     assert check.status == FAIL and check.name == "model"
-    assert "written by an older svsr (manifest schema 1; this svsr reads schema 2" in check.value
+    assert "written by an older svsr (manifest schema 2; this svsr reads schema 3, flow scales and GroupNorm statistics" in check.value
     assert f"re-export it: svsr-export --preset tiny --out {old} --force" in check.value
     assert check.fix == f"export it again from its checkpoint: svsr-export --preset tiny --out '{old}' --force"
     (command,) = _fix_commands(check.fix)
     assert command == ["svsr-export", "--preset", "tiny", "--out", str(old), "--force"]
+
+
+def test_a_build_folder_lists_its_ten_graphs(tiny_build):
+    from svsr.contract.graphs import GRAPH_NAMES
+
+    check = build_folder.check_model(tiny_build, None)[0]
+    assert check.status == OK and len(GRAPH_NAMES) == 10
+    assert f"graphs {', '.join(GRAPH_NAMES)} (float32" in check.value
 
 
 # -- the GPU checks, against the recording TensorRT/CUDA doubles -----------------------------------
@@ -425,7 +438,7 @@ def recorded_inputs(manifest, frames, steps: int = 2) -> dict:
 def test_per_graph_comparison_runs_polygraphy_and_a_mismatch_is_a_fail(tiny_build, tmp_path):
     """Both sides on polygraphy's OnnxrtRunner (the tiny preset's graphs, the inputs the ONNX Runtime clip recorded)."""
     check, out, inputs = pipeline.check_ort_clip(tiny_build, pipeline.clip_frames(2), 1, "philox")
-    # an untiled clip runs every graph but blend; blend is compared on the contract's sample inputs at the clip's size
+    # an untiled clip runs no blend and no statistics graph: they are compared on the contract's sample inputs at the clip's size
     assert check.status == OK and set(inputs) >= {"flow", "denoise", "guide_decode", "warp", "decode"}
     manifest = load_manifest(tiny_build)
     manifest = {**manifest, "engines": {f"{g}.fp32": {"file": manifest["graphs"][g]["file"]} for g in GRAPH_NAMES}}  # "plans": the ONNX files
@@ -446,7 +459,10 @@ def test_per_graph_comparison_runs_polygraphy_and_a_mismatch_is_a_fail(tiny_buil
     assert drifted.status == FAIL and drifted.value.startswith("decode over atol 0.001 / rtol 0.001")
     assert abs(drifted.figures["max_abs_diff"]["decode"] - 0.01) < 1e-6 and drifted.figures["max_abs_diff"]["flow"] == 0
     assert "drift from their ONNX graphs" in drifted.fix
-    assert set(drifted.figures["max_abs_diff"]) == set(GRAPH_NAMES)  # blend too, on sample inputs
+    # blend and the statistics graphs too, on sample inputs; RAFT at x2 and x1 needs larger frames than the 32x32 clip's
+    assert set(drifted.figures["max_abs_diff"]) == set(GRAPH_NAMES) - {"flow_x2", "flow_x1"}
+    assert set(drifted.figures["not_compared"]) == {"flow_x2", "flow_x1"}
+    assert "not compared: flow_x2 (RAFT at x2 needs LR frames of at least 64 px per side, the clip's are 32x32)" in same.value
 
 
 def test_per_graph_comparison_uses_each_graphs_own_engine_precision(tmp_path):
@@ -456,8 +472,11 @@ def test_per_graph_comparison_uses_each_graphs_own_engine_precision(tmp_path):
     manifest = synthetic_manifest()
     frames = random_frames(2, 36, 44)
     recorded = recorded_inputs(manifest, frames, steps=1)
-    feeds = graph_feeds(manifest["graphs"], {g: v for g, v in recorded.items() if g != "blend"})
-    assert set(feeds) == set(GRAPH_NAMES) and feeds["blend"]["acc"].shape == (1, 4, 36, 44)  # the clip's padded LR size
+    feeds = graph_feeds(manifest["graphs"], {g: v for g, v in recorded.items() if g != "blend"}, stats_sizes(manifest))
+    compared = set(GRAPH_NAMES) - {"flow_x2", "flow_x1"}  # RAFT at x2 / x1 needs larger frames than the 36x44 clip's
+    assert set(feeds) == compared and feeds["blend"]["acc"].shape == (1, 4, 36, 44)  # the clip's padded LR size
+    assert feeds["decode_stats"]["latent"].shape == (1, 4, 36, 44)
+    assert feeds["denoise"]["norm_stats"].shape == (1, stats_sizes(manifest)["denoise_stats"])
     assert graph_feeds(manifest["graphs"], {"flow": recorded["flow"]}) == {"flow": recorded["flow"]}  # no latent: no size to make feeds at
     precisions = {g: "fp32" if g in ("warp", "blend") else "fp16" for g in GRAPH_NAMES}
     manifest["engines"] = {f"{g}.{p}": {"file": f"{g}.{p}.plan"} for g, p in precisions.items()}
@@ -468,21 +487,24 @@ def test_per_graph_comparison_uses_each_graphs_own_engine_precision(tmp_path):
         return KernelsRunnerDouble(graph, offset=0.01 if graph == "warp" else 0.0)
 
     check = check_engines_per_graph(tmp_path, manifest, "fp16", recorded, GraphRunners(engine=engine_runner_double, onnx=lambda g, p: KernelsRunnerDouble(g, side="onnx")))
-    assert sorted(opened) == sorted(f"{g}.{p}.plan" for g, p in precisions.items())
+    assert sorted(opened) == sorted(f"{g}.{p}.plan" for g, p in precisions.items() if g in compared)
     # 0.01 is within fp16's atol (5e-2) but not fp32's (1e-3): warp is judged as the fp32 engine it is
     assert check.status == FAIL and check.value.startswith("warp over atol")
 
 
 def test_tensorrt_pipeline_builds_compares_per_graph_and_runs_on_the_doubles(tmp_path, monkeypatch):
     """The doctor's GPU flow (engines built in a copy, each compared with its graph, then the clip) on the builder + runtime doubles."""
+    from tests.support.engine_builds import add_typed_graph, onnx_reading_parser_double, write_tiny_onnx
+
     build = tmp_path / "build"
     build.mkdir()
-    manifest = synthetic_manifest(build)
-    for g in GRAPH_NAMES:  # typed fp16 graphs already there: no AutoCast needed
-        (build / f"{g}.fp16.onnx").write_text(f"onnx {g} fp16")
-        manifest["graphs"][g]["typed"] = {"fp16": {"file": f"{g}.fp16.onnx", "sha256": sha256_file(build / f"{g}.fp16.onnx"), "precision": "fp16"}}
+    manifest = synthetic_manifest(build)  # the shapes the kernel doubles compute with
+    for g in GRAPH_NAMES:
+        # real tiny ONNX files (the builder checks each before its parser sees it), and typed fp16 ones: no AutoCast needed
+        manifest["graphs"][g]["sha256"] = write_tiny_onnx(build / manifest["graphs"][g]["file"], g)
+        add_typed_graph(build, manifest, g, "fp16")
     write_manifest(build, manifest)
-    runtime, builder = RecordingTrtCudaDouble(), RecordingTrtBuilderDouble()
+    runtime, builder = RecordingTrtCudaDouble(), onnx_reading_parser_double(RecordingTrtBuilderDouble())
     monkeypatch.setattr(EngineTestDouble, "get_device_memory_size_for_profile_v2", lambda self, index: 4096, raising=False)
     trt = types.SimpleNamespace(**vars(runtime.trt))
     for name in ("Builder", "OnnxParser", "NetworkDefinitionCreationFlag", "MemoryPoolType", "BuilderFlag"):
@@ -531,7 +553,8 @@ def test_a_gpu_host_without_torch_still_runs_the_tensorrt_clip_against_onnx_runt
     assert checks["TensorRT fp32 eager vs ONNX Runtime"].status == OK
     assert asked["build"] == tiny_build and asked["noise"] == "philox" and asked["trt"] is double.trt and asked["cuda"] is double.cuda
     assert len(asked["reference"]) == 2 and asked["reference"][0].shape == (128, 128, 3)  # ONNX Runtime's frames are what TensorRT is held to
-    assert set(asked["graph_inputs"]) == set(GRAPH_NAMES) - {"blend"}  # an untiled clip blends nothing (per_graph makes blend's feeds)
+    # an untiled clip at flow scale 4 runs no blend, no statistics graph and no other flow scale (per_graph makes their feeds)
+    assert set(asked["graph_inputs"]) == {"flow", "denoise", "guide_decode", "warp", "decode"}
     # without a tiny build to reuse, a host without PyTorch says how to get one
     export, build = pipeline.check_tiny_export(tmp_path / "empty")
     assert build is None and export.status == WARN and "--work-dir" in export.fix

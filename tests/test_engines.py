@@ -1,7 +1,8 @@
 """Engine building decided in plain Python: profiles, cache keys, build records, mismatch errors, the build flow.
 
 The build flow runs against RecordingTrtBuilderDouble (tests/support/trt.py), a test double of the
-TensorRT names the builder uses and of polygraphy's loaders; the TensorRT names it offers are checked
+TensorRT names the builder uses and of polygraphy's loaders, on schema-3 build folders of real, tiny
+ONNX files (tests/support/engine_builds.py); the TensorRT names it offers are checked
 against the real TensorRT 11 wheels (runtime names by import of `tensorrt_lean_bindings`, the others
 in the string table of `tensorrt-cu13-bindings`, which cannot be imported without NVIDIA's
 libraries) and the polygraphy arguments against the installed polygraphy.
@@ -33,8 +34,10 @@ from svsr.contract.engine_records import (
 )
 from svsr.contract.errors import InputError, ManifestError, MissingDependencyError
 from svsr.contract.graphs import GRAPH_NAMES
+from svsr.contract.precision import Precision
 from svsr.contract.manifest import sha256_file, validate_manifest
-from tests.support.trt import H100, GpuQueryDouble, RecordingTrtBuilderDouble, synthetic_manifest
+from tests.support.engine_builds import STATS, add_typed_graph, engine_build_manifest, onnx_reading_parser_double, write_tiny_onnx
+from tests.support.trt import H100, GpuQueryDouble, RecordingTrtBuilderDouble
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -71,27 +74,69 @@ def test_profiles_from_cli_options():
 
 def test_profile_shapes_follow_the_graphs_symbolic_dims():
     static = Profile.static(180, 320)
-    denoise = static.input_shapes("denoise")
-    assert list(denoise) == ["z", "lr", "guidance", "noise", "x0_history"]  # tcm_scale, timestep, step_coeffs are fixed in the graph
+    denoise = static.input_shapes("denoise", STATS)
+    # tcm_scale, timestep, step_coeffs and shared_norm are fixed in the graph
+    assert list(denoise) == ["z", "lr", "guidance", "noise", "x0_history", "norm_stats"]
     assert denoise["z"] == ((1, 4, 180, 320),) * 3
     assert denoise["guidance"] == ((1, 3, 720, 1280),) * 3
+    assert denoise["norm_stats"] == ((1, STATS["denoise_stats"]),) * 3  # the checkpoint's statistics length, batch symbolic
     assert static.input_shapes("flow")["previous"][0] == (1, 3, 180, 320)
     assert static.input_shapes("warp")["flow"][2] == (1, 2, 720, 1280)
     assert static.input_shapes("warp")["image"][0] == (1, 3, 720, 1280)
-    assert static.input_shapes("guide_decode") == {"x0": ((1, 4, 180, 320),) * 3}
-    assert list(static.input_shapes("decode")) == ["z"]
+    assert static.input_shapes("guide_decode", STATS) == {"x0": ((1, 4, 180, 320),) * 3, "norm_stats": ((1, 16),) * 3}
+    assert list(static.input_shapes("decode", STATS)) == ["z", "norm_stats"]
     assert list(static.input_shapes("blend")) == ["acc", "tile", "weight"]
+    # the statistics graphs take the whole frame (they pool inside): frame sizes, no norm_stats input
+    assert static.input_shapes("denoise_stats") == {
+        "z": ((1, 4, 180, 320),) * 3, "lr": ((1, 3, 180, 320),) * 3, "guidance": ((1, 3, 720, 1280),) * 3,
+    }  # fmt: skip
+    assert static.input_shapes("decode_stats") == {"latent": ((1, 4, 180, 320),) * 3}
+    # a graph with a norm_stats input needs the checkpoint's lengths: a guessed one would build an engine no run can feed
+    for graph in ("denoise", "guide_decode", "decode"):
+        with pytest.raises(ValueError, match="statistics length"):
+            static.input_shapes(graph)
     ranged = Profile((144, 256), (180, 320), (360, 640), batch=(1, 2, 4))
     lo, mid, hi = ranged.input_shapes("warp")["flow"]
     assert (lo, mid, hi) == ((1, 2, 576, 1024), (2, 2, 720, 1280), (4, 2, 1440, 2560))
+    assert ranged.input_shapes("denoise", STATS)["norm_stats"] == ((1, 24), (2, 24), (4, 24))
     assert ranged.covers(1, 180, 320) and ranged.covers(4, 360, 640)
     assert not ranged.covers(5, 180, 320) and not ranged.covers(1, 364, 320) and not ranged.covers(1, 180, 252)
     assert static.covers(1, 180, 320) and not static.covers(1, 184, 320)
-    assert ranged.shapes_json("decode") == {"z": {"min": [1, 4, 144, 256], "opt": [2, 4, 180, 320], "max": [4, 4, 360, 640]}}
+    assert ranged.shapes_json("decode", STATS) == {
+        "z": {"min": [1, 4, 144, 256], "opt": [2, 4, 180, 320], "max": [4, 4, 360, 640]},
+        "norm_stats": {"min": [1, 16], "opt": [2, 16], "max": [4, 16]},
+    }
+
+
+def test_smaller_flow_scales_raise_their_minimum_or_are_skipped_with_the_reason():
+    """flow_x2 / flow_x1 see the LR frames at x2 / x1 and RAFT needs 128 px there: 64 / 128 LR px per side."""
+    ranged = Profile((48, 64), (100, 200), (360, 640))
+    assert ranged.input_shapes("flow")["frame"] == ((1, 3, 48, 64), (1, 3, 100, 200), (1, 3, 360, 640))
+    assert ranged.input_shapes("flow_x2")["frame"] == ((1, 3, 64, 64), (1, 3, 100, 200), (1, 3, 360, 640))
+    # the minimum raised to 128 per side, and the opt with it where it was below
+    assert ranged.input_shapes("flow_x1")["previous"] == ((1, 3, 128, 128), (1, 3, 128, 200), (1, 3, 360, 640))
+    assert ranged.frame_sizes("flow_x1") == ((128, 128), (128, 200), (360, 640))
+    assert all(ranged.skip_reason(g) is None for g in GRAPH_NAMES)
+    # the other graphs keep the profile's smallest frame
+    assert ranged.input_shapes("decode_stats")["latent"][0] == (1, 4, 48, 64)
+    small = Profile((36, 44), (36, 44), (100, 100))
+    assert small.skip_reason("flow_x2") is None and small.input_shapes("flow_x2")["frame"][0] == (1, 3, 64, 64)
+    assert small.skip_reason("flow_x1") == (
+        "RAFT at --flow-scale 1 needs frames of at least 128 px per side and the profile's largest frame is 100x100, "
+        "so no frame it covers runs at that flow scale"
+    )
+    with pytest.raises(InputError, match="no flow_x1 engine is built for 44x36..100x100 .*: RAFT at --flow-scale 1 needs"):
+        small.input_shapes("flow_x1")
+    tiny = Profile.static(36, 44)
+    assert [g for g in GRAPH_NAMES if tiny.skip_reason(g)] == ["flow_x2", "flow_x1"]
+    assert "at least 64 px per side" in tiny.skip_reason("flow_x2")
+    # one side long enough is not enough: RAFT needs both
+    assert Profile.static(128, 640).skip_reason("flow_x1") is None and Profile.static(124, 640).skip_reason("flow_x1") is not None
 
 
 def test_profile_round_trips_through_json_and_cli_args():
-    for profile in (Profile.static(180, 320), Profile((144, 256), (180, 320), (360, 640), batch=(1, 2, 4)), Profile.static(36, 44, batch=2)):
+    for profile in (Profile.static(180, 320), Profile((144, 256), (180, 320), (360, 640), batch=(1, 2, 4)), Profile.static(36, 44, batch=2),
+                    Profile((144, 256), (180, 320), (360, 640), tile=(128, 96))):
         assert Profile.from_json(json.loads(json.dumps(profile.to_json()))) == profile
         args = profile.cli_args()
         options = dict(zip(args[::2], args[1::2]))
@@ -99,6 +144,8 @@ def test_profile_round_trips_through_json_and_cli_args():
     assert Profile.static(180, 320).cli_args() == ["--resolution", "320x180"]
     assert Profile.static(180, 320).describe() == "320x180 (static), batch 1"
     assert Profile((144, 256), (180, 320), (360, 640), (1, 2, 4)).describe() == "256x144..640x360 (opt 320x180), batch 1..4"
+    # a profile without a tile keeps the JSON (and so the cache key) it always had
+    assert Profile.static(180, 320).to_json() == {"lr_min": [180, 320], "lr_opt": [180, 320], "lr_max": [180, 320], "batch": [1, 1, 1]}
 
 
 # -- cache keys and build records -----------------------------------------------------------------
@@ -124,7 +171,7 @@ def _record(**overrides):
     fields = dict(
         graph="denoise", precision="fp16", plan_file="engines/denoise.fp16.0123456789abcdef.plan", plan_sha256="c" * 64, plan_size=10,
         onnx_file="denoise.fp16.onnx", onnx_sha256="d" * 64, onnx_source_sha256="e" * 64, env=H100, profile=Profile.static(180, 320),
-        key="f" * 64, device_memory_bytes=1 << 30, builder_options={"optimization_level": 3},
+        key="f" * 64, device_memory_bytes=1 << 30, builder_options={"optimization_level": 3}, stats=STATS,
     )
     fields.update(overrides)
     return make_record(**fields)
@@ -138,14 +185,28 @@ def test_build_record_fields_and_validation():
     assert record["shapes"]["guidance"] == {"min": [1, 3, 720, 1280], "opt": [1, 3, 720, 1280], "max": [1, 3, 720, 1280]}
     assert record["onnx_sha256"] == "d" * 64 and record["file"].endswith(".plan") and record["sha256"] == "c" * 64
     assert record["build_seconds"] == 12.346
+    assert record["shapes"]["norm_stats"] == {"min": [1, 24], "opt": [1, 24], "max": [1, 24]}
+    assert record["tile"] is None and "tile" not in record["profile"]
     json.dumps(record)
-    for field, value, where in [("compute_capability", "sm90", "compute_capability"), ("sha256", "xyz", "sha256"), ("graph", "unet", "graph")]:
+    tiled = _record(profile=Profile.static(180, 320, tile=(64, 128)))
+    assert tiled["tile"] == [64, 128] and tiled["profile"]["tile"] == [64, 128]
+    assert tiled["shapes"]["z"] == {"min": [1, 4, 64, 128], "opt": [1, 4, 64, 128], "max": [1, 4, 64, 128]}
+    for field, value, where in [
+        ("compute_capability", "sm90", "compute_capability"), ("sha256", "xyz", "sha256"), ("graph", "unet", "graph"),
+        ("tile", [30, 64], "tile"), ("tile", [64, 66], "tile"), ("tile", [64], "tile"), ("tile", [64, 1 << 20], "tile"), ("tile", "64x64", "tile"),
+    ]:  # fmt: skip
         broken = dict(record, **{field: value})
-        with pytest.raises(ManifestError, match=f"engine record is malformed at {where}: .*; rebuild the engines with svsr-export --force"):
+        with pytest.raises(ManifestError, match=f"engine record is malformed at {where}(/[0-9])?: .*; rebuild the engines with svsr-export --force"):
             validate_record(broken)
-    missing = {k: v for k, v in record.items() if k != "gpu_name"}
-    with pytest.raises(ManifestError, match="'gpu_name' is a required property"):
-        validate_record(missing)
+    for field in ("gpu_name", "tile"):
+        missing = {k: v for k, v in record.items() if k != field}
+        with pytest.raises(ManifestError, match=f"'{field}' is a required property"):
+            validate_record(missing)
+    # the record's tile is its profile's: one said without the other is a damaged record
+    with pytest.raises(ManifestError, match="malformed at tile: it differs from its profile's tile"):
+        validate_record(dict(record, tile=[64, 64]))
+    with pytest.raises(ManifestError, match="malformed at profile: .* or its tile is larger than its largest frame"):
+        validate_record(dict(tiled, profile=dict(tiled["profile"], tile=[256, 128]), tile=[256, 128]))
     assert validate_engines({"denoise.fp16": record}) == {"denoise.fp16": record}
     with pytest.raises(ManifestError, match="engines/denoise.fp32 holds the denoise fp16 engine"):
         validate_engines({"denoise.fp32": record})
@@ -154,7 +215,7 @@ def test_build_record_fields_and_validation():
 
 
 def test_mismatch_errors_are_one_sentence_naming_the_rebuild_command():
-    manifest = synthetic_manifest()
+    manifest = engine_build_manifest()
     record = _record()
     check_record(record, H100, manifest, "build", onnx_sha256="d" * 64)  # same machine, same graph: fine
     command = "svsr-export --weights /ckpt/tiny --precision fp16 --out build --resolution 320x180 --force"
@@ -174,12 +235,17 @@ def test_mismatch_errors_are_one_sentence_naming_the_rebuild_command():
     assert rebuild_command(manifest, "out", "bf16", ranged) == (
         "svsr-export --weights /ckpt/tiny --precision bf16 --out out --min 256x144 --opt 320x180 --max 640x360 --force"
     )
+    # an engine of a --tile build is rebuilt with its tile
+    with pytest.raises(ManifestError, match="; rebuild it with: svsr-export .* --resolution 320x180 --tile 64x128 --force$"):
+        check_record(_record(profile=Profile.static(180, 320, tile=(64, 128))), BuildEnvironment("11.5.0.1", H100.gpu_name, "9.0"), manifest, "build")
 
 
 # -- the build flow, against a recording double of TensorRT's builder -----------------------------
 def build(tmp_path, double, precision="fp32", profile=None, **kwargs):
-    manifest = kwargs.pop("manifest", None) or synthetic_manifest(tmp_path)
+    """build_engines on a schema-3 build folder of tiny ONNX files (default profile: static 44x36, where flow_x2/flow_x1 are skipped)."""
+    manifest = kwargs.pop("manifest", None) or engine_build_manifest(tmp_path)
     messages: list[str] = []
+    onnx_reading_parser_double(double)
     engines = build_engines(
         tmp_path, manifest, precision, profile or Profile.static(36, 44), messages.append, trt=double.trt, cuda=GpuQueryDouble(), loaders=double.loaders,
         **kwargs,
@@ -187,32 +253,108 @@ def build(tmp_path, double, precision="fp32", profile=None, **kwargs):
     return engines, messages, manifest
 
 
+SMALL_FLOW_GRAPHS = ("flow_x2", "flow_x1")  # what a 44x36 profile skips: RAFT at x2 / x1 needs larger frames
+# a range every graph builds for (flow_x1's engine starts at 128 px per side)
+EVERY_GRAPH = Profile((36, 44), (36, 44), (128, 160))
+
+
 def test_build_engines_makes_strongly_typed_plans_with_records(tmp_path):
     double = RecordingTrtBuilderDouble()
-    engines, messages, manifest = build(tmp_path, double)
-    assert sorted(engines) == sorted(f"{g}.fp32" for g in GRAPH_NAMES)
+    engines, messages, manifest = build(tmp_path, double, profile=EVERY_GRAPH)
+    assert sorted(engines) == sorted(f"{g}.fp32" for g in GRAPH_NAMES) and len(GRAPH_NAMES) == 10
     # through polygraphy's loaders: TensorRT 11 networks are strongly typed always (the deprecated flag is not asked for)
     assert [c[1:] for c in double.calls if c[0] == "NetworkFromOnnxPath"] == [(f"{g}.onnx", False) for g in GRAPH_NAMES]
     shapes = [c for c in double.calls if c[0] == "profile.add"]
-    assert ("profile.add", "guidance", (1, 3, 144, 176), (1, 3, 144, 176), (1, 3, 144, 176)) in shapes
-    assert {c[1] for c in shapes} == {"frame", "previous", "z", "lr", "guidance", "noise", "x0_history", "x0", "image", "flow", "acc", "tile", "weight"}
+    assert ("profile.add", "guidance", (1, 3, 144, 176), (1, 3, 144, 176), (1, 3, 512, 640)) in shapes
+    assert ("profile.add", "norm_stats", (1, 24), (1, 24), (1, 24)) in shapes and ("profile.add", "norm_stats", (1, 16), (1, 16), (1, 16)) in shapes
+    assert ("profile.add", "frame", (1, 3, 128, 128), (1, 3, 128, 128), (1, 3, 128, 160)) in shapes  # flow_x1: raised to 128 px
+    assert {c[1] for c in shapes} == {
+        "frame", "previous", "z", "lr", "guidance", "noise", "x0_history", "norm_stats", "x0", "latent", "image", "flow", "acc", "tile", "weight",
+    }  # fmt: skip
     configs = [c[1] for c in double.calls if c[0] == "CreateConfig"]
-    assert len(configs) == len(GRAPH_NAMES) == 6 and all(c["builder_optimization_level"] == 3 and c["memory_pool_limits"] is None for c in configs)
+    assert len(configs) == len(GRAPH_NAMES) and all(c["builder_optimization_level"] == 3 and c["memory_pool_limits"] is None for c in configs)
     assert not any(c["version_compatible"] or c["exclude_lean_runtime"] for c in configs)
     for g in GRAPH_NAMES:
         record = engines[f"{g}.fp32"]
         plan = tmp_path / record["file"]
         assert plan.read_bytes().startswith(f"plan {g} ".encode()) and sha256_file(plan) == record["sha256"]
         assert record["onnx_sha256"] == manifest["graphs"][g]["sha256"] == record["onnx_source_sha256"]
-        assert record["device_memory_bytes"] == 4096 and record["builder"] == {"optimization_level": 3}
+        assert record["device_memory_bytes"] == 4096 and record["builder"] == {"optimization_level": 3} and record["tile"] is None
         assert json.loads(plan.with_suffix(".json").read_text()) == record
     # the records go into the manifest as they are, and survive the exporter's "same source graph" filter
     manifest["engines"] = engines
     validate_manifest(manifest)
     kept = {k: v for k, v in engines.items() if manifest["graphs"].get(v.get("graph"), {}).get("sha256") == v.get("onnx_source_sha256")}
     assert kept == engines
-    assert any(m.split()[:4] == ["flow", "fp32", "engine", "built"] for m in messages) and "44x36 (static)" in messages[0]
+    assert any(m.split()[:4] == ["flow", "fp32", "engine", "built"] for m in messages) and "44x36..160x128 (opt 44x36)" in messages[0]
     assert any(m.split()[:4] == ["guide_decode", "fp32", "engine", "built"] for m in messages)
+    assert any(m.split()[:4] == ["denoise_stats", "fp32", "engine", "built"] for m in messages)
+
+
+def test_a_flow_scale_no_frame_of_the_profile_can_use_builds_no_engine_and_says_why(tmp_path):
+    double = RecordingTrtBuilderDouble()
+    first, _, manifest = build(tmp_path, double, profile=EVERY_GRAPH)
+    manifest["engines"] = first
+    double.calls.clear()
+    engines, messages, _ = build(tmp_path, double, manifest=manifest)  # static 44x36: below 64 and 128 px
+    assert sorted(engines) == sorted(f"{g}.fp32" for g in GRAPH_NAMES if g not in SMALL_FLOW_GRAPHS)
+    # the larger profile's records of those graphs are gone too: one build's engines, one profile
+    assert not {f"{g}.fp32" for g in SMALL_FLOW_GRAPHS} & set(engines)
+    assert not [c for c in double.calls if c[0] == "NetworkFromOnnxPath" and c[1].startswith(SMALL_FLOW_GRAPHS)]
+    skipped = [m for m in messages if "engine skipped" in m]
+    assert [m.split()[0] for m in skipped] == list(SMALL_FLOW_GRAPHS)
+    assert skipped[1].endswith(
+        "engine skipped: RAFT at --flow-scale 1 needs frames of at least 128 px per side and the profile's largest frame is 44x36, "
+        "so no frame it covers runs at that flow scale"
+    )
+    manifest["engines"] = engines
+    validate_manifest(manifest)
+
+
+def test_tile_builds_make_the_tiled_graphs_static_at_the_tile(tmp_path):
+    """svsr-export --tile 64x48: denoise, guide_decode and decode static at the tile; blend for its latent and 4x pixel
+    tiles; flow graphs, warp and the statistics graphs over frame sizes; the tile in every record and in the cache key."""
+    double = RecordingTrtBuilderDouble()
+    frames = Profile((64, 64), (180, 320), (360, 640))
+    plain, _, manifest = build(tmp_path, double, profile=frames)
+    double.calls.clear()
+    tiled_profile = Profile.from_args(min="64x64", opt="320x180", max="640x360", tile="64x48")
+    assert tiled_profile == frames.with_tile((64, 48))
+    engines, messages, _ = build(tmp_path, double, profile=frames, tile=(64, 48), manifest=manifest)  # the same as profile=tiled_profile
+    assert sorted(engines) == sorted(f"{g}.fp32" for g in GRAPH_NAMES)
+    assert messages[0].startswith("svsr-export: engines for 64x64..640x360 (opt 320x180), batch 1, tiles 64x48 (static) with TensorRT")
+    by_graph = {}
+    for call in double.calls:
+        if call[0] == "NetworkFromOnnxPath":
+            graph = call[1].removesuffix(".onnx")
+        elif call[0] == "profile.add":
+            by_graph.setdefault(graph, {})[call[1]] = call[2:]
+    assert by_graph["denoise"]["z"] == ((1, 4, 64, 48),) * 3 and by_graph["denoise"]["guidance"] == ((1, 3, 256, 192),) * 3
+    assert by_graph["guide_decode"]["x0"] == ((1, 4, 64, 48),) * 3 and by_graph["decode"]["z"] == ((1, 4, 64, 48),) * 3
+    assert by_graph["blend"]["acc"] == ((1, 3, 64, 48), (1, 4, 64, 48), (1, 4, 256, 192))
+    assert by_graph["blend"]["weight"] == ((1, 1, 64, 48), (1, 1, 64, 48), (1, 1, 256, 192))
+    frame_range = ((1, 3, 64, 64), (1, 3, 180, 320), (1, 3, 360, 640))
+    assert by_graph["flow"]["frame"] == by_graph["denoise_stats"]["lr"] == frame_range
+    assert by_graph["flow_x1"]["frame"] == ((1, 3, 128, 128), (1, 3, 180, 320), (1, 3, 360, 640))
+    assert by_graph["decode_stats"]["latent"] == ((1, 4, 64, 64), (1, 4, 180, 320), (1, 4, 360, 640))
+    assert by_graph["warp"]["image"] == ((1, 3, 256, 256), (1, 3, 720, 1280), (1, 3, 1440, 2560))
+    for g in GRAPH_NAMES:
+        record = engines[f"{g}.fp32"]
+        assert record["tile"] == [64, 48] and record["profile"]["tile"] == [64, 48]
+        assert record["cache_key"] != plain[f"{g}.fp32"]["cache_key"] and (tmp_path / plain[f"{g}.fp32"]["file"]).exists()
+    assert engines["decode.fp32"]["shapes"]["z"] == {"min": [1, 4, 64, 48], "opt": [1, 4, 64, 48], "max": [1, 4, 64, 48]}
+    manifest["engines"] = engines
+    validate_manifest(manifest)
+    assert not any("will not run" in m for m in messages)
+    again, _, _ = build(tmp_path, double, profile=tiled_profile, manifest=manifest)
+    assert again == engines
+    with pytest.raises(InputError, match=r"the profile's tile \(64, 48\) and tile=\(64, 64\) differ"):
+        build(tmp_path, double, profile=tiled_profile, tile=(64, 64), manifest=manifest)
+    with pytest.raises(InputError, match="--tile 64x48 is larger than the profile's largest frame 44x36"):
+        build(tmp_path, double, profile=Profile.static(36, 44), tile=(64, 48), manifest=manifest)
+    # frames of the profile smaller than the tile cannot use such engines: the build says so
+    _, messages, _ = build(tmp_path, double, profile=Profile((36, 44), (180, 320), (360, 640), tile=(64, 48)), manifest=manifest, graphs=("decode",))
+    assert messages[1] == "svsr-export: frames smaller than the 64x48 tile on either side will not run on these engines (--tile is HxW)"
 
 
 def test_tensorrt_10_sets_the_strongly_typed_flag(tmp_path):
@@ -230,7 +372,8 @@ def test_cached_engines_are_reused_and_force_or_a_new_profile_rebuilds(tmp_path)
     again, messages, _ = build(tmp_path, double, manifest=manifest)
     assert again == first
     assert not [c for c in double.calls if c[0] in ("NetworkFromOnnxPath", "EngineBytesFromNetwork")]
-    assert all("engine reused" in m for m in messages[1:])
+    assert all("engine reused" in m or "engine skipped" in m for m in messages[1:])
+    assert sum("engine reused" in m for m in messages) == len(GRAPH_NAMES) - len(SMALL_FLOW_GRAPHS)
     forced, _, _ = build(tmp_path, double, manifest=manifest, force=True, graphs=("decode",))
     assert forced["decode.fp32"]["file"] == first["decode.fp32"]["file"]
     assert [c[1] for c in double.calls if c[0] == "EngineBytesFromNetwork"] == ["decode"]
@@ -261,14 +404,14 @@ def test_timing_cache_is_kept_on_disk_and_reused(tmp_path):
 
 
 def test_precision_plans_pick_typed_graphs(tmp_path):
-    manifest = synthetic_manifest(tmp_path)
-    (tmp_path / "denoise.fp16.onnx").write_text("onnx denoise fp16")
-    manifest["graphs"]["denoise"]["typed"] = {
-        "fp16": {"file": "denoise.fp16.onnx", "sha256": sha256_file(tmp_path / "denoise.fp16.onnx"), "precision": "fp16"}
-    }
+    manifest = engine_build_manifest(tmp_path)
+    unet = Precision.parse({"denoise": "fp16"})  # the UNet's graphs (denoise, denoise_stats) in fp16, the rest fp32
+    for g in GRAPH_NAMES:
+        if unet.of(g) == "fp16":
+            add_typed_graph(tmp_path, manifest, g, "fp16")
     double = RecordingTrtBuilderDouble()
-    engines, _, _ = build(tmp_path, double, precision={"denoise": "fp16"}, manifest=manifest)
-    assert sorted(engines) == ["blend.fp32", "decode.fp32", "denoise.fp16", "flow.fp32", "guide_decode.fp32", "warp.fp32"]
+    engines, _, _ = build(tmp_path, double, precision=unet, manifest=manifest)
+    assert sorted(engines) == sorted(f"{g}.{unet.of(g)}" for g in GRAPH_NAMES if g not in SMALL_FLOW_GRAPHS) and "denoise.fp16" in engines
     record = engines["denoise.fp16"]
     assert record["onnx_file"] == "denoise.fp16.onnx" and record["onnx_source_sha256"] == manifest["graphs"]["denoise"]["sha256"]
     assert ("NetworkFromOnnxPath", "denoise.fp16.onnx", False) in double.calls
@@ -277,13 +420,17 @@ def test_precision_plans_pick_typed_graphs(tmp_path):
     with pytest.raises(InputError, match="precision 'int8'"):
         build(tmp_path, double, precision="int8", manifest=manifest)
     # warp and blend are float32 engines whatever the precision: built from the exported graphs, never a typed one
-    for g in ("flow", "guide_decode", "decode"):
-        (tmp_path / f"{g}.fp16.onnx").write_text(f"onnx {g} fp16")
-        manifest["graphs"][g]["typed"] = {"fp16": {"file": f"{g}.fp16.onnx", "sha256": sha256_file(tmp_path / f"{g}.fp16.onnx"), "precision": "fp16"}}
+    fp16 = Precision.parse("fp16")
+    typed = [g for g in GRAPH_NAMES if fp16.of(g) == "fp16"]
+    assert {"flow", "denoise", "guide_decode", "decode"} <= set(typed) and not {"warp", "blend"} & set(typed)
+    for g in typed:
+        if unet.of(g) != "fp16":
+            add_typed_graph(tmp_path, manifest, g, "fp16")
     double.calls.clear()
     engines, _, _ = build(tmp_path, double, precision="fp16", manifest=manifest)
-    assert sorted(engines) == ["blend.fp32", "decode.fp16", "denoise.fp16", "flow.fp16", "guide_decode.fp16", "warp.fp32"]
+    assert sorted(engines) == sorted(f"{g}.{fp16.of(g)}" for g in GRAPH_NAMES if g not in SMALL_FLOW_GRAPHS)
     assert engines["warp.fp32"]["onnx_file"] == "warp.onnx" and engines["blend.fp32"]["onnx_file"] == "blend.onnx"
+    assert engines["decode.fp16"]["onnx_file"] == "decode.fp16.onnx"
     assert not [c for c in double.calls if c[0] == "NetworkFromOnnxPath" and c[1].startswith(("warp", "blend"))]  # the fp32 plans are reused
 
 
@@ -354,18 +501,48 @@ def test_unusable_tensorrt_and_failed_builds_say_why(tmp_path):
         build(tmp_path, RecordingTrtBuilderDouble(version="10.8.0"))
     with pytest.raises(MissingDependencyError, match="runtime-only package .* cannot build engines"):
         build(tmp_path, RecordingTrtBuilderDouble(with_builder=False))
-    manifest = synthetic_manifest(tmp_path)
-    (tmp_path / "flow.onnx").write_text("bad onnx")
-    manifest["graphs"]["flow"]["sha256"] = sha256_file(tmp_path / "flow.onnx")
+    manifest = engine_build_manifest(tmp_path)
+    manifest["graphs"]["flow"]["sha256"] = write_tiny_onnx(tmp_path / "flow.onnx", "flow", name="bad flow")  # the parser double refuses it
     with pytest.raises(EngineBuildError, match="could not parse .*flow.onnx \\(.*node Foo: unsupported op; node Bar: bad attribute.*check it with svsr-export --check-trt"):
         build(tmp_path, RecordingTrtBuilderDouble(), manifest=manifest)
     double = RecordingTrtBuilderDouble()
     double.fail_build = True
     with pytest.raises(EngineBuildError, match="could not build the decode engine .* 44x36 \\(static\\)"):
         build(tmp_path, double, graphs=("decode",))
-    (tmp_path / "guide_decode.onnx").write_text("onnx guide_decode changed")
+    write_tiny_onnx(tmp_path / "guide_decode.onnx", "guide_decode", name="changed")
     with pytest.raises(ManifestError, match="does not match the sha256 in the manifest"):
-        build(tmp_path, RecordingTrtBuilderDouble(), manifest=synthetic_manifest(tmp_path) | {"graphs": manifest["graphs"]})
+        build(tmp_path, RecordingTrtBuilderDouble(), manifest=manifest)
+
+
+def test_graphs_are_checked_as_onnx_files_before_the_parser_sees_them(tmp_path):
+    """check_onnx_graph: a damaged file and external data outside the build folder are refused before TensorRT opens anything."""
+    manifest = engine_build_manifest(tmp_path)
+    double = RecordingTrtBuilderDouble()
+    (tmp_path / "decode.onnx").write_bytes(b"onnx decode")  # a text stand-in is no ONNX file: refused as damaged
+    manifest["graphs"]["decode"]["sha256"] = sha256_file(tmp_path / "decode.onnx")
+    with pytest.raises(ManifestError, match=r"graph decode \(.*decode.onnx\) is damaged .*, not a readable ONNX file; re-export it"):
+        build(tmp_path, double, manifest=manifest, graphs=("decode",))
+    (tmp_path / "outside.bin").write_bytes(bytes(16))
+    inner = tmp_path / "build"
+    inner.mkdir()
+    manifest = engine_build_manifest(inner)
+    manifest["graphs"]["guide_decode"]["sha256"] = write_tiny_onnx(inner / "guide_decode.onnx", "guide_decode", external_data="../outside.bin")
+    with pytest.raises(ManifestError, match=r"guide_decode.onnx names external data '../outside.bin', which climbs out of the build folder"):
+        build(inner, double, manifest=manifest, graphs=("guide_decode",))
+    # and a typed graph's external data as well
+    manifest = engine_build_manifest(inner)
+    add_typed_graph(inner, manifest, "denoise", "fp16")
+    typed = manifest["graphs"]["denoise"]["typed"]["fp16"]
+    typed["sha256"] = write_tiny_onnx(inner / typed["file"], "denoise", external_data=str(tmp_path / "outside.bin"))
+    with pytest.raises(ManifestError, match=r"denoise.fp16.onnx names external data .*outside.bin', which is an absolute path, outside the build folder"):
+        build(inner, double, precision={"denoise": "fp16"}, manifest=manifest, graphs=("denoise",))
+    assert not [c for c in double.calls if c[0] in ("NetworkFromOnnxPath", "EngineBytesFromNetwork")]
+    # data inside the folder is fine
+    manifest = engine_build_manifest(inner)
+    (inner / "weights.bin").write_bytes(bytes(16))
+    manifest["graphs"]["decode"]["sha256"] = write_tiny_onnx(inner / "decode.onnx", "decode", external_data="weights.bin")
+    engines, _, _ = build(inner, double, manifest=manifest, graphs=("decode",))
+    assert list(engines) == ["decode.fp32"] and ("NetworkFromOnnxPath", "decode.onnx", False) in double.calls
 
 
 def test_build_availability_reason_without_tensorrt():
@@ -467,15 +644,20 @@ def test_builder_only_names_are_in_the_real_tensorrt_wheel():
 def test_precision_of_every_form_and_its_rebuild_options():
     from svsr.contract.precision import Precision
 
-    # in graph order: flow, denoise, guide_decode, warp, decode, blend (warp and blend always fp32)
-    assert list(Precision.parse("fp16").per_graph().values()) == ["fp16", "fp16", "fp16", "fp32", "fp16", "fp32"]
-    assert list(Precision.parse({"denoise": "bf16"}).per_graph().values()) == ["fp32", "bf16", "fp32", "fp32", "fp32", "fp32"]
+    # the graphs of schema 2 (the new graphs' precisions are tested with svsr.contract.precision, tests/test_precision.py)
+    graphs = ("flow", "denoise", "guide_decode", "warp", "decode", "blend")  # warp and blend always fp32
+
+    def of(precision):
+        return [precision.per_graph()[g] for g in graphs]
+
+    assert of(Precision.parse("fp16")) == ["fp16", "fp16", "fp16", "fp32", "fp16", "fp32"]
+    assert of(Precision.parse({"denoise": "bf16"})) == ["fp32", "bf16", "fp32", "fp32", "fp32", "fp32"]
     mixed = Precision("fp16", vae="bf16", flow="fp32")
-    assert list(mixed.per_graph().values()) == ["fp32", "fp16", "bf16", "fp32", "bf16", "fp32"]
+    assert of(mixed) == ["fp32", "fp16", "bf16", "fp32", "bf16", "fp32"]
     assert Precision.parse("fp16").flags() == ["--precision", "fp16"]
     assert mixed.flags() == ["--precision", "fp16", "--vae-precision", "bf16", "--flow-precision", "fp32"]
     assert Precision.parse(Precision("fp16").per_graph()).flags() == ["--precision", "fp16"]
-    manifest = synthetic_manifest()
+    manifest = engine_build_manifest()
     assert rebuild_command(manifest, "b", {"denoise": "fp16", "guide_decode": "fp16", "decode": "fp16"}) == (
         "svsr-export --weights /ckpt/tiny --precision fp16 --flow-precision fp32 --out b --force"
     )

@@ -35,6 +35,8 @@ needs_autocast = pytest.mark.skipif(not HAVE_AUTOCAST, reason="needs ModelOpt Au
 # calibration for the suite: the default clip frames (3, 48x36) and a 3-step run (steps 0, 1, 2 recorded)
 CALIBRATION_STEPS = 3
 RESOLUTIONS = [(36, 44), (40, 52)]  # LR: the trace size and another one
+# RAFT needs >= 128 px per side of what it sees: the x2 / x1 flow graphs' trace sizes and another one
+FLOW_RESOLUTIONS = {"flow_x2": [(68, 76), (64, 72)], "flow_x1": [(132, 140), (128, 136)]}
 
 
 @contextmanager
@@ -62,10 +64,13 @@ def _run(path: Path, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
     return _ort_session(path).run(None, feed)
 
 
-def _graph_inputs(name: str, height: int, width: int) -> dict[str, np.ndarray]:
+def _graph_inputs(name: str, height: int, width: int, manifest: dict | None = None) -> dict[str, np.ndarray]:
+    """Sample inputs; ``manifest`` gives the statistics lengths of graphs with a norm_stats input."""
+    from svsr.contract.manifest import stats_sizes
     from svsr.export.exporter import sample_inputs
 
-    return {spec.name: t.numpy() for spec, t in zip(GRAPHS[name].inputs, sample_inputs(name, height, width))}
+    stats = stats_sizes(manifest) if manifest is not None else None
+    return {spec.name: t.numpy() for spec, t in zip(GRAPHS[name].inputs, sample_inputs(name, height, width, stats=stats))}
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -184,7 +189,7 @@ def test_coordinate_nodes_are_the_warp_grid(float_build):
     found = coordinate_nodes(warp)
     assert {ops[n] for n in found} >= {"CumSum", "Add", "Div", "Concat", "GridSample"}
     assert not any(ops[n] in ("Conv", "InstanceNormalization", "MatMul") for n in found)
-    for vae in ("guide_decode", "decode"):  # the VAE decoders hold no pixel coordinates
+    for vae in ("guide_decode", "decode", "decode_stats"):  # the VAE decoders hold no pixel coordinates
         assert coordinate_nodes(onnx.load(str(float_build / f"{vae}.onnx"))) == []
     flow = onnx.load(str(float_build / "flow.onnx"))
     flow_ops = {n.name: n.op_type for n in flow.graph.node}
@@ -232,9 +237,25 @@ def test_calibration_holds_real_inputs_in_autocast_layout(typed_build, tiny_comp
     assert data.counts["flow"] == 2  # one neighbour pair, both directions
     flow = list(data.samples("flow"))
     np.testing.assert_array_equal(flow[0]["frame"], flow[1]["previous"])
+    # the smaller-scale flow graphs get the same pairs bicubic x2 / x4: RAFT sees the images the x4 flow's RAFT sees
+    for name, factor in (("flow_x2", 2), ("flow_x1", 4)):
+        assert data.counts[name] == 2
+        for sample, lr in zip(data.samples(name), flow):
+            assert sample["frame"].shape == (1, 3, factor * lr["frame"].shape[2], factor * lr["frame"].shape[3])
     # guide_decode sees the x0 of the frame before each TCM call: one per TCM-guided denoise sample
     assert data.counts["guide_decode"] == sum(float(s["tcm_scale"][0]) == 1.0 for s in denoise)
     assert all(np.abs(s["x0"]).max() > 0 for s in data.samples("guide_decode"))
+    # untiled calls: the networks' own statistics (shared_norm 0, zero norm_stats of the manifest's length)
+    for name, stats in (("denoise", "denoise_stats"), ("guide_decode", "decode_stats"), ("decode", "decode_stats")):
+        for sample in data.samples(name):
+            assert sample["shared_norm"].tolist() == [0.0] and not sample["norm_stats"].any()
+            assert sample["norm_stats"].shape == (1, typed_build.manifest["norm_stats"][stats]["size"])
+    # the stats graphs get the whole frame's inputs of the calls they serve
+    assert data.counts["denoise_stats"] == data.counts["denoise"]
+    for stats_sample, sample in zip(data.samples("denoise_stats"), denoise):
+        for name in stats_sample:
+            np.testing.assert_array_equal(stats_sample[name], sample[name])
+    assert data.counts["decode_stats"] == data.counts["guide_decode"] + data.counts["decode"]
 
 
 @needs_autocast
@@ -250,7 +271,7 @@ def test_calibration_records_through_the_reference_without_changing_it(tiny_refe
         again = tiny_reference.upscale(frames, num_inference_steps=2, noise=NumpyNoise(0), progress=False)
     assert "predict" not in vars(tiny_reference)  # wrappers removed
     np.testing.assert_array_equal(np.stack(plain), np.stack(again))
-    assert data.counts == {"flow": 2, "denoise": 4, "guide_decode": 2, "decode": 2}
+    assert data.counts == {"flow": 2, "flow_x2": 2, "flow_x1": 2, "denoise": 4, "denoise_stats": 4, "guide_decode": 2, "decode_stats": 4, "decode": 2}
     assert data.arrays["decode"]["z"].shape == (2, 4, 32, 40)
     with pytest.raises(InputError, match="at least 2 frames"):
         record_calibration(tiny_reference, frames[:1])
@@ -311,14 +332,24 @@ REL_LIMITS = {
     ("denoise", "bf16"): 3e-2,  # z_prev 8.3e-3 / 7.4e-3, x0 7.1e-3 / 6.7e-3
     ("guide_decode", "bf16"): 4e-2,  # 1.1e-2 / 1.2e-2
     ("decode", "bf16"): 4e-2,  # 1.1e-2 / 1.2e-2
+    # schema 3's graphs, at their own sizes (x2 68x76 / 64x72, x1 132x140 / 128x136)
+    ("flow_x2", "fp16"): 6e-3,  # 1.8e-3 / 2.0e-3
+    ("flow_x1", "fp16"): 6e-3,  # 1.7e-3 / 2.0e-3
+    ("denoise_stats", "fp16"): 2.5e-3,  # 7.6e-4 / 8.1e-4
+    ("decode_stats", "fp16"): 1.2e-3,  # 3.7e-4 / 3.7e-4
+    ("flow_x2", "bf16"): 5e-2,  # 1.5e-2 / 1.65e-2
+    ("flow_x1", "bf16"): 4.5e-2,  # 1.4e-2 / 1.5e-2
+    ("denoise_stats", "bf16"): 3.5e-2,  # 1.1e-2 / 6.3e-3
+    ("decode_stats", "bf16"): 1.5e-2,  # 4.7e-3 / 4.5e-3
 }
 
 
 @needs_autocast
-@pytest.mark.parametrize("size", RESOLUTIONS, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("size", range(len(RESOLUTIONS)))
 @pytest.mark.parametrize("name,precision", list(REL_LIMITS), ids=lambda v: str(v))
 def test_typed_graph_matches_float32(typed_build, name, precision, size):
-    feed = _graph_inputs(name, *size)
+    size = FLOW_RESOLUTIONS.get(name, RESOLUTIONS)[size]
+    feed = _graph_inputs(name, *size, manifest=typed_build.manifest)
     reference = _run(typed_build.dir / f"{name}.onnx", feed)
     typed = _run(typed_file(typed_build, name, precision), feed)
     for spec, want, got in zip(GRAPHS[name].outputs, reference, typed):
@@ -364,7 +395,7 @@ def test_unchanged_typed_graphs_are_reused_and_damaged_ones_redone(typed_build, 
     settings = CalibrationSettings(num_inference_steps=CALIBRATION_STEPS)
     log: list[str] = []
     make_typed_graphs(build, tiny_components, "fp16", settings=settings, report=log.append)
-    assert sum("reused" in line for line in log) == len(TYPED) == 4
+    assert sum("reused" in line for line in log) == len(TYPED) == 8
     assert not any("converted" in line or line.strip().startswith("calibration") for line in log)
     before = load_manifest(build)["graphs"]["decode"]["typed"]["fp16"]
     (build / "decode.fp16.onnx").write_bytes(b"damaged")
@@ -396,14 +427,18 @@ def test_graphs_with_external_data_convert_and_big_results_are_split(typed_build
     )  # fmt: skip
     from svsr.export import onnx_files
 
-    monkeypatch.setattr(onnx_files, "PROTOBUF_LIMIT", 100_000)  # pretend the limit is 100 kB (decode fp16 is ~330 kB)
+    monkeypatch.setattr(onnx_files, "PROTOBUF_LIMIT", 100_000)  # pretend the limit is 100 kB (decode fp16's weights are ~290 kB)
     monkeypatch.setattr(onnx_files, "EXTERNAL_MARGIN", 0)
     data = CalibrationData.load(typed_build.dir / "calibration")
     entry = precision.convert_graph(source, "fp16", list(data.samples("decode")))
     assert entry["external_data"] == "decode.fp16.onnx.data" and (tmp_path / entry["external_data"]).stat().st_size > 100_000
     assert entry["ort_cpu_external_data"] == "decode.fp16.ortcpu.onnx.data"
-    assert (tmp_path / entry["file"]).stat().st_size < (tmp_path / entry["external_data"]).stat().st_size
-    feed = _graph_inputs("decode", 40, 52)
+    # the weights went out: every large initializer of the typed graph lives in its external file (on the
+    # tiny preset the graph itself, with its written-out GroupNorms, is about as big as its fp16 weights)
+    typed = onnx.load(str(tmp_path / entry["file"]), load_external_data=False)
+    large = [t for t in typed.graph.initializer if int(np.prod(t.dims)) * 2 > 1024]
+    assert large and all(t.data_location == onnx.TensorProto.EXTERNAL for t in large)
+    feed = _graph_inputs("decode", 40, 52, manifest=typed_build.manifest)
     want = _run(source, feed)[0]
     for file in (entry["file"], entry["ort_cpu_file"]):
         got = _run(tmp_path / file, feed)[0]
@@ -509,7 +544,7 @@ def test_fp16_overflow_is_caught_by_calibration(overflow_build):
     assert any("overflow node(s) kept float32" in line for line in overflow_build.log)
 
     calibration = CalibrationData.load(overflow_build.dir / "calibration")
-    feeds = list(calibration.samples("decode")) + [_graph_inputs("decode", 36, 44)]
+    feeds = list(calibration.samples("decode")) + [_graph_inputs("decode", 36, 44, manifest=overflow_build.manifest)]
     source = overflow_build.dir / "decode.onnx"
     # the same conversion without range checks (no calibration, no data_max, no overflow guard)
     naive = convert_to_mixed_precision(onnx_path=str(source), low_precision_type="fp16", keep_io_types=True, data_max=np.inf, init_max=np.inf)
@@ -526,11 +561,11 @@ def test_fp16_overflow_is_caught_by_calibration(overflow_build):
         assert not np.isfinite(_run(naive_path, feed)[0]).all()  # without the range check fp16 overflows: the test can fail
 
 
-# -- this file's conversions: each exactly once (times printed with -s; about 4 minutes on 2 cores) --
+# -- this file's conversions: each exactly once (times printed with -s; about 10 minutes on 2 cores) --
 @needs_autocast
 def test_conversion_times_are_reported(typed_build):
     lines = [line for line in typed_build.log if "converted in" in line]
-    assert len(lines) == 2 * len(TYPED) == 8  # 4 typed graphs x 2 precisions, each converted exactly once
+    assert len(lines) == 2 * len(TYPED) == 16  # 8 typed graphs x 2 precisions, each converted exactly once
     print("\n".join(lines))
     print({k: round(v, 1) for k, v in typed_build.seconds.items()})  # printed, not asserted: speed depends on the machine's load
 
@@ -568,7 +603,8 @@ def test_svsr_run_per_graph_precision_overrides(typed_build):
     args = run_parser().parse_args(["in.mp4", "--precision", "fp16", "--vae-precision", "bf16"])
     precision = Precision.from_flags(args.precision, args.vae_precision, args.flow_precision)
     mapping = precision.per_graph()
-    assert mapping == {"flow": "fp16", "denoise": "fp16", "guide_decode": "bf16", "warp": "fp32", "decode": "bf16", "blend": "fp32"}
+    assert mapping == {"flow": "fp16", "flow_x2": "fp16", "flow_x1": "fp16", "denoise": "fp16", "denoise_stats": "fp16",
+                       "guide_decode": "bf16", "decode_stats": "bf16", "warp": "fp32", "decode": "bf16", "blend": "fp32"}  # fmt: skip
     sampler = open_sampler(typed_build.dir, backend="ort", precision=precision)
     assert sampler.backend.precisions == mapping
     args = run_parser().parse_args(["in.mp4", "--flow-precision", "fp16"])

@@ -167,8 +167,10 @@ def test_dpm_solver_run_keeps_one_history_per_frame(tiny_reference):
         np.testing.assert_allclose(x, y, atol=1e-6, rtol=0)
 
 
-def test_observer_sees_the_six_graphs_inputs(tiny_reference):
-    """guide_decode gets x0, warp its decoded image; denoise's x0_history is the frame's previous x0."""
+def test_observer_sees_the_graphs_inputs(tiny_reference):
+    """guide_decode gets x0, warp its decoded image; denoise's x0_history is the frame's previous x0; the stats
+    graphs get the whole frame's inputs of the call they precede; the untiled networks shared_norm 0."""
+    from svsr.contract.graphs import GRAPHS
     from svsr.contract.scheduler import step_coefficients
 
     c = tiny_reference.components
@@ -177,8 +179,23 @@ def test_observer_sees_the_six_graphs_inputs(tiny_reference):
     tiny_reference.upscale(frames, num_inference_steps=3, seed=1, progress=False, scheduler="dpmpp-2m",
                            observer=lambda graph, inputs, call: seen.append((graph, dict(inputs), call)))
     graphs = [graph for graph, _, _ in seen]
-    assert graphs.count("flow") == 2 and graphs.count("decode") == 2 and "guide" not in graphs
-    assert graphs.count("guide_decode") == graphs.count("warp") == 3 and graphs.count("denoise") == 6
+    assert graphs.count("flow") == 2 and graphs.count("decode") == 2 and "guide" not in graphs and "flow_x2" not in graphs
+    assert graphs.count("guide_decode") == graphs.count("warp") == 3 and graphs.count("denoise") == graphs.count("denoise_stats") == 6
+    assert graphs.count("decode_stats") == 3 + 2  # before every guide_decode and every final decode
+    sizes = tiny_reference.norm_stats_sizes()
+    for (graph, inputs, call), (after, after_inputs, after_call) in zip(seen, seen[1:]):
+        assert list(inputs) == [spec.name for spec in GRAPHS[graph].inputs]
+        if graph == "denoise_stats":  # the same network inputs as the denoise call it precedes
+            assert after == "denoise" and after_call == call
+            for name in inputs:
+                np.testing.assert_array_equal(inputs[name], after_inputs[name])
+        if graph == "decode_stats":
+            assert after in ("guide_decode", "decode") and after_call == call
+            np.testing.assert_array_equal(inputs["latent"], after_inputs["x0" if after == "guide_decode" else "z"])
+        if "shared_norm" in inputs:
+            stats = "denoise_stats" if graph == "denoise" else "decode_stats"
+            assert inputs["shared_norm"].tolist() == [0.0] and inputs["norm_stats"].shape == (1, sizes[stats])
+            assert not inputs["norm_stats"].any()
     steps = step_coefficients(dict(c.scheduler.config), c.scheduler.alphas_cumprod.numpy(), 3, "dpmpp-2m")
     denoise = [(inputs, call) for graph, inputs, call in seen if graph == "denoise"]
     guide_x0 = {call: inputs["x0"] for graph, inputs, call in seen if graph == "guide_decode"}
@@ -338,6 +355,61 @@ def test_36x44_clip_works(tiny_reference):
 def test_sizes_not_multiple_of_4_are_padded_and_cropped(tiny_reference):
     out = tiny_reference.upscale(random_frames(2, 34, 37), num_inference_steps=1, progress=False)
     assert [o.shape for o in out] == [(136, 148, 3)] * 2
+
+
+# -- flow scales -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("scale, size", [(2, (64, 68)), (1, (132, 128)), (1, (128, 136))])
+def test_flow_at_x2_and_x1_is_raft_on_smaller_frames_brought_to_the_4x_grid(tiny_reference, scale, size):
+    """x2: RAFT on bicubic x2; x1: RAFT on the frames edge-padded to a multiple of 8 (h % 8 == 4 pads, 0 does not),
+    cropped; then bilinear to (4h, 4w) and x 4 / scale. Finite flows of the x4 flow's shape."""
+    c = tiny_reference.components
+    height, width = size
+    lr = _lr_tensor(random_frames(2, height, width, seed=scale))
+    with torch.no_grad():
+        fwd, bwd = tiny_reference.flows(lr, flow_scale=scale)
+        if scale == 2:
+            seen = F.interpolate(lr, scale_factor=2, mode="bicubic")
+        else:
+            seen = F.pad(lr, (0, -width % 8, 0, -height % 8), mode="replicate")
+        raft = c.flow_model(seen[1:2], seen[0:1], num_flow_updates=c.num_flow_updates)[-1][:, :, : height * scale, : width * scale]
+        want = F.interpolate(raft, size=(4 * height, 4 * width), mode="bilinear", align_corners=False) * (4 / scale)
+    assert len(fwd) == len(bwd) == 1
+    for flow in fwd + bwd:
+        assert flow.shape == (1, 2, 4 * height, 4 * width) and torch.isfinite(flow).all()
+    torch.testing.assert_close(fwd[0], want, atol=1e-5, rtol=0)
+    assert (fwd[0] - bwd[0]).abs().max() > 1e-3  # the two directions differ
+
+
+def test_a_run_at_flow_scale_2_reports_flow_x2_and_warps_with_its_flow(tiny_reference):
+    frames = random_frames(2, 64, 64, seed=12)
+    seen = {2: [], 4: []}
+    outputs = {
+        scale: tiny_reference.upscale(frames, num_inference_steps=1, seed=0, progress=False, flow_scale=scale,
+                                      observer=lambda graph, inputs, call, scale=scale: seen[scale].append((graph, dict(inputs))))
+        for scale in (2, 4)
+    }  # fmt: skip
+    assert [g for g, _ in seen[2]].count("flow_x2") == 2 and "flow" not in [g for g, _ in seen[2]]
+    lr = _lr_tensor(frames)
+    with torch.no_grad():
+        fwd, _ = tiny_reference.flows(lr, flow_scale=2)
+    (warp_at_2,) = [inputs["flow"] for graph, inputs in seen[2] if graph == "warp"]
+    (warp_at_4,) = [inputs["flow"] for graph, inputs in seen[4] if graph == "warp"]
+    np.testing.assert_array_equal(warp_at_2, fwd[0].numpy())  # the guidance is warped by the x2 flow
+    assert np.abs(warp_at_2 - warp_at_4).max() > 1e-3
+    assert all(np.isfinite(o).all() for o in outputs[2]) and not np.array_equal(outputs[2][1], outputs[4][1])
+    np.testing.assert_array_equal(outputs[2][0], outputs[4][0])  # the sweep's first frame has no guidance: flow-free
+
+
+@pytest.mark.parametrize("scale, size, message", [
+    (1, (100, 140), r"flow_scale 1 needs frames of at least 128 px per side \(RAFT sees them at x1\), but these are 140x100; use flow_scale 4\."),
+    (2, (40, 60), r"flow_scale 2 needs frames of at least 64 px per side .* but these are 60x40; use flow_scale 4\."),
+    (3, (64, 64), r"flow_scale 3 is not a flow scale; use 4 \(the original\), 2 or 1\."),
+])  # fmt: skip
+def test_frames_too_small_for_a_flow_scale_are_refused_in_one_sentence(tiny_reference, scale, size, message):
+    with pytest.raises(InputError, match=message):
+        tiny_reference.upscale(random_frames(2, *size), num_inference_steps=1, progress=False, flow_scale=scale)
+    with pytest.raises(InputError, match=message):
+        tiny_reference.flows(_lr_tensor(random_frames(2, *size)), flow_scale=scale)
 
 
 def test_30x30_is_refused(tiny_reference):

@@ -89,6 +89,43 @@ def test_sampler_matches_the_reference_per_scheduler(sampler, tiny_reference, sc
     assert max(np.abs(a - b).max() for a, b in zip(got, want)) < 1e-4
 
 
+@pytest.mark.parametrize("flow_scale", [2, 1])
+def test_sampler_matches_the_reference_at_smaller_flow_scales(sampler, tiny_reference, flow_scale):
+    """RAFT on x2 (flow_x2) or x1 (flow_x1) frames, the flow upsampled to 4x: the same maths as the reference at that scale."""
+    side = 64 if flow_scale == 2 else 128  # the smallest frames RAFT accepts at that scale
+    frames = random_frames(3, side, side + 8, seed=9)
+    got = sampler.upscale(frames, num_inference_steps=2, noise=TorchNoise(5), flow_scale=flow_scale)
+    want = tiny_reference.upscale(frames, num_inference_steps=2, seed=5, progress=False, flow_scale=flow_scale)
+    assert max(np.abs(a - b).max() for a, b in zip(got, want)) < 1e-4
+    assert f"flow_x{flow_scale}" in sampler.backend.sessions  # opened when the size that runs it was prepared
+    # the flow graph itself: the reference's flow at that scale, and not the x4 one (the tiny TCM hides the difference in the frames)
+    import torch
+
+    from svsr.contract.sizes import padding_plan
+    from svsr.runtime.sampling.sampler import to_model_input
+
+    plan = padding_plan(side, side + 8)
+    lr = np.concatenate([to_model_input(f, plan) for f in frames[:2]])
+    flows = {}
+    for scale in (flow_scale, 4):
+        slots = sampler.slots(plan.padded_height, plan.padded_width, flow_scale=scale)
+        s = slots.sets[0]
+        sampler.backend.upload(s.lr, lr[1:2])
+        sampler.backend.upload(s.lr_previous, lr[:1])
+        sampler.backend.run(slots.flow_graph, {"frame": s.lr, "previous": s.lr_previous}, {"flow": s.flow})
+        flows[scale] = sampler.backend.download(s.flow)
+    reference = tiny_reference.flows(torch.from_numpy(lr), flow_scale)[0][0].numpy()
+    assert np.abs(flows[flow_scale] - reference).max() < 1e-3 < np.abs(flows[flow_scale] - flows[4]).max()
+
+
+def test_a_flow_scale_too_large_for_the_frames_is_one_sentence_before_any_work(sampler):
+    from svsr.contract.errors import InputError
+
+    with pytest.raises(InputError) as refused:
+        sampler.upscale(random_frames(2, 40, 100), num_inference_steps=1, flow_scale=2)
+    assert str(refused.value) == "--flow-scale 2 needs frames of at least 64 px per side (RAFT sees them at x2), but these are 100x40; use --flow-scale 4."
+
+
 def test_sampler_pads_and_crops_odd_sizes(sampler, tiny_reference):
     frames = random_frames(2, 33, 38, seed=4)
     got = sampler.upscale(frames, num_inference_steps=2, noise=TorchNoise(1))
@@ -145,7 +182,7 @@ def test_device_buffers_are_fixed_slots_whatever_the_clip_length(build):
         runs = [c[1] for c in double.calls if c[0] == "run"]
         assert runs.count("flow") == 2 * (n - 1) and runs.count("denoise") == 2 * n
         assert runs.count("guide_decode") == runs.count("warp") == 2 * (n - 1) and runs.count("decode") == n
-        assert "blend" not in runs  # whole frames: no tiles to blend
+        assert not {"blend", "denoise_stats", "decode_stats"} & set(runs)  # whole frames: no tiles to blend, their own statistics
         first_run = next(i for i, c in enumerate(double.calls) if c[0] == "run")
         assert all(c[0] != "allocate" for c in double.calls[first_run:])
         counts[n] = sum(c[0] == "allocate" for c in double.calls)

@@ -1,8 +1,8 @@
 /* svsr.h: C ABI of the svsr C++ host (StableVSR 4x video super-resolution from a build folder).
  *
- * A build folder is what `svsr-export` writes: manifest.json (schema_version 2) + the six ONNX graphs
- * (flow, denoise, guide_decode, warp, decode, blend) and, optionally, TensorRT plans recorded in
- * manifest["engines"]. The library replays StableVSR's sampling schedule (bidirectional sweeps, the
+ * A build folder is what `svsr-export` writes: manifest.json (schema_version 3) + the ten ONNX graphs
+ * (flow, flow_x2, flow_x1, denoise, denoise_stats, guide_decode, decode_stats, warp, decode, blend) and,
+ * optionally, TensorRT plans recorded in manifest["engines"]. The library replays StableVSR's sampling schedule (bidirectional sweeps, the
  * DDPM, DDIM or DPM-Solver++ 2M step coefficients, philox noise) and
  * drives a *runner* that executes the graphs: the built-in TensorRT runner (when the library was
  * built with TensorRT) or one you supply as C callbacks.
@@ -32,7 +32,10 @@
 extern "C" {
 #endif
 
-#define SVSR_ABI_VERSION 2 /* 2 added copy_region and zero; tables of version 1 are still accepted */
+/* 2 added copy_region and zero; 3: manifest schema 3 (the runner's `run` also gets flow_x2, flow_x1,
+ * denoise_stats and decode_stats, and norm_stats / shared_norm inputs) and svsr_set_flow_scale, the
+ * table itself unchanged. Tables of versions 1 and 2 are still accepted. */
+#define SVSR_ABI_VERSION 3
 
 typedef enum svsr_status {
     SVSR_OK = 0,
@@ -61,10 +64,11 @@ typedef enum svsr_dtype { SVSR_FLOAT32 = 0 } svsr_dtype;
  *              upload returns.
  *   download   copy the buffer into `host` (`bytes` bytes); `host` must hold the data once the
  *              next `synchronize` returns (a synchronous runner copies at once).
- *   run        run graph `graph` ("flow", "denoise", "guide_decode", "warp", "decode"; "blend" is
- *              not called by untiled clips) reading the named input
- *              buffers and writing the named output buffers (names as in the manifest). The same
- *              (graph, buffers) combinations recur for the whole clip: a runner may bind once.
+ *   run        run graph `graph` (one flow graph of "flow", "flow_x2", "flow_x1" by the flow scale;
+ *              "denoise", "guide_decode", "warp", "decode"; "blend", "denoise_stats" and
+ *              "decode_stats" only for tiled clips) reading the named input buffers and writing the
+ *              named output buffers (names as in the manifest). The same (graph, buffers)
+ *              combinations recur for the whole clip: a runner may bind once.
  *   synchronize  wait for every queued upload, run and download.
  *   free       release a buffer (called by svsr_close, or when a clip of another size needs new
  *              buffers); may be NULL.
@@ -129,9 +133,19 @@ SVSR_API svsr_status svsr_set_scheduler(svsr_upscaler* upscaler, const char* sch
  * tile_width (sides >= 32, multiples of 4) blended over `overlap` pixels (0 <= overlap < half the
  * smaller side; 16 is the default of svsr). 0 x 0: whole frames (the default, the paper's exact path;
  * a tile covering the frame is the same). The denoise, guide_decode and final decode graphs then run
- * per tile, blended by the blend graph; the runner needs copy_region and zero (SVSR_ERROR_UNSUPPORTED
- * at the first tiled clip otherwise; the built-in TensorRT runner has neither yet). */
+ * per tile, blended by the blend graph, each tile normalising with the whole frame's GroupNorm
+ * statistics (denoise_stats / decode_stats once per frame-step); the runner needs copy_region and zero
+ * (SVSR_ERROR_UNSUPPORTED at the first tiled clip otherwise). The built-in TensorRT runner on engines
+ * built for one tile (svsr-export --tile HxW) runs that tile only: another is SVSR_ERROR_INPUT at the
+ * clip, with one sentence naming the build's tile. */
 SVSR_API svsr_status svsr_set_tiles(svsr_upscaler* upscaler, int tile_height, int tile_width, int overlap);
+
+/* RAFT's input scale of later clips (ABI 3): 4 (the default, the original: RAFT on the bicubic x4
+ * frames), 2 or 1 (RAFT on x2 frames or the LR frames themselves, the flow upsampled bilinearly to the
+ * 4x grid: less memory, coarser flow; graphs flow_x2 / flow_x1). SVSR_ERROR_INVALID_ARGUMENT for another
+ * scale; a clip whose padded frames are too small for RAFT at that scale (sides under 32 / 64 / 128 at
+ * 4 / 2 / 1) is SVSR_ERROR_INPUT with one sentence naming the largest scale that fits. */
+SVSR_API svsr_status svsr_set_flow_scale(svsr_upscaler* upscaler, int scale);
 
 /* Upscales one clip 4x. frames: n x h x w x 3 RGB uint8 (C order); steps: scheduler steps (e.g. 50);
  * seed: philox noise seed (docs/noise.md). Output: n x 4h x 4w x 3, float32 in [0, 1] or uint8

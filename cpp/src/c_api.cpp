@@ -134,9 +134,9 @@ svsr_status svsr_open_ex(const char* build_dir, const svsr_runner_callbacks* run
         svsr::Manifest manifest = svsr::load_manifest(build_dir);
         std::unique_ptr<svsr::Runner> r;
         if (runner) {
-            if (runner->abi_version != 1 && runner->abi_version != SVSR_ABI_VERSION)
+            if (runner->abi_version < 1 || runner->abi_version > SVSR_ABI_VERSION)
                 throw Error(Status::invalid_argument, "svsr_open: the runner callbacks have abi_version " + std::to_string(runner->abi_version) +
-                                                          "; this library expects 1 or " + std::to_string(SVSR_ABI_VERSION) + ".");
+                                                          "; this library expects 1 to " + std::to_string(SVSR_ABI_VERSION) + ".");
             // a version 1 table ends before the tile callbacks: read no further than it goes
             svsr_runner_callbacks table{};
             std::memcpy(&table, runner, runner->abi_version == 1 ? offsetof(svsr_runner_callbacks, copy_region) : sizeof(table));
@@ -248,6 +248,11 @@ svsr_status svsr_set_tiles(svsr_upscaler* up, int tile_height, int tile_width, i
     return guarded(up, [&] { up->upscaler->set_tiles(tile_height, tile_width, overlap); });
 }
 
+svsr_status svsr_set_flow_scale(svsr_upscaler* up, int scale) {
+    if (!up) return fail(nullptr, SVSR_ERROR_INVALID_ARGUMENT, "svsr_set_flow_scale: upscaler is NULL.");
+    return guarded(up, [&] { up->upscaler->set_flow_scale(scale); });
+}
+
 svsr_status svsr_host_memory_used(svsr_upscaler* up, uint64_t* in_ram, uint64_t* in_files) {
     if (!up || !in_ram || !in_files) return fail(up, SVSR_ERROR_INVALID_ARGUMENT, "svsr_host_memory_used: NULL argument.");
     const svsr::HostMemoryUse use = up->upscaler->host_memory_use();
@@ -303,6 +308,6 @@ int svsr_has_tensorrt(void) {
 #endif
 }
 
-const char* svsr_version(void) { return "0.1.0"; }
+const char* svsr_version(void) { return "0.2.0"; }
 
 }  // extern "C"

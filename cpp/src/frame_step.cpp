@@ -2,13 +2,21 @@
 // decode, whole-frame or per tile, as svsr/runtime/sampling/frame_step.py enqueues them.
 //
 // Untiled (one tile covers the frame), frame-step on slot set s (p: the previous frame's set):
-//   guide_decode(x0[p]) -> image; warp(image, flow[s]) -> guidance[s]          (TCM: not the sweep's first frame)
-//   denoise(z[s], lr[s], guidance[s] | zeros, tcm, t, coeffs, noise[s], x0_history[s] | zeros) -> z_out[s], x0[s]
+//   guide_decode(x0[p], decode_norm, shared_norm) -> image; warp(image, flow[s]) -> guidance[s]   (TCM: not the sweep's first frame)
+//   denoise(z[s], lr[s], guidance[s] | zeros, tcm, t, coeffs, noise[s], x0_history[s] | zeros, denoise_norm, shared_norm)
+//     -> z_out[s], x0[s]
+// shared_norm is 0 untiled: every GroupNorm normalises with its own statistics (the paper's graphs; the
+// statistics buffers hold zeros nothing writes), so the untiled path is the graphs' own arithmetic.
 // Tiled: the same graphs, guide_decode, denoise and decode once per tile on one set of tile buffers. A
 // tile's input is cut out of the whole-frame buffer (copy_region); its output is added into a zeroed
 // whole-frame buffer with its weight by the blend graph (acc + tile * weight; the weights of all tiles
 // sum to one), by the round trip whole -> acc, blend(acc, tile, weight) -> out, out -> whole. The warp
-// always sees the whole frame (flows carry texture across tile borders).
+// always sees the whole frame (flows carry texture across tile borders). Every tile normalises with the
+// whole frame's GroupNorm statistics (shared_norm is 1 tiled), recorded once per frame-step by the stats
+// graphs on the whole frame (pooled inside the graph): decode_stats(x0[p]) -> decode_norm before the
+// guide_decode tiles, denoise_stats(z[s], lr[s], guidance[s] | zeros, tcm, t) -> denoise_norm before the
+// denoise tiles, decode_stats(z) -> decode_norm before the final decode's tiles. So tiles no longer
+// differ from the whole frame by their own statistics.
 #include "svsr/host.hpp"
 
 namespace svsr {
@@ -27,6 +35,10 @@ void Runner::copy_region(BufferHandle, BufferHandle, int64_t, int64_t, int64_t, 
 
 void Runner::zero(BufferHandle) { no_tiles(name()); }
 
+std::string Runner::tile_problem(int, int, int, int) const { return std::string(); }
+
+std::string Runner::graph_problem(const std::string&) const { return std::string(); }
+
 void Upscaler::set_tiles(int tile_height, int tile_width, int overlap) {
     if (tile_height == 0 && tile_width == 0) {
         tile_h_ = tile_w_ = 0;
@@ -43,6 +55,7 @@ void Upscaler::release_slots() {
     owned_.clear();
     sets_[0] = sets_[1] = SlotSet{};
     image_ = zero_guidance_ = zero_latent_ = tcm_on_ = tcm_off_ = timestep_ = coeffs_ = 0;
+    shared_norm_ = denoise_norm_ = decode_norm_ = 0;
     tile_ = TileBuffers{};
     layout_ = TileLayout{};
     tiled_ = false;
@@ -96,13 +109,20 @@ void Upscaler::ensure_slots(int ph, int pw, const TileLayout& layout) {
     tcm_off_ = alloc("tcm_off", "denoise", "tcm_scale", ph, pw);
     timestep_ = alloc("timestep", "denoise", "timestep", ph, pw);
     coeffs_ = alloc("step_coeffs", "denoise", "step_coeffs", ph, pw);
+    shared_norm_ = alloc("shared_norm", "denoise", "shared_norm", ph, pw);
+    denoise_norm_ = alloc("denoise_norm", "denoise", "norm_stats", ph, pw);
+    decode_norm_ = alloc("decode_norm", "decode", "norm_stats", ph, pw);
     slot_h_ = ph;
     slot_w_ = pw;
     upload_zeros(zero_guidance_, "denoise", "guidance", ph, pw);
     upload_zeros(zero_latent_, "denoise", "x0_history", ph, pw);
+    upload_zeros(denoise_norm_, "denoise", "norm_stats", ph, pw);
+    upload_zeros(decode_norm_, "decode", "norm_stats", ph, pw);
     const float on = 1.0f, off = 0.0f;
     runner_->upload(tcm_on_, &on, sizeof(on));
     runner_->upload(tcm_off_, &off, sizeof(off));
+    // untiled, every GroupNorm its own statistics; tiled, the whole frame's (written by the stats graphs)
+    runner_->upload(shared_norm_, tiled ? &on : &off, sizeof(float));
 
     layout_ = layout;
     tiled_ = tiled;
@@ -158,32 +178,38 @@ Tile scaled(const Tile& t, int scale) { return Tile{t.top * scale, t.left * scal
 
 void Upscaler::frame_step(const SlotSet& s, const SlotSet& previous, bool uses_tcm, bool history) {
     Runner& r = *runner_;
+    const BufferHandle tcm = uses_tcm ? tcm_on_ : tcm_off_;
     auto denoise = [&](BufferHandle z, BufferHandle lr, BufferHandle guidance, BufferHandle noise, BufferHandle x0_history,
-                       BufferHandle z_out, BufferHandle x0) {
+                       BufferHandle z_out, BufferHandle x0, BufferHandle stats, BufferHandle shared) {
         r.run("denoise",
-              {{"z", z}, {"lr", lr}, {"guidance", guidance}, {"tcm_scale", uses_tcm ? tcm_on_ : tcm_off_}, {"timestep", timestep_},
-               {"step_coeffs", coeffs_}, {"noise", noise}, {"x0_history", x0_history}},
+              {{"z", z}, {"lr", lr}, {"guidance", guidance}, {"tcm_scale", tcm}, {"timestep", timestep_}, {"step_coeffs", coeffs_},
+               {"noise", noise}, {"x0_history", x0_history}, {"norm_stats", stats}, {"shared_norm", shared}},
               {{"z_prev", z_out}, {"x0", x0}});
     };
     if (!tiled_) {
         if (uses_tcm) {
-            r.run("guide_decode", {{"x0", previous.x0}}, {{"image", image_}});
+            r.run("guide_decode", {{"x0", previous.x0}, {"norm_stats", decode_norm_}, {"shared_norm", shared_norm_}}, {{"image", image_}});
             r.run("warp", {{"image", image_}, {"flow", s.flow}}, {{"guidance", s.guidance}});
         }
-        denoise(s.z_in, s.lr, uses_tcm ? s.guidance : zero_guidance_, s.noise, history ? s.x0_history : zero_latent_, s.z_out, s.x0);
+        denoise(s.z_in, s.lr, uses_tcm ? s.guidance : zero_guidance_, s.noise, history ? s.x0_history : zero_latent_, s.z_out, s.x0,
+                denoise_norm_, shared_norm_);
         return;
     }
     const TileBuffers& t = tile_;
     if (uses_tcm) {
+        r.run("decode_stats", {{"latent", previous.x0}}, {{"norm_stats", decode_norm_}});
         r.zero(image_);
         for (size_t i = 0; i < layout_.tiles.size(); ++i) {
             cut(previous.x0, t.latent_in, layout_.tiles[i]);
-            r.run("guide_decode", {{"x0", t.latent_in}}, {{"image", t.pixels}});
+            r.run("guide_decode", {{"x0", t.latent_in}, {"norm_stats", decode_norm_}, {"shared_norm", shared_norm_}}, {{"image", t.pixels}});
             r.copy_region(t.pixel_weights[i], t.pixel_weight, 0, 0, 0, 0, 4 * layout_.tile_height, 4 * layout_.tile_width);
             blend_into(image_, t.pixels, t.pixel_acc, t.pixel_sum, t.pixel_weight, scaled(layout_.tiles[i], 4));
         }
         r.run("warp", {{"image", image_}, {"flow", s.flow}}, {{"guidance", s.guidance}});
     }
+    r.run("denoise_stats",
+          {{"z", s.z_in}, {"lr", s.lr}, {"guidance", uses_tcm ? s.guidance : zero_guidance_}, {"tcm_scale", tcm}, {"timestep", timestep_}},
+          {{"norm_stats", denoise_norm_}});
     r.zero(s.z_out);
     r.zero(s.x0);
     for (size_t i = 0; i < layout_.tiles.size(); ++i) {
@@ -193,7 +219,8 @@ void Upscaler::frame_step(const SlotSet& s, const SlotSet& previous, bool uses_t
         cut(s.noise, t.noise, tile);
         if (history) cut(s.x0_history, t.history, tile);
         if (uses_tcm) cut(s.guidance, t.guidance, scaled(tile, 4));
-        denoise(t.z, t.lr, uses_tcm ? t.guidance : t.zero_guidance, t.noise, history ? t.history : t.zero_history, t.z_out, t.x0_out);
+        denoise(t.z, t.lr, uses_tcm ? t.guidance : t.zero_guidance, t.noise, history ? t.history : t.zero_history, t.z_out, t.x0_out,
+                denoise_norm_, shared_norm_);
         r.copy_region(t.weights[i], t.weight, 0, 0, 0, 0, layout_.tile_height, layout_.tile_width);
         blend_into(s.z_out, t.z_out, t.latent_acc, t.latent_sum, t.weight, tile);
         blend_into(s.x0, t.x0_out, t.latent_acc, t.latent_sum, t.weight, tile);
@@ -202,14 +229,15 @@ void Upscaler::frame_step(const SlotSet& s, const SlotSet& previous, bool uses_t
 
 void Upscaler::decode(const SlotSet& s) {
     if (!tiled_) {
-        runner_->run("decode", {{"z", s.z_in}}, {{"rgb", s.rgb}});
+        runner_->run("decode", {{"z", s.z_in}, {"norm_stats", decode_norm_}, {"shared_norm", shared_norm_}}, {{"rgb", s.rgb}});
         return;
     }
     const TileBuffers& t = tile_;
+    runner_->run("decode_stats", {{"latent", s.z_in}}, {{"norm_stats", decode_norm_}});
     runner_->zero(s.rgb);
     for (size_t i = 0; i < layout_.tiles.size(); ++i) {
         cut(s.z_in, t.latent_in, layout_.tiles[i]);
-        runner_->run("decode", {{"z", t.latent_in}}, {{"rgb", t.pixels}});
+        runner_->run("decode", {{"z", t.latent_in}, {"norm_stats", decode_norm_}, {"shared_norm", shared_norm_}}, {{"rgb", t.pixels}});
         runner_->copy_region(t.pixel_weights[i], t.pixel_weight, 0, 0, 0, 0, 4 * layout_.tile_height, 4 * layout_.tile_width);
         blend_into(s.rgb, t.pixels, t.pixel_acc, t.pixel_sum, t.pixel_weight, scaled(layout_.tiles[i], 4));
     }

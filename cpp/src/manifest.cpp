@@ -4,7 +4,17 @@
 // what this host relies on: the graphs declare exactly the tensors of svsr/contract/graphs.py as
 // float32, and the scheduler options are ones the denoise graph's step implements. A manifest of
 // another schema_version gets the sentence of manifest.py's older_schema_problem (the re-export).
+// A manifest is data from elsewhere: every number it holds must be finite (NaN, Infinity and numbers
+// beyond a double get validate_manifest's sentence) and within the schema's bounds (MAX_SIDE, MAX_DIM,
+// MAX_BYTES, MAX_FLOPS, MAX_TRAIN_TIMESTEPS, alphas_cumprod in (0, 1]), each violation one sentence
+// naming the field, worded as the Python validator (jsonschema) words it.
+#include <algorithm>
+#include <array>
+#include <climits>
+#include <cmath>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -14,13 +24,44 @@
 
 namespace svsr {
 
-const char* const kGraphNames[kNumGraphs] = {"flow", "denoise", "guide_decode", "warp", "decode", "blend"};
+const char* const kGraphNames[kNumGraphs] = {"flow",         "flow_x2",      "flow_x1", "denoise", "denoise_stats",
+                                             "guide_decode", "decode_stats", "warp",    "decode",  "blend"};
 
 bool float32_only_graph(const std::string& graph) { return graph == "warp" || graph == "blend"; }
 
+bool stats_graph(const std::string& graph) { return graph == "denoise_stats" || graph == "decode_stats"; }
+
+bool flow_graph_name(const std::string& graph) { return graph == "flow" || graph == "flow_x2" || graph == "flow_x1"; }
+
+const char* flow_graph(int scale) {
+    switch (scale) {
+        case 4: return "flow";
+        case 2: return "flow_x2";
+        case 1: return "flow_x1";
+    }
+    throw Error(Status::invalid_argument, "flow scale " + std::to_string(scale) + " is not a flow scale; use 4 (the original), 2 or 1.");
+}
+
+int flow_scale_min_side(int scale) {
+    flow_graph(scale);  // refuses another scale
+    return (kRaftMinSide + scale - 1) / scale;
+}
+
+std::string flow_scale_problem(int scale, int height, int width, const std::string& option) {
+    const int need = flow_scale_min_side(scale);
+    if (height >= need && width >= need) return std::string();
+    int fits = 0;  // the largest scale that fits (frames of min_side or more always fit at 4)
+    for (int s : kFlowScales)
+        if (fits == 0 && height >= flow_scale_min_side(s) && width >= flow_scale_min_side(s)) fits = s;
+    return option + " " + std::to_string(scale) + " needs frames of at least " + std::to_string(need) + " px per side (RAFT sees them at x" +
+           std::to_string(scale) + "), but these are " + std::to_string(width) + "x" + std::to_string(height) + "; use " + option + " " +
+           std::to_string(fits) + ".";
+}
+
 namespace {
 
-using json = nlohmann::json;
+// file order (as Python's json keeps it), so the first bad field named is the one Python names
+using json = nlohmann::ordered_json;
 
 struct ContractTensor {
     const char* name;
@@ -33,10 +74,12 @@ struct ContractGraph {
 
 // svsr/contract/graphs.py
 const std::vector<ContractGraph>& contract() {
+    const ContractTensor frame{"frame", {"batch", "3", "height", "width"}}, previous{"previous", {"batch", "3", "height", "width"}};
+    const ContractTensor flow{"flow", {"batch", "2", "height4", "width4"}};
     static const std::vector<ContractGraph> graphs = {
-        {"flow",
-         {{"frame", {"batch", "3", "height", "width"}}, {"previous", {"batch", "3", "height", "width"}}},
-         {{"flow", {"batch", "2", "height4", "width4"}}}},
+        {"flow", {frame, previous}, {flow}},
+        {"flow_x2", {frame, previous}, {flow}},
+        {"flow_x1", {frame, previous}, {flow}},
         {"denoise",
          {{"z", {"batch", "4", "height", "width"}},
           {"lr", {"batch", "3", "height", "width"}},
@@ -45,13 +88,27 @@ const std::vector<ContractGraph>& contract() {
           {"timestep", {"1"}},
           {"step_coeffs", {"8"}},
           {"noise", {"batch", "4", "height", "width"}},
-          {"x0_history", {"batch", "4", "height", "width"}}},
+          {"x0_history", {"batch", "4", "height", "width"}},
+          {"norm_stats", {"batch", "denoise_stats"}},
+          {"shared_norm", {"1"}}},
          {{"z_prev", {"batch", "4", "height", "width"}}, {"x0", {"batch", "4", "height", "width"}}}},
-        {"guide_decode", {{"x0", {"batch", "4", "height", "width"}}}, {{"image", {"batch", "3", "height4", "width4"}}}},
+        {"denoise_stats",
+         {{"z", {"batch", "4", "height", "width"}},
+          {"lr", {"batch", "3", "height", "width"}},
+          {"guidance", {"batch", "3", "height4", "width4"}},
+          {"tcm_scale", {"1"}},
+          {"timestep", {"1"}}},
+         {{"norm_stats", {"batch", "denoise_stats"}}}},
+        {"guide_decode",
+         {{"x0", {"batch", "4", "height", "width"}}, {"norm_stats", {"batch", "decode_stats"}}, {"shared_norm", {"1"}}},
+         {{"image", {"batch", "3", "height4", "width4"}}}},
+        {"decode_stats", {{"latent", {"batch", "4", "height", "width"}}}, {{"norm_stats", {"batch", "decode_stats"}}}},
         {"warp",
          {{"image", {"batch", "3", "height4", "width4"}}, {"flow", {"batch", "2", "height4", "width4"}}},
          {{"guidance", {"batch", "3", "height4", "width4"}}}},
-        {"decode", {{"z", {"batch", "4", "height", "width"}}}, {{"rgb", {"batch", "3", "height4", "width4"}}}},
+        {"decode",
+         {{"z", {"batch", "4", "height", "width"}}, {"norm_stats", {"batch", "decode_stats"}}, {"shared_norm", {"1"}}},
+         {{"rgb", {"batch", "3", "height4", "width4"}}}},
         {"blend",
          {{"acc", {"batch", "channels", "height", "width"}},
           {"tile", {"batch", "channels", "height", "width"}},
@@ -59,6 +116,147 @@ const std::vector<ContractGraph>& contract() {
          {{"out", {"batch", "channels", "height", "width"}}}},
     };
     return graphs;
+}
+
+// Python's repr of a float (the shortest text that reads back as the same double; exponent form below
+// 1e-4 and from 1e16 on), so a bound's message reads as jsonschema's does
+std::string python_float(double x) {
+    if (std::isnan(x)) return "nan";
+    if (std::isinf(x)) return x < 0 ? "-inf" : "inf";
+    if (x == 0) return std::signbit(x) ? "-0.0" : "0.0";
+    char buf[40];
+    int precision = 1;
+    for (; precision <= 17; ++precision) {
+        std::snprintf(buf, sizeof(buf), "%.*e", precision - 1, x);
+        if (std::strtod(buf, nullptr) == x) break;
+    }
+    // buf: [-]d.ddde[+-]XX -> digits and decimal exponent
+    const std::string text(buf);
+    const size_t e = text.find('e');
+    const int exponent = std::atoi(text.c_str() + e + 1);
+    std::string digits;
+    for (size_t i = 0; i < e; ++i)
+        if (text[i] >= '0' && text[i] <= '9') digits += text[i];
+    while (digits.size() > 1 && digits.back() == '0') digits.pop_back();
+    std::string out = x < 0 ? "-" : "";
+    if (exponent < -4 || exponent >= 16) {
+        out += digits.substr(0, 1);
+        if (digits.size() > 1) out += "." + digits.substr(1);
+        char exp[16];
+        std::snprintf(exp, sizeof(exp), "e%c%02d", exponent < 0 ? '-' : '+', exponent < 0 ? -exponent : exponent);
+        return out + exp;
+    }
+    if (exponent < 0) return out + "0." + std::string(size_t(-exponent - 1), '0') + digits;
+    std::string whole = digits.substr(0, std::min(digits.size(), size_t(exponent) + 1));
+    whole += std::string(size_t(exponent) + 1 - whole.size(), '0');
+    const std::string fraction = digits.size() > size_t(exponent) + 1 ? digits.substr(size_t(exponent) + 1) : "0";
+    return out + whole + "." + fraction;
+}
+
+// Python's repr of a JSON value (as jsonschema puts the instance into its messages)
+std::string python_repr(const json& v) {
+    if (v.is_null()) return "None";
+    if (v.is_boolean()) return v.get<bool>() ? "True" : "False";
+    if (v.is_number_integer()) return v.dump();
+    if (v.is_number_float()) return python_float(v.get<double>());
+    if (v.is_string()) {
+        std::string out = "'";
+        for (char c : v.get<std::string>()) out += c == '\'' ? std::string("\\'") : c == '\\' ? std::string("\\\\") : std::string(1, c);
+        return out + "'";
+    }
+    std::string out = v.is_array() ? "[" : "{";
+    bool first = true;
+    for (auto it = v.begin(); it != v.end(); ++it) {
+        out += first ? "" : ", ";
+        first = false;
+        if (v.is_object()) out += python_repr(json(it.key())) + ": ";
+        out += python_repr(*it);
+    }
+    return out + (v.is_array() ? "]" : "}");
+}
+
+// A marker for the NaN / Infinity / -Infinity literals JSON does not have (Python's json reads them), so
+// that they parse and the walk below names their field; \u0001 never begins a string svsr-export writes
+const std::string kNonFinite = "\x01svsr-non-finite:";
+
+std::string mark_non_finite(const std::string& text) {
+    std::string out;
+    out.reserve(text.size());
+    bool in_string = false, escaped = false;
+    for (size_t i = 0; i < text.size(); ++i) {
+        const char c = text[i];
+        if (in_string) {
+            out += c;
+            if (escaped)
+                escaped = false;
+            else if (c == '\\')
+                escaped = true;
+            else if (c == '"')
+                in_string = false;
+            continue;
+        }
+        if (c == '"') in_string = true;
+        if (c == '-' || (c >= '0' && c <= '9')) {
+            // a number beyond a double (1e400) reads as infinity in Python; nlohmann refuses it without naming the field
+            size_t end = i + 1;
+            while (end < text.size() && std::strchr("0123456789+-.eE", text[end]) != nullptr) ++end;
+            const std::string token = text.substr(i, end - i);
+            const double value = std::strtod(token.c_str(), nullptr);
+            if (std::isinf(value)) {
+                out += "\"\\u0001svsr-non-finite:" + std::string(value < 0 ? "-inf" : "inf") + "\"";
+                i = end - 1;
+                continue;
+            }
+            if (c != '-') {  // an ordinary number: copied as it is
+                out += token;
+                i = end - 1;
+                continue;
+            }
+        }
+        bool replaced = false;
+        for (const char* literal : {"-Infinity", "Infinity", "NaN"}) {
+            const size_t n = std::strlen(literal);
+            if (text.compare(i, n, literal) == 0) {
+                out += "\"\\u0001svsr-non-finite:" + std::string(literal) + "\"";
+                i += n - 1;
+                replaced = true;
+                break;
+            }
+        }
+        if (!replaced) out += c;
+    }
+    return out;
+}
+
+// manifest.py non_finite_field: (json path, value) of the first NaN or infinite number; false when all are finite
+bool non_finite_field(const json& v, const std::string& path, std::string* where, std::string* value) {
+    if (v.is_string() && v.get_ref<const std::string&>().compare(0, kNonFinite.size(), kNonFinite) == 0) {
+        *where = path.empty() ? "(top level)" : path;
+        *value = v.get_ref<const std::string&>().substr(kNonFinite.size());
+        return true;
+    }
+    if (v.is_number_float() && !std::isfinite(v.get<double>())) {
+        *where = path.empty() ? "(top level)" : path;
+        *value = python_float(v.get<double>());
+        return true;
+    }
+    if (v.is_object()) {
+        for (auto it = v.begin(); it != v.end(); ++it)
+            if (non_finite_field(*it, path.empty() ? it.key() : path + "/" + it.key(), where, value)) return true;
+    } else if (v.is_array()) {
+        for (size_t i = 0; i < v.size(); ++i)
+            if (non_finite_field(v[i], path.empty() ? std::to_string(i) : path + "/" + std::to_string(i), where, value)) return true;
+    }
+    return false;
+}
+
+// how deeply `v` nests (Python's json stops at its recursion limit: "nests its JSON too deeply")
+constexpr int kMaxDepth = 500;
+int depth(const json& v, int level = 0) {
+    if (level > kMaxDepth || !v.is_structured()) return level;
+    int deepest = level;
+    for (const json& child : v) deepest = std::max(deepest, depth(child, level + 1));
+    return deepest;
 }
 
 class Validator {
@@ -70,35 +268,72 @@ public:
                                           ": " + message + "; re-run svsr-export for this build folder.");
     }
     const json& require(const json& obj, const std::string& path, const char* key) const {
-        if (!obj.is_object()) fail(path, "expected an object");
+        if (!obj.is_object()) fail(path, python_repr(obj) + " is not of type 'object'");
         auto it = obj.find(key);
         if (it == obj.end()) fail(path, std::string("'") + key + "' is a required property");
         return *it;
     }
     const json& object(const json& obj, const std::string& path, const char* key) const {
         const json& v = require(obj, path, key);
-        if (!v.is_object()) fail(join(path, key), "expected an object");
+        if (!v.is_object()) fail(join(path, key), python_repr(v) + " is not of type 'object'");
         return v;
     }
-    std::string string(const json& obj, const std::string& path, const char* key) const {
+    std::string string(const json& obj, const std::string& path, const char* key, size_t max_length = std::string::npos) const {
         const json& v = require(obj, path, key);
-        if (!v.is_string()) fail(join(path, key), "expected a string");
-        return v.get<std::string>();
+        if (!v.is_string()) fail(join(path, key), python_repr(v) + " is not of type 'string'");
+        const std::string& text = v.get_ref<const std::string&>();
+        if (max_length != std::string::npos && text.empty()) fail(join(path, key), python_repr(v) + " should be non-empty");
+        if (max_length != std::string::npos && text.size() > max_length) fail(join(path, key), python_repr(v) + " is too long");
+        return text;
     }
-    int64_t integer(const json& obj, const std::string& path, const char* key) const {
-        const json& v = require(obj, path, key);
-        if (!v.is_number_integer()) fail(join(path, key), "expected an integer");
-        return v.get<int64_t>();
+    // an integer in [lo, hi] (the schema's minimum and maximum)
+    int64_t integer(const json& obj, const std::string& path, const char* key, int64_t lo = INT64_MIN, int64_t hi = INT64_MAX) const {
+        return integer_value(require(obj, path, key), join(path, key), lo, hi);
     }
-    double number(const json& v, const std::string& path) const {
-        if (!v.is_number()) fail(path, "expected a number");
-        return v.get<double>();
+    int64_t integer_value(const json& v, const std::string& path, int64_t lo = INT64_MIN, int64_t hi = INT64_MAX) const {
+        if (!v.is_number_integer()) fail(path, python_repr(v) + " is not of type 'integer'");
+        if (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX)) fail(path, python_repr(v) + " is greater than the maximum of " + std::to_string(hi));
+        const int64_t x = v.get<int64_t>();
+        if (x < lo) fail(path, python_repr(v) + " is less than the minimum of " + std::to_string(lo));
+        if (x > hi) fail(path, python_repr(v) + " is greater than the maximum of " + std::to_string(hi));
+        return x;
+    }
+    // a number with the schema's bounds: lo (exclusive when lo_open) and hi; bounds shown as the schema writes them
+    double number(const json& v, const std::string& path, double lo = -HUGE_VAL, double hi = HUGE_VAL, bool lo_open = false,
+                  const std::string& lo_text = "", const std::string& hi_text = "") const {
+        if (!v.is_number()) fail(path, python_repr(v) + " is not of type 'number'");
+        const double x = v.get<double>();
+        const std::string low = lo_text.empty() ? python_float(lo) : lo_text, high = hi_text.empty() ? python_float(hi) : hi_text;
+        if (lo_open && !(x > lo)) fail(path, python_repr(v) + " is less than or equal to the minimum of " + low);
+        if (!lo_open && x < lo) fail(path, python_repr(v) + " is less than the minimum of " + low);
+        if (x > hi) fail(path, python_repr(v) + " is greater than the maximum of " + high);
+        return x;
+    }
+    // an integer (a whole float too, as jsonschema's "integer") with bounds beyond int64's (MAX_FLOPS)
+    double whole_number(const json& v, const std::string& path, double lo, double hi, const std::string& lo_text, const std::string& hi_text) const {
+        if (!v.is_number() || (v.is_number_float() && std::floor(v.get<double>()) != v.get<double>()))
+            fail(path, python_repr(v) + " is not of type 'integer'");
+        return number(v, path, lo, hi, false, lo_text, hi_text);
     }
     static std::string join(const std::string& path, const std::string& key) { return path.empty() ? key : path + "/" + key; }
 
 private:
     std::string where_;
 };
+
+// an LR size [height, width] as engine records write them (engine_records._size): MIN_SIDE..MAX_SIDE, multiples of 4
+std::array<int, 2> lr_size(const Validator& v, const json& size, const std::string& path) {
+    if (!size.is_array()) v.fail(path, python_repr(size) + " is not of type 'array'");
+    if (size.size() < 2) v.fail(path, python_repr(size) + " is too short");
+    if (size.size() > 2) v.fail(path, python_repr(size) + " is too long");
+    std::array<int, 2> out{};
+    for (size_t i = 0; i < 2; ++i) {
+        const std::string here = path + "/" + std::to_string(i);
+        out[i] = int(v.integer_value(size[i], here, 32, kMaxSide));
+        if (out[i] % 4 != 0) v.fail(here, python_repr(size[i]) + " is not a multiple of 4");
+    }
+    return out;
+}
 
 bool is_sha256(const std::string& s) {
     if (s.size() != 64) return false;
@@ -107,10 +342,18 @@ bool is_sha256(const std::string& s) {
     return true;
 }
 
+bool known_symbol(const std::string& d) {
+    for (const char* name : {"batch", "height", "width", "height4", "width4", "channels", "denoise_stats", "decode_stats"})
+        if (d == name) return true;
+    return false;
+}
+
 std::vector<TensorDesc> parse_tensors(const Validator& v, const json& graph, const std::string& path, const char* key) {
     const json& list = v.require(graph, path, key);
     const std::string here = Validator::join(path, key);
-    if (!list.is_array() || list.empty()) v.fail(here, "expected a non-empty array");
+    if (!list.is_array()) v.fail(here, python_repr(list) + " is not of type 'array'");
+    if (list.empty()) v.fail(here, "[] should be non-empty");
+    if (list.size() > 64) v.fail(here, python_repr(list) + " is too long");
     std::vector<TensorDesc> out;
     for (size_t i = 0; i < list.size(); ++i) {
         const std::string item = here + "/" + std::to_string(i);
@@ -118,17 +361,21 @@ std::vector<TensorDesc> parse_tensors(const Validator& v, const json& graph, con
         t.name = v.string(list[i], item, "name");
         t.dtype = v.string(list[i], item, "dtype");
         if (t.dtype != "float32" && t.dtype != "float16" && t.dtype != "bfloat16" && t.dtype != "int64")
-            v.fail(item + "/dtype", "'" + t.dtype + "' is not one of float32, float16, bfloat16, int64");
+            v.fail(item + "/dtype", python_repr(json(t.dtype)) + " is not one of ['float32', 'float16', 'bfloat16', 'int64']");
         const json& shape = v.require(list[i], item, "shape");
-        if (!shape.is_array()) v.fail(item + "/shape", "expected an array");
-        for (const json& d : shape) {
+        if (!shape.is_array()) v.fail(item + "/shape", python_repr(shape) + " is not of type 'array'");
+        if (shape.size() > 8) v.fail(item + "/shape", python_repr(shape) + " is too long");
+        for (size_t k = 0; k < shape.size(); ++k) {
+            const json& d = shape[k];
             Dim dim;
+            // one of: an integer in [1, MAX_DIM] (an integer out of range is named by its bound, as jsonschema's
+            // best match does), or a symbolic dim
             if (d.is_number_integer())
-                dim.value = d.get<int64_t>();
-            else if (d.is_string())
+                dim.value = v.integer_value(d, item + "/shape/" + std::to_string(k), 1, kMaxDim);
+            else if (d.is_string() && known_symbol(d.get<std::string>()))
                 dim.symbol = d.get<std::string>();
             else
-                v.fail(item + "/shape", "dims must be integers or strings");
+                v.fail(item + "/shape/" + std::to_string(k), python_repr(d) + " is not valid under any of the given schemas");
             t.shape.push_back(dim);
         }
         out.push_back(std::move(t));
@@ -144,7 +391,7 @@ std::string describe(const std::vector<TensorDesc>& tensors) {
 
 // tensors whose fixed dims are the contract's exactly (the others' channel counts follow the manifest)
 bool exact_dims(const std::string& tensor) {
-    return tensor == "tcm_scale" || tensor == "timestep" || tensor == "step_coeffs" || tensor == "weight";
+    return tensor == "tcm_scale" || tensor == "timestep" || tensor == "step_coeffs" || tensor == "weight" || tensor == "shared_norm";
 }
 
 // the manifest's tensors must be those this host binds, as float32, with the contract's dims
@@ -171,12 +418,21 @@ void check_contract(const Manifest& m, const std::string& where) {
                 for (size_t i = 0; same && i < w.dims.size(); ++i) {
                     const std::string d = w.dims[i];
                     const bool symbolic = !(d[0] >= '0' && d[0] <= '9');
-                    if (symbolic)
+                    if (d == "denoise_stats" || d == "decode_stats") {
+                        // the statistics' length: an integer (symbols were resolved from norm_stats when parsed)
+                        const int64_t size = (d == "denoise_stats" ? m.denoise_stats : m.decode_stats).size;
+                        if (t->shape[i].symbol.empty() && t->shape[i].value != size)
+                            throw Error(Status::manifest, where + ": " + g.name + "." + w.name + " holds " + std::to_string(t->shape[i].value) +
+                                                              " statistics but norm_stats/" + d + "/size says " + std::to_string(size) +
+                                                              "; re-run svsr-export --force for this build folder.");
+                        same = t->shape[i].symbol.empty();
+                    } else if (symbolic) {
                         same = t->shape[i].symbol == d;
-                    else if (exact_dims(w.name))
+                    } else if (exact_dims(w.name)) {
                         same = t->shape[i].symbol.empty() && t->shape[i].value == std::stoll(d);
-                    else  // channel counts: whatever the manifest says (latent_channels), but fixed
+                    } else {  // channel counts: whatever the manifest says (latent_channels), but fixed
                         same = t->shape[i].symbol.empty() && t->shape[i].value > 0;
+                    }
                 }
                 if (!same)
                     throw Error(Status::unsupported, where + ": " + g.name + "." + w.name +
@@ -244,7 +500,7 @@ void check_inside(const std::string& build_dir, const std::string& name, const s
 }  // namespace
 
 // svsr/contract/manifest.py older_schema_problem: the sentence for a manifest of another schema_version
-static std::string older_schema_problem(const nlohmann::json& data, const std::string& where) {
+static std::string older_schema_problem(const nlohmann::ordered_json& data, const std::string& where) {
     const int64_t version = data.at("schema_version").get<int64_t>();
     // the folder of the manifest (Path(where).parent when where names manifest.json)
     std::string folder = where;
@@ -267,7 +523,7 @@ static std::string older_schema_problem(const nlohmann::json& data, const std::s
     const bool older = version < kSchemaVersion;
     const std::string advice = older ? "re-export it: svsr-export " + weights + " --out " + folder + " --force"
                                      : "update svsr (pip install -U svsr) or re-export the build folder with this one";
-    const std::string what = older ? "tiles and the DDIM/DPM-Solver++ schedulers changed the graphs" : "its graphs may differ";
+    const std::string what = older ? "flow scales and GroupNorm statistics shared across tiles changed the graphs" : "its graphs may differ";
     return where + " was written by " + (older ? "an older" : "a newer") + " svsr (manifest schema " + std::to_string(version) +
            "; this svsr reads schema " + std::to_string(kSchemaVersion) + ", " + what + "); " + advice + ".";
 }
@@ -322,12 +578,19 @@ int64_t element_count(const std::vector<int64_t>& shape) {
 Manifest parse_manifest(const std::string& text, const std::string& build_dir, const std::string& where) {
     json data;
     try {
-        data = json::parse(text);
-    } catch (const json::parse_error& e) {
+        data = json::parse(mark_non_finite(text));
+    } catch (const json::exception& e) {
         throw Error(Status::manifest, where + " is not valid JSON (" + std::string(e.what()) + "); re-run svsr-export --force.");
     }
+    // validate_manifest's order: a non-finite number anywhere first, then another schema_version, then the schema
+    if (depth(data) > kMaxDepth)
+        throw Error(Status::manifest, where + " nests its JSON too deeply to be an svsr manifest; re-run svsr-export --force.");
+    std::string bad_path, bad_value;
+    if (non_finite_field(data, "", &bad_path, &bad_value))
+        throw Error(Status::manifest, where + " holds " + bad_value + " at " + bad_path +
+                                          ", and every number in a manifest must be finite; re-run svsr-export --force for this build folder.");
     Validator v(where);
-    if (!data.is_object()) v.fail("", "expected an object");
+    if (!data.is_object()) v.fail("", python_repr(data) + " is not of type 'object'");
     Manifest m;
     m.build_dir = build_dir;
     m.path = where;
@@ -342,7 +605,7 @@ Manifest parse_manifest(const std::string& text, const std::string& build_dir, c
     v.string(checkpoint, "checkpoint", "fingerprint");
     if (checkpoint.contains("source") && checkpoint["source"].is_string()) m.checkpoint_source = checkpoint["source"].get<std::string>();
     const json& exporter = v.object(data, "", "exporter");
-    if (v.integer(exporter, "exporter", "opset") < 17) v.fail("exporter/opset", "the opset must be at least 17");
+    v.integer(exporter, "exporter", "opset", 17, 1000);
     v.string(exporter, "exporter", "method");
 
     // graphs
@@ -356,29 +619,59 @@ Manifest parse_manifest(const std::string& text, const std::string& build_dir, c
         bool known = false;
         for (const char* name : kGraphNames) known = known || it.key() == name;
         if (!known) v.fail("graphs", "unexpected graph '" + it.key() + "'");
-        if (!it->is_object()) v.fail(path, "expected an object");
+        if (!it->is_object()) v.fail(path, python_repr(*it) + " is not of type 'object'");
         GraphEntry g;
         g.name = it.key();
-        g.file = v.string(*it, path, "file");
+        g.file = v.string(*it, path, "file", kMaxFileName);
         check_inside(build_dir, g.file, "the " + g.name + " graph file", where);
         g.sha256 = v.string(*it, path, "sha256");
-        if (!is_sha256(g.sha256)) v.fail(path + "/sha256", "expected 64 lowercase hex digits");
+        if (!is_sha256(g.sha256)) v.fail(path + "/sha256", python_repr(json(g.sha256)) + " does not match '^[0-9a-f]{64}$'");
         g.inputs = parse_tensors(v, *it, path, "inputs");
         g.outputs = parse_tensors(v, *it, path, "outputs");
-        v.object(*it, path, "flops");
+        if (it->contains("size_bytes")) v.integer(*it, path, "size_bytes", 0, kMaxBytes);
+        const json& flops = v.object(*it, path, "flops");
+        const std::string fpath = path + "/flops";
+        v.whole_number(v.require(flops, fpath, "per_call"), fpath + "/per_call", 0, kMaxFlops, "0", "1e+21");
+        v.integer(flops, fpath, "lr_height", 1, kMaxSide);
+        v.integer(flops, fpath, "lr_width", 1, kMaxSide);
+        if (flops.contains("linear")) v.number(flops["linear"], fpath + "/linear", -kMaxFlops, kMaxFlops, false, "-1e+21", "1e+21");
+        if (flops.contains("quadratic")) v.number(flops["quadratic"], fpath + "/quadratic", 0, kMaxFlops, false, "0", "1e+21");
         m.graphs[g.name] = std::move(g);
     }
+
+    // the statistics vectors of the stats graphs (schema 3): their lengths are the norm_stats dims of the tensors
+    const json& norm_stats = v.object(data, "", "norm_stats");
+    for (auto it = norm_stats.begin(); it != norm_stats.end(); ++it)
+        if (!stats_graph(it.key()))
+            v.fail("norm_stats", "Additional properties are not allowed ('" + it.key() + "' was unexpected)");
+    for (const char* name : {"denoise_stats", "decode_stats"}) {
+        const std::string path = std::string("norm_stats/") + name;
+        const json& block = v.object(norm_stats, "norm_stats", name);
+        NormStats& stats = std::string(name) == "denoise_stats" ? m.denoise_stats : m.decode_stats;
+        stats.size = v.integer(block, path, "size", 2, kMaxDim);
+        const json& stride = v.require(block, path, "stride");
+        if (!stride.is_number_integer() || !(stride.get<int64_t>() == 1 || stride.get<int64_t>() == 2 || stride.get<int64_t>() == 4 || stride.get<int64_t>() == 8))
+            v.fail(path + "/stride", python_repr(stride) + " is not one of [1, 2, 4, 8]");
+        stats.stride = int(stride.get<int64_t>());
+    }
+    for (auto& kv : m.graphs)
+        for (auto* tensors : {&kv.second.inputs, &kv.second.outputs})
+            for (TensorDesc& t : *tensors)
+                for (Dim& d : t.shape)
+                    if (d.symbol == "denoise_stats" || d.symbol == "decode_stats") {
+                        d.value = (d.symbol == "denoise_stats" ? m.denoise_stats : m.decode_stats).size;
+                        d.symbol.clear();
+                    }
 
     // scheduler
     const json& scheduler = v.object(data, "", "scheduler");
     const json& config = v.object(scheduler, "scheduler", "config");
     SchedulerConfig& sc = m.scheduler;
-    sc.num_train_timesteps = v.integer(config, "scheduler/config", "num_train_timesteps");
-    if (sc.num_train_timesteps < 1) v.fail("scheduler/config/num_train_timesteps", "must be at least 1");
+    sc.num_train_timesteps = v.integer(config, "scheduler/config", "num_train_timesteps", 1, kMaxTrainTimesteps);
     sc.prediction_type = v.string(config, "scheduler/config", "prediction_type");
     sc.config_json = config.dump();
     if (sc.prediction_type != "epsilon" && sc.prediction_type != "v_prediction" && sc.prediction_type != "sample")
-        v.fail("scheduler/config/prediction_type", "'" + sc.prediction_type + "' is not one of epsilon, v_prediction, sample");
+        v.fail("scheduler/config/prediction_type", python_repr(json(sc.prediction_type)) + " is not one of ['epsilon', 'v_prediction', 'sample']");
     auto optional_string = [&](const char* key, const std::string& fallback) -> std::string {
         if (!config.contains(key)) return fallback;
         const json& val = config[key];
@@ -387,10 +680,7 @@ Manifest parse_manifest(const std::string& text, const std::string& build_dir, c
     };
     sc.variance_type = optional_string("variance_type", "fixed_small");
     sc.timestep_spacing = optional_string("timestep_spacing", "leading");
-    if (config.contains("steps_offset")) {
-        if (!config["steps_offset"].is_number_integer()) v.fail("scheduler/config/steps_offset", "expected an integer");
-        sc.steps_offset = config["steps_offset"].get<int64_t>();
-    }
+    if (config.contains("steps_offset")) sc.steps_offset = v.integer(config, "scheduler/config", "steps_offset");  // unbounded, as the schema
     auto truthy = [&](const char* key) {
         if (!config.contains(key)) return false;
         const json& val = config[key];
@@ -404,37 +694,45 @@ Manifest parse_manifest(const std::string& text, const std::string& build_dir, c
     sc.thresholding = truthy("thresholding");
     if (config.contains("clip_sample_range")) sc.clip_sample_range = v.number(config["clip_sample_range"], "scheduler/config/clip_sample_range");
     const json& acp = v.require(scheduler, "scheduler", "alphas_cumprod");
-    if (!acp.is_array() || acp.empty()) v.fail("scheduler/alphas_cumprod", "expected a non-empty array of numbers");
+    if (!acp.is_array()) v.fail("scheduler/alphas_cumprod", "expected a non-empty array of numbers");
+    if (acp.empty()) v.fail("scheduler/alphas_cumprod", "[] should be non-empty");
+    if (int64_t(acp.size()) > kMaxTrainTimesteps) v.fail("scheduler/alphas_cumprod", "the array is too long (more than " + std::to_string(kMaxTrainTimesteps) + " items)");
     m.alphas_cumprod.reserve(acp.size());
-    for (const json& a : acp) m.alphas_cumprod.push_back(static_cast<float>(v.number(a, "scheduler/alphas_cumprod")));
+    for (size_t i = 0; i < acp.size(); ++i)  // cumulative products of (1 - beta): each in (0, 1]
+        m.alphas_cumprod.push_back(static_cast<float>(v.number(acp[i], "scheduler/alphas_cumprod/" + std::to_string(i), 0.0, 1.0, true, "0", "1")));
     if (static_cast<int64_t>(m.alphas_cumprod.size()) != sc.num_train_timesteps)
         throw Error(Status::manifest, where + " has " + std::to_string(m.alphas_cumprod.size()) + " alphas_cumprod values for " +
                                           std::to_string(sc.num_train_timesteps) + " train timesteps; re-run svsr-export.");
     if (scheduler.contains("init_noise_sigma"))
-        m.init_noise_sigma = static_cast<float>(v.number(scheduler["init_noise_sigma"], "scheduler/init_noise_sigma"));
+        m.init_noise_sigma = static_cast<float>(v.number(scheduler["init_noise_sigma"], "scheduler/init_noise_sigma", 0.0, 1e6, true, "0", "1000000.0"));
 
-    const json& vae = v.require(data, "", "vae_scaling_factor");
-    if (v.number(vae, "vae_scaling_factor") <= 0) v.fail("vae_scaling_factor", "must be greater than 0");
-    if (data.contains("latent_channels")) m.latent_channels = static_cast<int>(v.integer(data, "", "latent_channels"));
+    v.number(v.require(data, "", "vae_scaling_factor"), "vae_scaling_factor", 0.0, 1e6, true, "0", "1000000.0");
+    if (data.contains("latent_channels")) m.latent_channels = static_cast<int>(v.integer(data, "", "latent_channels", 1, 64));
 
+    // the size rules every layer applies (sizes.py): a build made under others is refused
     const json& sizes = v.object(data, "", "sizes");
-    m.min_side = static_cast<int>(v.integer(sizes, "sizes", "min_side"));
-    m.pad_multiple = static_cast<int>(v.integer(sizes, "sizes", "pad_multiple"));
-    m.scale = static_cast<int>(v.integer(sizes, "sizes", "scale"));
-    if (m.scale != 4) v.fail("sizes/scale", "4 was expected");
-    if (m.pad_multiple < 1) v.fail("sizes/pad_multiple", "must be at least 1");
+    auto constant = [&](const char* key, int want) {
+        const json& value = v.require(sizes, "sizes", key);
+        if (!value.is_number_integer() || value.get<int64_t>() != want) v.fail(std::string("sizes/") + key, std::to_string(want) + " was expected");
+        return want;
+    };
+    m.min_side = constant("min_side", 32);
+    m.pad_multiple = constant("pad_multiple", 4);
+    m.scale = constant("scale", 4);
+    if (data.contains("flow") && data["flow"].is_object() && data["flow"].contains("num_flow_updates"))
+        v.integer(data["flow"], "flow", "num_flow_updates", 1, 1000);
 
     // engines: one build record per "<graph>.<precision>"
     if (data.contains("engines")) {
         const json& engines = data["engines"];
-        if (!engines.is_object()) v.fail("engines", "expected an object");
+        if (!engines.is_object()) v.fail("engines", python_repr(engines) + " is not of type 'object'");
         for (auto it = engines.begin(); it != engines.end(); ++it) {
             const std::string path = "engines/" + it.key();
             EngineRecord r;
             r.key = it.key();
             r.graph = v.string(*it, path, "graph");
             r.precision = v.string(*it, path, "precision");
-            r.file = v.string(*it, path, "file");
+            r.file = v.string(*it, path, "file", kMaxFileName);
             check_inside(build_dir, r.file, "the " + r.key + " engine plan", where);
             r.sha256 = v.string(*it, path, "sha256");
             if (r.key != r.graph + "." + r.precision) v.fail(path, "the key must be '<graph>.<precision>' of the record");
@@ -452,19 +750,28 @@ Manifest parse_manifest(const std::string& text, const std::string& build_dir, c
                 if (!(*it)[flag.first].is_boolean()) v.fail(path + "/" + flag.first, "expected a boolean");
                 *flag.second = (*it)[flag.first].get<bool>();
             }
-            if (it->contains("device_memory_bytes") && (*it)["device_memory_bytes"].is_number_integer())
-                r.device_memory_bytes = (*it)["device_memory_bytes"].get<int64_t>();
+            if (it->contains("device_memory_bytes")) r.device_memory_bytes = v.integer(*it, path, "device_memory_bytes", 0, kMaxBytes);
             if (it->contains("profile") && (*it)["profile"].is_object()) {
                 const json& p = (*it)["profile"];
+                for (const char* key : {"lr_min", "lr_opt", "lr_max"})
+                    if (p.contains(key)) lr_size(v, p[key], path + "/profile/" + key);
                 auto size = [&](const char* key) -> std::string {
                     if (!p.contains(key) || !p[key].is_array() || p[key].size() != 2) return "?";
                     return p[key][1].dump() + "x" + p[key][0].dump();  // stored (height, width): show WxH
                 };
                 r.profile_summary = "LR " + size("lr_min") + " .. " + size("lr_max");
                 if (size("lr_min") == size("lr_opt") && size("lr_opt") == size("lr_max"))
-                    r.profile_args = "--resolution " + size("lr_min");
+                    r.profile_frame_args = "--resolution " + size("lr_min");
                 else
-                    r.profile_args = "--min " + size("lr_min") + " --opt " + size("lr_opt") + " --max " + size("lr_max");
+                    r.profile_frame_args = "--min " + size("lr_min") + " --opt " + size("lr_opt") + " --max " + size("lr_max");
+                r.profile_args = r.profile_frame_args;
+            }
+            // svsr-export --tile HxW: [height, width] of the static tile, or null
+            if (it->contains("tile") && !(*it)["tile"].is_null()) {
+                const std::array<int, 2> tile = lr_size(v, (*it)["tile"], path + "/tile");
+                r.tile_height = tile[0];
+                r.tile_width = tile[1];
+                if (!r.profile_args.empty()) r.profile_args += " --tile " + std::to_string(tile[0]) + "x" + std::to_string(tile[1]);
             }
             m.engines[r.key] = std::move(r);
         }
@@ -499,6 +806,93 @@ void check_graph_files(const Manifest& m, bool check_sha) {
             throw Error(Status::manifest, "graph " + std::string(name) + " (" + file +
                                               ") does not match the sha256 in the manifest; re-run svsr-export --force to rebuild it.");
     }
+}
+
+// -- engines built for one tile shape (svsr-export --tile; engine_records.engine_tile / engine_tile_problem) --
+namespace {
+
+const char* const kTiledGraphs[] = {"denoise", "guide_decode", "decode"};
+
+// the engine record `precision` means for `graph`: fixed, or auto = the first of fp16, bf16, fp32 with a
+// record (float32-only graphs: fp32), as the TensorRT runner chooses; nullptr when there is none
+const EngineRecord* chosen_record(const Manifest& m, const std::string& graph, const std::string& precision) {
+    if (float32_only_graph(graph)) {
+        auto it = m.engines.find(graph + ".fp32");
+        return it == m.engines.end() ? nullptr : &it->second;
+    }
+    for (const char* candidate : {"fp16", "bf16", "fp32"}) {
+        auto it = m.engines.find(graph + "." + (precision == "auto" ? std::string(candidate) : precision));
+        if (it != m.engines.end()) return &it->second;
+        if (precision != "auto") break;
+    }
+    return nullptr;
+}
+
+std::string tile_text(int h, int w) { return std::to_string(h) + "x" + std::to_string(w); }
+
+// the svsr-export command that rebuilds the engines in use, their tiled graphs with tile h x w (0: over frame sizes)
+std::string retile_command(const Manifest& m, const std::string& precision, int h, int w) {
+    std::map<std::string, std::string> chosen;
+    std::string frames;
+    bool lean = false;
+    for (const char* graph : kGraphNames) {
+        const EngineRecord* r = chosen_record(m, graph, precision);
+        chosen[graph] = r ? r->precision : (precision == "auto" ? "fp16" : precision);
+        if (r && frames.empty()) frames = r->profile_frame_args;
+        lean = lean || (r && r->lean);
+    }
+    std::string flags = "--precision " + chosen["denoise"];
+    if (chosen["guide_decode"] != chosen["denoise"] || chosen["decode"] != chosen["denoise"]) flags += " --vae-precision " + chosen["decode"];
+    if (chosen["flow"] != chosen["denoise"]) flags += " --flow-precision " + chosen["flow"];
+    std::string cmd = "svsr-export --weights " + (m.checkpoint_source.empty() ? std::string("CHECKPOINT") : m.checkpoint_source) + " " + flags +
+                      " --out " + m.build_dir;
+    if (!frames.empty()) cmd += " " + frames;
+    if (h > 0) cmd += (frames.empty() ? " --resolution WxH" : "") + std::string(" --tile ") + tile_text(h, w);
+    return cmd + (lean ? " --lean" : "") + " --force";
+}
+
+}  // namespace
+
+std::array<int, 2> engine_tile(const Manifest& m, const std::string& precision) {
+    std::array<int, 2> found{0, 0};
+    std::string said;
+    bool first = true, differ = false;
+    for (const char* graph : kTiledGraphs) {
+        const EngineRecord* r = chosen_record(m, graph, precision);
+        if (!r) continue;
+        const std::array<int, 2> tile{r->tile_height, r->tile_width};
+        said += std::string(said.empty() ? "" : ", ") + graph + " " + (tile[0] ? tile_text(tile[0], tile[1]) : "frame sizes");
+        differ = differ || (!first && tile != found);
+        if (first) found = tile;
+        first = false;
+    }
+    if (differ)
+        throw Error(Status::manifest, "the TensorRT engines of the tiled graphs were built for different tiles (" + said +
+                                          "); rebuild them together with svsr-export --tile HxW --force (or without --tile).");
+    return found;
+}
+
+std::string engine_tile_problem(const Manifest& m, const std::string& precision, int tile_height, int tile_width, int padded_height,
+                                int padded_width) {
+    const std::array<int, 2> built = engine_tile(m, precision);
+    if (built[0] == 0) return std::string();
+    const TileLayout layout = plan_tiles(padded_height, padded_width, tile_height, tile_width);
+    if (layout.tile_height == built[0] && layout.tile_width == built[1]) return std::string();
+    const std::string engines = "the TensorRT engines in " + m.build_dir + " were built for " + tile_text(built[0], built[1]) +
+                                " tiles only (svsr-export --tile " + tile_text(built[0], built[1]) + ")";
+    const std::string frame = std::to_string(padded_width) + "x" + std::to_string(padded_height);
+    if (padded_height < built[0] || padded_width < built[1])
+        return "frames of " + frame + " (padded LR size) are smaller than one tile, and " + engines +
+               ", which run that shape only; re-export for engines over frame sizes: " + retile_command(m, precision, 0, 0) + ".";
+    if (layout.single()) {
+        const std::string what = tile_height == 0 ? std::string("--tile off runs")
+                                                  : "--tile " + tile_text(tile_height, tile_width) + " covers the frame, so it runs";
+        return what + " whole " + frame + " frames, but " + engines + "; use --tile auto (the build's tiles), or re-export for whole frames: " +
+               retile_command(m, precision, 0, 0) + ".";
+    }
+    return "--tile " + tile_text(tile_height, tile_width) + " runs " + tile_text(layout.tile_height, layout.tile_width) + " tiles, but " + engines +
+           "; use --tile " + tile_text(built[0], built[1]) + " (or auto), or re-export for those tiles: " +
+           retile_command(m, precision, layout.tile_height, layout.tile_width) + ".";
 }
 
 }  // namespace svsr

@@ -36,7 +36,8 @@ const SlotBuffer kSlotSet[] = {{"denoise", "z"},     {"denoise", "lr"},         
 const SlotBuffer kShared[] = {{"guide_decode", "image"}, {"denoise", "guidance"},  {"denoise", "x0_history"},
                               {"denoise", "tcm_scale"},  {"denoise", "tcm_scale"}, {"denoise", "timestep"},
                               {"denoise", "step_coeffs"}, {"decode", "z"},          {"decode", "z"},
-                              {"decode", "rgb"},          {"decode", "rgb"}};
+                              {"decode", "rgb"},          {"decode", "rgb"},        {"denoise", "shared_norm"},
+                              {"denoise", "norm_stats"},  {"decode", "norm_stats"}};
 
 std::string gib(uint64_t bytes) {
     char text[32];
@@ -60,9 +61,10 @@ uint64_t plan_slot_bytes(const Manifest& m, int ph, int pw) {
     return total;
 }
 
-bool plan_scratch_bytes(const Manifest& m, const std::string& precision, uint64_t* scratch_bytes) {
+bool plan_scratch_bytes(const Manifest& m, const std::string& precision, uint64_t* scratch_bytes, int flow_scale) {
     uint64_t need = 0;
-    for (const char* graph : kGraphNames) {
+    // the graphs whole frames run (frame_step.graphs_used untiled): the flow graph of the scale, no blend, no stats graph
+    for (const char* graph : {flow_graph(flow_scale), "denoise", "guide_decode", "warp", "decode"}) {
         const EngineRecord* record = nullptr;
         for (const char* candidate : {"fp16", "bf16", "fp32"}) {
             const std::string p = float32_only_graph(graph) ? "fp32" : precision == "auto" ? candidate : precision;
@@ -80,12 +82,12 @@ bool plan_scratch_bytes(const Manifest& m, const std::string& precision, uint64_
     return true;
 }
 
-MemoryPlan plan_memory(const Manifest& m, int ph, int pw, const std::string& precision, bool cuda_graphs) {
+MemoryPlan plan_memory(const Manifest& m, int ph, int pw, const std::string& precision, bool cuda_graphs, int flow_scale) {
     MemoryPlan plan;
     plan.height = ph;
     plan.width = pw;
     plan.slot_bytes = plan_slot_bytes(m, ph, pw);
-    plan.scratch_known = plan_scratch_bytes(m, precision, &plan.scratch_bytes);
+    plan.scratch_known = plan_scratch_bytes(m, precision, &plan.scratch_bytes, flow_scale);
     if (!cuda_graphs) plan.programs = 0;
     return plan;
 }

@@ -91,6 +91,15 @@ public:
         queue_->copy_region(source, target, source_y, source_x, target_y, target_x, rows, cols);
     }
     void zero(BufferHandle buffer) override { queue_->zero(buffer); }
+    std::string tile_problem(int tile_height, int tile_width, int padded_height, int padded_width) const override {
+        return engine_tile_problem(manifest_, options_.precision, tile_height, tile_width, padded_height, padded_width);
+    }
+    std::string graph_problem(const std::string& graph) const override {
+        if (engines_.count(graph)) return std::string();
+        const std::string why = graph == "flow_x2" ? " (--flow-scale 2)" : graph == "flow_x1" ? " (--flow-scale 1)" : stats_graph(graph) ? " (tiles)" : "";
+        return manifest_.build_dir + " has no TensorRT engine for the " + graph + " graph" + why + "; build the engines on this machine with: " +
+               rebuild();
+    }
 
 private:
     void load(const TrtOptions& options);
@@ -144,7 +153,10 @@ void TrtRunner::load(const TrtOptions& options) {
     host.tensorrt = trt_version_from_lib(getInferLibVersion(), getInferLibBuildVersion());  // major * 10000 + minor * 100 + patch
     host.lean_runtime = options.lean_runtime;
 
-    // precision per graph: fixed, or auto = the first of fp16, bf16, fp32 with an engine
+    // precision per graph: fixed, or auto = the first of fp16, bf16, fp32 with an engine. The flow graphs of
+    // the other flow scales (flow_x2, flow_x1) and the stats graphs (tiles only) are loaded where built; a
+    // clip that needs one that is not says so before it starts (graph_problem)
+    auto optional = [](const std::string& graph) { return graph == "flow_x2" || graph == "flow_x1" || stats_graph(graph); };
     std::map<std::string, std::string> chosen;
     for (const char* graph : kGraphNames) {
         std::string p = options.precision;
@@ -156,6 +168,7 @@ void TrtRunner::load(const TrtOptions& options) {
             p.clear();
             for (const char* cand : {"fp16", "bf16", "fp32"})
                 if (p.empty() && m.engines.count(std::string(graph) + "." + cand)) p = cand;
+            if (p.empty() && optional(graph)) continue;
             if (p.empty())
                 throw Error(Status::manifest, m.build_dir + " has no TensorRT engine for the " + std::string(graph) +
                                                   " graph; build the engines on this machine with: " +
@@ -172,11 +185,13 @@ void TrtRunner::load(const TrtOptions& options) {
     for (const char* graph : kGraphNames) {
         auto it = m.engines.find(std::string(graph) + "." + chosen[graph]);
         if (it == m.engines.end()) continue;
-        if (profile_args_.empty()) profile_args_ = it->second.profile_args;
+        // the rebuild keeps the build's frame sizes and, where the tiled graphs record one, its tile (svsr-export --tile)
+        if (profile_args_.empty() || (it->second.tile_height > 0 && profile_args_.find("--tile") == std::string::npos))
+            profile_args_ = it->second.profile_args;
         lean_plans_ = lean_plans_ || it->second.version_compatible;
     }
     for (const char* graph : kGraphNames) {
-        if (!m.engines.count(std::string(graph) + "." + chosen[graph]))
+        if (!m.engines.count(std::string(graph) + "." + chosen[graph]) && !optional(graph))
             throw Error(Status::manifest, m.build_dir + " has no " + chosen[graph] + " TensorRT engine for the " + graph +
                                               " graph; build it with: " + rebuild());
     }
@@ -186,6 +201,7 @@ void TrtRunner::load(const TrtOptions& options) {
     runtime_ = nvinfer1::createInferRuntime(logger_);
     if (!runtime_) trt_fail("TensorRT could not create a runtime");
     for (const char* graph : kGraphNames) {
+        if (!m.engines.count(std::string(graph) + "." + chosen[graph])) continue;  // an optional graph not built (checked above)
         const EngineRecord& r = m.engines.at(std::string(graph) + "." + chosen[graph]);
         const std::string where = "the " + r.graph + " " + r.precision + " engine in " + m.build_dir;
         const EngineLoad how = check_engine_record(r, where, host, rebuild());

@@ -43,9 +43,27 @@ void Upscaler::set_schedule(Schedule schedule) {
     schedule_ = std::move(schedule);
 }
 
+void Upscaler::set_flow_scale(int scale) {
+    flow_graph(scale);  // Error(invalid_argument) for a scale other than 4, 2, 1
+    flow_scale_ = scale;
+}
+
 PaddingPlan Upscaler::check_clip(int n, int h, int w, int steps) const {
     if (n < 1) throw Error(Status::invalid_argument, "the clip has no frames; give at least one frame.");
     const PaddingPlan plan = padding_plan(h, w, manifest_.min_side, manifest_.pad_multiple, manifest_.scale);
+    // refused for every clip, one frame too (no flow then), as the Python sampler does: the answer does not depend on the length
+    const std::string flow = flow_scale_problem(flow_scale_, plan.padded_height, plan.padded_width);
+    if (!flow.empty()) throw Error(Status::input, flow);
+    const std::string tiles = runner_->tile_problem(tile_h_, tile_w_, plan.padded_height, plan.padded_width);
+    if (!tiles.empty()) throw Error(Status::input, tiles);
+    // the graphs this clip runs beyond those every clip runs: its flow graph, and the stats graphs when tiled
+    std::vector<std::string> graphs = {flow_graph(flow_scale_)};
+    if (tile_h_ > 0 && !plan_tiles(plan.padded_height, plan.padded_width, tile_h_, tile_w_, tile_overlap_).single())
+        graphs.insert(graphs.end(), {"denoise_stats", "decode_stats"});
+    for (const std::string& graph : graphs) {
+        const std::string missing = runner_->graph_problem(graph);
+        if (!missing.empty()) throw Error(Status::manifest, missing);
+    }
     step_coefficients(manifest_.scheduler, manifest_.alphas_cumprod, steps, schedule_);  // validates the step count
     return plan;
 }
@@ -122,7 +140,8 @@ void Upscaler::run_clip(const PaddingPlan& plan, int num_steps, uint64_t seed, c
         const int total_flow = 2 * (n - 1), total_denoise = n * int(steps.size());
         auto cancel = []() { throw Error(Status::cancelled, "cancelled by the progress callback."); };
 
-        // flows: fwd[i-1] = flow(lr[i] -> lr[i-1]); bwd[n-1-i] = flow(lr[i-1] -> lr[i])
+        // flows: fwd[i-1] = flow(lr[i] -> lr[i-1]); bwd[n-1-i] = flow(lr[i-1] -> lr[i]), by the flow graph of the flow scale
+        const std::string flow = flow_graph(flow_scale_);
         int call = 0;
         for (int i = 1; i < n; ++i) {
             const struct { int frame, previous; ClipArray* out; int index; } pairs[2] = {{i, i - 1, &store.fwd, i - 1},
@@ -131,7 +150,7 @@ void Upscaler::run_clip(const PaddingPlan& plan, int num_steps, uint64_t seed, c
                 const SlotSet& s = sets_[call % 2];
                 r.upload(s.lr, store.lr.read(p.frame), lr_bytes);
                 r.upload(s.lr_prev, store.lr.read(p.previous), lr_bytes);
-                r.run("flow", {{"frame", s.lr}, {"previous", s.lr_prev}}, {{"flow", s.flow}});
+                r.run(flow, {{"frame", s.lr}, {"previous", s.lr_prev}}, {{"flow", s.flow}});
                 r.download(s.flow, target(*p.out, p.index), flow_bytes);
                 ++call;
                 if (!report("flow", call, total_flow)) cancel();

@@ -37,26 +37,45 @@ inline std::vector<double> scaled_linear_acp(int total) {
     return acp;
 }
 
+// The stand-ins' statistics lengths: denoise_stats records 4 latent means and 4 conditioning terms,
+// decode_stats 4 latent means and 2 mean squares (the real graphs: a mean and a variance per group).
+constexpr int kDenoiseStats = 8, kDecodeStats = 6;
+
 // A manifest like svsr-export writes for the tiny preset (graph files named but not present).
 inline json valid_manifest(int train_timesteps = 1000) {
     const json b = "batch", h = "height", w = "width", h4 = "height4", w4 = "width4", ch = "channels";
     json m;
-    m["schema_version"] = 2;
+    m["schema_version"] = 3;
     m["svsr_version"] = "0.1.0";
     m["checkpoint"] = {{"fingerprint", "abc"}, {"source", "/ckpt"}, {"preset", "tiny"}};
     m["exporter"] = {{"method", "torch.onnx.export"}, {"opset", 17}};
+    const json sd = kDenoiseStats, sv = kDecodeStats;  // statistics lengths: integers in the manifest's shapes
+    auto flow = [&](const char* file) {
+        return graph(file, {tensor("frame", {b, 3, h, w}), tensor("previous", {b, 3, h, w})}, {tensor("flow", {b, 2, h4, w4})});
+    };
     m["graphs"] = {
-        {"flow", graph("flow.onnx", {tensor("frame", {b, 3, h, w}), tensor("previous", {b, 3, h, w})}, {tensor("flow", {b, 2, h4, w4})})},
+        {"flow", flow("flow.onnx")},
+        {"flow_x2", flow("flow_x2.onnx")},
+        {"flow_x1", flow("flow_x1.onnx")},
         {"denoise", graph("denoise.onnx",
                           {tensor("z", {b, 4, h, w}), tensor("lr", {b, 3, h, w}), tensor("guidance", {b, 3, h4, w4}), tensor("tcm_scale", {1}),
-                           tensor("timestep", {1}), tensor("step_coeffs", {8}), tensor("noise", {b, 4, h, w}), tensor("x0_history", {b, 4, h, w})},
+                           tensor("timestep", {1}), tensor("step_coeffs", {8}), tensor("noise", {b, 4, h, w}), tensor("x0_history", {b, 4, h, w}),
+                           tensor("norm_stats", {b, sd}), tensor("shared_norm", {1})},
                           {tensor("z_prev", {b, 4, h, w}), tensor("x0", {b, 4, h, w})})},
-        {"guide_decode", graph("guide_decode.onnx", {tensor("x0", {b, 4, h, w})}, {tensor("image", {b, 3, h4, w4})})},
+        {"denoise_stats", graph("denoise_stats.onnx",
+                                {tensor("z", {b, 4, h, w}), tensor("lr", {b, 3, h, w}), tensor("guidance", {b, 3, h4, w4}),
+                                 tensor("tcm_scale", {1}), tensor("timestep", {1})},
+                                {tensor("norm_stats", {b, sd})})},
+        {"guide_decode", graph("guide_decode.onnx", {tensor("x0", {b, 4, h, w}), tensor("norm_stats", {b, sv}), tensor("shared_norm", {1})},
+                               {tensor("image", {b, 3, h4, w4})})},
+        {"decode_stats", graph("decode_stats.onnx", {tensor("latent", {b, 4, h, w})}, {tensor("norm_stats", {b, sv})})},
         {"warp", graph("warp.onnx", {tensor("image", {b, 3, h4, w4}), tensor("flow", {b, 2, h4, w4})}, {tensor("guidance", {b, 3, h4, w4})})},
-        {"decode", graph("decode.onnx", {tensor("z", {b, 4, h, w})}, {tensor("rgb", {b, 3, h4, w4})})},
+        {"decode", graph("decode.onnx", {tensor("z", {b, 4, h, w}), tensor("norm_stats", {b, sv}), tensor("shared_norm", {1})},
+                         {tensor("rgb", {b, 3, h4, w4})})},
         {"blend", graph("blend.onnx", {tensor("acc", {b, ch, h, w}), tensor("tile", {b, ch, h, w}), tensor("weight", {1, 1, h, w})},
                         {tensor("out", {b, ch, h, w})})},
     };
+    m["norm_stats"] = {{"denoise_stats", {{"size", kDenoiseStats}, {"stride", 2}}}, {"decode_stats", {{"size", kDecodeStats}, {"stride", 2}}}};
     m["scheduler"] = {{"config",
                        {{"num_train_timesteps", train_timesteps},
                         {"beta_schedule", "scaled_linear"},
@@ -83,24 +102,81 @@ struct Tensor {
     std::vector<float> data;
 };
 
-inline void fake_flow(const Tensor& frame, const Tensor& previous, Tensor& flow) {
+// scale: the flow graph's (flow 4, flow_x2 2, flow_x1 1): each gives other flows, so the graph run shows
+inline void fake_flow(const Tensor& frame, const Tensor& previous, Tensor& flow, int scale = 4) {
     const int64_t H = flow.shape[2], W = flow.shape[3], h = frame.shape[2], w = frame.shape[3];
     for (int64_t c = 0; c < 2; ++c)
         for (int64_t y = 0; y < H; ++y)
             for (int64_t x = 0; x < W; ++x) {
                 const float a = frame.data[(c % 3) * h * w + (y / 4) * w + x / 4];
                 const float b = previous.data[((c + 1) % 3) * h * w + (y / 4) * w + x / 4];
-                flow.data[(c * H + y) * W + x] = a * 0.5f - b * 0.25f + float(c) * 0.1f + float(x % 4) * 0.01f;
+                flow.data[(c * H + y) * W + x] = a * 0.5f - b * 0.25f + float(c) * 0.1f + float(x % 4) * 0.01f + float(4 - scale) * 0.07f;
             }
 }
 
-inline void fake_guide_decode(const Tensor& x0, Tensor& image) {
+// The stand-ins' "GroupNorm": a statistic of what the graph sees (its own) mixed with the given one by
+// shared_norm, as every GroupNorm of the real graphs does: own + shared * (given - own). Means in
+// double, so a whole frame's mean and the mean of its pooled frame agree far below the tests' tolerance.
+inline double plane_mean(const Tensor& t, int64_t c, int pool = 1, bool squared = false) {
+    const int64_t H = t.shape[2], W = t.shape[3];
+    double total = 0.0;
+    for (int64_t Y = 0; Y < H / pool; ++Y)
+        for (int64_t X = 0; X < W / pool; ++X) {
+            double cell = 0.0;  // the pool x pool average (avg_pool2d), as the stats graphs pool the frame
+            for (int64_t y = Y * pool; y < (Y + 1) * pool; ++y)
+                for (int64_t x = X * pool; x < (X + 1) * pool; ++x) {
+                    const double v = t.data[size_t((c * H + y) * W + x)];
+                    cell += squared ? v * v : v;
+                }
+            total += cell / double(pool * pool);
+        }
+    return total / double((H / pool) * (W / pool));
+}
+
+inline std::vector<double> denoise_statistics(const Tensor& z, const Tensor& lr, const Tensor& guidance, const Tensor& tcm, const Tensor& t,
+                                              int pool) {
+    std::vector<double> s(fixtures::kDenoiseStats);
+    for (int64_t c = 0; c < 4; ++c) {
+        s[size_t(c)] = plane_mean(z, c, pool);
+        s[size_t(4 + c)] = plane_mean(lr, c % 3, pool) + double(tcm.data[0]) * plane_mean(guidance, c % 3, pool) + double(t.data[0]) * 1e-4;
+    }
+    return s;
+}
+
+inline std::vector<double> decode_statistics(const Tensor& latent, int pool) {
+    std::vector<double> s(fixtures::kDecodeStats);
+    for (int64_t c = 0; c < 4; ++c) s[size_t(c)] = plane_mean(latent, c, pool);
+    for (int64_t c = 0; c < 2; ++c) s[size_t(4 + c)] = plane_mean(latent, c, pool, true);
+    return s;
+}
+
+// own + shared * (given - own), per statistic
+inline std::vector<double> mixed(const std::vector<double>& own, const Tensor& given, const Tensor& shared) {
+    std::vector<double> out(own.size());
+    for (size_t i = 0; i < own.size(); ++i) out[i] = own[i] + double(shared.data[0]) * (double(given.data[i]) - own[i]);
+    return out;
+}
+
+inline void fake_denoise_stats(const Tensor& z, const Tensor& lr, const Tensor& guidance, const Tensor& tcm, const Tensor& t, Tensor& stats) {
+    const std::vector<double> s = denoise_statistics(z, lr, guidance, tcm, t, 2);
+    for (size_t i = 0; i < s.size(); ++i) stats.data[i] = float(s[i]);
+}
+
+inline void fake_decode_stats(const Tensor& latent, Tensor& stats) {
+    const std::vector<double> s = decode_statistics(latent, 4);
+    for (size_t i = 0; i < s.size(); ++i) stats.data[i] = float(s[i]);
+}
+
+inline void fake_guide_decode(const Tensor& x0, const Tensor& stats, const Tensor& shared, Tensor& image) {
     const int64_t H = image.shape[2], W = image.shape[3], h = x0.shape[2], w = x0.shape[3];
-    for (int64_t c = 0; c < 3; ++c)
+    const std::vector<double> m = mixed(decode_statistics(x0, 1), stats, shared);
+    for (int64_t c = 0; c < 3; ++c) {
+        const float norm = float(0.02 * m[size_t(c)] + 0.01 * m[size_t(4 + c % 2)]);
         for (int64_t y = 0; y < H; ++y)
             for (int64_t x = 0; x < W; ++x)
                 image.data[(c * H + y) * W + x] = x0.data[c * h * w + (y / 4) * w + x / 4] * 0.3f + x0.data[3 * h * w + (y / 4) * w + x / 4] * 0.05f +
-                                                  0.01f * float(c) + 0.002f * float(y % 4);
+                                                  0.01f * float(c) + 0.002f * float(y % 4) + norm;
+    }
 }
 
 inline void fake_warp(const Tensor& image, const Tensor& flow, Tensor& guidance) {
@@ -115,15 +191,18 @@ inline void fake_warp(const Tensor& image, const Tensor& flow, Tensor& guidance)
 }
 
 inline void fake_denoise(const Tensor& z, const Tensor& lr, const Tensor& guidance, const Tensor& tcm, const Tensor& t,
-                         const Tensor& coeffs, const Tensor& noise, const Tensor& history, Tensor& z_prev, Tensor& x0) {
+                         const Tensor& coeffs, const Tensor& noise, const Tensor& history, const Tensor& stats, const Tensor& shared,
+                         Tensor& z_prev, Tensor& x0) {
     const int64_t h = z.shape[2], w = z.shape[3], W = guidance.shape[3], H = guidance.shape[2];
     const float* c = coeffs.data.data();
+    const std::vector<double> m = mixed(denoise_statistics(z, lr, guidance, tcm, t, 1), stats, shared);
     for (int64_t ch = 0; ch < 4; ++ch)
         for (int64_t y = 0; y < h; ++y)
             for (int64_t x = 0; x < w; ++x) {
                 const int64_t i = (ch * h + y) * w + x;
                 const float g = guidance.data[((ch % 3) * H + 4 * y + 1) * W + 4 * x + 2];
-                const float out = lr.data[((ch % 3) * h + y) * w + x] + tcm.data[0] * g + t.data[0] * 1e-4f;
+                const float out = lr.data[((ch % 3) * h + y) * w + x] + tcm.data[0] * g + t.data[0] * 1e-4f +
+                                  float(0.05 * m[size_t(ch)] + 0.03 * m[size_t(4 + ch)]);
                 float v = c[0] * z.data[i] + c[1] * out;
                 v = std::min(std::max(v, -c[5]), c[5]);
                 x0.data[i] = v;
@@ -136,14 +215,17 @@ inline void fake_blend(const Tensor& acc, const Tensor& tile, const Tensor& weig
     for (size_t i = 0; i < out.data.size(); ++i) out.data[i] = acc.data[i] + tile.data[i] * weight.data[i % plane];
 }
 
-inline void fake_decode(const Tensor& z, Tensor& rgb) {
+inline void fake_decode(const Tensor& z, const Tensor& stats, const Tensor& shared, Tensor& rgb) {
     const int64_t H = rgb.shape[2], W = rgb.shape[3], h = z.shape[2], w = z.shape[3];
-    for (int64_t c = 0; c < 3; ++c)
+    const std::vector<double> m = mixed(decode_statistics(z, 1), stats, shared);
+    for (int64_t c = 0; c < 3; ++c) {
+        const float norm = float(0.04 * m[size_t(c)] - 0.02 * m[size_t(4 + c % 2)]);
         for (int64_t y = 0; y < H; ++y)
             for (int64_t x = 0; x < W; ++x) {
-                const float v = z.data[c * h * w + (y / 4) * w + x / 4] * 0.5f + 0.5f + float(y % 4) * 0.01f + float(x % 4) * 0.001f;
+                const float v = z.data[c * h * w + (y / 4) * w + x / 4] * 0.5f + 0.5f + float(y % 4) * 0.01f + float(x % 4) * 0.001f + norm;
                 rgb.data[(c * H + y) * W + x] = std::min(std::max(v, 0.0f), 1.0f);
             }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -189,10 +271,14 @@ public:
         if (record_calls) calls.push_back(call);
         auto I = [&](const char* n) -> const Tensor& { return get(call.bound.at(std::string("in:") + n)); };
         auto O = [&](const char* n) -> Tensor& { return get(call.bound.at(std::string("out:") + n)); };
-        if (graph == "flow") {
-            fake_flow(I("frame"), I("previous"), O("flow"));
+        if (graph == "flow" || graph == "flow_x2" || graph == "flow_x1") {
+            fake_flow(I("frame"), I("previous"), O("flow"), graph == "flow" ? 4 : graph == "flow_x2" ? 2 : 1);
+        } else if (graph == "denoise_stats") {
+            fake_denoise_stats(I("z"), I("lr"), I("guidance"), I("tcm_scale"), I("timestep"), O("norm_stats"));
+        } else if (graph == "decode_stats") {
+            fake_decode_stats(I("latent"), O("norm_stats"));
         } else if (graph == "guide_decode") {
-            fake_guide_decode(I("x0"), O("image"));
+            fake_guide_decode(I("x0"), I("norm_stats"), I("shared_norm"), O("image"));
         } else if (graph == "warp") {
             fake_warp(I("image"), I("flow"), O("guidance"));
         } else if (graph == "blend") {
@@ -200,9 +286,9 @@ public:
         } else if (graph == "denoise") {
             CHECK(call.bound.count("out:z_prev") && call.bound.at("in:z") != call.bound.at("out:z_prev"));
             fake_denoise(I("z"), I("lr"), I("guidance"), I("tcm_scale"), I("timestep"), I("step_coeffs"), I("noise"), I("x0_history"),
-                         O("z_prev"), O("x0"));
+                         I("norm_stats"), I("shared_norm"), O("z_prev"), O("x0"));
         } else if (graph == "decode") {
-            fake_decode(I("z"), O("rgb"));
+            fake_decode(I("z"), I("norm_stats"), I("shared_norm"), O("rgb"));
         } else {
             CHECK_MSG(false, "unknown graph " + graph);
         }
@@ -277,7 +363,8 @@ private:
 // ---------------------------------------------------------------------------------------------
 // The algorithm written directly over per-frame arrays (no slots, no runner): the specification.
 inline std::vector<float> reference_upscale(const svsr::Manifest& m, const std::vector<uint8_t>& frames, int n, int h, int w,
-                                            int num_steps, uint64_t seed, const svsr::Schedule& schedule = svsr::Schedule()) {
+                                            int num_steps, uint64_t seed, const svsr::Schedule& schedule = svsr::Schedule(),
+                                            int flow_scale = 4) {
     const svsr::PaddingPlan p = svsr::padding_plan(h, w, m.min_side, m.pad_multiple, m.scale);
     const int64_t ph = p.padded_height, pw = p.padded_width;
     auto make = [](std::vector<int64_t> shape) { return Tensor{shape, std::vector<float>(size_t(svsr::element_count(shape)))}; };
@@ -291,8 +378,8 @@ inline std::vector<float> reference_upscale(const svsr::Manifest& m, const std::
         bwd.push_back(make({1, 2, 4 * ph, 4 * pw}));
     }
     for (int i = 1; i < n; ++i) {
-        fake_flow(lr[i], lr[i - 1], fwd[i - 1]);
-        fake_flow(lr[i - 1], lr[i], bwd[n - 1 - i]);
+        fake_flow(lr[i], lr[i - 1], fwd[i - 1], flow_scale);
+        fake_flow(lr[i - 1], lr[i], bwd[n - 1 - i], flow_scale);
     }
     for (int k = 0; k < n; ++k) {
         z.push_back(make({1, 4, ph, pw}));
@@ -305,6 +392,8 @@ inline std::vector<float> reference_upscale(const svsr::Manifest& m, const std::
     Tensor zero_guidance = make({1, 3, 4 * ph, 4 * pw}), zero_latent = make({1, 4, ph, pw});
     Tensor noise = make({1, 4, ph, pw}), z_prev = make({1, 4, ph, pw});
     Tensor tcm_on{{1}, {1.0f}}, tcm_off{{1}, {0.0f}}, t{{1}, {0.0f}}, coeffs{{svsr::kNumStepCoeffs}, std::vector<float>(svsr::kNumStepCoeffs)};
+    // whole frames: every GroupNorm keeps its own statistics (shared_norm 0; the given ones are not read)
+    Tensor own{{1}, {0.0f}}, denoise_none = make({1, kDenoiseStats}), decode_none = make({1, kDecodeStats});
     const std::vector<svsr::Step> steps = svsr::step_coefficients(m.scheduler, m.alphas_cumprod, num_steps, schedule);
     for (const svsr::FrameCall& call : svsr::frame_calls(n, num_steps)) {
         const svsr::Step& step = steps[size_t(call.step)];
@@ -317,11 +406,11 @@ inline std::vector<float> reference_upscale(const svsr::Manifest& m, const std::
         const int k = call.frame;
         const Tensor& x0_history = svsr::needs_history(schedule.scheduler) ? history[size_t(k)] : zero_latent;
         if (call.uses_tcm()) {
-            fake_guide_decode(x0, image);
+            fake_guide_decode(x0, decode_none, own, image);
             fake_warp(image, (call.forward ? fwd : bwd)[call.flow_index], guidance);
-            fake_denoise(z[k], lr[k], guidance, tcm_on, t, coeffs, noise, x0_history, z_prev, x0);
+            fake_denoise(z[k], lr[k], guidance, tcm_on, t, coeffs, noise, x0_history, denoise_none, own, z_prev, x0);
         } else {
-            fake_denoise(z[k], lr[k], zero_guidance, tcm_off, t, coeffs, noise, x0_history, z_prev, x0);
+            fake_denoise(z[k], lr[k], zero_guidance, tcm_off, t, coeffs, noise, x0_history, denoise_none, own, z_prev, x0);
         }
         z[k].data = z_prev.data;
         history[size_t(k)].data = x0.data;
@@ -330,7 +419,7 @@ inline std::vector<float> reference_upscale(const svsr::Manifest& m, const std::
     Tensor rgb = make({1, 3, 4 * ph, 4 * pw});
     std::vector<float> frame(size_t(p.out_height()) * p.out_width() * 3);
     for (int k = 0; k < n; ++k) {
-        fake_decode(z[k], rgb);
+        fake_decode(z[k], decode_none, own, rgb);
         svsr::rgb_to_hwc(rgb.data.data(), p, frame.data());
         out.insert(out.end(), frame.begin(), frame.end());
     }

@@ -162,28 +162,36 @@ def calls_golden() -> dict:
     return {"sizes": out}
 
 
-# (LR width, height, precision, CUDA graphs) of the memory plans; 34x50 is padded to 36x52
-PLAN_SIZES = [(640, 360, "auto", True), (50, 34, "fp32", False), (1920, 1080, "auto", True)]
-# warp and blend always run in float32 (svsr/contract/precision.py): fp32 records only
+# (LR width, height, precision, CUDA graphs, flow scale) of the memory plans; 34x50 is padded to 36x52
+PLAN_SIZES = [(640, 360, "auto", True, 4), (50, 34, "fp32", False, 4), (1920, 1080, "auto", True, 4), (640, 360, "auto", True, 2),
+              (960, 540, "fp32", True, 1)]
+# warp and blend always run in float32 (svsr/contract/precision.py): fp32 records only. The stats graphs'
+# scratch is larger than their networks' at the tile would be: they see the whole frame (pooled)
 PLAN_SCRATCH = {"flow.fp16": 3 << 20, "denoise.fp16": 700 << 20, "guide_decode.fp16": 90 << 20, "decode.fp16": 1000,
                 "flow.fp32": 5 << 20, "denoise.fp32": 1300 << 20 | 7, "guide_decode.fp32": 180 << 20, "decode.fp32": 2000,
-                "warp.fp32": 24 << 20, "blend.fp32": 0}
+                "warp.fp32": 24 << 20, "blend.fp32": 0, "flow_x2.fp16": 2 << 20, "flow_x2.fp32": 3 << 20, "flow_x1.fp32": 1 << 20,
+                "denoise_stats.fp16": 900 << 20, "denoise_stats.fp32": 1500 << 20, "decode_stats.fp16": 50 << 20, "decode_stats.fp32": 60 << 20}
+# the GroupNorm statistics lengths of the plan manifest's checkpoint (manifest norm_stats.<graph>.size)
+PLAN_STATS = {"denoise_stats": 2 * (32 * 4 + 32 * 6), "decode_stats": 2 * 32 * 9}
 
 
 def plan_manifest() -> dict:
-    """A manifest as svsr-export writes it (graphs from the contract), with fp16 and fp32 engine records
-    (except the flow graph's fp16: auto then takes fp32 for it, as the TensorRT loader does)."""
+    """A manifest as svsr-export writes it (graphs from the contract, the statistics' lengths as integers), with fp16
+    and fp32 engine records (except the flow graph's fp16: auto then takes fp32 for it, as the TensorRT loader does)."""
     from svsr.contract.engine_records import BuildEnvironment, cache_key, engine_key, make_record, plan_filename
-    from svsr.contract.graphs import GRAPH_NAMES, GRAPHS
+    from svsr.contract.graphs import GRAPH_NAMES, GRAPHS, NORM_STATS_STRIDE, STATS_DIMS
     from svsr.contract.manifest import validate_manifest
     from svsr.contract.profiles import Profile
+
+    def shape(spec) -> list:
+        return [PLAN_STATS[d] if d in STATS_DIMS else d for d in spec.shape]
 
     graphs = {
         name: {
             "file": f"{name}.onnx",
             "sha256": "0" * 64,
-            "inputs": [{"name": t.name, "dtype": t.dtype, "shape": list(t.shape)} for t in GRAPHS[name].inputs],
-            "outputs": [{"name": t.name, "dtype": t.dtype, "shape": list(t.shape)} for t in GRAPHS[name].outputs],
+            "inputs": [{"name": t.name, "dtype": t.dtype, "shape": shape(t)} for t in GRAPHS[name].inputs],
+            "outputs": [{"name": t.name, "dtype": t.dtype, "shape": shape(t)} for t in GRAPHS[name].outputs],
             "flops": {"per_call": 1, "lr_height": 32, "lr_width": 32},
         }
         for name in GRAPH_NAMES
@@ -198,16 +206,17 @@ def plan_manifest() -> dict:
         engines[engine_key(graph, precision)] = make_record(
             graph=graph, precision=precision, plan_file=f"engines/{plan_filename(graph, precision, ckey)}", plan_sha256="1" * 64,
             plan_size=1 << 20, onnx_file=f"{graph}.onnx", onnx_sha256="0" * 64, onnx_source_sha256="0" * 64, env=env,
-            profile=profile, key=ckey, device_memory_bytes=scratch,
+            profile=profile, key=ckey, device_memory_bytes=scratch, stats=PLAN_STATS,
         )
     manifest = {
-        "schema_version": 2,
+        "schema_version": 3,
         "checkpoint": {"fingerprint": "f" * 16, "source": "/ckpt/tiny", "preset": "tiny"},
         "exporter": {"opset": 17, "method": "golden"},
         "graphs": graphs,
         "scheduler": {"config": CONFIGS[4][1], "alphas_cumprod": TABLES[CONFIGS[4][2]]()},
         "vae_scaling_factor": 0.18215,
         "latent_channels": 4,
+        "norm_stats": {name: {"size": PLAN_STATS[name], "stride": NORM_STATS_STRIDE[name]} for name in PLAN_STATS},
         "sizes": {"min_side": 32, "pad_multiple": 4, "scale": 4},
         "engines": engines,
     }
@@ -218,20 +227,23 @@ def memory_plan_golden() -> dict:
     from svsr.contract.engine_records import engine_key
     from svsr.contract.sizes import padding_plan
     from svsr.runtime.sampling import choose_precision
+    from svsr.runtime.sampling.frame_step import graphs_used
     from svsr.runtime.sampling.memory_plan import aligned, plan_memory
     from svsr.runtime.sampling.trt_engines import SCRATCH_ALIGNMENT
 
     manifest = plan_manifest()
     plans = []
-    for width, height, precision, cuda_graphs in PLAN_SIZES:
+    for width, height, precision, cuda_graphs, flow_scale in PLAN_SIZES:
         padding = padding_plan(height, width)
         padded_height, padded_width = padding.padded_height, padding.padded_width
         chosen = choose_precision(manifest, precision).per_graph()
-        # the TensorRT scratch the engines' build records name: one area shared by every context
-        scratch = aligned(max(manifest["engines"][engine_key(g, p)]["device_memory_bytes"] for g, p in chosen.items()), SCRATCH_ALIGNMENT)
+        # the TensorRT scratch the engines' build records name: one area shared by the contexts of the graphs
+        # whole frames run (the flow graph of the flow scale; no stats graph, no blend)
+        used = graphs_used(False, flow_scale)
+        scratch = aligned(max(manifest["engines"][engine_key(g, chosen[g])]["device_memory_bytes"] for g in used), SCRATCH_ALIGNMENT)
         plan = plan_memory(manifest, padded_height, padded_width, scratch_bytes=scratch, cuda_graphs=cuda_graphs)
         plans.append({
-            "width": width, "height": height, "precision": precision, "cuda_graphs": cuda_graphs,
+            "width": width, "height": height, "precision": precision, "cuda_graphs": cuda_graphs, "flow_scale": flow_scale,
             "padded_width": plan.width, "padded_height": plan.height, "slot_bytes": plan.slot_bytes,
             "scratch_bytes": plan.scratch_bytes, "contexts": plan.contexts, "programs": plan.programs,
             "reserve_bytes": plan.reserve_bytes, "total_bytes": plan.total_bytes,

@@ -99,7 +99,7 @@ int main(int argc, char** argv) {
     opts.struct_size = sizeof(opts);
     opts.skip_file_checks = 1;
     CHECK(svsr_open_ex(build.c_str(), &bad, &opts, &up) == SVSR_ERROR_INVALID_ARGUMENT);
-    CHECK(std::string(svsr_last_error(nullptr)).find("abi_version 99") != std::string::npos);
+    CHECK(std::string(svsr_last_error(nullptr)).find("abi_version 99; this library expects 1 to 3") != std::string::npos);
     bad = t;
     bad.run = nullptr;
     CHECK(svsr_open_ex(build.c_str(), &bad, &opts, &up) == SVSR_ERROR_INVALID_ARGUMENT);
@@ -170,8 +170,35 @@ int main(int argc, char** argv) {
     CHECK(svsr_set_tiles(up, 0, 0, 0) == SVSR_OK);
     CHECK(svsr_upscale_f32(up, frames.data(), n, h, w, steps, 11, out.data()) == SVSR_OK);
     CHECK(std::memcmp(out.data(), want.data(), out.size() * 4) == 0);
+    // flow scales (ABI 3): flow_x2 runs the flows; frames too small for the scale are an input error in one sentence
+    CHECK(svsr_set_flow_scale(up, 3) == SVSR_ERROR_INVALID_ARGUMENT);
+    CHECK(std::string(svsr_last_error(up)) == "flow scale 3 is not a flow scale; use 4 (the original), 2 or 1.");
+    CHECK(svsr_set_flow_scale(nullptr, 2) == SVSR_ERROR_INVALID_ARGUMENT);
+    CHECK(svsr_set_flow_scale(up, 2) == SVSR_OK);
+    CHECK(svsr_upscale_f32(up, frames.data(), n, h, w, steps, 11, out.data()) == SVSR_ERROR_INPUT);
+    CHECK(std::string(svsr_last_error(up)) ==
+          "--flow-scale 2 needs frames of at least 64 px per side (RAFT sees them at x2), but these are 36x36; use --flow-scale 4.");
+    const int h2 = 64, w2 = 68;
+    const std::vector<uint8_t> frames2 = fixtures::random_frames(n, h2, w2, 10);
+    std::vector<float> out2(size_t(n) * 16 * h2 * w2 * 3);
+    CHECK(svsr_upscale_f32(up, frames2.data(), n, h2, w2, steps, 11, out2.data()) == SVSR_OK);
+    const std::vector<float> want2 = fixtures::reference_upscale(m, frames2, n, h2, w2, steps, 11, svsr::Schedule(), 2);
+    CHECK(std::memcmp(out2.data(), want2.data(), out2.size() * 4) == 0);
+    CHECK(svsr_set_flow_scale(up, 4) == SVSR_OK);
     svsr_close(up);
     CHECK(cbs.destroyed && cbs.runner.live_buffers() == 0);
+
+    // a version 2 table (the same layout) still opens
+    {
+        Callbacks v2cbs;
+        svsr_runner_callbacks v2 = table(&v2cbs);
+        v2.abi_version = 2;
+        svsr_upscaler* older = nullptr;
+        CHECK(svsr_open(build.c_str(), &v2, &older) == SVSR_OK);
+        CHECK(svsr_upscale_f32(older, frames.data(), n, h, w, steps, 11, out.data()) == SVSR_OK);
+        CHECK(std::memcmp(out.data(), want.data(), out.size() * 4) == 0);
+        svsr_close(older);
+    }
 
     // a version 1 table (no tile callbacks) still opens and runs whole frames; tiles then fail in a sentence
     {

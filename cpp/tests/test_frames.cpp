@@ -50,5 +50,16 @@ int main() {
     CHECK(svsr::to_uint8(-0.5f) == 0 && svsr::to_uint8(2.0f) == 255 && svsr::to_uint8(0.5f) == 128);
     CHECK(svsr::to_uint8(1.0f / 255.0f * 0.5f) == 1);  // 0.5 -> rounds up, as (x*255 + 0.5) truncated
     CHECK(svsr::to_uint8(std::nanf("")) == 0);
+
+    // flow scales (sizes.flow_scale_problem, word for word): RAFT needs >= 128 px of what it sees per side
+    CHECK(svsr::flow_scale_min_side(4) == 32 && svsr::flow_scale_min_side(2) == 64 && svsr::flow_scale_min_side(1) == 128);
+    CHECK(svsr::flow_scale_problem(4, 32, 32).empty() && svsr::flow_scale_problem(2, 64, 64).empty() && svsr::flow_scale_problem(1, 128, 132).empty());
+    CHECK(svsr::flow_scale_problem(2, 60, 64) ==
+          "--flow-scale 2 needs frames of at least 64 px per side (RAFT sees them at x2), but these are 64x60; use --flow-scale 4.");
+    CHECK(svsr::flow_scale_problem(1, 124, 200) ==
+          "--flow-scale 1 needs frames of at least 128 px per side (RAFT sees them at x1), but these are 200x124; use --flow-scale 4.");
+    CHECK(svsr::flow_scale_problem(1, 36, 40, "flow scale") ==
+          "flow scale 1 needs frames of at least 128 px per side (RAFT sees them at x1), but these are 40x36; use flow scale 4.");
+    CHECK_THROWS(svsr::flow_scale_problem(3, 64, 64), svsr::Status::invalid_argument, "flow scale 3 is not a flow scale");
     return check::finish("test_frames");
 }

@@ -26,8 +26,8 @@ int main(int argc, char** argv) {
         const std::string size = std::to_string(w) + "x" + std::to_string(h) + " " + want.at("precision").get<std::string>();
         const svsr::PaddingPlan pad = svsr::padding_plan(h, w, m.min_side, m.pad_multiple, m.scale);
         CHECK_MSG(pad.padded_width == want.at("padded_width").get<int>() && pad.padded_height == want.at("padded_height").get<int>(), size);
-        const svsr::MemoryPlan plan =
-            svsr::plan_memory(m, pad.padded_height, pad.padded_width, want.at("precision").get<std::string>(), want.at("cuda_graphs").get<bool>());
+        const svsr::MemoryPlan plan = svsr::plan_memory(m, pad.padded_height, pad.padded_width, want.at("precision").get<std::string>(),
+                                                        want.at("cuda_graphs").get<bool>(), want.at("flow_scale").get<int>());
         CHECK_MSG(plan.scratch_known, size);
         CHECK_MSG(plan.slot_bytes == want.at("slot_bytes").get<uint64_t>(), size + ": slot bytes " + std::to_string(plan.slot_bytes));
         CHECK_MSG(plan.scratch_bytes == want.at("scratch_bytes").get<uint64_t>(), size + ": scratch " + std::to_string(plan.scratch_bytes));
@@ -52,6 +52,11 @@ int main(int argc, char** argv) {
     CHECK_MSG(svsr::describe_plan(lower, 640, 360).rfind("at least 0.68 GiB", 0) == 0, svsr::describe_plan(lower, 640, 360));
     // a fixed precision without records of it: unknown too
     CHECK(!svsr::plan_memory(m, 360, 640, "bf16", true).scratch_known);
+    // the flow graph of the flow scale decides: flow_x1 has no fp16 record, so auto takes its fp32 one; none at all: unknown
+    svsr::Manifest no_x1 = m;
+    no_x1.engines.erase("flow_x1.fp32");
+    CHECK(svsr::plan_memory(m, 360, 640, "auto", true, 1).scratch_known && !svsr::plan_memory(no_x1, 360, 640, "auto", true, 1).scratch_known);
+    CHECK(svsr::plan_memory(no_x1, 360, 640, "auto", true, 4).scratch_known);
 
     // svsr-host --dry-run names the size and the figure; built without TensorRT, it cannot tell whether
     // that fits (a TensorRT build loads the engines first, and the golden manifest's plan files are not there)

@@ -17,6 +17,30 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
     return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
+// A test double: the stand-in graphs with every GroupNorm on its own statistics (shared_norm bound to 0
+// whatever the schedule binds), i.e. tiles as they were before statistics were shared.
+class OwnStatisticsRunner : public fixtures::FakeRunner {
+public:
+    void run(const std::string& graph, const std::vector<svsr::Binding>& in, const std::vector<svsr::Binding>& out) override {
+        if (!zero_) zero_ = allocate("own_statistics", {1});
+        std::vector<svsr::Binding> rebound = in;
+        for (auto& b : rebound)
+            if (std::string(b.name) == "shared_norm") b.buffer = zero_;
+        FakeRunner::run(graph, rebound, out);
+    }
+
+private:
+    svsr::BufferHandle zero_ = 0;
+};
+
+// A test double: a runner that cannot run the flow_x1 graph (a TensorRT build without its engine).
+class NoFlowX1Runner : public fixtures::FakeRunner {
+public:
+    std::string graph_problem(const std::string& graph) const override {
+        return graph == "flow_x1" ? "the test build has no TensorRT engine for the flow_x1 graph (--flow-scale 1)." : std::string();
+    }
+};
+
 }  // namespace
 
 int main() {
@@ -60,8 +84,10 @@ int main() {
         CHECK_MSG((c.n < 2 || sets.at("flow") <= 2) && sets.at("denoise") <= 4 && (c.n < 2 || sets.at("guide_decode") <= 2) &&
                       (c.n < 2 || sets.at("warp") <= 2) && sets.at("decode") <= 2,
                   label + ": more binding sets than slot sets");
-        // runner memory depends on the frame size only: 10 buffers per slot set + 7 shared
-        CHECK_MSG(fake->live_buffers() == 27, label + ": " + std::to_string(fake->live_buffers()) + " buffers");
+        // untiled: no stats graph runs; every GroupNorm keeps its own statistics (shared_norm 0, zero statistics)
+        CHECK_MSG(count["denoise_stats"] == 0 && count["decode_stats"] == 0, label + ": stats graphs ran untiled");
+        // runner memory depends on the frame size only: 10 buffers per slot set + 10 shared
+        CHECK_MSG(fake->live_buffers() == 30, label + ": " + std::to_string(fake->live_buffers()) + " buffers");
         CHECK(fake->live_bytes() == up.buffer_bytes());
 
         // the uint8 output is the float output rounded as svsr's to_uint8
@@ -90,8 +116,8 @@ int main() {
         // another size: the old slots are freed, new ones allocated
         frames = fixtures::random_frames(2, 40, 36, 3);
         up.upscale(frames.data(), 2, 40, 36, 1, 0, out.data(), nullptr);
-        CHECK(fake->frees == 27);
-        CHECK(fake->live_buffers() == 27);
+        CHECK(fake->frees == 30);
+        CHECK(fake->live_buffers() == 30);
         CHECK(fake->live_bytes() > bytes2);
     }
 
@@ -215,14 +241,30 @@ int main() {
             CHECK_MSG(count["denoise"] == frame_steps * tiles && count["guide_decode"] == guided * tiles && count["warp"] == guided &&
                           count["decode"] == c.n * tiles && count["blend"] == (2 * frame_steps + guided + c.n) * tiles,
                       label + ": graph calls");
+            // the whole frame's statistics: denoise_stats once per frame-step, decode_stats once per guide and per final decode
+            CHECK_MSG(count["denoise_stats"] == frame_steps && count["decode_stats"] == guided + c.n, label + ": stats graph calls");
+            for (const auto& call : fake->calls)
+                if (call.graph == "denoise" || call.graph == "guide_decode" || call.graph == "decode")
+                    CHECK_MSG(call.bound.count("in:norm_stats") && call.bound.count("in:shared_norm"), label);
             CHECK_MSG(fake->zeros == 2 * frame_steps + guided + c.n, label + ": zero calls " + std::to_string(fake->zeros));
             // bind once: the tile buffers are shared by every tile, the blend weights too (each tile's own weight is
             // copied into one weight tile per scale), so 3 blend bindings whatever the tile count
             // (z_out and x0 tiles with the latent weight, pixels with the 4x weight)
             const auto sets = fake->binding_sets();
             CHECK_MSG(sets.at("denoise") <= 4 && sets.at("guide_decode") == 1 && sets.at("decode") == 1 && sets.at("warp") <= 2 &&
-                          sets.at("blend") == 3,
+                          sets.at("blend") == 3 && sets.at("denoise_stats") <= 4 && sets.at("decode_stats") <= 4,
                       label + ": binding sets");
+            // the stand-ins' statistics of a tile differ from the frame's: with each tile's own (shared_norm 0, the old
+            // tiles) the frames move far from untiled, so the agreement above is the shared statistics' doing
+            auto own = std::make_unique<OwnStatisticsRunner>();
+            svsr::Upscaler unshared(m, std::move(own));
+            unshared.set_schedule(schedule);
+            unshared.set_tiles(c.th, c.tw, c.overlap);
+            std::vector<float> apart(want.size());
+            unshared.upscale(frames.data(), c.n, c.h, c.w, c.steps, 5, apart.data(), nullptr);
+            double moved = 0.0;
+            for (size_t i = 0; i < apart.size(); ++i) moved = std::max(moved, double(std::fabs(apart[i] - want[i])));
+            CHECK_MSG(moved > 1e-3, label + ": tiles with their own statistics stay within " + std::to_string(moved) + " of untiled");
             // a tile covering the frame: the untiled path, bit for bit, with no tile buffer
             auto whole = std::make_unique<fixtures::FakeRunner>();
             fixtures::FakeRunner* plain = whole.get();
@@ -230,12 +272,58 @@ int main() {
             covering.set_schedule(schedule);
             covering.set_tiles(4 * c.h, 4 * c.w, c.overlap);
             covering.upscale(frames.data(), c.n, c.h, c.w, c.steps, 5, out.data(), nullptr);
-            CHECK_MSG(same_bits(out, want) && plain->zeros == 0 && plain->live_buffers() == 27, label + ": a covering tile is not untiled");
+            CHECK_MSG(same_bits(out, want) && plain->zeros == 0 && plain->live_buffers() == 30, label + ": a covering tile is not untiled");
         }
         // refusals: bad tiles, and a runner without copy_region/zero
         svsr::Upscaler up(manifest(), std::make_unique<fixtures::FakeRunner>());
         CHECK_THROWS(up.set_tiles(8, 8, 0), svsr::Status::invalid_argument, "--tile 8x8 is below the smallest tile");
         CHECK_THROWS(up.set_tiles(64, 64, 32), svsr::Status::invalid_argument, "--tile-overlap 32 is half a tile or more");
+    }
+
+    // flow scales: the flows come from flow_x2 / flow_x1 (other flows, so other frames); frames too small for
+    // RAFT at the scale are refused before any work with sizes.flow_scale_problem's sentence
+    {
+        const svsr::Manifest m = manifest();
+        const int n = 3, h = 64, w = 68, steps = 2;
+        const std::vector<uint8_t> frames = fixtures::random_frames(n, h, w, 17);
+        const std::vector<float> want4 = fixtures::reference_upscale(m, frames, n, h, w, steps, 8);
+        for (int scale : {2, 1}) {
+            auto runner = std::make_unique<fixtures::FakeRunner>();
+            fixtures::FakeRunner* fake = runner.get();
+            svsr::Upscaler up(m, std::move(runner));
+            CHECK(up.flow_scale() == 4);
+            up.set_flow_scale(scale);
+            const int hh = scale == 1 ? 128 : h, ww = scale == 1 ? 132 : w;  // x1 needs 128 px per side
+            const std::vector<uint8_t> clip = scale == 1 ? fixtures::random_frames(n, hh, ww, 17) : frames;
+            std::vector<float> out(size_t(n) * 16 * hh * ww * 3);
+            up.upscale(clip.data(), n, hh, ww, steps, 8, out.data(), nullptr);
+            svsr::Schedule ddpm;
+            const std::vector<float> want = fixtures::reference_upscale(m, clip, n, hh, ww, steps, 8, ddpm, scale);
+            const std::string label = "flow scale " + std::to_string(scale);
+            CHECK_MSG(same_bits(out, want), label + ": differs from the direct algorithm");
+            if (scale == 2) CHECK_MSG(!same_bits(out, want4), label + ": the frames of flow scale 4");
+            std::map<std::string, int> count;
+            for (const auto& call : fake->calls) ++count[call.graph];
+            CHECK_MSG(count[svsr::flow_graph(scale)] == 2 * (n - 1) && count["flow"] == 0, label + ": flow graph calls");
+        }
+        svsr::Upscaler up(m, std::make_unique<fixtures::FakeRunner>());
+        CHECK_THROWS(up.set_flow_scale(3), svsr::Status::invalid_argument, "flow scale 3 is not a flow scale; use 4 (the original), 2 or 1.");
+        up.set_flow_scale(1);
+        std::vector<float> out(size_t(n) * 16 * h * w * 3);
+        CHECK_THROWS(up.upscale(frames.data(), n, h, w, steps, 8, out.data(), nullptr), svsr::Status::input,
+                     "--flow-scale 1 needs frames of at least 128 px per side (RAFT sees them at x1), but these are 68x64; use --flow-scale 4.");
+        up.set_flow_scale(2);
+        CHECK_THROWS(up.upscale(frames.data(), 1, 40, 70, steps, 8, out.data(), nullptr), svsr::Status::input,
+                     "but these are 72x40; use --flow-scale 4.");  // padded size; one frame too (no flow, the same answer)
+        // a runner without the flow graph of the scale: one sentence before any work
+        svsr::Upscaler missing(m, std::make_unique<NoFlowX1Runner>());
+        missing.set_flow_scale(1);
+        const std::vector<uint8_t> big = fixtures::random_frames(2, 128, 128, 3);
+        std::vector<float> big_out(size_t(2) * 16 * 128 * 128 * 3);
+        CHECK_THROWS(missing.upscale(big.data(), 2, 128, 128, 1, 0, big_out.data(), nullptr), svsr::Status::manifest,
+                     "no TensorRT engine for the flow_x1 graph (--flow-scale 1)");
+        missing.set_flow_scale(4);
+        missing.upscale(big.data(), 2, 128, 128, 1, 0, big_out.data(), nullptr);
     }
 
     // progress and cancellation

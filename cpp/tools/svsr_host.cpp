@@ -13,6 +13,7 @@
 // all a build without TensorRT can do.
 #include <sys/stat.h>
 
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -29,7 +30,7 @@ namespace {
 
 const char* kUsage =
     "usage: svsr-host --model DIR --size WxH [--scheduler ddpm|ddim|dpmpp-2m] [--eta 0] [--steps N] [--seed 0]\n"
-    "                 [--precision auto|fp32|fp16|bf16] [--tile off|HxW] [--tile-overlap 16]\n"
+    "                 [--precision auto|fp32|fp16|bf16] [--tile off|auto|HxW] [--tile-overlap 16] [--flow-scale 4|2|1]\n"
     "                 [--host-memory SIZE] [--work-dir DIR] [--lean-runtime PATH]\n"
     "                 [--no-cuda-graphs] [--device N] [--max-frames N] [--quiet] [--dry-run]\n"
     "Reads raw RGB24 frames of WxH from stdin until EOF, upscales the clip 4x with StableVSR and writes\n"
@@ -39,7 +40,9 @@ const char* kUsage =
     "paper's), ddim or dpmpp-2m (DPM-Solver++ 2M); --steps defaults to the scheduler's count (50 for ddpm);\n"
     "--eta: DDIM's noise from 0 (default, deterministic) to 1. --tile HxW (LR pixels, sides >= 32 and\n"
     "multiples of 4) runs the denoise and VAE decodes per tile, blended over --tile-overlap pixels; off\n"
-    "(default) runs whole frames.\n";
+    "(default) runs whole frames; auto takes the tile the engines were built for (svsr-export --tile), else\n"
+    "whole frames. --flow-scale: RAFT on the bicubic x4 frames (4, default, the original), on x2 frames (2)\n"
+    "or on the LR frames (1), the flow upsampled to 4x: less memory, coarser flow.\n";
 
 struct Args {
     std::string model;
@@ -47,7 +50,9 @@ struct Args {
     int steps = 0;  // 0: the scheduler's default count
     std::string scheduler = svsr::kDefaultScheduler;
     int tile_height = 0, tile_width = 0;  // 0: whole frames
+    bool tile_auto = false;               // --tile auto: the engines' tile (svsr-export --tile), else whole frames
     int tile_overlap = svsr::kDefaultOverlap;
+    int flow_scale = svsr::kDefaultFlowScale;
     double eta = 0.0;
     uint64_t seed = 0;
     std::string precision = "auto";
@@ -111,14 +116,20 @@ Args parse(int argc, char** argv) {
                 usage_error(std::string("--eta needs a number from 0 to 1, got '") + text + "'");
         } else if (arg == "--tile") {
             const std::string t = value();
-            if (t == "off") {
+            a.tile_auto = t == "auto";
+            if (t == "off" || t == "auto") {
                 a.tile_height = a.tile_width = 0;
             } else {
                 const size_t x = t.find_first_of("xX");
-                if (x == std::string::npos) usage_error("--tile needs off or HxW in LR pixels such as 128x128, got '" + t + "'");
+                if (x == std::string::npos) usage_error("--tile needs off, auto or HxW in LR pixels such as 128x128, got '" + t + "'");
                 a.tile_height = int(parse_int("--tile height", t.substr(0, x).c_str(), 1, 1 << 16));
                 a.tile_width = int(parse_int("--tile width", t.substr(x + 1).c_str(), 1, 1 << 16));
             }
+        } else if (arg == "--flow-scale") {
+            const std::string text = value();
+            if (text != "4" && text != "2" && text != "1")
+                usage_error("--flow-scale " + text + " is not a flow scale; use 4 (the original), 2 or 1");
+            a.flow_scale = std::atoi(text.c_str());
         } else if (arg == "--tile-overlap") {
             a.tile_overlap = int(parse_int(arg, value(), 0, 1 << 16));
         } else if (arg == "--seed") {
@@ -228,13 +239,22 @@ int on_progress(void* user, const char* phase, int done, int total) {
     return 0;
 }
 
+// "6 tiles of 128x128 LR pixels (height x width), overlap 16" or "whole frames (one tile of 92x180 ...)"
+std::string describe_layout(const svsr::TileLayout& layout) {
+    const std::string shape = std::to_string(layout.tile_height) + "x" + std::to_string(layout.tile_width);
+    if (layout.single()) return "whole frames (one tile of " + shape + " LR pixels, height x width)";
+    return std::to_string(layout.tiles.size()) + " tiles of " + shape + " LR pixels (height x width), overlap " + std::to_string(layout.overlap);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-    const Args a = parse(argc, argv);
+    Args a = parse(argc, argv);
 
-    // validate the build folder and the sizes before reading any frame
+    // validate the build folder, the sizes, the tiles and the flow scale before reading any frame
     svsr::MemoryPlan plan;
+    svsr::TileLayout layout;
+    std::string tile_choice;  // what --tile auto chose, and why
     try {
         const svsr::Manifest m = svsr::load_manifest(a.model);
         const svsr::PaddingPlan padding = svsr::padding_plan(a.height, a.width, m.min_side, m.pad_multiple, m.scale);
@@ -242,18 +262,39 @@ int main(int argc, char** argv) {
         schedule.scheduler = a.scheduler;
         schedule.eta = a.eta;
         svsr::step_coefficients(m.scheduler, m.alphas_cumprod, a.steps, schedule);
-        plan = svsr::plan_memory(m, padding.padded_height, padding.padded_width, a.precision, a.cuda_graphs);
+        if (a.tile_auto) {
+            // no tile memory plan here (Python's --tile auto has one): the engines' tile where they record one, else whole frames
+            const std::array<int, 2> built = svsr::engine_tile(m, a.precision);
+            a.tile_height = built[0];
+            a.tile_width = built[1];
+            tile_choice = built[0] ? "--tile auto: the engines were built for " + std::to_string(built[0]) + "x" + std::to_string(built[1]) +
+                                         " tiles (svsr-export --tile), so it runs those"
+                                   : std::string("--tile auto: whole frames (the engines record no tile, and this svsr-host has no tile memory "
+                                                 "plan to choose one; give --tile HxW for tiles)");
+            if (built[0]) svsr::check_tile(a.tile_height, a.tile_width, a.tile_overlap);
+        }
+        const std::string tiles = svsr::engine_tile_problem(m, a.precision, a.tile_height, a.tile_width, padding.padded_height, padding.padded_width);
+        if (!tiles.empty()) throw svsr::Error(svsr::Status::input, tiles);
+        const std::string flow = svsr::flow_scale_problem(a.flow_scale, padding.padded_height, padding.padded_width);
+        if (!flow.empty()) throw svsr::Error(svsr::Status::input, flow);
+        layout = svsr::plan_tiles(padding.padded_height, padding.padded_width, a.tile_height, a.tile_width, a.tile_overlap);
+        plan = svsr::plan_memory(m, padding.padded_height, padding.padded_width, a.precision, a.cuda_graphs, a.flow_scale);
     } catch (const svsr::Error& e) {
         std::fprintf(stderr, "svsr-host: %s\n", e.what());
         return 2;
     }
-    // the memory plan is the whole-frame one (tiles need less; the C++ host has no tile plan yet)
-    const std::string need = std::string(a.tile_height > 0 ? "would need for whole frames " : "needs ") + svsr::describe_plan(plan, a.width, a.height);
+    if (!tile_choice.empty() && !a.quiet) std::fprintf(stderr, "svsr-host: %s.\n", tile_choice.c_str());
+    // what --dry-run reports: the tile layout and the flow graph of the run
+    const std::string what_runs = describe_layout(layout) + "; flow graph " + svsr::flow_graph(a.flow_scale) + " (RAFT at x" +
+                                  std::to_string(a.flow_scale) + ")";
+    // the memory plan is the whole-frame one (tiles need less; the C++ host has no tile memory plan yet)
+    const std::string need = std::string(!layout.single() ? "would need for whole frames " : "needs ") + svsr::describe_plan(plan, a.width, a.height);
     if (!svsr_has_tensorrt()) {
         if (a.dry_run) {
             std::fprintf(stderr, "svsr-host: %s is a valid build folder for %dx%d frames and %d steps; it %s; cannot tell whether that fits without a GPU.\n"
+                                 "svsr-host: it would run %s.\n"
                                  "svsr-host: this svsr-host was built without TensorRT, so it cannot upscale (rebuild with TensorRT, see cpp/README.md).\n",
-                         a.model.c_str(), a.width, a.height, a.steps, need.c_str());
+                         a.model.c_str(), a.width, a.height, a.steps, need.c_str(), what_runs.c_str());
             return 0;
         }
         std::fprintf(stderr, "svsr-host: this svsr-host was built without TensorRT, so it has no runner to upscale with; "
@@ -279,8 +320,9 @@ int main(int argc, char** argv) {
         const bool known = svsr::device_free_bytes(a.device, &free_bytes);
         char free_text[32];
         std::snprintf(free_text, sizeof(free_text), "%.2f GiB", double(free_bytes) / double(1ull << 30));
-        std::fprintf(stderr, "svsr-host: %s loaded with the %s runner for %dx%d frames and %d steps; it %s", a.model.c_str(),
-                     svsr_runner_name(up), a.width, a.height, a.steps, need.c_str());
+        std::fprintf(stderr, "svsr-host: %s loaded with the %s runner for %dx%d frames and %d steps; it would run %s.\n", a.model.c_str(),
+                     svsr_runner_name(up), a.width, a.height, a.steps, what_runs.c_str());
+        std::fprintf(stderr, "svsr-host: it %s", need.c_str());
         svsr_close(up);
         if (!known) {
             std::fprintf(stderr, "; cannot tell whether that fits (no free-memory figure from device %d).\n", a.device);
@@ -302,7 +344,7 @@ int main(int argc, char** argv) {
         return 2;
     }
     if (svsr_set_scheduler(up, a.scheduler.c_str(), a.eta) != SVSR_OK ||
-        svsr_set_tiles(up, a.tile_height, a.tile_width, a.tile_overlap) != SVSR_OK) {
+        svsr_set_tiles(up, a.tile_height, a.tile_width, a.tile_overlap) != SVSR_OK || svsr_set_flow_scale(up, a.flow_scale) != SVSR_OK) {
         std::fprintf(stderr, "svsr-host: %s\n", svsr_last_error(up));
         svsr_close(up);
         return 2;

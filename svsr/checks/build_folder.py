@@ -8,7 +8,7 @@ built and says it per group.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 from svsr.checks.check import FAIL, OK, WARN, Check, cc_tuple, fix, sentence
 from svsr.contract.engine_records import MachineEnv
@@ -24,7 +24,7 @@ def _engine_groups(engines: Mapping[str, Mapping[str, Any]]) -> dict[tuple, dict
     return groups
 
 
-def _group_problems(records: Mapping[str, Mapping[str, Any]], env: MachineEnv | None, why_not: str) -> list[str]:
+def _group_problems(records: Mapping[str, Mapping[str, Any]], env: MachineEnv | None, why_not: str, skipped: Collection[str] = ()) -> list[str]:
     """What keeps this group of engines from running here, as clauses: the contract's problems of each record (once each), then the group's own."""
     from svsr.contract.engine_records import problems
     from svsr.contract.graphs import GRAPH_NAMES
@@ -37,7 +37,8 @@ def _group_problems(records: Mapping[str, Mapping[str, Any]], env: MachineEnv | 
         here_cc = cc_tuple(env.compute_capability)
         if here_cc is not None and here_cc < BF16_COMPUTE_CAPABILITY and any(r["precision"] == "bf16" for r in records.values()):
             found.append(f"bf16 engines need compute capability 8.0+, this GPU has {env.compute_capability}")
-    missing = [g for g in GRAPH_NAMES if not any(r["graph"] == g for r in records.values())]
+    # ``skipped``: flow scales no frame of the build's profile can use, which have no engine by design (svsr/engines/builder.py)
+    missing = [g for g in GRAPH_NAMES if g not in skipped and not any(r["graph"] == g for r in records.values())]
     if missing:
         found.append(f"no engine for {', '.join(missing)}")
     return found
@@ -91,19 +92,21 @@ def check_model(build_dir: str | Path, env: MachineEnv | None, why_not: str = "n
         return checks
     for (version, gpu, cc, compatible), records in _engine_groups(engines).items():
         keys = sorted(records, key=lambda k: (GRAPH_NAMES.index(records[k]["graph"]), k))
-        try:
-            per_graph = Precision.parse("auto").resolve(lambda g, p: f"{g}.{p}" in records)
-        except SvsrError:  # guide_decode and decode built in different precisions: rebuild both in fp32
-            per_graph = Precision.parse("fp32")
         first = records[keys[0]]
         profile = Profile.from_json(first["profile"])
+        # a flow scale the profile builds no engine of (the builder skips it) does not hold its family's precision back
+        skipped = {g for g in GRAPH_NAMES if profile.skip_reason(g) is not None}
+        try:
+            per_graph = Precision.parse("auto").resolve(lambda g, p: f"{g}.{p}" in records or g in skipped)
+        except SvsrError:  # guide_decode and decode built in different precisions: rebuild both in fp32
+            per_graph = Precision.parse("fp32")
         lean = compatible or bool(first.get("lean"))
         value = (
             f"{', '.join(keys)} for {gpu} (compute capability {cc}), TensorRT {version}"
             f"{', version-compatible (lean)' if lean else ''}, {profile.describe()}"
         )
         figures = {"engines": keys, "tensorrt_version": version, "gpu_name": gpu, "compute_capability": cc, "version_compatible": compatible}
-        found = _group_problems(records, env, why_not)
+        found = _group_problems(records, env, why_not, skipped)
         if not found:
             checks.append(Check("model engines", OK, value + ": run here", figures=figures))
             continue

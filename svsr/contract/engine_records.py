@@ -9,7 +9,10 @@ sidecar JSON, with everything needed to decide whether it can be reused or loade
     onnx_file, onnx_sha256                            the (typed) ONNX it was built from
     onnx_source_sha256                                the exported float32 graph that ONNX descends from
     tensorrt_version, gpu_name, compute_capability    where it was built (and only runs)
-    profile, shapes                                   LR sizes / batch, and per-input min/opt/max shapes
+    profile, shapes                                   LR sizes / batch (/ tile), and per-input min/opt/max shapes
+    tile                                              [h, w] of a ``svsr-export --tile`` build (the tiled graphs are
+                                                      static at it), else null; :func:`engine_tile_problem` says
+                                                      which runs cannot use such engines
     device_memory_bytes                               TensorRT scratch one execution context needs
     builder                                           builder options (optimisation level, workspace)
     cache_key                                         sha256 of the fields that decide reuse
@@ -27,12 +30,13 @@ from typing import Any, Mapping
 
 import jsonschema
 
-from svsr.contract.profiles import Profile
+from svsr.contract.profiles import Profile, format_size, format_tile, pad_side
 from svsr.contract.errors import InputError, ManifestError
 from svsr.contract.manifest import MAX_BYTES, MAX_FILE_NAME, MAX_SIDE, non_finite_field
 from svsr.contract.sizes import MIN_SIDE, PAD_MULTIPLE
-from svsr.contract.graphs import GRAPH_NAMES
+from svsr.contract.graphs import GRAPH_NAMES, TILED_GRAPHS
 from svsr.contract.precision import PRECISIONS, Precision, PrecisionLike
+from svsr.contract.tiles import AUTO, MIN_TILE, OFF, TILE_MULTIPLE, Spell, TileOption, parse_tile, plan_tiles
 
 CACHE_KEY_VERSION = 1
 ENGINE_DIR = "engines"
@@ -49,6 +53,13 @@ _size = {
     "maxItems": 2,
 }
 _file_name = {"type": "string", "minLength": 1, "maxLength": MAX_FILE_NAME}
+# a static tile (svsr-export --tile): the runtime's tile rules (svsr/contract/tiles.py), bounded like sizes
+_tile = {
+    "type": "array",
+    "items": {"type": "integer", "minimum": MIN_TILE, "maximum": MAX_SIDE, "multipleOf": TILE_MULTIPLE},
+    "minItems": 2,
+    "maxItems": 2,
+}
 
 ENGINE_RECORD_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -57,7 +68,7 @@ ENGINE_RECORD_SCHEMA: dict[str, Any] = {
     "required": [
         "graph", "precision", "file", "sha256", "onnx_file", "onnx_sha256", "onnx_source_sha256",
         "tensorrt_version", "gpu_name", "compute_capability", "profile", "shapes", "cache_key",
-        "device_memory_bytes",
+        "device_memory_bytes", "tile",
     ],
     "properties": {
         "graph": {"enum": list(GRAPH_NAMES)},
@@ -79,8 +90,10 @@ ENGINE_RECORD_SCHEMA: dict[str, Any] = {
                 "lr_opt": _size,
                 "lr_max": _size,
                 "batch": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": MAX_BATCH}, "minItems": 3, "maxItems": 3},
+                "tile": _tile,
             },
         },
+        "tile": {"oneOf": [{"type": "null"}, _tile]},
         "shapes": {"type": "object", "additionalProperties": _shape3, "maxProperties": 64},
         "device_memory_bytes": {"type": "integer", "minimum": 0, "maximum": MAX_BYTES},
         "builder": {"type": "object"},
@@ -156,8 +169,13 @@ def make_record(
     builder_options: Mapping[str, Any] | None = None,
     built_at: str | None = None,
     build_seconds: float | None = None,
+    stats: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
-    """A validated build record (the manifest's ``engines[...]`` entry)."""
+    """A validated build record (the manifest's ``engines[...]`` entry).
+
+    ``stats``: the checkpoint's statistics lengths (``svsr.contract.manifest.stats_sizes``), which the
+    shapes of graphs with a ``norm_stats`` input need.
+    """
     record: dict[str, Any] = {
         "graph": graph,
         "precision": precision,
@@ -171,7 +189,8 @@ def make_record(
         "gpu_name": env.gpu_name,
         "compute_capability": env.compute_capability,
         "profile": profile.to_json(),
-        "shapes": profile.shapes_json(graph),
+        "shapes": profile.shapes_json(graph, stats),
+        "tile": None if profile.tile is None else list(profile.tile),
         "device_memory_bytes": int(device_memory_bytes),
         "builder": dict(builder_options or {}),
         "cache_key": key,
@@ -198,8 +217,11 @@ def validate_record(record: Any, where: str = "engine record") -> dict[str, Any]
         Profile.from_json(record["profile"])
     except InputError:  # said with the field, not with the CLI options Profile's own sentence names
         raise ManifestError(
-            f"{where} is malformed at profile: its sizes and batches are not ordered min <= opt <= max; rebuild the engines with svsr-export --force."
+            f"{where} is malformed at profile: its sizes and batches are not ordered min <= opt <= max, or its tile is larger "
+            "than its largest frame; rebuild the engines with svsr-export --force."
         ) from None
+    if record["tile"] != record["profile"].get("tile"):
+        raise ManifestError(f"{where} is malformed at tile: it differs from its profile's tile; rebuild the engines with svsr-export --force.")
     return record
 
 
@@ -330,3 +352,98 @@ def choose_precision(manifest: Mapping[str, Any], precision: PrecisionLike) -> P
     """``precision`` resolved for TensorRT: ``auto`` takes, per graph, the fastest precision with a built engine."""
     engines = manifest.get("engines") or {}
     return Precision.parse(precision).resolve(lambda graph, prec: engine_key(graph, prec) in engines)
+
+
+# -- engines built for one tile shape (svsr-export --tile) ----------------------------------------
+def _cli_spelling(name: str, value: object) -> str:
+    return f"--{name.replace('_', '-')} {value}"
+
+
+def engine_tile(manifest: Mapping[str, Any], precision: PrecisionLike) -> tuple[int, int] | None:
+    """The (height, width) tile the engines of ``precision`` (``auto`` resolved as the TensorRT backend does)
+    were built static at (``svsr-export --tile``), or None: engines over frame sizes, or none built.
+
+    The tiled graphs' records decide (the others see whole frames); records that disagree (engines of
+    two builds mixed) are refused in one sentence.
+    """
+    engines = manifest.get("engines") or {}
+    chosen = choose_precision(manifest, precision)
+    tiles = {}
+    for graph in TILED_GRAPHS:
+        record = engines.get(engine_key(graph, chosen.of(graph)))
+        if record is not None:
+            tile = record.get("tile")
+            tiles[graph] = None if tile is None else (int(tile[0]), int(tile[1]))
+    found = set(tiles.values())
+    if len(found) > 1:
+        said = ", ".join(f"{g} {format_tile(t) if t else 'frame sizes'}" for g, t in tiles.items())
+        command = rebuild_command(manifest, "BUILD", chosen).replace(" --force", " --tile HxW --force")
+        raise ManifestError(f"the TensorRT engines of the tiled graphs were built for different tiles ({said}); rebuild them together: {command} (or without --tile).")
+    return next(iter(found), None)
+
+
+def engine_tile_problem(
+    manifest: Mapping[str, Any],
+    precision: PrecisionLike,
+    tile_asked: TileOption,
+    frame_h: int,
+    frame_w: int,
+    *,
+    build_dir: str | Path | None = None,
+    spell: Spell | None = None,
+) -> str | None:
+    """One sentence when the TensorRT engines were built for one tile shape (:func:`engine_tile`) and a run of
+    padded LR frames ``frame_h`` x ``frame_w`` with ``tile_asked`` (``auto`` or None, ``off``, (h, w) or ``"HxW"``)
+    would feed the tiled graphs another shape; None when it runs on them (or the engines are not tiled).
+
+    Engines built static at a tile run only that shape: ``auto`` means the build's tile, so it fits every
+    frame at least as large as the tile; a tile of another size, or whole frames (``off``, or a tile
+    covering the frame) other than the tile's size, do not. Call it where the run uses TensorRT engines.
+    ``build_dir``: named in the sentence and its re-export command; ``spell``: how the option is written
+    (default the command line's ``--tile 128x128``; svsr.contract.video_options.api_spelling for Python).
+    """
+    built = engine_tile(manifest, precision)
+    if built is None:
+        return None
+    say = spell or _cli_spelling
+    height, width = pad_side(frame_h), pad_side(frame_w)
+    asked = parse_tile(AUTO if tile_asked is None else tile_asked, spell=say)
+    wanted = built if asked == AUTO else (None if asked == OFF else asked)
+    layout = plan_tiles(height, width, wanted)
+    if layout.tile_shape == built:
+        return None
+    where = f"in {build_dir} " if build_dir is not None else ""
+    engines = f"the TensorRT engines {where}were built for {format_tile(built)} tiles only (svsr-export --tile {format_tile(built)})"
+    frame = format_size((height, width))
+    folder = build_dir if build_dir is not None else "BUILD"
+    if height < built[0] or width < built[1]:
+        return (
+            f"frames of {frame} (padded LR size) are smaller than one tile, and {engines}, which run that shape only; re-export for "
+            f"engines over frame sizes: {_retile_command(manifest, folder, precision, None)} (or use --backend ort)."
+        )
+    if layout.single:
+        what = f"{say('tile', OFF)} runs" if wanted is None else f"{say('tile', format_tile(wanted))} covers the frame, so it runs"
+        return (
+            f"{what} whole {frame} frames, but {engines}; use {say('tile', 'auto')} (the build's tiles), or re-export for whole frames: "
+            f"{_retile_command(manifest, folder, precision, None)}."
+        )
+    return (
+        f"{say('tile', format_tile(wanted))} runs {format_tile(layout.tile_shape)} tiles, but {engines}; use "
+        f"{say('tile', format_tile(built))} (or auto), or re-export for those tiles: {_retile_command(manifest, folder, precision, layout.tile_shape)}."
+    )
+
+
+def _retile_command(manifest: Mapping[str, Any], build_dir: str | Path, precision: PrecisionLike, tile: tuple[int, int] | None) -> str:
+    """The svsr-export command that rebuilds the engines in use with ``tile`` (None: over frame sizes) and their frame sizes."""
+    chosen = choose_precision(manifest, precision)
+    records = [r for g in TILED_GRAPHS if (r := (manifest.get("engines") or {}).get(engine_key(g, chosen.of(g)))) is not None]
+    profile = None
+    if records:
+        try:
+            profile = Profile.from_json(records[0]["profile"]).with_tile(tile)
+        except InputError:  # the tile does not fit the build's frame sizes: the command names the sizes to give
+            profile = None
+    command = rebuild_command(manifest, build_dir, chosen, profile, lean=any(r.get("lean") for r in records))
+    if profile is None and tile is not None:
+        command = command.replace(" --force", f" --resolution WxH --tile {format_tile(tile)} --force")
+    return command

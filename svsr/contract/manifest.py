@@ -17,13 +17,15 @@ from typing import Any
 import jsonschema
 
 from svsr.contract.errors import ManifestError
-from svsr.contract.graphs import GRAPH_NAMES
+from svsr.contract.graphs import GRAPH_NAMES, STATS_GRAPHS
 from svsr.contract.paths import MANIFEST_NAME, check_onnx_external_data, inside_build_folder
 from svsr.contract.sizes import MIN_SIDE, PAD_MULTIPLE, SCALE
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # 1: graphs flow, denoise (6 step coefficients), guide, decode. 2: guide split into guide_decode + warp,
 # blend added, denoise with x0_history and 8 step coefficients (tiles, DDIM, DPM-Solver++).
+# 3: flow_x2 / flow_x1 (--flow-scale), denoise_stats / decode_stats and the norm_stats + shared_norm
+# inputs of denoise, guide_decode and decode (GroupNorm statistics shared across tiles).
 _GRAPH_PATTERN = "^(" + "|".join(GRAPH_NAMES) + ")$"
 # Bounds of the numbers a manifest may hold: it comes from elsewhere, and a count of 10**12 or a
 # NaN must be one sentence here, not a huge allocation or a silent NaN video later.
@@ -49,7 +51,7 @@ _tensor = {
             "items": {
                 "oneOf": [
                     {"type": "integer", "minimum": 1, "maximum": MAX_DIM},
-                    {"enum": ["batch", "height", "width", "height4", "width4", "channels"]},
+                    {"enum": ["batch", "height", "width", "height4", "width4", "channels", "denoise_stats", "decode_stats"]},
                 ]
             },
         },
@@ -76,7 +78,7 @@ MANIFEST_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "svsr build manifest",
     "type": "object",
-    "required": ["schema_version", "checkpoint", "exporter", "graphs", "scheduler", "vae_scaling_factor", "sizes"],
+    "required": ["schema_version", "checkpoint", "exporter", "graphs", "scheduler", "vae_scaling_factor", "sizes", "norm_stats"],
     "properties": {
         "schema_version": {"const": SCHEMA_VERSION},
         "svsr_version": {"type": "string"},
@@ -145,6 +147,23 @@ MANIFEST_SCHEMA: dict[str, Any] = {
         },
         "vae_scaling_factor": {"type": "number", "exclusiveMinimum": 0, "maximum": 1e6},
         "latent_channels": {"type": "integer", "minimum": 1, "maximum": 64},
+        # per stats graph: the length of its GroupNorm statistics vector and what it pools the frame by
+        "norm_stats": {
+            "type": "object",
+            "required": list(STATS_GRAPHS),
+            "additionalProperties": False,
+            "properties": {
+                name: {
+                    "type": "object",
+                    "required": ["size", "stride"],
+                    "properties": {
+                        "size": {"type": "integer", "minimum": 2, "maximum": MAX_DIM},
+                        "stride": {"enum": [1, 2, 4, 8]},
+                    },
+                }
+                for name in STATS_GRAPHS
+            },
+        },
         "sizes": {
             "type": "object",
             "required": ["min_side", "pad_multiple", "scale"],
@@ -227,7 +246,7 @@ def older_schema_problem(data: Any, where: str = MANIFEST_NAME) -> str | None:
         if version < SCHEMA_VERSION
         else "update svsr (pip install -U svsr) or re-export the build folder with this one"
     )
-    what = "tiles and the DDIM/DPM-Solver++ schedulers changed the graphs" if version < SCHEMA_VERSION else "its graphs may differ"
+    what = "flow scales and GroupNorm statistics shared across tiles changed the graphs" if version < SCHEMA_VERSION else "its graphs may differ"
     return f"{where} was written by {newer} svsr (manifest schema {version}; this svsr reads schema {SCHEMA_VERSION}, {what}); {advice}."
 
 
@@ -350,3 +369,8 @@ def graph_flops(entry: dict[str, Any], lr_height: int, lr_width: int, batch: int
         return batch * flops["per_call"] * scale
     pixels = lr_height * lr_width
     return batch * (flops["linear"] * pixels + flops["quadratic"] * pixels**2)
+
+
+def stats_sizes(data: dict[str, Any]) -> dict[str, int]:
+    """The statistics lengths of a validated manifest, keyed by symbolic dim (for concrete_shape(stats=...))."""
+    return {name: int(data["norm_stats"][name]["size"]) for name in STATS_GRAPHS}

@@ -10,8 +10,10 @@ spirit of vs-mlrt's ``Backend.TRT(fp16=True)``::
     Precision.from_flags("fp16", vae_precision="bf16")   # what svsr-export / svsr-run flags give
     Precision("auto").resolve(available)   # auto -> fp16 > bf16 > fp32 per graph, where available
 
-The rule "the VAE is guide_decode + decode, flow is RAFT, warp and blend are always float32 (pixel
-coordinates and tile sums), denoise is the rest" is written here only.
+The rule "the VAE is guide_decode + decode + decode_stats, flow is RAFT at every scale (flow,
+flow_x2, flow_x1), warp and blend are always float32 (pixel coordinates and tile sums), denoise is
+the rest (denoise + denoise_stats)" is written here only. A stats graph runs in its network's
+precision: its statistics are what that network's tiles normalise with.
 """
 
 from __future__ import annotations
@@ -26,8 +28,14 @@ PRECISIONS = ("fp32", "fp16", "bf16")
 AUTO = "auto"
 CHOICES = (AUTO, *PRECISIONS)
 LOW_PRECISIONS = ("fp16", "bf16")
-VAE_GRAPHS = ("guide_decode", "decode")
-FLOW_GRAPHS = ("flow",)
+VAE_GRAPHS = ("guide_decode", "decode", "decode_stats")
+FLOW_GRAPHS = ("flow", "flow_x2", "flow_x1")
+DENOISE_GRAPHS = ("denoise", "denoise_stats")
+# graphs that always share one precision, each family named by its first graph (and its flag)
+FAMILIES = {"denoise": DENOISE_GRAPHS, "guide_decode": VAE_GRAPHS, "flow": FLOW_GRAPHS}
+_FAMILY_TEXT = {"denoise": "the UNet graphs ({}) run in one precision (--precision)",
+                "guide_decode": "the VAE graphs ({}) run in one precision (--vae-precision)",
+                "flow": "the flow graphs ({}) run in one precision (--flow-precision)"}  # fmt: skip
 # what `auto` picks per graph, where available (TensorRT engines): the fastest first
 AUTO_PREFERENCE = ("fp16", "bf16", "fp32")
 
@@ -69,15 +77,21 @@ class Precision:
 
     @classmethod
     def from_per_graph(cls, per_graph: Mapping[str, str]) -> "Precision":
-        """From ``{graph: precision}`` (missing graphs are fp32); guide_decode and decode must agree, warp and blend are fp32."""
+        """From ``{graph: precision}``; the graphs of one family (FAMILIES) must agree, a family left out
+        is fp32 and a graph left out takes its family's precision; warp and blend are fp32."""
         unknown = set(per_graph) - set(GRAPH_NAMES)
         if unknown:
             raise InputError(f"unknown graph(s) {', '.join(sorted(unknown))} in a precision mapping; graphs are {', '.join(GRAPH_NAMES)}.")
         get = {g: per_graph.get(g, "fp32") for g in GRAPH_NAMES}
-        if get["guide_decode"] != get["decode"]:
-            raise InputError(
-                f"guide_decode is {get['guide_decode']} but decode is {get['decode']}; both VAE graphs run in one precision (--vae-precision)."
-            )
+        for head, members in FAMILIES.items():
+            given = [(g, per_graph[g]) for g in members if g in per_graph]
+            for graph, value in given[1:]:
+                if value != given[0][1]:
+                    raise InputError(
+                        f"{given[0][0]} is {given[0][1]} but {graph} is {value}; {_FAMILY_TEXT[head].format(', '.join(members))}."
+                    )
+            for graph in members:
+                get[graph] = given[0][1] if given else "fp32"
         for graph in FLOAT32_ONLY_GRAPHS:
             if get[graph] != "fp32":
                 raise InputError(f"{graph} is {get[graph]}, but the {graph} graph always runs in fp32; leave it out of the precision mapping.")
@@ -147,7 +161,10 @@ class Precision:
         """
         if not self.is_auto:
             return self
-        chosen = {g: "fp32" if g in FLOAT32_ONLY_GRAPHS else next((p for p in AUTO_PREFERENCE if available(g, p)), "fp32") for g in GRAPH_NAMES}
+        # a family takes the first precision every one of its graphs has (its graphs run in one precision)
+        chosen = {
+            g: next((p for p in AUTO_PREFERENCE if all(available(m, p) for m in members)), "fp32") for members in FAMILIES.values() for g in members
+        }
         return Precision.from_per_graph(chosen)
 
     # -- writing ----------------------------------------------------------------------------------

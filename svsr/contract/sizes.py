@@ -57,3 +57,23 @@ def padding_plan(height: int, width: int) -> PaddingPlan:
         return -(-n // PAD_MULTIPLE) * PAD_MULTIPLE
 
     return PaddingPlan(height, width, up(height), up(width))
+
+
+# -- flow scale: RAFT on x4 (the original), x2 or x1 frames -------------------------------------------
+RAFT_MIN_SIDE = 128  # RAFT's 4-level correlation pyramid needs >= 16 px feature maps (1/8 of its input)
+FLOW_SCALE_CHOICES = (4, 2, 1)
+
+
+def flow_scale_min_side(scale: int) -> int:
+    """The smallest padded LR side RAFT accepts at ``scale`` (32 at x4, 64 at x2, 128 at x1)."""
+    return -(-RAFT_MIN_SIDE // scale)
+
+
+def flow_scale_problem(scale: int, height: int, width: int, option: str = "--flow-scale") -> str | None:
+    """One sentence when padded LR frames of ``height`` x ``width`` are too small for RAFT at ``scale``, else None."""
+    need = flow_scale_min_side(scale)
+    if height >= need and width >= need:
+        return None
+    fits = [s for s in FLOW_SCALE_CHOICES if height >= flow_scale_min_side(s) and width >= flow_scale_min_side(s)]
+    return (f"{option} {scale} needs frames of at least {need} px per side (RAFT sees them at x{scale}), "
+            f"but these are {width}x{height}; use {option} {max(fits)}.")  # fmt: skip

@@ -23,10 +23,11 @@ from svsr.contract.codecs import CODECS, DEFAULT_CODEC, DEFAULT_CRF, codec_probl
 from svsr.contract.errors import InputError
 from svsr.contract.noise import DEFAULT_NOISE, NOISE_KINDS, NoiseSource
 from svsr.contract.scheduler import DEFAULT_SCHEDULER, DEFAULT_STEPS, SCHEDULERS, scheduler_problem, steps_problem
+from svsr.contract.sizes import FLOW_SCALE_CHOICES
 from svsr.contract.tiles import AUTO, DEFAULT_OVERLAP, OFF, TileOption, overlap_problem, parse_tile
 
 __all__ = ["DEFAULT_MIN_SHOT", "FLOW_MODES", "FrameRange", "MAX_STEPS", "MIN_HOST_MEMORY", "SEED_MAX", "Spell", "VideoOptions", "api_spelling",
-           "default_steps", "parse_memory_size", "tile_text"]  # fmt: skip
+           "default_steps", "parse_flow_scale", "parse_memory_size", "tile_text"]  # fmt: skip
 
 Spell = Callable[[str, Any], str]
 SEED_MAX = 2**64 - 1  # Philox keys are 64 bits; numpy and torch accept the same range
@@ -42,6 +43,18 @@ MAX_MIN_SHOT = 100_000
 OTHER_FLAGS = {"output": "-o", "model": "--model", "backend": "--backend", "weights": "--weights", "precision": "--precision",
                "ray": "--ray", "ray_workers": "--ray-workers"}  # fmt: skip
 _MEMORY_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def parse_flow_scale(value: object) -> int | str | None:
+    """``auto`` or one of FLOW_SCALE_CHOICES from an int or its text; None when it is neither."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == AUTO:
+            return AUTO
+        value = int(text) if text.isdigit() else None
+    if isinstance(value, bool) or not isinstance(value, int) or value not in FLOW_SCALE_CHOICES:
+        return None
+    return value
 
 
 def default_steps(scheduler: str) -> int:
@@ -186,6 +199,10 @@ class VideoOptions:
     ``"off"`` always runs whole frames (the paper's exact path), ``(height, width)`` or ``"HxW"`` (LR
     pixels) runs tiles of that size, blended over ``tile_overlap`` LR pixels.
 
+    ``flow_scale`` 4 runs RAFT on the bicubic x4 frames as the paper does, 2 or 1 on smaller frames
+    with the flow upsampled to 4x (RAFT's memory grows with the square of the area it sees), ``"auto"``
+    keeps 4 where the memory plan allows.
+
     ``host_memory`` (bytes or ``"8G"``) bounds the RAM of the clip store (default: half of the
     available memory); beyond it the store uses files in ``work_dir`` (default: beside the output).
     ``restart`` discards the work of an interrupted run instead of resuming it. ``flows="recompute"``
@@ -223,6 +240,10 @@ class VideoOptions:
     tile_overlap: int = _option(DEFAULT_OVERLAP, Flag(
         "--tile-overlap", f"LR pixels neighbouring tiles share and blend over (default {DEFAULT_OVERLAP}; less than half a tile)",
         _whole_number, metavar="N"))  # fmt: skip
+    flow_scale: int | str = _option(AUTO, Flag(
+        "--flow-scale", "scale RAFT sees the frames at: 4 (the original's bicubic x4), 2 or 1 (the flow upsampled to 4x; "
+        "less memory, coarser flow), auto (default: 4 where its memory fits, else the largest that fits, said when it chooses less)",
+        metavar="4|2|1|auto"))  # fmt: skip
     flows: Literal["store", "recompute"] = _option("store", Flag(
         "--flows", "store the optical flows (default) or recompute them each frame-step (less memory, more compute)",
         choices=FLOW_MODES))  # fmt: skip
@@ -318,7 +339,14 @@ class VideoOptions:
         except InputError as refused:
             return str(refused)
         object.__setattr__(self, "tile", tile)
-        return overlap_problem(tile, self.tile_overlap, spell=spell)
+        problem = overlap_problem(tile, self.tile_overlap, spell=spell)
+        if problem:
+            return problem
+        scale = parse_flow_scale(self.flow_scale)
+        if scale is None:
+            return f"{spell('flow_scale', self.flow_scale)} is not a flow scale; use 4 (the original), 2, 1 or auto."
+        object.__setattr__(self, "flow_scale", scale)
+        return None
 
     def scheduler_problem(self, config: Mapping[str, Any], where: str, spell: Spell | None = None) -> str | None:
         """Why the step count does not fit the scheduler ``config`` of the build or checkpoint ``where``, or None."""

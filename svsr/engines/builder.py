@@ -19,6 +19,12 @@ version (``svsr[tensorrt-lean-cu13]``, ~100 MB) runs them. These are the only bu
 set. The options go into the cache key (a lean plan never replaces a normal one) and the record
 says ``"version_compatible": true, "lean": true``.
 
+Shapes (svsr/contract/profiles.py): a profile with a tile (``svsr-export --tile HxW``) builds the
+graphs that run per tile static at it; a flow graph whose RAFT scale needs larger frames than the
+profile's largest is skipped with its reason said (no record: no frame of the profile can use it).
+Every graph file passes ``check_onnx_graph`` (inside the build folder, its sha256, its external data
+inside the build folder) before TensorRT's parser opens it.
+
 Plans are built through polygraphy's loaders (svsr/engines/polygraphy_build.py). Lean plans are
 deserialised back (for their scratch size) the way they will be run: the full library loads the
 lean runtime library first (``Runtime.load_runtime``, as trtexec does for ``--excludeLeanRuntime``
@@ -54,7 +60,7 @@ from svsr.contract.precision import Precision, PrecisionLike
 from svsr.device.tensorrt import INSTALL_FULL, import_tensorrt, open_plan_runtime
 from svsr.engines.polygraphy_build import EngineBuildError, build_plan
 from svsr.contract.graphs import GRAPH_NAMES
-from svsr.contract.manifest import check_graph_file, sha256_file
+from svsr.contract.manifest import check_onnx_graph, sha256_file, stats_sizes
 
 MIN_TENSORRT = (10, 12)  # first release whose ONNX parser + STRONGLY_TYPED flow this module relies on
 DEFAULT_OPTIMIZATION_LEVEL = 3  # TensorRT's default; 4-5 search longer for (sometimes) faster kernels
@@ -173,6 +179,7 @@ def build_engines(
     workspace_bytes: int | None = None,
     timing_cache: str | Path | None = None,
     lean: bool = False,
+    tile: tuple[int, int] | None = None,
     trt: Any = None,
     cuda: Any = None,
     loaders: Any = None,
@@ -181,11 +188,17 @@ def build_engines(
 
     ``precision`` is a :class:`~svsr.contract.precision.Precision` (or what ``Precision.parse``
     takes: ``"fp16"``, ``"fp16,vae=fp32"``, ``{graph: precision}``); engines are built from the matching ONNX (the exported float32 graph, or ``graphs[g].typed[p]``).
+    ``tile`` (or ``profile.tile``): (height, width) in LR pixels at which the tiled graphs' engines are
+    built static (``svsr-export --tile``; svsr/contract/profiles.py), the others over the profile's frames.
     Records of other graph/precision pairs already in the manifest are kept. The caller stores the
     result as ``manifest["engines"]`` and writes the manifest. ``lean``: version-compatible plans
     without the lean runtime inside, for hosts with only TensorRT's lean runtime (module docstring).
     """
     build_dir = Path(build_dir)
+    if tile is not None:
+        if profile.tile is not None and tuple(profile.tile) != tuple(tile):
+            raise InputError(f"the profile's tile {profile.tile} and tile={tuple(tile)} differ; give the engines' tile once.")
+        profile = profile.with_tile(tile)  # checked against the frame sizes: a tile larger than every frame is refused
     if trt is None:
         trt = import_tensorrt("building engines")
     check_tensorrt_version(trt)
@@ -203,23 +216,35 @@ def build_engines(
     engines: dict[str, dict[str, Any]] = dict(manifest.get("engines") or {})
     report(f"svsr-export: {'lean-runtime (version-compatible) ' if lean else ''}engines for {profile.describe()} with {env.describe()}")
 
+    tile = profile.tile
+    if tile is not None and (profile.min[0] < tile[0] or profile.min[1] < tile[1]):
+        # static tiled engines run only the tile's shape: a frame narrower than the tile would need a smaller one
+        report(f"svsr-export: frames smaller than the {tile[0]}x{tile[1]} tile on either side will not run on these engines (--tile is HxW)")
     precision = Precision.parse(precision)
     if precision.is_auto:
         raise InputError("engines are built for a fixed precision; give --precision fp32, fp16 or bf16.")
     logger = trt.Logger(trt.Logger.WARNING)
+    stats = stats_sizes(manifest)
     for graph in graphs:
         prec = precision.of(graph)
+        skipped = profile.skip_reason(graph)
+        if skipped is not None:
+            # a record of another profile would mix two builds' frame sizes: this build has no engine of the graph
+            engines.pop(engine_key(graph, prec), None)
+            report(f"  {graph:13s} {prec} engine skipped: {skipped}")
+            continue
         entry = onnx_entry(manifest, graph, prec, build_dir)
-        onnx_path = check_graph_file(build_dir, graph, entry)
+        # paths, sha256 and the ONNX file's own external-data locations, before TensorRT's parser reads any of it
+        onnx_path = check_onnx_graph(build_dir, graph, entry)
         key = cache_key(entry["sha256"], env, profile, options)
         plan_rel = f"{ENGINE_DIR}/{plan_filename(graph, prec, key)}"
         plan_path = build_dir / plan_rel
         record = None if force else cached_record(build_dir, plan_path, key)
         if record is not None:
-            report(f"  {graph:12s} {prec} engine reused  {record['size_bytes'] / 1e6:9.1f} MB  (same ONNX, TensorRT, GPU and profile)")
+            report(f"  {graph:13s} {prec} engine reused  {record['size_bytes'] / 1e6:9.1f} MB  (same ONNX, TensorRT, GPU and profile)")
         else:
             start = time.perf_counter()
-            plan = build_plan(trt, graph, onnx_path, profile, options, cache_file, loaders=loaders)
+            plan = build_plan(trt, graph, onnx_path, profile, options, cache_file, loaders=loaders, stats=stats)
             seconds = time.perf_counter() - start
             _write_atomic(plan_path, plan)
             scratch = _scratch_bytes(trt, logger, plan, graph, host_code=bool(lean))
@@ -239,11 +264,12 @@ def build_engines(
                 builder_options=options,
                 built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 build_seconds=seconds,
+                stats=stats,
             )
             if lean:
                 record = lean_record(record)
             _write_atomic(plan_path.with_suffix(".json"), (json.dumps(record, indent=2) + "\n").encode())
-            report(f"  {graph:12s} {prec} engine built   {len(plan) / 1e6:9.1f} MB  in {seconds:6.1f} s")
+            report(f"  {graph:13s} {prec} engine built   {len(plan) / 1e6:9.1f} MB  in {seconds:6.1f} s")
         engines[engine_key(graph, prec)] = record
     return engines
 

@@ -7,8 +7,13 @@ keep. Nothing of the algorithm is copied here.
 What is recorded (defaults): the bundled sample clip (3 frames, 48x36), a 6-step run, and at the first,
 middle and last step both the first frame of the sweep (no TCM: ``tcm_scale`` 0, zero guidance, as
 the runtime feeds it) and one TCM-guided call (with the ``guide_decode`` call that made its guidance).
-``flow`` gets one pair of each direction, ``decode`` the final latents. Only graphs that get typed
-versions are recorded: ``warp`` and ``blend`` always run in float32 (svsr/contract/graphs.py).
+``flow`` gets one pair of each direction, ``decode`` the final latents. The stats graphs get the
+whole-frame inputs the reference reports for them (``denoise_stats`` the denoise calls' network
+inputs, ``decode_stats`` the guide_decode calls' x0 and the final latents); the networks' untiled
+``norm_stats`` / ``shared_norm`` inputs are zeros. ``flow_x2`` / ``flow_x1`` get the flow pairs
+bicubic-upscaled x2 / x4 first (the reference's run is at flow scale 4, and RAFT should see images
+like the ones it sees there; the sample frames are also too small for RAFT at x1). Only graphs that
+get typed versions are recorded: ``warp`` and ``blend`` always run in float32 (svsr/contract/graphs.py).
 
 Layout (what ModelOpt's ``CalibrationDataProvider`` splits, ``np.array_split(x, n, axis=0)``): one
 ``.npz`` per graph, one key per graph input, samples concatenated along axis 0. A sample of an
@@ -28,7 +33,7 @@ import numpy as np
 
 from svsr.contract.errors import InputError
 from svsr.contract.frames import IMAGE_SUFFIXES
-from svsr.contract.graphs import FLOAT32_ONLY_GRAPHS, GRAPH_NAMES, GRAPHS
+from svsr.contract.graphs import FLOAT32_ONLY_GRAPHS, FLOW_GRAPH_NAMES, GRAPH_NAMES, GRAPHS, flow_graph
 from svsr.contract.paths import inside_build_folder
 
 DEFAULT_FRAMES = 3
@@ -37,7 +42,9 @@ DEFAULT_SEED = 0
 DEFAULT_WIDTH, DEFAULT_HEIGHT = 48, 36  # LR; small keeps the reference run short, ranges depend on content more than size
 CALIBRATION_DIR = "calibration"
 # bump when what gets recorded changes, so typed graphs calibrated the old way are redone
-RECORDING_VERSION = 3  # 2: through the reference's observer; no-TCM calls see zero guidance. 3: manifest schema 2 graphs
+# 2: through the reference's observer; no-TCM calls see zero guidance. 3: manifest schema 2 graphs.
+# 4: manifest schema 3 graphs (flow scales, stats graphs, norm_stats / shared_norm inputs)
+RECORDING_VERSION = 4
 # the graphs AutoCast makes typed versions of, and so the ones calibration records
 TYPED_GRAPHS = tuple(g for g in GRAPH_NAMES if g not in FLOAT32_ONLY_GRAPHS)
 
@@ -111,6 +118,18 @@ def split_samples(arrays: Mapping[str, np.ndarray], count: int) -> Iterator[dict
     pieces = {name: np.array_split(value, count, axis=0) for name, value in arrays.items()}
     for i in range(count):
         yield {name: np.ascontiguousarray(parts[i]) for name, parts in pieces.items()}
+
+
+def _upscaled(frames: np.ndarray, factor: int) -> np.ndarray:
+    """LR frames (B, 3, h, w) bicubic x``factor`` as the reference's flow does (svsr.reference.flow.upscale_bicubic)."""
+    if factor == 1:
+        return frames
+    import torch
+
+    from svsr.reference.flow import upscale_bicubic
+
+    with torch.no_grad():
+        return np.ascontiguousarray(upscale_bicubic(torch.from_numpy(frames), factor).numpy(), dtype=np.float32)
 
 
 def load_frames(source: str | Path | Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -195,15 +214,24 @@ def record_calibration(
     tcm_taken: dict[int, int] = {}
     timesteps: dict[int, int] = {}
 
+    flow_name = flow_graph(4)
+    flow_pairs: list[dict[str, np.ndarray]] = []  # every scale's flow graph calibrates on these
+    final_stats = [0]  # decode_stats calls on final latents taken (they come with call None)
+
     def keep(graph: str, inputs: Mapping[str, np.ndarray], call: Any) -> None:
+        if graph == flow_name:
+            if len(flow_pairs) < 2 * settings.flow_pairs:
+                flow_pairs.append(dict(inputs))
+            return
         if graph not in wanted:
             return
-        if graph == "flow":
-            if len(samples["flow"]) < 2 * settings.flow_pairs:
-                samples["flow"].append(dict(inputs))
-        elif graph == "decode":
+        if graph == "decode":
             if len(samples["decode"]) < settings.max_decode:
                 samples["decode"].append(dict(inputs))
+        elif graph == "decode_stats" and call is None:  # the final decode's statistics
+            if final_stats[0] < settings.max_decode:
+                final_stats[0] += 1
+                samples[graph].append(dict(inputs))
         elif call.step in wanted_steps:
             if call.uses_tcm and tcm_taken.get(call.step, 0) >= settings.tcm_calls_per_step:
                 return
@@ -214,6 +242,9 @@ def record_calibration(
             samples[graph].append(dict(inputs))
 
     reference.upscale(frames, num_inference_steps=settings.num_inference_steps, noise=NumpyNoise(settings.seed), progress=progress, observer=keep)
+    for scale, name in FLOW_GRAPH_NAMES.items():
+        if name in wanted:
+            samples[name] = [{k: _upscaled(v, 4 // scale) for k, v in pair.items()} for pair in flow_pairs]
 
     arrays: dict[str, dict[str, np.ndarray]] = {}
     counts: dict[str, int] = {}

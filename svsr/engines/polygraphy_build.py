@@ -47,9 +47,13 @@ def strongly_typed_flag(trt: Any) -> bool:
 
 
 def build_plan(
-    trt: Any, graph: str, onnx_path: Path, profile: Profile, options: Mapping[str, Any], timing_cache: Path, *, loaders: Any = None
+    trt: Any, graph: str, onnx_path: Path, profile: Profile, options: Mapping[str, Any], timing_cache: Path, *, loaders: Any = None,
+    stats: Mapping[str, int] | None = None,
 ) -> bytes:
-    """The serialised plan of ``graph`` from ``onnx_path`` for ``profile`` with the builder ``options`` (timings cached in ``timing_cache``)."""
+    """The serialised plan of ``graph`` from ``onnx_path`` for ``profile`` with the builder ``options`` (timings cached in ``timing_cache``).
+
+    ``stats``: the checkpoint's statistics lengths (``manifest.stats_sizes``) for graphs with a ``norm_stats`` input.
+    """
     p = loaders if loaders is not None else polygraphy_loaders()
     try:
         builder, network, parser = p.NetworkFromOnnxPath(str(onnx_path), strongly_typed=strongly_typed_flag(trt))()
@@ -60,7 +64,7 @@ def build_plan(
     if names != expected:
         raise EngineBuildError(f"{onnx_path} has inputs {sorted(names)} but the {graph} graph needs {sorted(expected)}; re-run svsr-export --force.")
     shapes = p.Profile()
-    for name, (lo, mid, hi) in profile.input_shapes(graph).items():
+    for name, (lo, mid, hi) in profile.input_shapes(graph, stats).items():
         shapes.add(name, min=lo, opt=mid, max=hi)
     pools = {trt.MemoryPoolType.WORKSPACE: int(options["workspace_bytes"])} if "workspace_bytes" in options else None
     config = p.CreateConfig(

@@ -535,7 +535,7 @@ def make_typed_graphs(
         keys[name] = typed_key(entry["sha256"], precision, autocast, cal_key) | {"ort_emulation": ort_emulation}
         previous = entry.get("typed", {}).get(precision)
         if not force and _reusable(previous, build_dir, keys[name]):
-            report(f"  {name:12s} {precision} reused   (unchanged graph, plan and calibration)")
+            report(f"  {name:13s} {precision} reused   (unchanged graph, plan and calibration)")
         else:
             pending.append((name, precision))
     if pending:
@@ -551,7 +551,7 @@ def make_typed_graphs(
             entry.setdefault("typed", {})[precision] = typed
             note = f"; {len(typed['overflow_float32'])} overflow node(s) kept float32" if typed["overflow_float32"] else ""
             report(
-                f"  {name:12s} {precision} converted in {typed['convert_seconds']:6.1f} s: "
+                f"  {name:13s} {precision} converted in {typed['convert_seconds']:6.1f} s: "
                 f"{typed['low_precision_nodes']} nodes {precision}, {len(typed['kept_float32'])} float32{note} -> {typed['file']}"
             )
             write_manifest(build_dir, manifest)  # after each graph: an interruption keeps the finished ones

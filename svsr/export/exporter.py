@@ -7,6 +7,12 @@ batch/height/width and ONNX Runtime matches PyTorch to ~1e-6 at sizes other than
 models here. One trick matters: diffusers' UNet decides in Python whether to pass explicit upsample
 sizes (only when a side is not a multiple of 2**upsamplers); we trace at an LR size that is not, so
 the graph always carries the sizes and serves every multiple of 4.
+
+The statistics lengths (``norm_stats``, symbolic ``denoise_stats`` / ``decode_stats`` in
+svsr/contract/graphs.py) are measured once per export by running the stats graphs' wrappers in
+record mode, checked against the GroupNorms the networks hold, and written as integers into the
+graph files and the manifest: they are fixed per checkpoint, and a fixed dim keeps TensorRT
+profiles and C++ hosts simple.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import svsr
 from svsr.export.onnx_files import save_model
 from svsr.export.wrappers import build_wrapper
-from svsr.contract.graphs import GRAPH_NAMES, GRAPHS, sample_graph_inputs
+from svsr.contract.graphs import GRAPH_NAMES, GRAPHS, NORM_STATS_STRIDE, STATS_DIMS, STATS_GRAPHS, TensorSpec, sample_graph_inputs
 from svsr.contract.manifest import MANIFEST_NAME, SCHEMA_VERSION, sha256_file, write_manifest
 from svsr.contract.paths import escape_reason
 from svsr.reference.checkpoint import Components
@@ -38,6 +44,9 @@ DEFAULT_OPSET = 17
 MIN_OPSET = 17  # GroupNormalization-free patterns TensorRT 10 and 11 both parse
 # Trace size (LR): multiples of 4 but not of 8 or 16, see the module docstring.
 TRACE_HEIGHT, TRACE_WIDTH = 36, 44
+# RAFT needs >= 128 px per side of what it sees (svsr.contract.sizes.flow_scale_min_side): the smaller-scale
+# flow graphs trace at sizes it accepts, still multiples of 4 but not of 8 (flow_x1 then pads inside)
+TRACE_SIZES = {"flow_x2": (68, 76), "flow_x1": (132, 140)}
 FLOPS_METHOD = "FlopCounterMode, math SDPA, fit at P and 4P"  # part of the reuse key
 FILE_FORMAT = 2  # bump when the written file changes for the same trace (2: declared I/O shapes)
 EXPORT_METHOD = "torch.onnx.export (TorchScript tracing, dynamo=False)"
@@ -53,10 +62,45 @@ class GraphResult:
     reused: bool
 
 
-def sample_inputs(name: str, height: int, width: int, batch: int = 1, seed: int = 0) -> tuple[torch.Tensor, ...]:
-    """:func:`svsr.contract.graphs.sample_graph_inputs` as torch tensors, in graph input order."""
-    feeds = sample_graph_inputs(name, height, width, batch, seed)
+def trace_size(name: str) -> tuple[int, int]:
+    """The LR size graph ``name`` is traced and its FLOPs counted at."""
+    return TRACE_SIZES.get(name, (TRACE_HEIGHT, TRACE_WIDTH))
+
+
+def sample_inputs(name: str, height: int, width: int, batch: int = 1, seed: int = 0,
+                  stats: dict[str, int] | None = None) -> tuple[torch.Tensor, ...]:  # fmt: skip
+    """:func:`svsr.contract.graphs.sample_graph_inputs` as torch tensors, in graph input order.
+
+    ``stats``: the checkpoint's statistics lengths (:func:`norm_stats_sizes`); the ``norm_stats`` inputs need them.
+    """
+    feeds = sample_graph_inputs(name, height, width, batch, seed, stats=stats)
     return tuple(torch.from_numpy(feeds[spec.name]) for spec in GRAPHS[name].inputs)
+
+
+def norm_stats_sizes(components: Components) -> dict[str, int]:
+    """The length of each stats graph's output (2 x the groups of every GroupNorm call, in call order),
+    measured by running its wrapper once at the trace size.
+
+    The reference's count of the GroupNorms its networks hold (the size of the zeros its untiled run
+    reports to calibration) must agree: a GroupNorm that were not called once per forward would
+    shift every statistic after it.
+    """
+    from svsr.reference.pipeline import StableVSRReference
+
+    measured = {}
+    for name in STATS_GRAPHS:
+        with torch.no_grad():
+            out = build_wrapper(name, components)(*sample_inputs(name, *trace_size(name)))
+        measured[name] = int(out.shape[1])
+    held = StableVSRReference(components).norm_stats_sizes()
+    if measured != held:
+        raise RuntimeError(f"the networks' GroupNorm calls give statistics of {measured} values but they hold GroupNorms for {held}")
+    return measured
+
+
+def resolved_specs(specs: tuple[TensorSpec, ...], stats: dict[str, int]) -> tuple[TensorSpec, ...]:
+    """``specs`` with the statistics dims (fixed per checkpoint) replaced by their lengths."""
+    return tuple(TensorSpec(t.name, t.dtype, tuple(stats[d] if d in STATS_DIMS else d for d in t.shape)) for t in specs)
 
 
 def count_flops(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> int:
@@ -69,13 +113,12 @@ def count_flops(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> in
     return int(counter.get_total_flops())
 
 
-def flops_model(flops: int, flops_at_4x_pixels: int) -> dict[str, float]:
+def flops_model(flops: int, flops_at_4x_pixels: int, pixels: int = TRACE_HEIGHT * TRACE_WIDTH) -> dict[str, float]:
     """Fit FLOPs = linear * P + quadratic * P**2 (P = LR pixels) from counts at P and 4P.
 
     Convolutions grow with P, the VAE's full-resolution self-attention with P**2; the fit lets a
     benchmark turn the manifest into FLOPs at any resolution (svsr.contract.manifest.graph_flops).
     """
-    pixels = TRACE_HEIGHT * TRACE_WIDTH
     # f1 = aP + bP^2, f4 = 4aP + 16bP^2  =>  b = (f4 - 4 f1) / (12 P^2), a = (f1 - b P^2) / P
     quadratic = max(0.0, (flops_at_4x_pixels - 4 * flops) / (12 * pixels**2))
     linear = (flops - quadratic * pixels**2) / pixels
@@ -91,7 +134,7 @@ def _export_key(components: Components, name: str, opset: int) -> dict[str, Any]
         "svsr": svsr.__version__,
         "torch": torch.__version__,
         "onnx": onnx.__version__,
-        "trace_size": [TRACE_HEIGHT, TRACE_WIDTH],
+        "trace_size": list(trace_size(name)),
         "flops_method": FLOPS_METHOD,
         "file_format": FILE_FORMAT,
         # a graph's wrapper changes with the schema (denoise gained x0_history in schema 2): never reuse across it
@@ -99,17 +142,17 @@ def _export_key(components: Components, name: str, opset: int) -> dict[str, Any]
     }
 
 
-def _trace(module: torch.nn.Module, name: str, path: Path, opset: int) -> None:
-    spec = GRAPHS[name]
-    dynamic = {t.name: {i: d for i, d in enumerate(t.shape) if isinstance(d, str)} for t in spec.inputs + spec.outputs}
+def _trace(module: torch.nn.Module, name: str, path: Path, opset: int, stats: dict[str, int]) -> None:
+    specs = resolved_specs(GRAPHS[name].inputs + GRAPHS[name].outputs, stats)
+    dynamic = {t.name: {i: d for i, d in enumerate(t.shape) if isinstance(d, str)} for t in specs}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about Python control flow on shapes are expected
         torch.onnx.export(
             module,
-            sample_inputs(name, TRACE_HEIGHT, TRACE_WIDTH),
+            sample_inputs(name, *trace_size(name), stats=stats),
             str(path),
-            input_names=[t.name for t in spec.inputs],
-            output_names=[t.name for t in spec.outputs],
+            input_names=[t.name for t in GRAPHS[name].inputs],
+            output_names=[t.name for t in GRAPHS[name].outputs],
             dynamic_axes=dynamic,
             opset_version=opset,
             dynamo=False,
@@ -117,14 +160,15 @@ def _trace(module: torch.nn.Module, name: str, path: Path, opset: int) -> None:
         )
 
 
-def declare_io_shapes(model: onnx.ModelProto, name: str) -> None:
-    """Write the graph's I/O shapes exactly as svsr/contract/graphs.py declares them.
+def declare_io_shapes(model: onnx.ModelProto, name: str, stats: dict[str, int]) -> None:
+    """Write the graph's I/O shapes exactly as svsr/contract/graphs.py declares them, the statistics
+    dims as this checkpoint's lengths.
 
     The tracer names some fixed dims symbolically (flow's 2 channels came out as 'Mulflow_dim_1');
     TensorRT profiles and C++ hosts read these declarations, so they must match the contract.
     """
     spec = GRAPHS[name]
-    for value, tensor in zip(list(model.graph.input) + list(model.graph.output), spec.inputs + spec.outputs):
+    for value, tensor in zip(list(model.graph.input) + list(model.graph.output), resolved_specs(spec.inputs + spec.outputs, stats)):
         if value.name != tensor.name:
             raise RuntimeError(f"{name} graph I/O {value.name} does not match the spec's {tensor.name}")
         dims = value.type.tensor_type.shape.dim
@@ -137,10 +181,10 @@ def declare_io_shapes(model: onnx.ModelProto, name: str) -> None:
                 dim.dim_value = d
 
 
-def _finalise_file(traced: Path, final: Path, name: str) -> str | None:
+def _finalise_file(traced: Path, final: Path, name: str, stats: dict[str, int]) -> str | None:
     """Declare the I/O shapes and save to ``final``; graphs over the protobuf limit get one external data file."""
     model = onnx.load(str(traced), load_external_data=True)
-    declare_io_shapes(model, name)
+    declare_io_shapes(model, name, stats)
     return save_model(model, final)
 
 
@@ -148,28 +192,34 @@ def tensor_entries(specs) -> list[dict[str, Any]]:
     return [{"name": t.name, "dtype": t.dtype, "shape": list(t.shape)} for t in specs]
 
 
-def export_graph(components: Components, name: str, out_dir: Path, opset: int) -> tuple[dict[str, Any], GraphResult]:
-    """Trace one graph into ``out_dir/<name>.onnx``, check it, count its FLOPs; return its manifest entry."""
+def export_graph(components: Components, name: str, out_dir: Path, opset: int,
+                 stats: dict[str, int] | None = None) -> tuple[dict[str, Any], GraphResult]:  # fmt: skip
+    """Trace one graph into ``out_dir/<name>.onnx``, check it, count its FLOPs; return its manifest entry.
+
+    ``stats``: the checkpoint's statistics lengths (:func:`norm_stats_sizes`, measured when not given).
+    """
     start = time.perf_counter()
+    stats = stats if stats is not None else norm_stats_sizes(components)
     module = build_wrapper(name, components)
     final = out_dir / f"{name}.onnx"
     with tempfile.TemporaryDirectory(prefix=f".{name}.partial-", dir=out_dir) as tmp:
         traced = Path(tmp) / f"{name}.onnx"
-        _trace(module, name, traced, opset)
-        external = _finalise_file(traced, final, name)
+        _trace(module, name, traced, opset, stats)
+        external = _finalise_file(traced, final, name, stats)
     onnx.checker.check_model(str(final), full_check=True)
-    flops = count_flops(module, sample_inputs(name, TRACE_HEIGHT, TRACE_WIDTH))
-    flops_2x = count_flops(module, sample_inputs(name, 2 * TRACE_HEIGHT, 2 * TRACE_WIDTH))
+    height, width = trace_size(name)
+    flops = count_flops(module, sample_inputs(name, height, width, stats=stats))
+    flops_2x = count_flops(module, sample_inputs(name, 2 * height, 2 * width, stats=stats))
     seconds = time.perf_counter() - start
     size = final.stat().st_size + ((out_dir / external).stat().st_size if external else 0)
     entry = {
         "file": final.name,
         "sha256": sha256_file(final),
         "external_data": external,
-        "inputs": tensor_entries(GRAPHS[name].inputs),
-        "outputs": tensor_entries(GRAPHS[name].outputs),
+        "inputs": tensor_entries(resolved_specs(GRAPHS[name].inputs, stats)),
+        "outputs": tensor_entries(resolved_specs(GRAPHS[name].outputs, stats)),
         "summary": GRAPHS[name].summary,
-        "flops": {"per_call": flops, "lr_height": TRACE_HEIGHT, "lr_width": TRACE_WIDTH, **flops_model(flops, flops_2x)},
+        "flops": {"per_call": flops, "lr_height": height, "lr_width": width, **flops_model(flops, flops_2x, height * width)},
         "export_key": _export_key(components, name, opset),
         "export_seconds": round(seconds, 2),
         "size_bytes": size,
@@ -218,13 +268,14 @@ def export_all(
         except (json.JSONDecodeError, AttributeError):
             old_graphs = {}
     graphs: dict[str, Any] = {}
+    stats = norm_stats_sizes(components)
     for name in GRAPH_NAMES:
         key = _export_key(components, name, opset)
         if _reusable(old_graphs.get(name), out_dir, key):
             graphs[name] = old_graphs[name]
             report(f"  {name:{NAME_WIDTH}s} reused   {graphs[name]['size_bytes'] / 1e6:9.1f} MB  (unchanged checkpoint and exporter)")
             continue
-        entry, result = export_graph(components, name, out_dir, opset)
+        entry, result = export_graph(components, name, out_dir, opset, stats)
         graphs[name] = entry
         report(f"  {name:{NAME_WIDTH}s} exported {result.size_bytes / 1e6:9.1f} MB  in {result.seconds:6.1f} s")
     manifest = {
@@ -244,6 +295,7 @@ def export_all(
         "scheduler": scheduler_entry(components),
         "vae_scaling_factor": components.scaling_factor,
         "latent_channels": int(components.unet.config.in_channels) - 3,
+        "norm_stats": {name: {"size": stats[name], "stride": NORM_STATS_STRIDE[name]} for name in STATS_GRAPHS},
         "sizes": {
             "min_side": MIN_SIDE,
             "pad_multiple": PAD_MULTIPLE,

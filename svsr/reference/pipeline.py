@@ -17,18 +17,22 @@ from svsr.contract.frames import pad_frame, validate_clip
 from svsr.contract.noise import NoiseSource
 from svsr.device.noise import TorchNoise
 from svsr.reference.checkpoint import Components, load_components
-from svsr.reference.flow import clip_flows, upscale_bicubic
+from svsr.reference.flow import check_flow_scale, clip_flows
 from svsr.reference.warp import warp
 from svsr.contract.scheduler import DEFAULT_SCHEDULER, Step, scheduler_problem, step_coefficients
 from svsr.reference.schedulers import FrameSchedules
 from svsr.contract.sweeps import FrameCall, frame_calls
 from svsr.contract.sizes import PaddingPlan
+from svsr.contract.graphs import DEFAULT_FLOW_SCALE, flow_graph
 
 LATENT_CHANNELS = 4
 
 # observer(graph, inputs, call): the inputs the exported graph `graph` would receive at this point of
 # the run (float32 numpy arrays named as in svsr/contract/graphs.py); call is the FrameCall for
-# guide_decode/warp/denoise, None for flow/decode. Calibration of the typed graphs records through it.
+# guide_decode/warp/denoise/denoise_stats and the decode_stats call before guide_decode, None for the
+# flow graph of the run's scale, decode and the decode_stats call before it. The run is untiled, so the
+# networks get shared_norm 0 and zero norm_stats; the stats graphs are reported with the whole frame's
+# inputs they would get in a tiled run. Calibration of the typed graphs records through it.
 GraphObserver = Callable[[str, Mapping[str, np.ndarray], "FrameCall | None"], None]
 
 
@@ -51,16 +55,39 @@ class StableVSRReference:
 
     def __init__(self, components: Components) -> None:
         self.components = components
+        self._stats_sizes: dict[str, int] | None = None
 
     @classmethod
     def from_pretrained(cls, weights: str | Path, prompt: str = "") -> "StableVSRReference":
         return cls(load_components(weights, prompt=prompt))
 
     # -- the building blocks, one network call each ------------------------------------------
-    def flows(self, lr: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Forward and backward flow lists of a clip of LR frames (N, 3, h, w) in [-1, 1]."""
+    def flows(self, lr: torch.Tensor, flow_scale: int = DEFAULT_FLOW_SCALE) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Forward and backward flow lists (each N-1 tensors (1, 2, 4h, 4w)) of a clip of LR frames
+        (N, 3, h, w) in [-1, 1], RAFT seeing them at ``flow_scale`` (4: bicubic x4, the original; 2; 1)."""
+        check_flow_scale(flow_scale, int(lr.shape[2]), int(lr.shape[3]))
         c = self.components
-        return clip_flows(c.flow_model, upscale_bicubic(lr), c.num_flow_updates)
+        return clip_flows(c.flow_model, lr, c.num_flow_updates, flow_scale)
+
+    def norm_stats_sizes(self) -> dict[str, int]:
+        """Lengths of the GroupNorm statistics vectors of the exported graphs: 2 x the groups of every
+        GroupNorm the TCM + UNet (``denoise_stats``) and the VAE decoder (``decode_stats``) hold.
+
+        Every one of them runs once per call of its network; the exporter checks that against the
+        calls it records, so these zeros of the untiled run have the graphs' input size.
+        """
+        if self._stats_sizes is None:
+            c = self.components
+
+            def groups(*networks: torch.nn.Module) -> int:
+                return 2 * sum(m.num_groups for n in networks for m in n.modules() if isinstance(m, torch.nn.GroupNorm))
+
+            self._stats_sizes = {"denoise_stats": groups(c.controlnet, c.unet), "decode_stats": groups(c.vae.decoder)}
+        return self._stats_sizes
+
+    def _untiled_norms(self, graph: str) -> dict[str, np.ndarray]:
+        """The norm_stats / shared_norm inputs of an untiled call: the graph's own statistics (shared_norm 0)."""
+        return {"norm_stats": np.zeros((1, self.norm_stats_sizes()[graph]), np.float32), "shared_norm": np.zeros((1,), np.float32)}
 
     def decode_latent(self, latent: torch.Tensor) -> torch.Tensor:
         """VAE decode of a latent (no clamping): ``vae.decode(latent / scaling_factor)``."""
@@ -137,20 +164,24 @@ class StableVSRReference:
             raise RuntimeError(f"svsr.contract.scheduler {scheduler} timesteps differ from diffusers' for this scheduler config")
         return steps
 
-    @staticmethod
-    def _observe_denoise(observer: GraphObserver, call: FrameCall, z: torch.Tensor, lr: torch.Tensor,
+    def _observe_denoise(self, observer: GraphObserver, call: FrameCall, z: torch.Tensor, lr: torch.Tensor,
                          guidance: torch.Tensor | None, step: Step, noise: torch.Tensor | None, x0_history: torch.Tensor) -> None:
-        """The denoise graph's inputs: without the TCM its guidance input is zeros and tcm_scale 0."""
+        """The denoise_stats and denoise graphs' inputs: without the TCM the guidance input is zeros and tcm_scale 0."""
         h, w = z.shape[2], z.shape[3]
-        observer("denoise", {
+        network = {
             "z": _np(z),
             "lr": _np(lr),
             "guidance": _np(guidance) if guidance is not None else np.zeros((1, 3, 4 * h, 4 * w), np.float32),
             "tcm_scale": np.array([1.0 if guidance is not None else 0.0], np.float32),
             "timestep": np.array([step.timestep], np.float32),
+        }
+        observer("denoise_stats", dict(network), call)
+        observer("denoise", {
+            **network,
             "step_coeffs": step.coeffs.astype(np.float32),
             "noise": _np(noise) if noise is not None else np.zeros(tuple(z.shape), np.float32),
             "x0_history": _np(x0_history),
+            **self._untiled_norms("denoise_stats"),
         }, call)
 
     # -- the whole clip -----------------------------------------------------------------------
@@ -166,6 +197,7 @@ class StableVSRReference:
         observer: GraphObserver | None = None,
         scheduler: str = DEFAULT_SCHEDULER,
         eta: float = 0.0,
+        flow_scale: int = DEFAULT_FLOW_SCALE,
     ) -> list[np.ndarray]:
         """Upscale a clip 4x. Returns 4Hx4Wx3 float32 frames in [0, 1].
 
@@ -175,6 +207,8 @@ class StableVSRReference:
         ``observer`` is told each exported graph's inputs as the run reaches them (see GraphObserver).
         ``scheduler`` (ddpm, ddim, dpmpp-2m) and ``eta`` (ddim's noise weight) pick the schedule
         (svsr/reference/schedulers.py: diffusers' classes, one DPM-Solver++ history per frame).
+        ``flow_scale`` is the scale RAFT sees the LR frames at (4: bicubic x4, the original; 2: bicubic
+        x2; 1: as they are), the flow brought to the 4x grid (svsr/reference/flow.py).
         """
         if num_inference_steps < 1:
             raise InputError(f"num_inference_steps is {num_inference_steps}; use at least 1.")
@@ -182,6 +216,8 @@ class StableVSRReference:
         if problem:
             raise InputError(problem)
         plan = validate_clip(frames)
+        needs_flow = len(frames) > 1  # a one-frame clip runs no flow, so no frame size is too small for a scale
+        check_flow_scale(flow_scale, *((plan.padded_height, plan.padded_width) if needs_flow else ()))
         noise = noise if noise is not None else TorchNoise(seed)
         c = self.components
         num_frames = len(frames)
@@ -189,9 +225,9 @@ class StableVSRReference:
         lr = frames_to_tensor(frames, plan)
         if observer is not None:
             for i in range(1, num_frames):  # the flow graph's calls: frame i -> i-1, then i-1 -> i
-                observer("flow", {"frame": _np(lr[i : i + 1]), "previous": _np(lr[i - 1 : i])}, None)
-                observer("flow", {"frame": _np(lr[i - 1 : i]), "previous": _np(lr[i : i + 1])}, None)
-        fwd, bwd = self.flows(lr)
+                observer(flow_graph(flow_scale), {"frame": _np(lr[i : i + 1]), "previous": _np(lr[i - 1 : i])}, None)
+                observer(flow_graph(flow_scale), {"frame": _np(lr[i - 1 : i]), "previous": _np(lr[i : i + 1])}, None)
+        fwd, bwd = self.flows(lr, flow_scale) if needs_flow else ([], [])
         flow_lists = {"fwd": fwd, "bwd": bwd}
         schedules = FrameSchedules(c.scheduler, scheduler, num_frames, num_inference_steps, self.ddpm_step, eta)
         timesteps = schedules.timesteps
@@ -212,7 +248,8 @@ class StableVSRReference:
                 if call.uses_tcm:
                     flow = flow_lists[call.direction][call.flow_index]
                     if observer is not None:
-                        observer("guide_decode", {"x0": _np(x0_prev)}, call)
+                        observer("decode_stats", {"latent": _np(x0_prev)}, call)
+                        observer("guide_decode", {"x0": _np(x0_prev), **self._untiled_norms("decode_stats")}, call)
                     decoded = self.decode_latent(x0_prev)
                     if observer is not None:
                         observer("warp", {"image": _np(decoded), "flow": _np(flow)}, call)
@@ -232,7 +269,8 @@ class StableVSRReference:
         results = []
         for k in range(num_frames):
             if observer is not None:
-                observer("decode", {"z": _np(z[k])}, None)
+                observer("decode_stats", {"latent": _np(z[k])}, None)
+                observer("decode", {"z": _np(z[k]), **self._untiled_norms("decode_stats")}, None)
             rgb = self.decode_output(z[k])[0, :, :out_h, :out_w]
             results.append(rgb.permute(1, 2, 0).numpy().astype(np.float32))
         return results

@@ -19,8 +19,8 @@ from typing import Any, Callable
 import numpy as np
 
 from svsr.contract.engine_records import BuildEnvironment, cache_key, make_record, plan_filename
-from svsr.contract.graphs import GRAPH_NAMES, GRAPHS, concrete_shape
-from svsr.contract.manifest import sha256_file, validate_manifest
+from svsr.contract.graphs import GRAPH_NAMES, GRAPHS, STATS_DIMS, concrete_shape
+from svsr.contract.manifest import SCHEMA_VERSION, sha256_file, validate_manifest
 from svsr.contract.precision import Precision
 from svsr.contract.profiles import Profile
 from svsr.device.cuda import CudaError
@@ -29,8 +29,12 @@ from svsr.runtime.sampling.memory_plan import GIB, aligned
 
 H100 = BuildEnvironment("11.4.0.106", "NVIDIA H100 80GB HBM3", "9.0")
 # the double's scratch need: this + NEED_PER_PIXEL * h * w (h, w: the LR frame or tile the call implies)
-SCRATCH = {"flow": 3000, "denoise": 5000, "guide_decode": 4000, "warp": 200, "decode": 1000, "blend": 0}
-NEED_PER_PIXEL = {"flow": 2, "denoise": 1, "guide_decode": 3, "warp": 1, "decode": 1, "blend": 0}
+SCRATCH = {"flow": 3000, "flow_x2": 2000, "flow_x1": 1500, "denoise": 5000, "denoise_stats": 2500, "guide_decode": 4000,
+           "decode_stats": 600, "warp": 200, "decode": 1000, "blend": 0}  # fmt: skip
+NEED_PER_PIXEL = {"flow": 2, "flow_x2": 1, "flow_x1": 1, "denoise": 1, "denoise_stats": 1, "guide_decode": 3, "decode_stats": 1, "warp": 1,
+                  "decode": 1, "blend": 0}  # fmt: skip
+# the synthetic checkpoint's GroupNorm statistics lengths: the double's "networks" have two groups (means, then variances)
+STATS_SIZES = {"denoise_stats": 4, "decode_stats": 2}
 PROFILE_MAX_SCRATCH = 1 << 30  # what a context would need at the largest size of a dynamic profile (never asked for)
 
 
@@ -46,15 +50,16 @@ def synthetic_manifest(build_dir: Path | None = None) -> dict[str, Any]:
             (build_dir / file).write_bytes(f"onnx {name}".encode())
             sha = sha256_file(build_dir / file)
         spec = GRAPHS[name]
+        shape = lambda t: [STATS_SIZES[d] if d in STATS_DIMS else d for d in t.shape]  # noqa: E731 - lengths as integers, as exports write them
         graphs[name] = {
             "file": file,
             "sha256": sha,
-            "inputs": [{"name": t.name, "dtype": t.dtype, "shape": list(t.shape)} for t in spec.inputs],
-            "outputs": [{"name": t.name, "dtype": t.dtype, "shape": list(t.shape)} for t in spec.outputs],
+            "inputs": [{"name": t.name, "dtype": t.dtype, "shape": shape(t)} for t in spec.inputs],
+            "outputs": [{"name": t.name, "dtype": t.dtype, "shape": shape(t)} for t in spec.outputs],
             "flops": {"per_call": 1, "lr_height": 32, "lr_width": 32},
         }
     manifest = {
-        "schema_version": 2,
+        "schema_version": SCHEMA_VERSION,
         "checkpoint": {"fingerprint": "f" * 16, "source": "/ckpt/tiny", "preset": None},
         "exporter": {"opset": 17, "method": "test"},
         "graphs": graphs,
@@ -65,6 +70,7 @@ def synthetic_manifest(build_dir: Path | None = None) -> dict[str, Any]:
         "vae_scaling_factor": 0.18215,
         "latent_channels": 4,
         "sizes": {"min_side": 32, "pad_multiple": 4, "scale": 4},
+        "norm_stats": {"denoise_stats": {"size": STATS_SIZES["denoise_stats"], "stride": 2}, "decode_stats": {"size": STATS_SIZES["decode_stats"], "stride": 2}},
         "engines": {},
     }
     return validate_manifest(manifest)
@@ -79,27 +85,70 @@ def k_flow(frame, previous):
     return {"flow": _up4((frame - previous)[:, :2])}
 
 
-# Every kernel is pointwise in the LR grid (a 4x pixel depends on its own LR pixel only), so tiles that
-# are blended with weights summing to one reproduce the whole frame up to rounding.
-def k_guide_decode(x0):
-    return {"image": _up4(x0[:, :3]) * np.float32(1.5)}
+def k_flow_x2(frame, previous):  # another scale, another flow: a run shows which flow graph it used
+    return {"flow": _up4((frame - previous)[:, :2]) * np.float32(0.75)}
+
+
+def k_flow_x1(frame, previous):
+    return {"flow": _up4((frame - previous)[:, 1:]) * np.float32(0.5)}
+
+
+def _pool(x: np.ndarray, k: int) -> np.ndarray:
+    """The test double's whole-frame statistic: means over k x k cells (the real graphs subsample every k-th pixel; a mean is
+    unchanged by the cells where k divides the sides, which keeps the double's tiled == untiled exact)."""
+    n, c, h, w = x.shape
+    return x.reshape(n, c, h // k, k, w // k, k).mean(axis=(3, 5), dtype=np.float64).astype(np.float32)
+
+
+def _mixed(own: np.ndarray, norm_stats: np.ndarray, shared_norm: np.ndarray) -> np.ndarray:
+    """The contract's GroupNorm rule: own + shared_norm * (given - own), per statistic."""
+    return own + shared_norm[0] * (norm_stats[0] - own)
+
+
+def _unet_stats(z, lr, guidance, tcm_scale):
+    """The double's "UNet" statistics: two groups' means (z; lr and the guidance) and variances (of z, of lr)."""
+    g = _pool(guidance, 4).mean(dtype=np.float64)
+    means = [z.mean(dtype=np.float64), lr.mean(dtype=np.float64) + float(tcm_scale[0]) * g]
+    return np.array(means + [z.var(dtype=np.float64), lr.var(dtype=np.float64)], np.float32)
+
+
+# Every kernel is pointwise in the LR grid (a 4x pixel depends on its own LR pixel only) but for the
+# GroupNorm-like means (of the whole input, or of the statistics given with shared_norm 1), so tiles
+# that are blended with weights summing to one and fed the whole frame's statistics reproduce the
+# whole frame up to rounding, and tiles on their own statistics do not.
+def k_guide_decode(x0, norm_stats, shared_norm):
+    m = _mixed(np.array([x0[:, :3].mean(dtype=np.float64), 1.0], np.float32), norm_stats, shared_norm)
+    return {"image": _up4(x0[:, :3] - np.float32(0.5) * m[0]) * np.float32(1.5)}
+
+
+def k_decode_stats(latent):
+    pooled = _pool(latent, 4)
+    return {"norm_stats": np.array([[pooled[:, :3].mean(dtype=np.float64), 1.0]], np.float32)}
 
 
 def k_warp(image, flow):
     return {"guidance": image + np.float32(0.5) * flow.mean(axis=1, keepdims=True)}
 
 
-def k_denoise(z, lr, guidance, tcm_scale, timestep, step_coeffs, noise, x0_history):
+def k_denoise(z, lr, guidance, tcm_scale, timestep, step_coeffs, noise, x0_history, norm_stats, shared_norm):
     c = step_coeffs
     g = guidance[:, :, ::4, ::4].mean(axis=1, keepdims=True)
-    out = z * np.float32(0.5) + np.float32(0.1) * lr.mean(axis=1, keepdims=True) + tcm_scale[0] * np.float32(0.2) * g + timestep[0] * np.float32(1e-3)
+    m = _mixed(_unet_stats(z, lr, guidance, tcm_scale), norm_stats, shared_norm)
+    out = (z * np.float32(0.5) + np.float32(0.1) * lr.mean(axis=1, keepdims=True) + tcm_scale[0] * np.float32(0.2) * g
+           + timestep[0] * np.float32(1e-3) + np.float32(0.3) * (z - m[0]) + np.float32(0.05) * m[1])  # fmt: skip
     x0 = np.clip(c[0] * z + c[1] * out, -c[5], c[5])
     z_prev = c[2] * x0 + c[3] * z + c[4] * noise + c[6] * out + c[7] * x0_history
     return {"z_prev": z_prev.astype(np.float32), "x0": x0.astype(np.float32)}
 
 
-def k_decode(z):
-    return {"rgb": np.clip(_up4(z[:, :3]) * np.float32(0.5) + np.float32(0.5), 0, 1)}
+def k_denoise_stats(z, lr, guidance, tcm_scale, timestep):
+    # the double's cell means at the real graph's stride 2: means of sides that are multiples of 4 stay exact
+    return {"norm_stats": _unet_stats(_pool(z, 2), _pool(lr, 2), _pool(guidance, 2), tcm_scale)[None]}
+
+
+def k_decode(z, norm_stats, shared_norm):
+    m = _mixed(np.array([z[:, :3].mean(dtype=np.float64), 1.0], np.float32), norm_stats, shared_norm)
+    return {"rgb": np.clip(_up4(z[:, :3] - np.float32(0.5) * m[0]) * np.float32(0.5) + np.float32(0.5), 0, 1)}
 
 
 def k_blend(acc, tile, weight):
@@ -107,7 +156,8 @@ def k_blend(acc, tile, weight):
 
 
 KERNELS: dict[str, Callable[..., dict[str, np.ndarray]]] = {
-    "flow": k_flow, "denoise": k_denoise, "guide_decode": k_guide_decode, "warp": k_warp, "decode": k_decode, "blend": k_blend,
+    "flow": k_flow, "flow_x2": k_flow_x2, "flow_x1": k_flow_x1, "denoise": k_denoise, "denoise_stats": k_denoise_stats,
+    "guide_decode": k_guide_decode, "decode_stats": k_decode_stats, "warp": k_warp, "decode": k_decode, "blend": k_blend,
 }  # fmt: skip
 
 
@@ -344,7 +394,7 @@ class ContextTestDouble:
     def _concrete(self, spec) -> tuple[int, ...]:
         b, h, w = self._lr()
         channels = self._shapes["acc"][1] if self._graph == "blend" else 4
-        return concrete_shape(spec, b, h, w, channels=channels)
+        return concrete_shape(spec, b, h, w, channels=channels, stats=STATS_SIZES)
 
     def set_input_shape(self, name, shape):
         self.log.append("set_input_shape")
@@ -575,11 +625,14 @@ class CudaTestDouble:
 PLANS = {g: f"plan {g}".encode() for g in GRAPH_NAMES}
 
 
-def write_engines(build: Path, manifest: dict, env: BuildEnvironment = H100, precision: str = "fp32") -> dict:
-    profile = Profile.static(36, 44)
+def write_engines(build: Path, manifest: dict, env: BuildEnvironment = H100, precision: str = "fp32", profile: Profile | None = None) -> dict:
+    """Plan files and build records of every graph for ``profile`` (default 44x36 static), the flow scales it is too small for skipped."""
+    profile = profile or Profile.static(36, 44)
     (build / "engines").mkdir(exist_ok=True)
     chosen = Precision.parse(precision)
     for g in GRAPH_NAMES:
+        if profile.skip_reason(g):  # flow_x2 / flow_x1: frames of 44x36 are too small for RAFT at x2 / x1, as svsr-export skips them
+            continue
         entry = manifest["graphs"][g]
         key = cache_key(entry["sha256"], env, profile)
         graph_precision = chosen.of(g)  # warp and blend are always fp32 plans, as a real build makes them
@@ -588,7 +641,7 @@ def write_engines(build: Path, manifest: dict, env: BuildEnvironment = H100, pre
         manifest["engines"][f"{g}.{graph_precision}"] = make_record(
             graph=g, precision=graph_precision, plan_file=rel, plan_sha256=sha256_file(build / rel), plan_size=(build / rel).stat().st_size,
             onnx_file=entry["file"], onnx_sha256=entry["sha256"], onnx_source_sha256=entry["sha256"], env=env, profile=profile,
-            key=key, device_memory_bytes=SCRATCH[g],
+            key=key, device_memory_bytes=SCRATCH[g], stats=STATS_SIZES,
         )
     return validate_manifest(manifest)
 

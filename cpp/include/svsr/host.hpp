@@ -146,6 +146,20 @@ TileLayout plan_tiles(int frame_height, int frame_width, int tile_height, int ti
 void check_tile(int tile_height, int tile_width, int overlap);
 
 // ---------------------------------------------------------------------------------------------
+// flow scale (svsr/contract/sizes.py, graphs.py): RAFT on the bicubic x4 frames (the original), on x2
+// frames or on the LR frames themselves, the flow upsampled (bilinear) and scaled to the 4x grid
+constexpr int kFlowScales[3] = {4, 2, 1};
+constexpr int kDefaultFlowScale = 4;
+constexpr int kRaftMinSide = 128;  // RAFT's 4-level correlation pyramid needs >= 16 px feature maps (1/8 of its input)
+// The flow graph that runs RAFT at `scale`: flow (4), flow_x2, flow_x1; Error(invalid_argument) for another scale.
+const char* flow_graph(int scale);
+// The smallest padded LR side RAFT accepts at `scale` (32 at x4, 64 at x2, 128 at x1).
+int flow_scale_min_side(int scale);
+// sizes.flow_scale_problem: one sentence when padded LR frames of height x width are too small for RAFT
+// at `scale`, naming the largest scale that fits; "" when they fit.
+std::string flow_scale_problem(int scale, int height, int width, const std::string& option = "--flow-scale");
+
+// ---------------------------------------------------------------------------------------------
 // philox noise (svsr/contract/noise.py, docs/noise.md)
 using PhiloxCounter = std::array<uint32_t, 4>;
 PhiloxCounter philox4x32_10(PhiloxCounter counter, uint32_t key0, uint32_t key1);
@@ -175,7 +189,7 @@ uint8_t to_uint8(float x);
 // manifest (svsr/contract/manifest.py)
 struct Dim {
     int64_t value = -1;  // fixed size, or -1 for a symbolic dim
-    std::string symbol;  // batch, height, width, height4, width4, channels
+    std::string symbol;  // batch, height, width, height4, width4, channels (denoise_stats / decode_stats resolve to integers)
 };
 
 struct TensorDesc {
@@ -195,15 +209,24 @@ struct EngineRecord {
     std::string tensorrt_version, gpu_name, compute_capability;
     int64_t device_memory_bytes = 0;
     std::string profile_summary;  // e.g. "LR 32x32 .. 640x360" (WxH)
-    std::string profile_args;     // the svsr-export options of that profile: "--resolution WxH" or "--min .. --opt .. --max .."
+    std::string profile_args;     // the svsr-export options of that profile: "--resolution WxH" or "--min .. --opt .. --max .." (+ " --tile HxW")
+    std::string profile_frame_args;  // the same without the tile
     bool version_compatible = false;  // built with kVERSION_COMPATIBLE (svsr-export --lean)
     bool lean = false;                // ... and kEXCLUDE_LEAN_RUNTIME: no lean runtime inside the plan
+    int tile_height = 0, tile_width = 0;  // svsr-export --tile HxW: the tiled graphs' static tile (LR pixels); 0: none
+};
+
+// One stats graph's block of manifest["norm_stats"]: the length of its GroupNorm statistics vector
+// (per GroupNorm in call order, G means then G variances) and the stride it subsamples the whole frame by.
+struct NormStats {
+    int64_t size = 0;
+    int stride = 1;
 };
 
 struct Manifest {
     std::string build_dir;
     std::string path;  // build_dir/manifest.json
-    int schema_version = 2;
+    int schema_version = 3;
     std::string checkpoint_source;
     std::map<std::string, GraphEntry> graphs;
     SchedulerConfig scheduler;
@@ -211,6 +234,7 @@ struct Manifest {
     float init_noise_sigma = 1.0f;
     int latent_channels = 4;
     int min_side = 32, pad_multiple = 4, scale = 4;
+    NormStats denoise_stats, decode_stats;  // manifest["norm_stats"]
     std::map<std::string, EngineRecord> engines;
 
     // the svsr-export command that rebuilds this folder's engines (for messages)
@@ -219,18 +243,42 @@ struct Manifest {
     const TensorDesc& tensor(const std::string& graph, const std::string& name) const;
 };
 
+// svsr-export --tile HxW (engine records' "tile"): the tile the engines of the tiled graphs (denoise,
+// guide_decode, decode) were built static at, for `precision` (auto: per graph the first of fp16, bf16,
+// fp32 with a record, as the TensorRT runner chooses); {0, 0} when they serve whole frames (no tile recorded).
+std::array<int, 2> engine_tile(const Manifest& manifest, const std::string& precision = "auto");
+// One sentence when engines built for a tile cannot run what is asked: tiles of another size, or whole
+// frames (tile 0 x 0) of a padded size other than the build's tile; "" when they can (or no tile is recorded).
+std::string engine_tile_problem(const Manifest& manifest, const std::string& precision, int tile_height, int tile_width, int padded_height,
+                                int padded_width);
+
 // A tensor's concrete shape for one LR size (padded) or tile: batch, height, width, height4 = 4h,
 // width4 = 4w, channels (the blend graph's: latent or pixel channels).
 std::vector<int64_t> resolve_shape(const TensorDesc& tensor, int batch, int height, int width, int channels = 4);
 int64_t element_count(const std::vector<int64_t>& shape);
 
 // 1: flow, denoise (6 step coefficients), guide, decode. 2: guide split into guide_decode + warp, blend
-// added, denoise with x0_history and 8 step coefficients (tiles, DDIM, DPM-Solver++).
-constexpr int kSchemaVersion = 2;
-constexpr int kNumGraphs = 6;
-extern const char* const kGraphNames[kNumGraphs];  // flow, denoise, guide_decode, warp, decode, blend
+// added, denoise with x0_history and 8 step coefficients (tiles, DDIM, DPM-Solver++). 3: flow_x2 / flow_x1
+// (flow scales), denoise_stats / decode_stats and the norm_stats + shared_norm inputs of denoise,
+// guide_decode and decode (GroupNorm statistics shared across tiles).
+constexpr int kSchemaVersion = 3;
+constexpr int kNumGraphs = 10;
+// flow, flow_x2, flow_x1, denoise, denoise_stats, guide_decode, decode_stats, warp, decode, blend
+extern const char* const kGraphNames[kNumGraphs];
 // graphs that always run in float32 (pixel coordinates, tile sums): their engines are fp32 only
 bool float32_only_graph(const std::string& graph);
+// graphs that run only when a frame is tiled (the whole frame's GroupNorm statistics for the tiled graphs)
+bool stats_graph(const std::string& graph);
+// the three flow graphs (one per flow scale)
+bool flow_graph_name(const std::string& graph);
+// The numeric bounds of svsr/contract/manifest.py: a manifest comes from elsewhere, so a count of 10^12 or
+// a NaN is one sentence naming the field, not a huge allocation or a silent NaN video later.
+constexpr int64_t kMaxSide = 16384;             // LR pixels per side
+constexpr int64_t kMaxDim = int64_t(1) << 20;   // any fixed tensor dimension
+constexpr int64_t kMaxBytes = int64_t(1) << 50; // file sizes, device memory
+constexpr double kMaxFlops = 1e21;              // per call at the trace size
+constexpr int64_t kMaxTrainTimesteps = 100000;
+constexpr size_t kMaxFileName = 4096;
 
 // Loads and validates build_dir/manifest.json (Error(manifest) / Error(unsupported) with a sentence).
 Manifest load_manifest(const std::string& build_dir);
@@ -269,6 +317,12 @@ public:
                              int64_t target_x, int64_t rows, int64_t cols);
     // Tiles only: fills the buffer with zeros (a whole-frame sum before its tiles are added).
     virtual void zero(BufferHandle buffer);
+    // One sentence when this runner cannot run tiles of tile_height x tile_width (0 x 0: whole frames) on
+    // padded frames of padded_height x padded_width, e.g. engines built static at another tile
+    // (engine_tile_problem); "" when it can (the default: graphs over any shape).
+    virtual std::string tile_problem(int tile_height, int tile_width, int padded_height, int padded_width) const;
+    // One sentence when this runner cannot run `graph` (e.g. no engine was built for it); "" when it can.
+    virtual std::string graph_problem(const std::string& graph) const;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -291,7 +345,8 @@ uint64_t parse_memory_size(const std::string& text, const std::string& option = 
 //   host clip store: lr, latest z, forward/backward flows of every frame, and for dpmpp-2m two x0
 //   history planes by step parity (RAM up to a budget, then files);
 //   runner: two slot sets {z_in, lr, lr_prev, flow, noise, guidance, z_out, x0, x0_history, rgb} +
-//   shared {image, zero_guidance, zero_latent, tcm_on, tcm_off, timestep, step_coeffs}, allocated
+//   shared {image, zero_guidance, zero_latent, tcm_on, tcm_off, timestep, step_coeffs, shared_norm,
+//   denoise_norm, decode_norm} (+ tile buffers when tiled), allocated
 //   once per frame size, so runner memory does not depend on the number of frames. Call c of a
 //   sweep uses set c % 2 (its guide_decode reads x0 from the other set), so a runner can upload
 //   call c+1 while call c computes.
@@ -326,6 +381,12 @@ public:
     // The schedule of every later clip (Error(invalid_argument) for an unknown one or eta outside [0, 1]).
     void set_schedule(Schedule schedule);
     const Schedule& schedule() const { return schedule_; }
+
+    // RAFT's input scale of every later clip: 4 (the original's bicubic x4, the default), 2 or 1 (graphs
+    // flow_x2 / flow_x1: less memory, coarser flow); Error(invalid_argument) for another. Clips whose
+    // padded frames are too small for it are refused with sizes.flow_scale_problem's sentence.
+    void set_flow_scale(int scale);
+    int flow_scale() const { return flow_scale_; }
 
     // frames: n x h x w x 3 uint8; out_f32 or out_u8 (one may be null): n x 4h x 4w x 3.
     void upscale(const uint8_t* frames, int n, int h, int w, int steps, uint64_t seed, float* out_f32, uint8_t* out_u8);
@@ -364,7 +425,12 @@ private:
     ProgressFn progress_;
     SlotSet sets_[2];
     BufferHandle image_ = 0, zero_guidance_ = 0, zero_latent_ = 0, tcm_on_ = 0, tcm_off_ = 0, timestep_ = 0, coeffs_ = 0;
+    // GroupNorm statistics (frame_step.py DeviceSlots): shared_norm 0 untiled (every GroupNorm its own statistics;
+    // the statistics buffers hold zeros nothing writes), 1 tiled (the tiles take the whole frame's, which
+    // denoise_stats / decode_stats write into denoise_norm_ / decode_norm_ once per frame-step)
+    BufferHandle shared_norm_ = 0, denoise_norm_ = 0, decode_norm_ = 0;
     Schedule schedule_;
+    int flow_scale_ = kDefaultFlowScale;
     int tile_h_ = 0, tile_w_ = 0, tile_overlap_ = kDefaultOverlap;  // asked for (0: whole frames)
     TileLayout layout_;                                             // of the slots held now
     bool tiled_ = false;                                            // layout_ has more than one tile

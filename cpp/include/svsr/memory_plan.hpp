@@ -1,7 +1,7 @@
 // svsr/memory_plan.hpp: the device memory one frame size needs, by the rules of Python's memory plan
 // (svsr/runtime/sampling/memory_plan.py, untiled): the slot buffers Sampler.slots allocates (two slot
-// sets, the decoded guidance image, the shared constants, the decode double buffer), each rounded up
-// to the allocation granularity;
+// sets, the decoded guidance image, the shared constants, the decode double buffer, the GroupNorm
+// statistics buffers and shared_norm), each rounded up to the allocation granularity;
 // one TensorRT scratch area shared by every execution context; a reserve for the CUDA context, the
 // execution contexts and the CUDA graphs of the schedule (estimates, as Python's before measuring).
 // cpp/tests/golden/memory_plan.json (written by Python) pins every figure.
@@ -42,10 +42,12 @@ struct MemoryPlan {
 // Bytes of every slot buffer for padded LR frames of padded_height x padded_width, each aligned.
 uint64_t plan_slot_bytes(const Manifest& manifest, int padded_height, int padded_width);
 // The TensorRT scratch the engines of `precision` (auto: per graph the first of fp16, bf16, fp32
-// with a record) need: the largest device_memory_bytes of their records, aligned; false when a
-// graph has no record of that precision.
-bool plan_scratch_bytes(const Manifest& manifest, const std::string& precision, uint64_t* scratch_bytes);
-MemoryPlan plan_memory(const Manifest& manifest, int padded_height, int padded_width, const std::string& precision, bool cuda_graphs);
+// with a record) that whole frames run need (the flow graph of `flow_scale`, denoise, guide_decode,
+// warp, decode): the largest device_memory_bytes of their records, aligned; false when one of those
+// graphs has no record of that precision.
+bool plan_scratch_bytes(const Manifest& manifest, const std::string& precision, uint64_t* scratch_bytes, int flow_scale = 4);
+MemoryPlan plan_memory(const Manifest& manifest, int padded_height, int padded_width, const std::string& precision, bool cuda_graphs,
+                       int flow_scale = 4);
 
 // "0.59 GiB of device memory at 640x360 (slot buffers 0.30 GiB, TensorRT scratch 0.01 GiB, reserve 0.29 GiB)"
 std::string describe_plan(const MemoryPlan& plan, int width, int height);

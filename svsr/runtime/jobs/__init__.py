@@ -31,6 +31,7 @@ from svsr.runtime.jobs.runner import (
     run_input,
     run_shot,
     run_video_jobs,
+    whole_clip_flow_scale,
 )
 from svsr.runtime.jobs.shots import DEFAULT_THRESHOLD, CutDetector, Shot, shots_from_cuts
 from svsr.runtime.jobs.tiling import TileChoice, choose_tiles
@@ -67,4 +68,5 @@ __all__ = [
     "run_video_jobs",
     "shots_from_cuts",
     "to_uint8",
+    "whole_clip_flow_scale",
 ]

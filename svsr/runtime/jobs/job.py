@@ -57,7 +57,7 @@ from svsr.runtime.jobs import lock
 from svsr.runtime.sampling import Sampler, to_model_input
 from svsr.runtime.jobs.selection import Selection, select_and_cut
 from svsr.runtime.jobs.shots import CutDetector, Shot, shots_from_cuts
-from svsr.runtime.jobs.tiling import TileChoice, choose_tiles, recorded_tile
+from svsr.runtime.jobs.tiling import FLOW_SCALE_OPTION, TileChoice, choose_tiles, recorded_flow_scale, recorded_tile
 from svsr.runtime.video import FrameReader, FrameWriter, VideoInfo, audio_problem, check_output, input_kind, output_kind, output_rule, probe
 
 Report = Callable[[str], None]
@@ -144,7 +144,7 @@ class _ThreadedWriter:
 
 
 NoiseFactory = Callable[[], NoiseSource]
-_ANNOUNCED: set[tuple[Path, str]] = set()  # (work folder, tile sentence) said already: once per input, not per shot
+_ANNOUNCED: set[tuple[Path, str]] = set()  # (work folder, tile or flow-scale sentence) said already: once per input, not per shot
 
 
 @dataclass(frozen=True)
@@ -304,16 +304,19 @@ class ShotJob:
         return self.sampler.store_layout(num_frames, padded, history=self.history)
 
     def tiles(self, layout: StoreLayout, checkpoint: Checkpoint | None) -> TileChoice:
-        """The tiles of this input's frames (an interrupted run's ``auto`` choice is kept); said once per input."""
+        """The tiles and flow scale of this input's frames (an interrupted run's ``auto`` choices are kept); said once per input."""
         o = self.options
         recorded = recorded_tile(checkpoint.options) if checkpoint is not None else None
+        recorded_flow = recorded_flow_scale(checkpoint.options) if checkpoint is not None else None
         budget = default_host_memory() if o.host_memory is None else o.host_memory
         store_bytes = min(budget, layout.bytes_of("lr") + layout.bytes_of("flows"))  # what the clip store keeps in RAM
         choice = choose_tiles(self.sampler, o.tile, o.tile_overlap, layout.height, layout.width, spell=o.spell, store_bytes=store_bytes,
-                              history=self.history, recorded=recorded)  # fmt: skip
-        if (self.plan.work, choice.sentence) not in _ANNOUNCED and o.tile != "off":
-            _ANNOUNCED.add((self.plan.work, choice.sentence))
-            self.report(f"svsr-run: {self.plan.input.name}: {choice.sentence}")
+                              history=self.history, recorded=recorded, flow_scale=o.flow_scale, recorded_flow=recorded_flow)  # fmt: skip
+        said = ([choice.sentence] if o.tile != "off" else []) + ([choice.flow_sentence] if choice.flow_sentence else [])
+        for sentence in said:
+            if (self.plan.work, sentence) not in _ANNOUNCED:
+                _ANNOUNCED.add((self.plan.work, sentence))
+                self.report(f"svsr-run: {self.plan.input.name}: {sentence}")
         return choice
 
     @property
@@ -338,6 +341,7 @@ class ShotJob:
             # named noise: its seed says it all; a NoiseSource object is known by its starting state's digest only
             options=options_of({"steps": o.num_inference_steps, "scheduler": o.scheduler, "eta": o.eta, "noise": self.noise.kind, "fps": o.fps,
                                 "tile": tiles.text, **({"tile overlap": tiles.layout.overlap} if tiles.tiled else {}),
+                                FLOW_SCALE_OPTION: tiles.flow_scale,
                                 **({"noise seed": o.seed} if isinstance(o.noise, str) else {"noise state": _digest(self.noise.state())})}),
             num_frames=self.shot.num_frames,
             height=height,
@@ -409,7 +413,7 @@ class ShotJob:
                 self.report(f"svsr-run: resuming from step {checkpoint.steps_done} of {len(steps)}{shot}")
             if store.spilled:
                 self.report(f"svsr-run: clip state beyond --host-memory goes to {self.work} ({', '.join(store.spilled)})")
-            slots = self.sampler.slots(layout.height, layout.width, tiles=tiles.slot_tiles)
+            slots = self.sampler.slots(layout.height, layout.width, tiles=tiles.slot_tiles, flow_scale=tiles.flow_scale)
             in_files = store.store_flows and store.fwd is not None and store.fwd.in_file and store.bwd.in_file
             if not (checkpoint is not None and checkpoint.flows_done and in_files):
                 self.sampler.compute_flows(store, slots, progress=lambda i, total: _crash_point(f"flows:{i}"))

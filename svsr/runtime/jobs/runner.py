@@ -4,7 +4,7 @@
 
 - a :class:`~svsr.runtime.sampling.Sampler` streams the shot through the clip store, with
   checkpoints after every timestep (:class:`~svsr.runtime.jobs.job.ShotJob`);
-- any other pipeline with ``upscale(frames, num_inference_steps, noise, progress, scheduler=, eta=)``
+- any other pipeline with ``upscale(frames, num_inference_steps, noise, progress, scheduler=, eta=, flow_scale=)``
   (the PyTorch reference) gets the shot as one clip in memory (:class:`WholeClipShot`); shots, work folder,
   restart and the finished segments of an interrupted run work as for a sampler, and the options it
   cannot honour are refused first (:meth:`VideoOptions.whole_clip_problem`).
@@ -23,7 +23,10 @@ from typing import Any, Callable, Protocol, Sequence
 import numpy as np
 
 from svsr.contract.errors import InputError, SvsrError
+from svsr.contract.graphs import DEFAULT_FLOW_SCALE
 from svsr.contract.noise import NoiseSource
+from svsr.contract.sizes import FLOW_SCALE_CHOICES, flow_scale_min_side, flow_scale_problem, padding_plan
+from svsr.contract.tiles import AUTO
 from svsr.contract.video_options import VideoOptions
 from svsr.device.noise import make_noise
 from svsr.runtime.jobs.job import (
@@ -50,10 +53,28 @@ class WholeClipPipeline(Protocol):
     name: str
 
     def upscale(self, frames: Sequence[np.ndarray], num_inference_steps: int, noise: NoiseSource, progress: Any = False, *,
-                scheduler: str = "ddpm", eta: float = 0.0) -> list[np.ndarray]: ...  # fmt: skip
+                scheduler: str = "ddpm", eta: float = 0.0, flow_scale: int = 4) -> list[np.ndarray]: ...  # fmt: skip
 
 
 Pipeline = Sampler | WholeClipPipeline
+
+
+def whole_clip_flow_scale(options: VideoOptions, height: int, width: int) -> int:
+    """The flow scale a whole-clip pipeline (the reference) runs padded LR frames of ``height`` x ``width`` at.
+
+    It has no memory plan, so ``auto`` is the original's 4 (which every frame size svsr takes fits);
+    an explicit scale too large for the frames is the sentence the sampler's choice gives
+    (``choose_tiles``), naming the scale that fits.
+    """
+    scale = options.flow_scale
+    if scale == AUTO:
+        return DEFAULT_FLOW_SCALE
+    if flow_scale_problem(int(scale), height, width) is not None:
+        spell = options.spell
+        fits = max(s for s in FLOW_SCALE_CHOICES if min(height, width) >= flow_scale_min_side(s))
+        raise InputError(f"{spell('flow_scale', scale)} needs frames of at least {flow_scale_min_side(int(scale))} px per side "
+                         f"(RAFT sees them at x{scale}), but these are {width}x{height}; use {spell('flow_scale', fits)}.")  # fmt: skip
+    return int(scale)
 
 
 def noise_factory(options: VideoOptions) -> NoiseFactory:
@@ -89,6 +110,8 @@ class WholeClipShot:
             return self.segment
         self.segment.parent.mkdir(parents=True, exist_ok=True)
         info = self.plan.info
+        padded = padding_plan(info.height, info.width)
+        flow_scale = whole_clip_flow_scale(self.options, padded.padded_height, padded.padded_width)  # refused before any frame is read
         with FrameReader(self.plan.input, start=self.shot.first, count=self.shot.num_frames, fps=self.options.fps) as reader:
             timed = list(reader.timed())
         if len(timed) != self.shot.num_frames:
@@ -99,7 +122,8 @@ class WholeClipShot:
         o = self.options
         try:
             upscaled = self.pipeline.upscale([frame for frame, _ in timed], num_inference_steps=o.num_inference_steps, noise=self.make_noise(),
-                                             progress=self.progress if self.progress is not None else False, scheduler=o.scheduler, eta=o.eta)  # fmt: skip
+                                             progress=self.progress if self.progress is not None else False, scheduler=o.scheduler, eta=o.eta,
+                                             flow_scale=flow_scale)  # fmt: skip
         except KeyboardInterrupt:
             raise Interrupted(f"interrupted; {self.plan.work} keeps the finished shots: rerun the same command to resume.") from None
         with FrameWriter(self.segment, info.fps, codec=o.codec, crf=o.crf, time_base=info.time_base, **SEGMENT_OPTIONS) as writer:
@@ -250,4 +274,4 @@ def _on_ray(plans: Sequence[InputPlan], options: Sequence[VideoOptions], ray: On
 
 
 __all__ = ["InputOutcome", "OnRay", "Pipeline", "WholeClipPipeline", "WholeClipShot", "backend_name", "noise_factory", "run_input",
-           "run_shot", "run_video_jobs"]
+           "run_shot", "run_video_jobs", "whole_clip_flow_scale"]

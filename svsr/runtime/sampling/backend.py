@@ -19,6 +19,11 @@ if TYPE_CHECKING:
 
 Buffer = Any  # a backend-specific device (or host) tensor handle
 
+# Graphs only some runs use: the flow graphs of the smaller flow scales and the statistics graphs of
+# tiled runs (the denoise_stats one holds a second copy of the UNet + TCM weights). Backends open them
+# when a frame size that runs them is prepared (or on first run), not when the build is opened.
+ON_DEMAND_GRAPHS = ("flow_x2", "flow_x1", "denoise_stats", "decode_stats")
+
 
 class Backend:
     """What the sampler needs from a backend.
@@ -30,12 +35,17 @@ class Backend:
     name: str = "backend"
     device: str = "cpu"
 
-    def prepare(self, manifest: Mapping[str, Any], height: int, width: int, *, tiles: "TileLayout | None" = None) -> None:
+    def prepare(
+        self, manifest: Mapping[str, Any], height: int, width: int, *, tiles: "TileLayout | None" = None, graphs: Sequence[str] | None = None
+    ) -> None:
         """Called before the slot buffers of padded LR frames ``height`` x ``width`` are allocated.
 
-        ``tiles``: the tile layout the tiled graphs will run at (None: whole frames); the sampler
-        passes it only for a tiled run. TensorRT checks the sizes against its engines' profiles and
-        the free memory here; the default has nothing to check.
+        ``tiles``: the tile layout the tiled graphs will run at (None: whole frames). ``graphs``: the
+        graphs this size runs (``frame_step.graphs_used``: the flow graph of the run's flow scale; the
+        statistics graphs when tiled); None: those of an untiled run at flow scale 4 (tiled: with the
+        blend and statistics graphs). Backends open what they have not opened yet (``ON_DEMAND_GRAPHS``);
+        TensorRT checks the sizes against its engines' profiles and the free memory here; the default
+        has nothing to check.
         """
 
     def launch(self, key: str, enqueue: Callable[[], None]) -> None:

@@ -27,6 +27,7 @@ trusts them, so a truncated or bit-flipped file is found, never silently used.
 from __future__ import annotations
 
 import os
+import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,7 +103,7 @@ class FileFrameArray(FrameArray):
         written = os.pwrite(self._fd, memoryview(data), index * self.item_bytes)
         if written != self.item_bytes:
             raise OSError(f"could not write {self.item_bytes} bytes to {self.path}")
-        self._crc[index] = zlib.crc32(data)
+        self._crc[index] = _crc32(data)
 
     def record(self) -> dict[str, object]:
         """Size and per-frame CRC-32s of what was written (None: a frame never written), for a checkpoint."""
@@ -117,7 +118,7 @@ class FileFrameArray(FrameArray):
             return f"it is {self.found_size} bytes, {size} were written"
         buffer = np.empty(self.item_shape, FLOAT32)
         for index, expected in enumerate(crcs):
-            if expected is not None and zlib.crc32(self.read(index, buffer).reshape(-1).view(np.uint8)) != expected:
+            if expected is not None and _crc32(self.read(index, buffer).reshape(-1).view(np.uint8)) != expected:
                 return f"frame record {index} differs from the checksum written with it"
         self._crc = {k: c for k, c in enumerate(crcs) if c is not None}
         return None
@@ -129,6 +130,22 @@ class FileFrameArray(FrameArray):
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+_CHECKSUMS = [0.0, 0]  # seconds spent in the store's CRC-32s and their count, in this process (svsr-bench's cost row)
+
+
+def _crc32(data: memoryview | np.ndarray) -> int:
+    start = time.perf_counter()
+    crc = zlib.crc32(data)
+    _CHECKSUMS[0] += time.perf_counter() - start
+    _CHECKSUMS[1] += 1
+    return crc
+
+
+def checksum_time() -> tuple[float, int]:
+    """Seconds the clip stores of this process spent computing CRC-32s (spill files, latent and history planes), and how many."""
+    return _CHECKSUMS[0], int(_CHECKSUMS[1])
 
 
 def _reserve(path: Path, size: int) -> None:

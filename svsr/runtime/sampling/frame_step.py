@@ -5,11 +5,29 @@ program once (``Backend.launch``) and replay it for every frame, step and clip o
 
 Untiled (one tile covers the frame), frame-step on slot set ``i`` (``p = 1 - i``: the previous frame's set)::
 
-    guide_decode(x0[p]) -> image; warp(image, flow[i]) -> guidance[i]              (TCM: not the sweep's first frame)
-    denoise(z[i], lr[i], guidance[i] | zeros, tcm, t, coeffs, noise[i], history[i] | zeros) -> z_out[i], x0[i]
+    guide_decode(x0[p], zero stats, shared_norm 0) -> image; warp(image, flow[i]) -> guidance[i]   (TCM: not the sweep's first frame)
+    denoise(z[i], lr[i], guidance[i] | zeros, tcm, t, coeffs, noise[i], history[i] | zeros, zero stats, shared_norm 0) -> z_out[i], x0[i]
+
+Untiled, every GroupNorm uses its own statistics (``shared_norm`` 0; the ``norm_stats`` buffers hold
+zeros and nothing writes them), so no statistics graph runs and the path is the one before tiles
+shared statistics, bit for bit up to the graphs' own arithmetic.
 
 Tiled: the same graphs, the tiled ones (svsr/contract/graphs.py ``TILED_GRAPHS``) once per tile on one
-set of tile buffers. A tile's input is cut out of the whole-frame buffer (``copy_region``); its output is
+set of tile buffers, and before them the statistics graphs (``STATS_GRAPHS``) once on the whole frame::
+
+    decode_stats(x0[p]) -> decode_norm; per tile guide_decode(tile of x0[p], decode_norm, shared_norm 1)  (TCM)
+    warp(image, flow[i]) -> guidance[i]                                                                 (TCM)
+    denoise_stats(z[i], lr[i], guidance[i] | zeroed guidance[i], tcm, t) -> denoise_norm
+    per tile denoise(tiles of z[i], lr[i], guidance[i], ..., denoise_norm, shared_norm 1)
+
+so every tile's GroupNorms normalise with the whole frame's statistics (measured by the statistics
+graphs on every ``norm_stats.<graph>.stride``-th row and column of the frame) instead of the
+tile's own, which is what made tiles differ from whole frames. A sweep's first frame has no guidance:
+its ``guidance[i]`` is zeroed in place before ``denoise_stats`` reads it (no whole-frame zero buffer).
+The tiled final decode is ``decode_stats(z) -> decode_norm`` then the tiles with shared_norm 1.
+``shared_norm`` is one scalar buffer per slot layout: 0 untiled, 1 tiled.
+
+A tile's input is cut out of the whole-frame buffer (``copy_region``); its output is
 added into a zeroed whole-frame buffer with its weight (``blend``: acc + tile * weight, the weights of
 all tiles summing to one), by the round trip whole -> acc, blend(acc, tile, weight) -> out, out -> whole.
 The warp always sees the whole frame (flows carry texture across tile borders).
@@ -20,6 +38,11 @@ fixed buffers, so a blend that read each tile's weight directly would make conte
 the tile count (about 700 at 1080p in tiles of 128); this way the blends make three contexts
 (z_out and x0 at the latent scale, one at 4x for the guidance image and the final RGB), whatever the
 tile count. A weight copy is one whole-plane device copy, a small fraction of the blend's own traffic.
+The statistics graphs add a fixed number of contexts too (decode_stats: x0 of either set and either
+final decode input; denoise_stats: one per slot set and TCM use), whatever the tile count.
+
+The flow graph is the one of the run's flow scale (``flow``, ``flow_x2`` or ``flow_x1``:
+``DeviceSlots.flow_graph``); all three read and write the same buffers.
 
 ``x0`` is double-buffered per slot set: frame k writes x0[k % 2] while x0[(k - 1) % 2], which frame k's
 guide reads, stays intact, so the sampler can download it as the frame's history (DPM-Solver++ 2M)
@@ -34,7 +57,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from svsr.contract.errors import ManifestError
-from svsr.contract.graphs import GRAPHS, concrete_shape
+from svsr.contract.graphs import DEFAULT_FLOW_SCALE, GRAPHS, STATS_DIMS, STATS_GRAPHS, concrete_shape, flow_graph
 from svsr.contract.sizes import SCALE
 from svsr.contract.tiles import Tile, TileLayout
 from svsr.runtime.sampling.backend import Backend, Buffer
@@ -52,10 +75,26 @@ def latent_channels(manifest: Mapping[str, Any]) -> int:
     return int(z["shape"][1])
 
 
+def norm_stats_sizes(manifest: Mapping[str, Any]) -> dict[str, int]:
+    """The GroupNorm statistics lengths of a build (``concrete_shape(stats=...)``): the manifest's ``norm_stats.<graph>.size``.
+
+    A manifest without the block (a partial one an estimate is made from) gives {} (lengths of 1).
+    """
+    block = manifest.get("norm_stats") or {}
+    return {name: int(block[name]["size"]) for name in STATS_DIMS if name in block}
+
+
+def graphs_used(tiled: bool, flow_scale: int = DEFAULT_FLOW_SCALE) -> tuple[str, ...]:
+    """The graphs the launches of one frame size run: the flow graph of ``flow_scale`` and the sampling graphs;
+    tiled, the blend and the statistics graphs too (a backend opens only these: svsr/runtime/sampling/backend.py)."""
+    core = (flow_graph(flow_scale), "denoise", "guide_decode", "warp", "decode")
+    return core + ("blend", *STATS_GRAPHS) if tiled else core
+
+
 def tensor_shape(manifest: Mapping[str, Any], graph: str, tensor: str, height: int, width: int) -> tuple[int, ...]:
     """The shape of ``graph``'s ``tensor`` for padded LR frames (or tiles) of ``height`` x ``width`` (batch 1; latents from the manifest)."""
     spec = next(t for t in GRAPHS[graph].inputs + GRAPHS[graph].outputs if t.name == tensor)
-    shape = concrete_shape(spec, 1, height, width)
+    shape = concrete_shape(spec, 1, height, width, stats=norm_stats_sizes(manifest))
     return (shape[0], latent_channels(manifest), *shape[2:]) if tensor in LATENT_TENSORS else shape
 
 
@@ -121,7 +160,11 @@ class DeviceSlots:
     coeffs: Buffer
     decode_z: tuple[Buffer, Buffer]
     rgb: tuple[Buffer, Buffer]
+    shared_norm: Buffer  # (1,): 0 untiled (every GroupNorm its own statistics), 1 tiled (the whole frame's)
+    denoise_norm: Buffer  # (1, S): untiled zeros nothing writes; tiled, denoise_stats' output for the denoise tiles
+    decode_norm: Buffer  # (1, S): untiled zeros; tiled, decode_stats' output for the guide_decode or decode tiles
     tiles: TileBuffers | None = None  # None: whole frames (the untiled path)
+    flow_graph: str = "flow"  # the flow graph of the run's flow scale (same bindings for every scale)
 
     @property
     def layout_key(self) -> str:
@@ -132,9 +175,11 @@ class DeviceSlots:
         return f"-tiles{t.frame_height}x{t.frame_width}/{t.tile_height}x{t.tile_width}o{t.overlap}"
 
 
-def frame_step_key(slot_set: int, uses_tcm: bool, flow_per_step: bool, history: bool = False, layout_key: str = "") -> str:
-    """The frame-step program a backend may capture once and replay: one per slot set, TCM use, history use and tile layout."""
-    flow = "-flow" if flow_per_step and uses_tcm else ""
+def frame_step_key(slot_set: int, uses_tcm: bool, flow_per_step: bool, history: bool = False, layout_key: str = "",
+                   flow: str = "flow") -> str:  # fmt: skip
+    """The frame-step program a backend may capture once and replay: one per slot set, TCM use, history use and tile layout;
+    with flows computed per frame-step, per flow graph ``flow`` too (``-flow``, ``-flow_x2``, ``-flow_x1``)."""
+    flow = f"-{flow}" if flow_per_step and uses_tcm else ""
     return f"step{slot_set}-{'tcm' if uses_tcm else 'first'}{flow}{'-hist' if history else ''}{layout_key}"
 
 
@@ -143,8 +188,12 @@ def decode_key(position_parity: int, layout_key: str) -> str:
     return f"decode{position_parity}{layout_key}"
 
 
-def allocate_slots(backend: Backend, manifest: Mapping[str, Any], height: int, width: int, layout: TileLayout | None) -> DeviceSlots:
-    """Allocate every buffer for padded LR frames of ``height`` x ``width``; ``layout`` None (or one tile): whole frames."""
+def allocate_slots(backend: Backend, manifest: Mapping[str, Any], height: int, width: int, layout: TileLayout | None,
+                   flow_scale: int = DEFAULT_FLOW_SCALE) -> DeviceSlots:  # fmt: skip
+    """Allocate every buffer for padded LR frames of ``height`` x ``width``; ``layout`` None (or one tile): whole frames.
+
+    ``flow_scale``: which flow graph the flows run (the buffers are the same for every scale).
+    """
     b = backend
     tiled = layout is not None and not layout.single
 
@@ -181,9 +230,14 @@ def allocate_slots(backend: Backend, manifest: Mapping[str, Any], height: int, w
         coeffs=alloc("step_coeffs", "denoise", "step_coeffs"),
         decode_z=(alloc("decode_z0", "decode", "z"), alloc("decode_z1", "decode", "z")),
         rgb=(alloc("rgb0", "decode", "rgb"), alloc("rgb1", "decode", "rgb")),
+        shared_norm=alloc("shared_norm", "denoise", "shared_norm"),
+        denoise_norm=alloc("denoise_norm", "denoise", "norm_stats", host_io=False),
+        decode_norm=alloc("decode_norm", "decode", "norm_stats", host_io=False),
+        flow_graph=flow_graph(flow_scale),
     )
     b.upload(slots.tcm_on, np.ones(1, np.float32))  # allocations are zero-filled: tcm_off and the zero buffers stay 0
-    if tiled:
+    if tiled:  # the tiles' GroupNorms take the whole frame's statistics; untiled, shared_norm and the statistics stay 0
+        b.upload(slots.shared_norm, np.ones(1, np.float32))
         assert layout is not None
         slots.tiles = _allocate_tiles(b, manifest, layout, alloc)
     return slots
@@ -237,10 +291,11 @@ def enqueue_frame_step(b: Backend, slots: DeviceSlots, s: SlotSet, uses_tcm: boo
     """The graph launches of one frame-step on slot set ``s``, on fixed buffers: no host work, so it can be captured."""
     previous = slots.sets[1 - s.index]
     if uses_tcm and flow_per_step:
-        b.run("flow", {"frame": s.lr, "previous": s.lr_previous}, {"flow": s.flow})
+        b.run(slots.flow_graph, {"frame": s.lr, "previous": s.lr_previous}, {"flow": s.flow})
+    vae_norm = {"norm_stats": slots.decode_norm, "shared_norm": slots.shared_norm}
     if slots.tiles is None:
         if uses_tcm:
-            b.run("guide_decode", {"x0": previous.x0}, {"image": slots.image})
+            b.run("guide_decode", {"x0": previous.x0, **vae_norm}, {"image": slots.image})
             b.run("warp", {"image": slots.image, "flow": s.flow}, {"guidance": s.guidance})
         assert slots.zero_guidance is not None and slots.zero_history is not None
         _denoise(b, slots, s.z, s.lr, s.guidance if uses_tcm else slots.zero_guidance, uses_tcm, s.noise,
@@ -248,13 +303,18 @@ def enqueue_frame_step(b: Backend, slots: DeviceSlots, s: SlotSet, uses_tcm: boo
         return
     t = slots.tiles
     if uses_tcm:
+        b.run("decode_stats", {"latent": previous.x0}, {"norm_stats": slots.decode_norm})  # the whole previous x0's statistics
         b.zero(slots.image)
         for i, tile in enumerate(t.layout.tiles):
             _cut(b, previous.x0, t.latent_in, tile)
-            b.run("guide_decode", {"x0": t.latent_in}, {"image": t.pixels})
+            b.run("guide_decode", {"x0": t.latent_in, **vae_norm}, {"image": t.pixels})
             _load_weight(b, t.pixel_weights[i], t.pixel_weight, t.layout.tile_shape, SCALE)
             _blend_into(b, slots.image, t.pixels, t.pixel_acc, t.pixel_sum, t.pixel_weight, tile.scaled(SCALE))
         b.run("warp", {"image": slots.image, "flow": s.flow}, {"guidance": s.guidance})
+    else:  # a sweep's first frame: the statistics see zero guidance, as its tiles do (this set's guidance is free now)
+        b.zero(s.guidance)
+    stats_inputs = {"z": s.z, "lr": s.lr, "guidance": s.guidance, "tcm_scale": slots.tcm_on if uses_tcm else slots.tcm_off, "timestep": slots.timestep}
+    b.run("denoise_stats", stats_inputs, {"norm_stats": slots.denoise_norm})
     b.zero(s.z_out)
     b.zero(s.x0)
     for i, tile in enumerate(t.layout.tiles):
@@ -274,14 +334,16 @@ def enqueue_frame_step(b: Backend, slots: DeviceSlots, s: SlotSet, uses_tcm: boo
 def enqueue_decode(b: Backend, slots: DeviceSlots, parity: int) -> None:
     """The final decode of the latent in ``decode_z[parity]`` into ``rgb[parity]``, whole or per tile."""
     z, rgb = slots.decode_z[parity], slots.rgb[parity]
+    vae_norm = {"norm_stats": slots.decode_norm, "shared_norm": slots.shared_norm}
     if slots.tiles is None:
-        b.run("decode", {"z": z}, {"rgb": rgb})
+        b.run("decode", {"z": z, **vae_norm}, {"rgb": rgb})
         return
     t = slots.tiles
+    b.run("decode_stats", {"latent": z}, {"norm_stats": slots.decode_norm})
     b.zero(rgb)
     for i, tile in enumerate(t.layout.tiles):
         _cut(b, z, t.latent_in, tile)
-        b.run("decode", {"z": t.latent_in}, {"rgb": t.pixels})
+        b.run("decode", {"z": t.latent_in, **vae_norm}, {"rgb": t.pixels})
         _load_weight(b, t.pixel_weights[i], t.pixel_weight, t.layout.tile_shape, SCALE)
         _blend_into(b, rgb, t.pixels, t.pixel_acc, t.pixel_sum, t.pixel_weight, tile.scaled(SCALE))
 
@@ -297,6 +359,8 @@ def _denoise(b: Backend, slots: DeviceSlots, z: Buffer, lr: Buffer, guidance: Bu
         "step_coeffs": slots.coeffs,
         "noise": noise,
         "x0_history": history,
+        "norm_stats": slots.denoise_norm,
+        "shared_norm": slots.shared_norm,
     }
     b.run("denoise", inputs, {"z_prev": z_out, "x0": x0})
 

@@ -21,9 +21,19 @@ pixels cut in tiles of T = th x tw (untiled: T = P) is
   tile's own blend weights (latent and 4x, about 17 x P x the overlap factor, device-only: each is
   copied into the shared weight tile before its blends, so the blend contexts do not grow with the
   tile count);
-* activations (one shared scratch on TensorRT): max over graphs of the graph's activation at its
-  own shape: denoise, guide_decode, decode at T; flow and warp at P (the whole frame); blend none;
-* engine weights (the manifest's float32 graph sizes, halved for fp16/bf16 engines) and the reserve.
+* activations (one shared scratch on TensorRT): max over the graphs the run uses of the graph's
+  activation at its own shape: denoise, guide_decode, decode at T; the flow graph of the run's flow
+  scale and warp at P (the whole frame); tiled, the statistics graphs ``denoise_stats`` and
+  ``decode_stats`` at P subsampled by the manifest's ``norm_stats.<graph>.stride`` (2: the UNet + TCM
+  and the VAE decoder at P/4 pixels); blend none;
+* the GroupNorm statistics buffers (a few thousand floats) and the ``shared_norm`` scalar;
+* engine weights (the manifest's float32 graph sizes, halved for fp16/bf16 engines) of the graphs the
+  run uses (the statistics graphs only when tiled: backends open them on demand) and the reserve.
+
+The flow scale (``--flow-scale 4|2|1``, :func:`choose_flow_scale` for ``auto``) changes only the flow
+graph's activation: RAFT sees (scale/4)^2 of the x4 frame's pixels, and its correlation volume the
+square of that, so at a frame size where RAFT's whole-frame correlation alone outgrows the memory
+(tiles do not cut it), a smaller scale is what fits.
 
 The activation model (:func:`activation_bytes`), its assumptions stated:
 
@@ -48,6 +58,7 @@ The activation model (:func:`activation_bytes`), its assumptions stated:
 
 from __future__ import annotations
 
+import math
 import tempfile
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
@@ -55,10 +66,23 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from svsr.contract.errors import InputError
-from svsr.contract.graphs import GRAPH_NAMES, GRAPHS, NUM_STEP_COEFFS, TILED_GRAPHS, concrete_shape
+from svsr.contract.graphs import (
+    DEFAULT_FLOW_SCALE,
+    FLOW_GRAPH_NAMES,
+    GRAPH_NAMES,
+    GRAPHS,
+    NORM_STATS_STRIDE,
+    NUM_STEP_COEFFS,
+    STATS_GRAPHS,
+    TILED_GRAPHS,
+    concrete_shape,
+    flow_graph,
+)
 from svsr.contract.precision import Precision, PrecisionLike
-from svsr.contract.tiles import DEFAULT_OVERLAP, MIN_TILE, TILE_MULTIPLE, TileLayout, plan_tiles
+from svsr.contract.sizes import FLOW_SCALE_CHOICES, flow_scale_problem
+from svsr.contract.tiles import AUTO, DEFAULT_OVERLAP, MIN_TILE, TILE_MULTIPLE, TileLayout, plan_tiles
 from svsr.runtime.sampling.backend import Backend
+from svsr.runtime.sampling.frame_step import graphs_used, norm_stats_sizes
 
 ALIGNMENT = 512  # cudaMalloc hands out at least 256-byte aligned blocks; plan with a little slack
 BASE_RESERVE = 128 * 1024**2  # CUDA context odds and ends (streams, events, TensorRT's small allocations), fragmentation
@@ -78,6 +102,8 @@ SCORE_COPIES = 2
 CORRELATION_PYRAMID = 4 / 3
 FUSED_WIDTH_MAX = 256
 BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
+FLOW_SCALE_OF = {graph: scale for scale, graph in FLOW_GRAPH_NAMES.items()}
+STATS_NETWORK = {"denoise_stats": "denoise", "decode_stats": "decode"}  # the network a statistics graph runs, pooled
 
 
 class DeviceMemoryError(InputError):
@@ -92,7 +118,7 @@ class BufferSpec:
 
     @property
     def nbytes(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
+        return math.prod(self.shape) * np.dtype(self.dtype).itemsize  # plain ints: the estimate sums thousands of these
 
 
 def aligned(nbytes: int, alignment: int = ALIGNMENT) -> int:
@@ -292,8 +318,10 @@ def check_fits(plan: MemoryPlan, available_bytes: int, advice: str | None = None
 
 # -- estimated: pure arithmetic from the manifest ------------------------------------------------------
 def engine_input_shapes(manifest: Mapping[str, Any], height: int, width: int, tiles: TileLayout | None = None) -> dict[str, dict[str, tuple[int, ...]]]:
-    """Each graph's input shapes as the schedule runs it: tiled graphs at the tile, flow and warp at the frame, blend at a 4x tile."""
+    """Each graph's input shapes as the schedule runs it: tiled graphs at the tile; the flow graphs, warp and the
+    statistics graphs (which pool inside) at the frame; blend at a 4x tile."""
     channels = int(manifest.get("latent_channels", 4))
+    stats = norm_stats_sizes(manifest)
     tile = tiles.tile_shape if _tiled(tiles) else (height, width)  # type: ignore[union-attr]
     shapes: dict[str, dict[str, tuple[int, ...]]] = {}
     for graph in GRAPH_NAMES:
@@ -302,11 +330,16 @@ def engine_input_shapes(manifest: Mapping[str, Any], height: int, width: int, ti
             h, w = 4 * h, 4 * w
         shapes[graph] = {}
         for spec in GRAPHS[graph].inputs:
-            shape = concrete_shape(spec, 1, h, w, channels=3)
+            shape = concrete_shape(spec, 1, h, w, channels=3, stats=stats)
             if spec.name in LATENT_TENSORS:
                 shape = (shape[0], channels, *shape[2:])
             shapes[graph][spec.name] = shape
     return shapes
+
+
+def stats_stride(manifest: Mapping[str, Any], graph: str) -> int:
+    """Every how many rows and columns statistics graph ``graph`` samples the whole frame (the manifest's ``norm_stats.<graph>.stride``, else the contract's)."""
+    return int((manifest.get("norm_stats") or {}).get(graph, {}).get("stride", NORM_STATS_STRIDE[graph]))
 
 
 def _score_elements_per_p2(manifest: Mapping[str, Any], graph: str) -> float:
@@ -325,8 +358,18 @@ def activation_bytes(
 
     ``fused``: TensorRT (attention up to FUSED_WIDTH_MAX channels holds no scores); False: ONNX Runtime on a CPU.
     ``flow_scale``: RAFT on the bicubic x4 frames (4, the original) or x2 / x1 ones (its pixels, and
-    the correlation's positions, shrink by (scale/4)^2).
+    the correlation's positions, shrink by (scale/4)^2); the graphs ``flow_x2`` / ``flow_x1`` are
+    that at their own scale (all three from the x4 graph's FLOPs fit: the same RAFT). A statistics
+    graph is its network (UNet + TCM, VAE decoder) on the frame subsampled by its manifest stride, plus
+    the subsampled copies of its inputs.
     """
+    if graph in STATS_NETWORK:
+        stride = stats_stride(manifest, graph)
+        network = activation_bytes(manifest, STATS_NETWORK[graph], -(-height // stride), -(-width // stride), precision, fused=fused)
+        sampled_inputs = (4 + 3 + 3 * 16 if graph == "denoise_stats" else 4) * height * width // stride**2 * BYTES[precision]
+        return network + sampled_inputs
+    if graph in FLOW_SCALE_OF:
+        graph, flow_scale = "flow", FLOW_SCALE_OF[graph] if graph != "flow" else flow_scale
     p = height * width * ((flow_scale / 4) ** 2 if graph == "flow" else 1)
     item = BYTES[precision]
     linear = LIVE_ELEMENTS.get(graph, 0) * p * (4 if graph == "warp" else item)
@@ -355,7 +398,9 @@ def planned_buffers(manifest: Mapping[str, Any], height: int, width: int, tiles:
         if history:
             out.append(b(f"x0_history{i}", c, height, width))
     out += [b("image", 3, height, width, 4), b("zero_guidance", 3, height, width, 4), b("zero_latent", c, height, width)]
-    out += [BufferSpec(n, (1,), "float32") for n in ("tcm_off", "tcm_on", "timestep")]
+    out += [BufferSpec(n, (1,), "float32") for n in ("tcm_off", "tcm_on", "timestep", "shared_norm")]
+    stats = norm_stats_sizes(manifest)
+    out += [BufferSpec(f"{name.split('_')[0]}_norm", (1, stats.get(name, 1)), "float32") for name in STATS_GRAPHS]
     out.append(BufferSpec("step_coeffs", (NUM_STEP_COEFFS,), "float32"))
     if _tiled(tiles):
         assert tiles is not None
@@ -371,11 +416,13 @@ def planned_buffers(manifest: Mapping[str, Any], height: int, width: int, tiles:
     return out
 
 
-def engine_weight_bytes(manifest: Mapping[str, Any], precision: Precision) -> int:
-    """Weights of one engine per graph: the float32 graph's size, halved for fp16/bf16 engines."""
+def engine_weight_bytes(manifest: Mapping[str, Any], precision: Precision, graphs: Sequence[str] = GRAPH_NAMES) -> int:
+    """Weights of one engine per graph of ``graphs``: the float32 graph's size, halved for fp16/bf16 engines."""
     total = 0
-    for graph in GRAPH_NAMES:
-        size = int(manifest["graphs"][graph].get("size_bytes", 0))
+    for graph in graphs:
+        # a partial manifest (an estimate's) without the graph: the network it runs (RAFT, UNet + TCM, VAE decoder) has that size
+        entry = manifest["graphs"].get(graph) or manifest["graphs"].get(STATS_NETWORK.get(graph, "flow" if graph in FLOW_SCALE_OF else graph), {})
+        size = int(entry.get("size_bytes", 0))
         total += size * BYTES[precision.of(graph)] // 4
     return total
 
@@ -390,29 +437,34 @@ def estimate_plan(
     backend: str = "trt",
     overlap: int = DEFAULT_OVERLAP,
     history: bool = False,
-    engines_loaded: bool = False,
+    engines_loaded: bool | Sequence[str] = False,
     cuda_graphs: bool = True,
     shared_arena: bool = False,
-    flow_scale: int = 4,
+    flow_scale: int = DEFAULT_FLOW_SCALE,
 ) -> MemoryPlan:
     """The estimated plan (module docstring) for padded LR frames of ``height`` x ``width`` in ``tile`` tiles (None: untiled).
 
     ``backend`` "trt": device memory, one shared scratch; "ort": host memory of ONNX Runtime on a
     CPU (float32 graphs, one arena per session at its peak unless ``shared_arena``, the weights).
+    Only the graphs the run uses count (``frame_step.graphs_used``: the flow graph of ``flow_scale``,
+    the statistics graphs when tiled). ``engines_loaded``: True (every engine the run uses is on the
+    device already), False (none is), or the graphs whose engines are (the others' weights count).
     """
     layout = plan_tiles(height, width, tile, overlap)
     tiled = not layout.single
+    used = graphs_used(tiled, flow_scale)
     prec = Precision("fp32") if backend == "ort" else Precision.parse(precision)
-    shapes = {g: (layout.tile_shape if tiled and g in TILED_GRAPHS else (height, width)) for g in GRAPH_NAMES if g != "blend"}
-    peaks = [activation_bytes(manifest, g, h, w, prec.of(g), fused=backend == "trt", flow_scale=flow_scale) for g, (h, w) in shapes.items()]
+    shapes = {g: (layout.tile_shape if tiled and g in TILED_GRAPHS else (height, width)) for g in used if g != "blend"}
+    peaks = [activation_bytes(manifest, g, h, w, prec.of(g), fused=backend == "trt") for g, (h, w) in shapes.items()]
     slot = sum(aligned(s.nbytes) for s in planned_buffers(manifest, height, width, layout if tiled else None, history))
     if backend == "ort":
         arenas = max(peaks) if shared_arena else sum(peaks)
-        return MemoryPlan(height, width, slot, arenas, engine_weight_bytes(manifest, prec), 0, 0, 0, 0, 0,
+        return MemoryPlan(height, width, slot, arenas, engine_weight_bytes(manifest, prec, used), 0, 0, 0, 0, 0,
                           tile=layout.tile_shape if tiled else None, tiles=len(layout.tiles), device="host")  # fmt: skip
     blends = BLEND_CONTEXTS if tiled else 0
+    loaded = used if engines_loaded is True else () if engines_loaded is False else tuple(engines_loaded)
     return MemoryPlan(
-        height, width, slot, aligned(max(peaks), 256), 0 if engines_loaded else engine_weight_bytes(manifest, prec),
+        height, width, slot, aligned(max(peaks), 256), engine_weight_bytes(manifest, prec, [g for g in used if g not in loaded]),
         BASE_RESERVE + blends * BLEND_CONTEXT_ESTIMATE, ESTIMATED_CONTEXTS, CONTEXT_ESTIMATE, ESTIMATED_PROGRAMS if cuda_graphs else 0, GRAPH_ESTIMATE,
         tile=layout.tile_shape if tiled else None, tiles=len(layout.tiles),
     )  # fmt: skip
@@ -420,7 +472,9 @@ def estimate_plan(
 
 @dataclass(frozen=True)
 class TileChoice:
-    """What ``--tile auto`` chose: ``tile`` None (untiled) or (height, width) in LR pixels, the plan, and a line to print.
+    """What ``--tile auto`` (and ``--flow-scale auto``) chose: ``tile`` None (untiled) or (height, width) in LR pixels,
+    the plan, and a line to print; ``flow_scale`` the scale the plan is for and ``flow_reason``, where
+    :func:`choose_flow_scale` took a scale below 4, why (None otherwise).
 
     Unpacks as ``(tile, reason)``.
     """
@@ -428,6 +482,8 @@ class TileChoice:
     tile: tuple[int, int] | None
     plan: MemoryPlan
     reason: str
+    flow_scale: int = DEFAULT_FLOW_SCALE
+    flow_reason: str | None = None
 
     def __iter__(self) -> Any:
         return iter((self.tile, self.reason))
@@ -436,21 +492,46 @@ class TileChoice:
 def available_for(backend: Any) -> tuple[str, int, dict[str, Any]]:
     """("trt" or "ort", the bytes ``--tile auto`` may plan with, estimate options) for a backend object.
 
-    TensorRT: the free device memory plus what the backend already holds (its engines are loaded);
+    TensorRT: the free device memory plus what the backend already holds (the engines it has loaded;
+    the statistics and other flow graphs' engines load on demand, so their weights still count);
     ONNX Runtime on a CPU: half the memory available now (the clip store's default budget).
     """
     if getattr(backend, "name", "") == "trt":
         free, _total = backend.cuda.mem_get_info()
         precision = getattr(backend, "precision", None) or "fp16"
-        return "trt", free + backend.held_device_bytes(), {"engines_loaded": True, "precision": precision, "cuda_graphs": backend.cuda_graphs}
+        loaded = getattr(backend, "loaded_graphs", True)
+        return "trt", free + backend.held_device_bytes(), {"engines_loaded": loaded, "precision": precision, "cuda_graphs": backend.cuda_graphs}
     from svsr.runtime.sampling.clip_store import default_host_memory
 
     # the ONNX Runtime backend's sessions share one arena (ort_backend.low_memory_options): the largest peak, not the sum
     return "ort", default_host_memory(), {"shared_arena": True}
 
 
-def _tile_option(tile: tuple[int, int] | None) -> str:
-    return "--tile off" if tile is None else f"--tile {tile[0]}x{tile[1]}"
+def _tile_option(tile: tuple[int, int] | None, flow_scale: int = DEFAULT_FLOW_SCALE) -> str:
+    """``--tile off`` / ``--tile 128x128``, with ``--flow-scale N`` where the scale is not 4."""
+    text = "--tile off" if tile is None else f"--tile {tile[0]}x{tile[1]}"
+    return text if flow_scale == DEFAULT_FLOW_SCALE else f"{text} --flow-scale {flow_scale}"
+
+
+def _where(backend: str) -> str:
+    return "GPU memory free" if backend == "trt" else "memory budget"
+
+
+def _resolve_backend(backend: Any, available_bytes: int | None, precision: PrecisionLike, options: dict[str, Any]) -> tuple[str, int, PrecisionLike, dict[str, Any]]:
+    """A backend object's kind, available bytes, precision and estimate options (:func:`available_for`); a name passes through."""
+    if not isinstance(backend, str):
+        backend, found, asked = available_for(backend)
+        available_bytes = found if available_bytes is None else available_bytes
+        precision = asked.pop("precision", precision)
+        options = {**asked, **options}
+    if available_bytes is None:
+        raise ValueError("the memory plan needs available_bytes with a backend named by a string")
+    return backend, available_bytes, precision, options
+
+
+def flow_scales_for(height: int, width: int) -> list[int]:
+    """The flow scales RAFT accepts for padded LR frames of ``height`` x ``width``, largest first (4 always)."""
+    return [s for s in FLOW_SCALE_CHOICES if flow_scale_problem(s, height, width) is None]
 
 
 def choose_tile(
@@ -463,6 +544,7 @@ def choose_tile(
     precision: PrecisionLike = "fp16",
     overlap: int = DEFAULT_OVERLAP,
     plan: Callable[[tuple[int, int] | None], MemoryPlan] | None = None,
+    _suggest: bool = True,
     **options: Any,
 ) -> TileChoice:
     """``--tile auto``: untiled where the whole frame fits ``available_bytes``, else the largest tile that fits.
@@ -470,21 +552,20 @@ def choose_tile(
     ``available_bytes``: the free device memory (TensorRT) or the stated budget (ONNX Runtime on a
     CPU). Tiles are square (clipped to the frame), multiples of 4, at least MIN_TILE, tried from the
     frame's longer side down. ``plan``: tile -> MemoryPlan (default :func:`estimate_plan` with
-    ``options``). DeviceMemoryError (one sentence) when not even the smallest tile fits. ``backend``
-    may be a backend object (then ``available_bytes`` None asks it: :func:`available_for`).
+    ``options``, ``flow_scale`` among them: 4 unless given). DeviceMemoryError (one sentence; its
+    ``plan`` attribute: the smallest tile's plan) when not even the smallest tile fits; where a smaller
+    flow scale with some tile would fit, the sentence names those ``--tile`` and ``--flow-scale``.
+    ``backend`` may be a backend object (then ``available_bytes`` None asks it: :func:`available_for`).
     """
-    if not isinstance(backend, str):
-        backend, found, asked = available_for(backend)
-        available_bytes = found if available_bytes is None else available_bytes
-        precision = asked.pop("precision", precision)
-        options = {**asked, **options}
-    if available_bytes is None:
-        raise ValueError("choose_tile needs available_bytes with a backend named by a string")
-    where = "GPU memory free" if backend == "trt" else "memory budget"
+    backend, available_bytes, precision, options = _resolve_backend(backend, available_bytes, precision, options)
+    where = _where(backend)
+    scale = int(options.get("flow_scale", DEFAULT_FLOW_SCALE))
+    custom = plan is not None
     plan = plan or (lambda t: estimate_plan(manifest, height, width, t, precision=precision, backend=backend, overlap=overlap, **options))
     whole = plan(None)
     if whole.total_bytes <= available_bytes:
-        return TileChoice(None, whole, f"untiled {width}x{height}: needs {whole.total_bytes / GIB:.1f} GiB of {available_bytes / GIB:.1f} GiB {where}")
+        return TileChoice(None, whole, f"untiled {width}x{height}: needs {whole.total_bytes / GIB:.1f} GiB of {available_bytes / GIB:.1f} GiB {where}",
+                          scale)  # fmt: skip
     largest = -(-max(height, width) // TILE_MULTIPLE) * TILE_MULTIPLE
     seen: set[tuple[int, int]] = set()
     smallest = None
@@ -499,25 +580,110 @@ def choose_tile(
                 f"tiles of {tile[0]}x{tile[1]} ({candidate.tiles} tiles, overlap {overlap}): {candidate.total_bytes / GIB:.1f} GiB "
                 f"of {available_bytes / GIB:.1f} GiB {where}; untiled {width}x{height} would need {whole.total_bytes / GIB:.1f} GiB"
             )
-            return TileChoice(tile, candidate, reason)
+            return TileChoice(tile, candidate, reason, scale)
     need = smallest or whole
-    scale = int(options.get("flow_scale", 4))
-    flow = activation_bytes(manifest, "flow", height, width, fused=backend == "trt", flow_scale=scale)
+    flow = activation_bytes(manifest, flow_graph(scale), height, width, fused=backend == "trt")
     fix = "use smaller frames, fp16 engines or a machine with more memory"
-    if scale > 1 and flow >= need.scratch_bytes // 2:  # the whole-frame flow, which tiles do not cut, is what does not fit
-        # no --flow-scale option exists yet (the flow graph runs on the x4 frames only): name what works today
-        fix = f"RAFT's correlation on the whole 4x frame alone takes {flow / GIB:.2f} GiB of it and tiles do not cut it, so use smaller frames or a machine with more memory"
-    raise DeviceMemoryError(
+    smaller = None
+    if _suggest and not custom:  # a smaller flow scale: RAFT's whole-frame correlation shrinks with the square of the area it sees
+        for s in (s for s in flow_scales_for(height, width) if s < scale):
+            try:
+                smaller = choose_tile(manifest, height, width, available_bytes, backend=backend, precision=precision, overlap=overlap,
+                                      _suggest=False, **{**options, "flow_scale": s})  # fmt: skip
+                break
+            except DeviceMemoryError:
+                continue
+    if smaller is not None:
+        fix = (f"RAFT on the whole x{scale} frame alone takes {flow / GIB:.2f} GiB of it and tiles do not cut it, so use "
+               f"{_tile_option(smaller.tile, smaller.flow_scale)} ({smaller.plan.total_bytes / GIB:.2f} GiB)")  # fmt: skip
+    elif flow >= need.scratch_bytes // 2:  # the whole-frame flow, which tiles do not cut, is what does not fit
+        fix = f"RAFT's correlation on the whole x{scale} frame alone takes {flow / GIB:.2f} GiB of it and tiles do not cut it, so use smaller frames or a machine with more memory"
+    error = DeviceMemoryError(
         f"frames of {width}x{height} (padded LR size) need {need.total_bytes / GIB:.2f} GiB even in the smallest tiles "
-        f"({_tile_option(need.tile)}) but only {available_bytes / GIB:.2f} GiB of {where.replace(' free', '')} is "
+        f"({_tile_option(need.tile, scale)}) but only {available_bytes / GIB:.2f} GiB of {where.replace(' free', '')} is "
         f"{'free' if backend == 'trt' else 'allowed'}; {fix}."
+    )
+    error.plan = need  # type: ignore[attr-defined]
+    raise error
+
+
+def choose_flow_scale(
+    manifest: Mapping[str, Any],
+    height: int,
+    width: int,
+    available_bytes: int | None = None,
+    *,
+    tile: tuple[int, int] | None | str = AUTO,
+    backend: Any = "trt",
+    precision: PrecisionLike = "fp16",
+    overlap: int = DEFAULT_OVERLAP,
+    **options: Any,
+) -> TileChoice:
+    """``--flow-scale auto``: 4 (RAFT on the x4 frames, the paper's) where the plan fits, else the largest scale that fits.
+
+    ``tile`` ``"auto"``: the tile is chosen too, by :func:`choose_tile` at each scale from 4 down, so a
+    smaller flow scale is taken only where no tile fits at the larger one (the flow, which tiles do
+    not cut, is then what does not fit); None (untiled) or (height, width): that tile's plan at each
+    scale. Scales the frame is too small for (``sizes.flow_scale_problem``) are not tried. The
+    choice's ``flow_reason`` says why a scale below 4 was taken. DeviceMemoryError (one sentence,
+    naming what fits where something does) when nothing fits at any scale.
+    """
+    backend, available_bytes, precision, options = _resolve_backend(backend, available_bytes, precision, options)
+    options.pop("flow_scale", None)
+    where = _where(backend)
+    first: tuple[int, MemoryPlan] | None = None  # the largest scale's plan that did not fit
+    last_error: DeviceMemoryError | None = None
+    for scale in flow_scales_for(height, width):
+        if tile == AUTO:
+            try:
+                choice = choose_tile(manifest, height, width, available_bytes, backend=backend, precision=precision, overlap=overlap,
+                                     flow_scale=scale, _suggest=False, **options)  # fmt: skip
+            except DeviceMemoryError as refused:
+                first, last_error = first or (scale, refused.plan), refused  # type: ignore[attr-defined]
+                continue
+        else:
+            fixed = None if tile is None else (int(tile[0]), int(tile[1]))  # type: ignore[index]
+            planned = estimate_plan(manifest, height, width, fixed, precision=precision, backend=backend, overlap=overlap, flow_scale=scale, **options)
+            if planned.total_bytes > available_bytes:
+                first = first or (scale, planned)
+                continue
+            what = f"untiled {width}x{height}" if planned.tile is None else f"tiles of {planned.tile[0]}x{planned.tile[1]} ({planned.tiles} tiles)"
+            choice = TileChoice(planned.tile, planned, f"{what}: {planned.total_bytes / GIB:.1f} GiB of {available_bytes / GIB:.1f} GiB {where}", scale)
+        reason = None
+        if first is not None:
+            big_scale, big = first
+            flow = activation_bytes(manifest, flow_graph(big_scale), height, width, fused=backend == "trt")
+            how = "even in the smallest tiles" if tile == AUTO else ("untiled" if big.tile is None else f"in tiles of {big.tile[0]}x{big.tile[1]}")
+            reason = (f"at flow scale {big_scale} the frame needs {big.total_bytes / GIB:.1f} GiB {how} of {available_bytes / GIB:.1f} GiB "
+                      f"{where}, RAFT on the whole x{big_scale} frame alone {flow / GIB:.1f} GiB (tiles do not cut it)")  # fmt: skip
+        return TileChoice(choice.tile, choice.plan, choice.reason, scale, reason)
+    if last_error is not None:  # tile auto: the smallest scale's refusal names the smallest tile and scale tried
+        raise last_error
+    assert first is not None
+    smallest_scale = flow_scales_for(height, width)[-1]
+    need = estimate_plan(manifest, height, width, None if tile is None else tile, precision=precision, backend=backend, overlap=overlap,  # type: ignore[arg-type]
+                         flow_scale=smallest_scale, **options)  # fmt: skip
+    how = "untiled" if need.tile is None else f"in tiles of {need.tile[0]}x{need.tile[1]}"
+    try:
+        fits = choose_flow_scale(manifest, height, width, available_bytes, tile=AUTO, backend=backend, precision=precision, overlap=overlap, **options)
+        fix = f"{_tile_option(fits.tile, fits.flow_scale)} fits ({fits.plan.total_bytes / GIB:.2f} GiB)"
+    except DeviceMemoryError:
+        fix = "no tile fits this frame size here; use smaller frames or a machine with more memory"
+    raise DeviceMemoryError(
+        f"frames of {width}x{height} (padded LR size) {how} need {need.total_bytes / GIB:.2f} GiB even at --flow-scale {smallest_scale} "
+        f"but only {available_bytes / GIB:.2f} GiB of {where.replace(' free', '')} is {'free' if backend == 'trt' else 'allowed'}; {fix}."
     )
 
 
 def tile_advice(manifest: Mapping[str, Any], height: int, width: int, available_bytes: int, **options: Any) -> str:
-    """The fix to name when a chosen tile (or untiled) does not fit: the ``--tile`` that would, or that none does."""
+    """The fix to name when a chosen tile (or untiled) does not fit: the ``--tile`` (and ``--flow-scale``) that would, or that none does."""
+    scale = int(options.get("flow_scale", DEFAULT_FLOW_SCALE))
     try:
         choice = choose_tile(manifest, height, width, available_bytes, **options)
     except DeviceMemoryError:
-        return "no tile fits this frame size here; use smaller frames or a machine with more memory"
-    return f"{_tile_option(choice.tile)} fits ({choice.plan.total_bytes / GIB:.2f} GiB)"
+        try:
+            choice = choose_flow_scale(manifest, height, width, available_bytes, **options)
+        except DeviceMemoryError:
+            return "no tile fits this frame size here; use smaller frames or a machine with more memory"
+    option = _tile_option(choice.tile) if choice.flow_scale == scale else f"{_tile_option(choice.tile)} --flow-scale {choice.flow_scale}"
+    return f"{option} fits ({choice.plan.total_bytes / GIB:.2f} GiB)"

@@ -1,4 +1,10 @@
-"""ONNX Runtime backend: CPU by default, CUDA with I/O binding when onnxruntime-gpu and a GPU exist."""
+"""ONNX Runtime backend: CPU by default, CUDA with I/O binding when onnxruntime-gpu and a GPU exist.
+
+Sessions of the graphs every run uses are opened (files checked) with the backend, so a damaged build
+folder is refused before any work; those only some runs use (``backend.ON_DEMAND_GRAPHS``: the flow
+graphs of flow scales 2 and 1, the statistics graphs of tiled runs, whose ``denoise_stats`` holds a
+second copy of the UNet + TCM weights) when a frame size that runs them is prepared.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ from svsr.contract.errors import InputError, ManifestError
 from svsr.contract.graphs import GRAPH_NAMES
 from svsr.contract.manifest import check_onnx_graph
 from svsr.contract.precision import Precision, PrecisionLike
-from svsr.runtime.sampling.backend import Backend, Buffer
+from svsr.runtime.sampling.backend import ON_DEMAND_GRAPHS, Backend, Buffer
 
 PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
 # ONNX Runtime's own log lines never reach the user: only fatal ones (the failures become sentences below)
@@ -122,7 +128,9 @@ class OrtBackend(Backend):
     """Buffers are OrtValues on the session's device; every run binds them by name (no copies on CPU).
 
     ``device``: ``"auto"`` (CUDA where onnxruntime-gpu sees a GPU), ``"cpu"`` or ``"cuda"``; the
-    backend's ``device`` then reads ``"cpu"`` or ``"cuda:0"``.
+    backend's ``device`` then reads ``"cpu"`` or ``"cuda:0"``. ``graphs``: the sessions opened now
+    (None: every graph but ``ON_DEMAND_GRAPHS``); any other graph opens when :meth:`prepare` names it
+    or it first runs.
     """
 
     name = "ort"
@@ -133,7 +141,7 @@ class OrtBackend(Backend):
         manifest: Mapping[str, Any],
         device: str = "auto",
         precision: PrecisionLike = "fp32",
-        graphs: Sequence[str] = GRAPH_NAMES,
+        graphs: Sequence[str] | None = None,
         threads: int = 0,
     ) -> None:
         kind = ("cuda" if cuda_available() else "cpu") if device == "auto" else device.split(":")[0]
@@ -148,19 +156,36 @@ class OrtBackend(Backend):
         options.log_severity_level = LOG_FATAL_ONLY
         options.log_verbosity_level = 0
         low_memory_options(options)
-        build_dir = Path(build_dir)
+        self._build_dir, self._manifest, self._options = Path(build_dir), manifest, options
         self.sessions: dict[str, ort.InferenceSession] = {}
         self._host_arrays: dict[int, tuple[Any, np.ndarray]] = {}  # id(OrtValue) -> (it, the numpy array it shares)
-        self.precisions: dict[str, str] = {}
         # ONNX Runtime runs the exported float32 graphs unless a precision is asked for
         self.precision = Precision.parse(precision).resolve(lambda graph, prec: prec == "fp32")
-        for name in graphs:
-            path = graph_file(build_dir, manifest, name, self.precision.of(name), kind)
-            self.sessions[name] = open_session(path, name, options, PROVIDERS[kind], build_dir)
-            self.precisions[name] = self.precision.of(name)
-        self._input_types = {
-            name: {i.name: i.type for i in s.get_inputs()} for name, s in self.sessions.items()
-        }
+        for name in [g for g in GRAPH_NAMES if g not in ON_DEMAND_GRAPHS] if graphs is None else graphs:
+            self._session(name)
+
+    def _session(self, graph: str) -> ort.InferenceSession:
+        """The session of ``graph``, opened (its file checked: paths, sha256, external data) on first use."""
+        session = self.sessions.get(graph)
+        if session is None:
+            if graph not in self._manifest["graphs"]:
+                raise ManifestError(f"{self._build_dir} has no {graph} graph; re-export it with svsr-export --force --out {self._build_dir}.")
+            prec = self.precision.of(graph)
+            path = graph_file(self._build_dir, self._manifest, graph, prec, self._ort_device)
+            session = self.sessions[graph] = open_session(path, graph, self._options, PROVIDERS[self._ort_device], self._build_dir)
+        return session
+
+    @property
+    def precisions(self) -> dict[str, str]:
+        """The precision each graph runs at (opened now or on demand)."""
+        return {graph: self.precision.of(graph) for graph in GRAPH_NAMES}
+
+    def prepare(self, manifest: Mapping[str, Any], height: int, width: int, *, tiles: Any = None, graphs: Sequence[str] | None = None) -> None:
+        """Open the sessions this frame size runs that are not open yet (``graphs``; None: the default flow scale's)."""
+        from svsr.runtime.sampling.frame_step import graphs_used
+
+        for graph in graphs_used(tiles is not None and not tiles.single) if graphs is None else graphs:
+            self._session(graph)
 
     def allocate(self, label: str, shape: Sequence[int], dtype: str = "float32", host_io: bool = True) -> Buffer:
         array = np.zeros(tuple(shape), dtype=dtype)
@@ -205,7 +230,7 @@ class OrtBackend(Backend):
         return np.array(buffer.numpy())  # a CPU OrtValue's numpy() is a view of the buffer: later runs would change it
 
     def run(self, graph: str, inputs: Mapping[str, Buffer], outputs: Mapping[str, Buffer]) -> None:
-        session = self.sessions[graph]
+        session = self._session(graph)
         binding = session.io_binding()
         for name, value in inputs.items():
             binding.bind_ortvalue_input(name, value)

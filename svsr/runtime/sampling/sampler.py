@@ -13,8 +13,10 @@ Per frame-step (frame ``k`` at position ``j`` of the sweep of timestep index ``s
     denoise  (z, lr, guidance | zeros, tcm on | off, t, coeffs, noise, history | zeros) -> z_out, x0
     download z_out -> z[k] (plane (s+1) % 2); x0 -> history[k] (plane (s+1) % 2; multistep schedulers)
 
-With tiles the guide decode and the denoise run per tile and are blended into whole-frame buffers
-(svsr/runtime/sampling/frame_step.py); the warp sees the whole frame. Frame k+1 is uploaded into the
+With tiles the guide decode and the denoise run per tile and are blended into whole-frame buffers,
+their GroupNorms fed the whole frame's statistics (svsr/runtime/sampling/frame_step.py); the warp sees
+the whole frame. The flows run the flow graph of the run's flow scale (``flow``, ``flow_x2``,
+``flow_x1``: RAFT on x4, x2 or x1 frames; :meth:`Sampler.slots`). Frame k+1 is uploaded into the
 other slot set while frame k computes (backends with a copy stream overlap the two) and launched
 before frame k's new latent is downloaded (``z_out`` and ``x0`` are double-buffered), so the device
 never idles while the host stores a latent; the flows are pipelined the same way. Every graph call
@@ -34,9 +36,10 @@ from tqdm.auto import tqdm
 
 from svsr.contract.errors import InputError
 from svsr.contract.frames import pad_frame, validate_clip
+from svsr.contract.graphs import DEFAULT_FLOW_SCALE, flow_graph
 from svsr.contract.noise import NoiseSource, PhiloxNoise
 from svsr.contract.scheduler import DEFAULT_SCHEDULER, Step, needs_history, step_coefficients
-from svsr.contract.sizes import PaddingPlan
+from svsr.contract.sizes import PaddingPlan, flow_scale_problem
 from svsr.contract.sweeps import sweep_direction, sweep_order
 from svsr.contract.tiles import AUTO, DEFAULT_OVERLAP, OFF, TileLayout, TileOption, overlap_problem, parse_tile, plan_tiles
 from svsr.runtime.sampling.backend import Backend, Buffer
@@ -50,6 +53,7 @@ from svsr.runtime.sampling.frame_step import (
     enqueue_decode,
     enqueue_frame_step,
     frame_step_key,
+    graphs_used,
     latent_channels,
     tensor_shape,
 )
@@ -108,45 +112,68 @@ class Sampler:
         one tile covers the frame); ``"auto"``: the memory plan's choice where this runtime has one.
         Bad values raise InputError in one sentence.
         """
+        return self.choose(height, width, tile, overlap)[0]
+
+    def choose(self, height: int, width: int, tile: TileOption | None, overlap: int = DEFAULT_OVERLAP,
+               flow_scale: int | str = DEFAULT_FLOW_SCALE) -> tuple[TileLayout | None, int]:  # fmt: skip
+        """The tiles (as :meth:`tile_layout`) and the flow scale of padded LR frames ``height`` x ``width``.
+
+        ``flow_scale`` 4, 2 or 1 (RAFT on x4, x2 or x1 frames), or ``"auto"``: 4 where the memory plan
+        of this backend fits, else the largest that fits (chosen with the tile where ``tile`` is
+        ``"auto"`` too: svsr/runtime/sampling/memory_plan.py ``choose_flow_scale``). A scale the frame
+        is too small for, or a bad tile, raises InputError in one sentence.
+        """
         choice = OFF if tile is None else parse_tile(tile)
-        if choice == AUTO:
-            choice = self._auto_tile(height, width, overlap)
+        if flow_scale == AUTO or choice == AUTO:
+            from svsr.runtime.sampling.memory_plan import choose_flow_scale, choose_tile
+
+            if flow_scale == AUTO:
+                auto = choose_flow_scale(self.manifest, height, width, backend=self.backend, overlap=overlap,
+                                         tile=None if choice == OFF else choice)  # fmt: skip
+            else:
+                auto = choose_tile(self.manifest, height, width, backend=self.backend, overlap=overlap, flow_scale=int(flow_scale))
+            flow_scale = auto.flow_scale
+            if choice == AUTO:
+                choice = OFF if auto.tile is None else (int(auto.tile[0]), int(auto.tile[1]))
+        self.check_flow_scale(int(flow_scale), height, width)
         problem = overlap_problem(choice, overlap)
         if problem:
             raise InputError(problem)
         if choice == OFF:
-            return None
-        layout = plan_tiles(height, width, choice, overlap)
-        return None if layout.single else layout
+            return None, int(flow_scale)
+        layout = plan_tiles(height, width, choice, overlap)  # type: ignore[arg-type]
+        return (None if layout.single else layout), int(flow_scale)
 
-    def _auto_tile(self, height: int, width: int, overlap: int) -> TileOption:
-        from svsr.runtime.sampling import memory_plan
-
-        choose = getattr(memory_plan, "choose_tile", None)
-        if choose is None:  # no tile memory plan in this runtime: whole frames, as before tiles existed
-            return OFF
-        chosen, _reason = choose(self.manifest, height, width, backend=self.backend, overlap=overlap)
-        return OFF if chosen in (None, OFF) else (int(chosen[0]), int(chosen[1]))
+    @staticmethod
+    def check_flow_scale(flow_scale: int, height: int, width: int) -> None:
+        """InputError (one sentence) unless RAFT runs at ``flow_scale`` on padded LR frames of ``height`` x ``width``."""
+        if flow_scale not in (4, 2, 1):
+            raise InputError(f"flow scale {flow_scale!r} is not one of 4 (the original), 2 and 1.")
+        problem = flow_scale_problem(flow_scale, height, width)
+        if problem:
+            raise InputError(problem)
 
     # -- device slots -----------------------------------------------------------------------------
-    def slots(self, height: int, width: int, tiles: TileLayout | None = None) -> DeviceSlots:
-        """The slot buffers for padded LR frames of ``height`` x ``width``; allocated once per size and tile layout.
+    def slots(self, height: int, width: int, tiles: TileLayout | None = None, flow_scale: int = DEFAULT_FLOW_SCALE) -> DeviceSlots:
+        """The slot buffers for padded LR frames of ``height`` x ``width``; allocated once per size, tile layout and flow scale.
 
         ``tiles`` None (or a layout of one tile): whole frames, bit for bit the untiled path.
+        ``flow_scale``: which flow graph :meth:`compute_flows` and per-step flows run (4: ``flow``, RAFT
+        on the bicubic x4 frames; 2: ``flow_x2``; 1: ``flow_x1``); InputError (one sentence) where the
+        frames are too small for it. The backend is prepared for exactly the graphs this size runs.
         """
         if tiles is not None and (tiles.frame_height, tiles.frame_width) != (height, width):
             raise ValueError(f"a tile layout for {tiles.frame_height}x{tiles.frame_width} frames was given for {height}x{width} slots")
+        self.check_flow_scale(flow_scale, height, width)
         layout = None if tiles is None or tiles.single else tiles
         current = self._slots
         if current is not None and (current.height, current.width) == (height, width):
-            if (current.tiles.layout if current.tiles is not None else None) == layout:
+            if (current.tiles.layout if current.tiles is not None else None) == layout and current.flow_graph == flow_graph(flow_scale):
                 return current
         self._slots = None
-        if layout is None:
-            self.backend.prepare(self.manifest, height, width)  # e.g. TensorRT: the size against engine profiles and free memory
-        else:
-            self.backend.prepare(self.manifest, height, width, tiles=layout)
-        self._slots = allocate_slots(self.backend, self.manifest, height, width, layout)
+        # e.g. TensorRT: the size against engine profiles and free memory; both backends open the graphs it runs
+        self.backend.prepare(self.manifest, height, width, tiles=layout, graphs=graphs_used(layout is not None, flow_scale))
+        self._slots = allocate_slots(self.backend, self.manifest, height, width, layout, flow_scale)
         return self._slots
 
     # -- the phases of a clip -----------------------------------------------------------------------
@@ -173,7 +200,7 @@ class Sampler:
             frame, previous = (i, i - 1) if forward else (i - 1, i)
             b.upload(s.lr, store.lr.read(frame))
             b.upload(s.lr_previous, store.lr.read(previous))
-            b.run("flow", {"frame": s.lr, "previous": s.lr_previous}, {"flow": s.flow})
+            b.run(slots.flow_graph, {"frame": s.lr, "previous": s.lr_previous}, {"flow": s.flow})
 
         if jobs:
             launch_job(0)
@@ -233,7 +260,7 @@ class Sampler:
 
         def launch_frame(position: int) -> None:
             s, uses_tcm = slots.sets[position % 2], tcm and position > 0
-            key = frame_step_key(s.index, uses_tcm, flow_per_step, history, slots.layout_key)
+            key = frame_step_key(s.index, uses_tcm, flow_per_step, history, slots.layout_key, slots.flow_graph)
             b.launch(key, lambda: enqueue_frame_step(b, slots, s, uses_tcm, flow_per_step, history))
 
         stage(0)
@@ -283,6 +310,7 @@ class Sampler:
         tile: TileOption | None = None,
         tile_overlap: int = DEFAULT_OVERLAP,
         tcm: bool = True,
+        flow_scale: int | str = DEFAULT_FLOW_SCALE,
     ) -> list[np.ndarray]:
         """Upscale one clip 4x: HxWx3 uint8 frames -> 4Hx4Wx3 float32 in [0, 1].
 
@@ -291,10 +319,12 @@ class Sampler:
         holds every output frame, so for long videos use the video job, which encodes as it decodes.
         ``scheduler``/``eta``: see :meth:`steps`. ``tile``: None or ``"off"`` whole frames, ``(h, w)``
         tiles of that many LR pixels blended over ``tile_overlap`` (see :meth:`tile_layout`). ``tcm``
-        False: the ablation without the temporal conditioning (see :meth:`run_step`).
+        False: the ablation without the temporal conditioning (see :meth:`run_step`). ``flow_scale``: 4
+        (RAFT on the bicubic x4 frames, the original), 2 or 1 (on x2 / x1 frames, the flow upsampled to
+        4x), or ``"auto"`` (see :meth:`choose`).
         """
         plan = validate_clip(frames)
-        tiles = self.tile_layout(plan.padded_height, plan.padded_width, tile, tile_overlap)
+        tiles, flow_scale = self.choose(plan.padded_height, plan.padded_width, tile, tile_overlap, flow_scale)
         steps = self.steps(num_inference_steps, scheduler=scheduler, eta=eta)
         noise = noise if noise is not None else PhiloxNoise(0)
         layout = self.store_layout(len(frames), plan, history=needs_history(scheduler))
@@ -302,7 +332,7 @@ class Sampler:
         with tempfile.TemporaryDirectory(prefix="svsr-clip-", dir=work_dir) as folder:
             store = ClipStore(layout, Path(folder), budget)
             try:
-                slots = self.slots(layout.height, layout.width, tiles)
+                slots = self.slots(layout.height, layout.width, tiles, flow_scale)
                 self.load_frames(store, frames, plan)
                 self.compute_flows(store, slots)
                 self.initial_latents(store, noise)

@@ -8,15 +8,19 @@ Torch-free; CUDA through svsr/device/cuda.py. The backend ties four small parts 
 * engines and their execution contexts, bound once on a shared scratch area (trt_engines.py);
 * frame-step programs (trt_programs.py): dry run, eager run + capture, replay.
 
-It serves the six graphs of svsr/contract/graphs.py, one engine each (``warp`` and ``blend`` are
-always float32 engines: the precision type says so). Tiles add two buffer moves the schedule asks
+It serves the graphs of svsr/contract/graphs.py, one engine each (``warp`` and ``blend`` are
+always float32 engines: the precision type says so). The engines of the graphs only some runs use
+(``backend.ON_DEMAND_GRAPHS``: the flow graphs of flow scales 2 and 1, the statistics graphs of tiled
+runs) are deserialised when ``prepare`` first sees a size that runs them, after checking that their
+weights fit the free memory; the others when the backend opens. Tiles add two buffer moves the schedule asks
 for, :meth:`TrtBackend.copy_region` (``cudaMemcpy2DAsync`` per leading plane) and
 :meth:`TrtBackend.zero` (``cudaMemsetAsync``); both go on the compute stream like a graph launch,
 so a frame-step program's capture records them with its launches.
 
-``prepare(manifest, h, w, tiles)``, which the sampler calls before allocating the slots of a frame
-size, checks the frame size (flow, warp) and the tile shape (denoise, guide_decode, decode) against
-the engines' profiles; asks a temporary context per engine for its
+``prepare(manifest, h, w, tiles, graphs)``, which the sampler calls before allocating the slots of a frame
+size, checks the frame size (flow, warp, the statistics graphs) and the tile shape (denoise,
+guide_decode, decode) against the profiles of the engines that size runs; loads those not loaded
+yet; asks a temporary context per engine it runs for its
 scratch need at this size; releases the buffers the new size does not reuse, and with them the
 contexts and CUDA graphs bound to them; refuses, in one sentence, a size whose memory plan
 (memory_plan.py) does not fit the free memory; sizes the scratch; and lets keys whose capture
@@ -38,17 +42,20 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from svsr.contract.errors import InputError
+from svsr.contract.errors import InputError, ManifestError
 from svsr.contract.precision import PrecisionLike
 from svsr.contract.profiles import Profile, format_size
 from svsr.device.tensorrt import open_plan_runtime
-from svsr.runtime.sampling.backend import Backend
-from svsr.contract.graphs import TILED_GRAPHS
+from svsr.runtime.sampling.backend import ON_DEMAND_GRAPHS, Backend
+from svsr.contract.graphs import FLOW_GRAPH_NAMES, TILED_GRAPHS
 from svsr.contract.tiles import TileLayout
-from svsr.runtime.sampling.memory_plan import MemoryPlan, check_fits, engine_input_shapes, plan_memory, slot_buffers
+from svsr.runtime.sampling.frame_step import graphs_used
+from svsr.runtime.sampling.memory_plan import GIB, DeviceMemoryError, MemoryPlan, check_fits, engine_input_shapes, plan_memory, slot_buffers
 from svsr.runtime.sampling.trt_device import DeviceBuffer, DeviceMemory, enqueue_region_copy, region_copies, touched
 from svsr.runtime.sampling.trt_engines import ContextPool, LoadedEngine, TensorRTError, load_engine
 from svsr.runtime.sampling.trt_programs import BUFFER_OPS, COPY_OP, ZERO_OP, DryRun, Programs, ProgramBindingError, TracedRun
+
+FLOW_SCALE_OF = {graph: scale for scale, graph in FLOW_GRAPH_NAMES.items() if scale != 4}
 
 __all__ = ["TRT_RUNTIME_API", "ProgramBindingError", "TensorRTError", "TrtBackend", "open_trt_backend"]
 
@@ -77,9 +84,11 @@ def _default_rebuild(profile: Profile | None) -> str:
 
 
 class TrtBackend(Backend):
-    """Runs the six graphs' TensorRT engines on one device (see the module docstring).
+    """Runs the graphs' TensorRT engines on one device (see the module docstring).
 
-    ``version_compatible``: the plans were built with ``svsr-export --lean``; ``lean``: ``trt`` is
+    ``plans``: per graph, the plan's bytes or an object whose ``read()`` gives them and whose
+    ``size`` says how many (``trt_plans.PlanFile``); those of ``ON_DEMAND_GRAPHS`` load when a
+    prepared size runs them, the rest now. ``version_compatible``: the plans were built with ``svsr-export --lean``; ``lean``: ``trt`` is
     TensorRT's lean runtime (else the full library, which loads the lean runtime for such plans).
     """
 
@@ -87,7 +96,7 @@ class TrtBackend(Backend):
 
     def __init__(
         self,
-        plans: Mapping[str, bytes],
+        plans: Mapping[str, Any],
         *,
         trt: Any,
         cuda: Any,
@@ -113,9 +122,10 @@ class TrtBackend(Backend):
         self._logger = trt.Logger(trt.Logger.WARNING)
         loaded = open_plan_runtime(trt, self._logger, version_compatible=version_compatible, lean=lean)
         self._runtime, self._parent_runtime = loaded.runtime, loaded.parent  # the parent outlives nothing it made
-        self.engines: dict[str, LoadedEngine] = {
-            graph: load_engine(trt, self._runtime, graph, plan, self._rebuild(self.profiles.get(graph))) for graph, plan in plans.items()
-        }
+        self._plans: dict[str, Any] = dict(plans)  # what is not deserialised yet
+        self.engines: dict[str, LoadedEngine] = {}
+        for graph in [g for g in plans if g not in ON_DEMAND_GRAPHS]:
+            self._load(graph)
         self.memory = DeviceMemory(cuda)
         self.programs = Programs(cuda)
         self.contexts = ContextPool(
@@ -180,14 +190,22 @@ class TrtBackend(Backend):
             "program_bytes": self.programs.held_bytes(),
         }
 
-    def memory_plan(self, manifest: Mapping[str, Any], height: int, width: int, tiles: TileLayout | None = None) -> MemoryPlan:
-        """The device memory padded LR frames of ``height`` x ``width`` need here (engines are loaded already).
+    @property
+    def loaded_graphs(self) -> tuple[str, ...]:
+        """The graphs whose engines are deserialised (on the device) now."""
+        return tuple(self.engines)
+
+    def memory_plan(self, manifest: Mapping[str, Any], height: int, width: int, tiles: TileLayout | None = None,
+                    graphs: Sequence[str] | None = None) -> MemoryPlan:  # fmt: skip
+        """The device memory padded LR frames of ``height`` x ``width`` need here (the engines of ``graphs`` are loaded already).
 
         ``tiles``: the layout the sampler runs (None or one tile: untiled); the tiled graphs' scratch
-        is asked for at the tile shape, flow and warp at the frame size.
+        is asked for at the tile shape, the flow, warp and statistics graphs at the frame size.
+        ``graphs``: what this size runs (None: ``frame_step.graphs_used`` of the layout at flow scale 4).
         """
+        used = graphs_used(tiles is not None and not tiles.single) if graphs is None else tuple(graphs)
         shapes = engine_input_shapes(manifest, height, width, tiles)
-        scratch = self.contexts.scratch_need({g: s for g, s in shapes.items() if g in self.engines})  # first: its probe contexts are measured too
+        scratch = self.contexts.scratch_need({g: s for g, s in shapes.items() if g in used and g in self.engines})  # first: its probe contexts are measured too
         return plan_memory(
             manifest,
             height,
@@ -200,26 +218,41 @@ class TrtBackend(Backend):
         )
 
     # -- a frame size -----------------------------------------------------------------------------
-    def prepare(self, manifest: Mapping[str, Any], height: int, width: int, tiles: TileLayout | None = None) -> None:
-        """Before the slot buffers of a frame size are allocated: profile check, scratch size, memory check.
+    def prepare(self, manifest: Mapping[str, Any], height: int, width: int, *, tiles: TileLayout | None = None,
+                graphs: Sequence[str] | None = None) -> None:  # fmt: skip
+        """Before the slot buffers of a frame size are allocated: profile check, engines, scratch size, memory check.
 
-        ``tiles``: the layout the sampler will run (None or one tile: untiled). Held buffers the new
-        size does not reuse are released first (with the contexts and graphs bound to them); raises
-        DeviceMemoryError when the size does not fit the free memory.
+        ``tiles``: the layout the sampler will run (None or one tile: untiled); ``graphs``: the graphs
+        it runs (None: ``frame_step.graphs_used`` of the layout at flow scale 4), whose engines are
+        loaded here if they are not yet. Held buffers the new size does not reuse are released first
+        (with the contexts and graphs bound to them); raises DeviceMemoryError when the size does not
+        fit the free memory.
         """
         self._check_idle("prepare")
         tiled = tiles is not None and not tiles.single
-        for graph, profile in self.profiles.items():
-            if graph == "blend":  # latent and pixel tiles alike: TensorRT's own refusal names the shape
+        used = graphs_used(tiled) if graphs is None else tuple(graphs)
+        for graph in used:
+            profile = self.profiles.get(graph)
+            if graph == "blend" or profile is None:  # blend: latent and pixel tiles alike, TensorRT's own refusal names the shape
                 continue
             size = tiles.tile_shape if tiled and graph in TILED_GRAPHS else (height, width)
+            built_tile = getattr(profile, "tile", None)
+            if graph in TILED_GRAPHS and built_tile is not None:  # svsr-export --tile: that tile shape only
+                if tuple(size) != tuple(built_tile):
+                    what = f"tiles of {format_size(size)}" if tiled else f"whole frames of {format_size(size)}"
+                    raise InputError(
+                        f"{what} do not fit the {graph} engine, built for {built_tile[0]}x{built_tile[1]} tiles only "
+                        f"(svsr-export --tile {built_tile[0]}x{built_tile[1]}); use --tile {built_tile[0]}x{built_tile[1]} (or auto)."
+                    )
+                continue
             if not profile.covers(1, *size):
                 what = f"tiles of {format_size(size)}" if size != (height, width) else f"frames padded to {format_size(size)}"
                 raise InputError(
                     f"{what} are outside the {graph} engine's profile {profile.describe()}; "
                     f"rebuild the engines for this size with: {self._rebuild(Profile.static(*size))}"
                 )
-        plan = self.memory_plan(manifest, height, width, tiles)  # also probes the scratch need
+        self._load_missing(used)
+        plan = self.memory_plan(manifest, height, width, tiles, used)  # also probes the scratch need
         wanted = {b.label: (b.shape, b.dtype) for b in slot_buffers(manifest, height, width, tiles)}
         for label, buf in list(self.memory.buffers.items()):
             if wanted.get(label) != (buf.shape, buf.dtype):
@@ -261,7 +294,7 @@ class TrtBackend(Backend):
 
     def run(self, graph: str, inputs: Mapping[str, DeviceBuffer], outputs: Mapping[str, DeviceBuffer]) -> None:
         self._check_open()
-        e = self.engines.get(graph)
+        e = self.engines.get(graph) or (self._load(graph) if graph in self._plans else None)  # a run without prepare: loaded now
         if e is None:
             raise ValueError(f"there is no {graph!r} engine; this backend has {sorted(self.engines)}.")
         bound = {**inputs, **outputs}
@@ -358,6 +391,37 @@ class TrtBackend(Backend):
             raise errors[0]
 
     # -- helpers ----------------------------------------------------------------------------------
+    def _load(self, graph: str) -> LoadedEngine:
+        """Deserialise ``graph``'s plan (read now where it is a plan file) and check its tensors."""
+        plan = self._plans.pop(graph)
+        data = plan if isinstance(plan, (bytes, bytearray, memoryview)) else plan.read()
+        engine = self.engines[graph] = load_engine(self.trt, self._runtime, graph, bytes(data), self._rebuild(self.profiles.get(graph)))
+        return engine
+
+    def _load_missing(self, graphs: Sequence[str]) -> None:
+        """The engines of ``graphs`` not loaded yet, after checking that their weights fit the free memory (one sentence otherwise)."""
+        missing = [g for g in graphs if g not in self.engines]
+        absent = [g for g in missing if g not in self._plans]
+        if absent:
+            flow = FLOW_SCALE_OF.get(absent[0])
+            why = f" (its frames were too small for RAFT at --flow-scale {flow})" if flow else ""
+            fix = "use --flow-scale 4, or rebuild the engines for larger frames with" if flow else "rebuild the engines with"
+            raise ManifestError(
+                f"this build has no TensorRT engine for the {absent[0]} graph{why}, which this run needs; {fix}: "
+                f"{self._rebuild(self.profiles.get(absent[0]))}"
+            )
+        if not missing:
+            return
+        need = sum(len(p) if isinstance(p, (bytes, bytearray, memoryview)) else int(p.size) for p in (self._plans[g] for g in missing))
+        free, _total = self.cuda.mem_get_info()
+        if need > free:
+            raise DeviceMemoryError(
+                f"the {', '.join(missing)} engine{'s' if len(missing) > 1 else ''} this run needs take {need / GIB:.2f} GiB of GPU memory "
+                f"but only {free / GIB:.2f} GiB is free; free GPU memory (other processes) or use a machine with more memory."
+            )
+        for graph in missing:
+            self._load(graph)
+
     def _execute(self, graph: str, context: Any) -> None:
         if not context.execute_async_v3(self.stream):
             raise TensorRTError(f"TensorRT could not enqueue the {graph} engine (see its message above).")

@@ -107,13 +107,14 @@ class ContextPool:
 
     # -- scratch ----------------------------------------------------------------------------------
     def scratch_need(self, shapes: Mapping[str, Mapping[str, tuple[int, ...]]]) -> int:
-        """The most scratch any engine's context needs for these input shapes (temporary contexts ask TensorRT)."""
+        """The most scratch the engines of ``shapes``' graphs need for those input shapes (temporary contexts ask TensorRT)."""
         key = tuple(sorted((f"{g}.{n}", s) for g, inputs in shapes.items() for n, s in inputs.items()))
         need = self._needs.get(key)
         if need is None:
             need = 0
-            for e in self.engines.values():
-                context, _overhead = self._new_context(e, shapes[e.name])
+            for graph in shapes:  # the graphs a frame size runs (their engines loaded by then)
+                e = self.engines[graph]
+                context, _overhead = self._new_context(e, shapes[graph])
                 need = max(need, int(context.update_device_memory_size_for_shapes()))
                 del context
             self._needs[key] = need
