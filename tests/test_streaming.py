@@ -147,6 +147,9 @@ def test_ctrl_c_keeps_the_checkpoint_exits_130_and_a_rerun_resumes(tiny_build, r
     process = subprocess.Popen(
         [sys.executable, "-c", "import sys; from svsr.cli import run_main; sys.exit(run_main())", *args, "--quiet"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+        # a terminal starts svsr-run with SIGINT at its default; a test process may have come to ignore it (an ignored
+        # signal is inherited across exec, and Python then installs no KeyboardInterrupt handler)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     checkpoint = tmp_path / ".out.svsr-work" / "shot00000" / CHECKPOINT_NAME  # one shot: the whole input
     deadline = time.monotonic() + 240
