@@ -100,6 +100,15 @@ def _flow_spec(scale: int) -> "GraphSpec":
     )
 
 
+# what the TCM + UNet see of one frame (or tile): denoise's first inputs, and all of denoise_stats
+_NETWORK_INPUTS = (
+    _t("z", "batch", 4, "height", "width"),
+    _t("lr", "batch", 3, "height", "width"),
+    _t("guidance", "batch", 3, "height4", "width4"),
+    _t("tcm_scale", 1),
+    _t("timestep", 1),
+)
+
 GRAPHS: dict[str, GraphSpec] = {
     "flow": _flow_spec(4),
     "flow_x2": _flow_spec(2),
@@ -107,11 +116,7 @@ GRAPHS: dict[str, GraphSpec] = {
     "denoise": GraphSpec(
         "denoise",
         inputs=(
-            _t("z", "batch", 4, "height", "width"),
-            _t("lr", "batch", 3, "height", "width"),
-            _t("guidance", "batch", 3, "height4", "width4"),
-            _t("tcm_scale", 1),
-            _t("timestep", 1),
+            *_NETWORK_INPUTS,
             _t("step_coeffs", NUM_STEP_COEFFS),
             _t("noise", "batch", 4, "height", "width"),
             _t("x0_history", "batch", 4, "height", "width"),
@@ -124,13 +129,7 @@ GRAPHS: dict[str, GraphSpec] = {
     ),
     "denoise_stats": GraphSpec(
         "denoise_stats",
-        inputs=(
-            _t("z", "batch", 4, "height", "width"),
-            _t("lr", "batch", 3, "height", "width"),
-            _t("guidance", "batch", 3, "height4", "width4"),
-            _t("tcm_scale", 1),
-            _t("timestep", 1),
-        ),
+        inputs=_NETWORK_INPUTS,
         outputs=(_t("norm_stats", "batch", "denoise_stats"),),
         summary="TCM + UNet on every 2nd row and column of the whole frame: every GroupNorm's per-group mean and variance, in call order",
     ),
